@@ -1,0 +1,38 @@
+# `make tour` sets everything up on a fresh machine and runs the tour; `make test` runs the test suite.
+# Everything installs from package registries (PyPI, Debian); no model or data set is downloaded from a hub.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page.
+APT_PACKAGES := espeak-ng chromium
+
+.PHONY: setup system-deps tour test clean
+
+setup: $(VENV)/.installed system-deps
+
+# The venv is rebuilt whenever the package's dependencies or the tested version set change.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	touch $@
+
+# Installed only where apt-get is usable as root and the tool is missing; elsewhere the tests that need
+# them skip with a reason.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+		|| echo "warning: could not install$$missing; tests that need them will skip"; \
+	else echo "note:$$missing not installed (needs root apt-get); tests that need them will skip"; fi
+
+tour: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/tour run all
+
+test: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) tour-output

@@ -1,0 +1,118 @@
+"""Test harness: offline, network-blocked, caches in a temp dir, RNG state kept, CUDA tests skipped without a GPU."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import ipaddress
+import os
+import random
+import socket
+import tempfile
+
+import pytest
+
+# Set before any test imports transformers/datasets: they read these at import time.
+_CACHE_ROOT = tempfile.mkdtemp(prefix="tour-test-cache-")
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HOME": os.path.join(_CACHE_ROOT, "hf"),
+    "TORCHINDUCTOR_CACHE_DIR": os.path.join(_CACHE_ROOT, "inductor"),
+    "MPLBACKEND": "Agg",
+}
+os.environ.update(OFFLINE_ENV)
+os.environ.pop("TOUR_DEVICE", None)  # tests choose devices explicitly
+
+
+def pytest_report_header(config):
+    names = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ["torch-tour stack: " + ", ".join(found), f"caches under {_CACHE_ROOT} (HF offline)"]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("needs_cuda" in item.keywords for item in items) and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
+        for item in items:
+            if "needs_cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+# -- network: loopback only -------------------------------------------------------------------------------------
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+def _is_local(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths and the like
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it would already be network traffic
+
+
+@pytest.fixture(autouse=True)
+def _block_network(monkeypatch):
+    """Any test that opens a non-loopback connection fails; loopback stays open for distributed tests."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(address):
+        if not _is_local(address):
+            raise NetworkBlocked(f"test tried to reach the network: {address!r}")
+
+    def connect(self, address):
+        guard(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        guard(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_rng_and_threads():
+    """Tests may seed and change thread counts; put both back so test order never matters."""
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    torch_state = torch.random.get_rng_state() if torch else None
+    threads = torch.get_num_threads() if torch else None
+    yield
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    if torch:
+        torch.random.set_rng_state(torch_state)
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """A fresh output folder for a stop's files."""
+    return str(tmp_path / "out")

@@ -1,0 +1,50 @@
+"""The basics stop's numbers: each section's fact, and the digits MLP's held-out accuracy."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tour import basics
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return basics.run(basics.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_tensors(result):
+    assert result.broadcast_shape == [3, 4]
+    assert result.numpy_shares_memory is True
+
+
+def test_autograd_matches_calculus(result):
+    assert result.grad_max_error < 1e-12
+    assert result.gradcheck_passed
+
+
+def test_mlp_learns_real_digits(result):
+    assert result.train_size + result.test_size == 1797
+    assert result.losses[-1] < result.losses[0] / 5
+    assert result.test_accuracy >= 0.95
+
+
+def test_dynamic_graph_follows_the_path_that_ran(result):
+    assert result.dynamic_steps[0] == 0 and result.dynamic_steps[0] < result.dynamic_steps[1] < result.dynamic_steps[2]
+    assert result.dynamic_grads == {"shrink": True, "pos": True, "neg": False}
+
+
+def test_broken_backward_fails_gradcheck(monkeypatch):
+    fn = basics._softplus_function()
+    monkeypatch.setattr(fn, "backward", staticmethod(lambda ctx, g: g * 0.5))
+    monkeypatch.setattr(basics, "_softplus_function", lambda: fn)
+    with pytest.raises(Exception, match="Jacobian mismatch"):
+        basics.custom_function_gradcheck()
+
+
+def test_main_writes_result_json(tmp_path, capsys):
+    assert basics.main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--epochs", "3"]) == 0
+    saved = json.loads(Path(tmp_path, "basics", "result.json").read_text())
+    assert saved["device"] == "cpu" and len(saved["losses"]) == 3
+    assert "held-out accuracy" in capsys.readouterr().out

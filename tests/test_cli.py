@@ -1,0 +1,80 @@
+"""The `tour` command: fast start-up without torch, one-line errors with exit code 2, no tracebacks."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tour import cli
+from tour.stops import STOPS
+
+PY = sys.executable
+
+
+def tour(*args, env=None, timeout=300):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([PY, "-m", "tour", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
+
+
+def test_import_tour_imports_no_torch():
+    code = "import sys, tour, tour.cli, tour.config, tour.stops, tour.errors; print('torch' in sys.modules)"
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_help_and_list_are_fast():
+    for args in (["--help"], ["list"]):
+        start = time.perf_counter()
+        res = tour(*args)
+        took = time.perf_counter() - start
+        assert res.returncode == 0, res.stderr
+        assert took < 5, f"`tour {' '.join(args)}` took {took:.1f}s: it must not import torch"
+    assert all(name in res.stdout for name in STOPS)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert "torch-tour" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,env,needle", [
+    (["run", "nosuch"], {}, "unknown stop 'nosuch'"),
+    (["run", "basics", "--epochs", "many"], {}, "expected a int"),
+    (["run", "basics", "--no-such-flag"], {}, "unrecognized arguments"),
+    (["run", "basics", "--device", "tpu9"], {}, "unknown device 'tpu9'"),
+    (["run", "basics"], {"TOUR_DEVICE": "tpu9"}, "TOUR_DEVICE=tpu9"),
+    (["nosuchcommand"], {}, "invalid choice"),
+])
+def test_user_errors_are_one_line_exit_2(args, env, needle):
+    res = tour(*args, env=env)
+    assert res.returncode == 2
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU error")
+def test_absent_gpu_is_one_line_exit_2():
+    res = tour("run", "basics", "--device", "cuda")
+    assert res.returncode == 2
+    assert "not available on this machine" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_stop_help_shows_defaults():
+    res = tour("run", "basics", "--help")
+    assert res.returncode == 0
+    assert "--epochs EPOCHS" in res.stdout and "(default: 40)" in res.stdout
+
+
+def test_unwritable_out_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = tour("run", "basics", "--quick", "--out", str(blocker / "sub"))
+    assert res.returncode == 2
+    assert "cannot create output folder" in res.stderr and "Traceback" not in res.stderr

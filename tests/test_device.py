@@ -1,0 +1,102 @@
+"""The device helper: auto choice, overrides in the right order, clear errors for bad or absent devices."""
+
+import pytest
+import torch
+
+from tour import device as dev
+from tour.errors import TourError
+
+
+def test_auto_picks_cpu_without_accelerator(monkeypatch):
+    monkeypatch.delenv(dev.ENV_VAR, raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available() and getattr(torch, "accelerator", None) and torch.accelerator.is_available():
+        expected = torch.accelerator.current_accelerator().type
+    assert dev.get_device().type == expected
+
+
+def test_cuda_build_without_gpu_is_not_taken_for_a_gpu(monkeypatch):
+    # A CUDA build names "cuda" as its accelerator even with no GPU: only is_available() may count.
+    monkeypatch.delenv(dev.ENV_VAR, raising=False)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    choice = dev.choose()
+    assert choice.device == torch.device("cpu")
+    assert "no accelerator" in choice.reason
+
+
+def test_argument_beats_env_beats_auto(monkeypatch):
+    monkeypatch.setenv(dev.ENV_VAR, "cpu")
+    assert dev.choose().reason == "TOUR_DEVICE=cpu"
+    assert dev.choose("cpu").reason == "--device cpu"
+    monkeypatch.setenv(dev.ENV_VAR, "auto")
+    assert dev.get_device().type in dev.KNOWN
+
+
+@pytest.mark.parametrize("bad", ["tpu9", "gpu", "cuda:x", ""])
+def test_unknown_device_names_the_choices(bad, monkeypatch):
+    if bad == "":  # empty means auto
+        assert dev.get_device(bad).type in dev.KNOWN
+        return
+    with pytest.raises(TourError, match="choose one of: auto, cuda, mps, xpu, cpu"):
+        dev.get_device(bad)
+
+
+def test_bad_env_var_is_reported_as_such(monkeypatch):
+    monkeypatch.setenv(dev.ENV_VAR, "tpu9")
+    with pytest.raises(TourError, match="TOUR_DEVICE=tpu9"):
+        dev.get_device()
+
+
+def test_meta_is_refused():
+    with pytest.raises(TourError, match="unsupported device"):
+        dev.get_device("meta")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_absent_cuda_is_a_clear_error():
+    with pytest.raises(TourError, match="not available on this machine"):
+        dev.get_device("cuda")
+
+
+def test_absent_device_index(monkeypatch):
+    monkeypatch.setattr(dev, "_backend_available", lambda kind: True)
+    monkeypatch.setattr(dev, "_device_count", lambda kind: 1)
+    with pytest.raises(TourError, match="has 1 cuda device"):
+        dev.get_device("cuda:3")
+
+
+def test_dtype_and_autocast_on_cpu():
+    cpu = torch.device("cpu")
+    assert dev.get_dtype(cpu) == torch.float32
+    with dev.autocast(cpu):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == torch.float32  # a no-op on CPU
+
+
+def test_seed_everything_repeats():
+    import random
+
+    import numpy as np
+
+    dev.seed_everything(7)
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    dev.seed_everything(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_describe_says_what_and_why():
+    text = dev.describe("cpu")
+    assert text.startswith("device cpu (") and "--device cpu" in text and "float32" in text
+
+
+@pytest.mark.needs_cuda
+def test_cuda_device_and_bf16():
+    d = dev.get_device("cuda")
+    assert d.type == "cuda"
+    assert dev.get_dtype(d) in (torch.bfloat16, torch.float32)
+    with dev.autocast(d):
+        y = torch.ones(8, 8, device=d) @ torch.ones(8, 8, device=d)
+    assert y.dtype == dev.get_dtype(d)

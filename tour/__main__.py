@@ -1,0 +1,5 @@
+import sys
+
+from tour.cli import main
+
+sys.exit(main())

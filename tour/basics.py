@@ -1,0 +1,233 @@
+"""Stop 1, the building blocks: tensors, autograd, nn.Module trained on real digits, dynamic graphs.
+
+Each section prints what it shows and returns the numbers the tests check.
+Run: `tour run basics` (or `python -m tour.basics`, `python examples/basics.py`); `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from tour.config import BaseConfig, arg, stop_main
+
+NAME = "basics"
+
+
+@dataclass
+class Config(BaseConfig):
+    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)")
+    batch_size: int = arg(64, "digits per training step")
+    lr: float = arg(1e-3, "Adam learning rate")
+    hidden: int = arg(128, "width of the MLP's hidden layers")
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+
+
+@dataclass
+class Result:
+    device: str
+    broadcast_shape: list[int]  # (3,1) + (4,) -> (3,4)
+    numpy_shares_memory: bool  # a write through NumPy is seen by the tensor
+    grad_max_error: float  # autograd vs the analytic derivative
+    gradcheck_passed: bool  # custom autograd.Function checked in float64
+    train_size: int
+    test_size: int
+    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    test_accuracy: float = 0.0
+    train_seconds: float = 0.0
+    dynamic_steps: list[int] = field(default_factory=list)  # steps the data-dependent loop took per input
+    dynamic_grads: dict[str, bool] = field(default_factory=dict)  # which branch got gradients
+
+
+# 1) tensors ---------------------------------------------------------------------------------------------------
+def tensors(device) -> tuple[list[int], bool]:
+    import numpy as np
+    import torch
+
+    a = torch.arange(3.0).reshape(3, 1)  # a column
+    b = torch.tensor([10.0, 20.0, 30.0, 40.0])  # a row
+    c = a + b  # broadcasting stretches both to (3, 4) without copying either
+    print(f"  arange/tensor dtypes: {a.dtype}, ints default to {torch.tensor([1]).dtype}; "
+          f"(3,1) + (4,) broadcasts to {tuple(c.shape)}")
+    arr = np.zeros(4, dtype=np.float32)
+    t = torch.from_numpy(arr)  # same memory, no copy
+    arr[0] = 42.0
+    shared = bool(t[0].item() == 42.0)
+    print(f"  torch.from_numpy shares memory: wrote 42 through NumPy, tensor sees {t[0].item():g}")
+    moved = c.to(device)
+    print(f"  .to({device}) -> tensor on {moved.device}, sum {moved.sum().item():g}")
+    return list(c.shape), shared
+
+
+# 2) autograd --------------------------------------------------------------------------------------------------
+def analytic_grad_error() -> float:
+    """d/dx (x^3 + sin x) recorded on the tape vs 3x^2 + cos x written by hand."""
+    import torch
+
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64, requires_grad=True)
+    (x**3 + torch.sin(x)).sum().backward()  # the tape records each op, backward() replays it in reverse
+    expected = 3 * x.detach() ** 2 + torch.cos(x.detach())
+    return (x.grad - expected).abs().max().item()
+
+
+def _softplus_function():
+    import torch
+
+    class SoftPlus(torch.autograd.Function):
+        """log(1 + e^x) with a hand-written backward: gradcheck proves the two agree."""
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.nn.functional.softplus(x)
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (x,) = ctx.saved_tensors
+            return grad_out * torch.sigmoid(x)
+
+    return SoftPlus
+
+
+def custom_function_gradcheck() -> bool:
+    import torch
+
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)  # float64: finite differences need precision
+    return bool(torch.autograd.gradcheck(_softplus_function().apply, (x,)))
+
+
+# 3) nn.Module on real data ------------------------------------------------------------------------------------
+def digits_split(test_fraction: float, seed: int):
+    """scikit-learn's 1,797 real 8x8 handwritten digits, split with stratification."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0  # pixel values are 0..16
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
+    return (as_t(xtr, torch.float32), as_t(ytr, torch.long)), (as_t(xte, torch.float32), as_t(yte, torch.long))
+
+
+def make_mlp(hidden: int, n_in: int = 64, n_out: int = 10):
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))
+
+
+def train_mlp(cfg: Config, device, train, epochs: int):
+    """A plain training loop: batches, forward, loss, backward, step."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = make_mlp(cfg.hidden).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loader = DataLoader(TensorDataset(*train), batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        losses.append(total / len(train[0]))
+    return model, losses
+
+
+def accuracy(model, data, device) -> float:
+    import torch
+
+    x, y = data
+    with torch.inference_mode():
+        pred = model(x.to(device)).argmax(dim=1).cpu()
+    return (pred == y).float().mean().item()
+
+
+# 4) dynamic graphs --------------------------------------------------------------------------------------------
+def _dynamic_module():
+    import torch
+    from torch import nn
+
+    class Halving(nn.Module):
+        """Applies `shrink` until the input's norm drops below 1 (data decides how many times), then picks a
+        branch by the sign of the sum. The graph is whatever Python ran: autograd follows exactly that path."""
+
+        def __init__(self):
+            super().__init__()
+            self.shrink = nn.Linear(4, 4)
+            self.pos = nn.Linear(4, 1)
+            self.neg = nn.Linear(4, 1)
+            with torch.no_grad():  # a contraction, so the loop always ends
+                self.shrink.weight.copy_(0.5 * torch.eye(4))
+                self.shrink.bias.zero_()
+
+        def forward(self, x):
+            steps = 0
+            while x.norm() >= 1 and steps < 50:
+                x = self.shrink(x)
+                steps += 1
+            head = self.pos if x.sum() > 0 else self.neg
+            return head(x), steps
+
+    return Halving
+
+
+def dynamic_graph(device) -> tuple[list[int], dict[str, bool]]:
+    import torch
+
+    model = _dynamic_module()().to(device)
+    steps_taken = []
+    for scale in (0.1, 5.0, 100.0):  # bigger inputs need more halvings
+        out, steps = model(torch.full((4,), scale, device=device))
+        steps_taken.append(steps)
+    model.zero_grad(set_to_none=True)
+    out, steps = model(torch.full((4,), 3.0, device=device))  # positive input: only `pos` runs
+    out.sum().backward()
+    grads = {name: getattr(model, name).weight.grad is not None for name in ("shrink", "pos", "neg")}
+    print(f"  inputs of size 0.1, 5, 100 took {steps_taken} loop steps; after backward on a positive input "
+          f"gradients reached: {[k for k, v in grads.items() if v]} (not {[k for k, v in grads.items() if not v]})")
+    return steps_taken, grads
+
+
+def run(cfg: Config) -> Result:
+    from tour import device as dev
+
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    print(f"[basics] {dev.describe(cfg.device)}")
+    print("1) tensors")
+    shape, shared = tensors(device)
+    print("2) autograd")
+    err = analytic_grad_error()
+    passed = custom_function_gradcheck()
+    print(f"  d/dx(x^3 + sin x): autograd vs 3x^2 + cos x, max error {err:.1e}; "
+          f"gradcheck on a custom SoftPlus Function: {'passed' if passed else 'FAILED'}")
+    print("3) nn.Module: an MLP on scikit-learn's real 8x8 digits")
+    train, test = digits_split(cfg.test_fraction, cfg.seed)
+    epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
+    start = time.perf_counter()
+    model, losses = train_mlp(cfg, device, train, epochs)
+    seconds = time.perf_counter() - start
+    acc = accuracy(model, test, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"  {n_params:,} parameters, {epochs} epochs on {len(train[0])} digits in {seconds:.1f} s: "
+          f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, held-out accuracy {acc:.3f} on {len(test[0])} digits")
+    print("4) dynamic graphs: Python control flow decided by the data")
+    steps, grads = dynamic_graph(device)
+    return Result(device=str(device), broadcast_shape=shape, numpy_shares_memory=shared, grad_max_error=err,
+                  gradcheck_passed=passed, train_size=len(train[0]), test_size=len(test[0]), losses=losses,
+                  test_accuracy=acc, train_seconds=seconds, dynamic_steps=steps, dynamic_grads=grads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The `tour` command: list the stops, run one (or all), check the installed stack, benchmark.
+
+    tour list                      the stops, one line each
+    tour run STOP [--quick] ...    one stop; `tour run STOP --help` shows its flags
+    tour run all [--quick]         every stop in order
+    tour doctor [--json]           smoke-test the installed PyTorch stack
+    tour bench                     side-by-side performance ratios
+
+Start-up imports no torch: each command imports only what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tour import __version__
+from tour.config import _Parser
+from tour.stops import STOPS
+
+# Commands beyond `list` and `run`, each a module with main(argv) -> int.
+COMMANDS = {
+    "doctor": ("tour.doctor", "smoke-test the installed PyTorch ecosystem"),
+    "bench": ("tour.bench", "measure eager vs compiled, naive vs SDPA, ... side by side"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tour", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"torch-tour {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("list", help="list the tour's stops")
+    run = sub.add_parser("run", help="run a stop (or 'all'); flags after STOP go to the stop", add_help=False)
+    run.add_argument("stop", metavar="STOP", nargs="?", help=f"one of: all, {', '.join(STOPS)}")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    for name, (_, text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=text, add_help=False)
+        cmd.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _list() -> int:
+    width = max(map(len, STOPS))
+    for name, (_, text) in STOPS.items():
+        print(f"  {name:<{width}}  {text}")
+    print("\nrun one with `tour run NAME` (add --quick for a short run), or all with `tour run all`")
+    return 0
+
+
+def _run(stop: str | None, args: list[str]) -> int:
+    if stop in (None, "-h", "--help"):
+        print("usage: tour run STOP [flags]   (STOP: all, " + ", ".join(STOPS) + ")\n"
+              "       tour run STOP --help    shows that stop's flags")
+        return 0 if stop else 2
+    if stop == "all":
+        from tour.run_all import main as run_all
+
+        return run_all(args)
+    if stop not in STOPS:
+        print(f"tour run: error: unknown stop {stop!r}; choose one of: all, {', '.join(STOPS)} "
+              "(see tour list)", file=sys.stderr)
+        return 2
+    return importlib.import_module(STOPS[stop][0]).main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    if ns.command is None:
+        _parser().print_help()
+        return 0
+    if ns.command == "list":
+        return _list()
+    if ns.command == "run":
+        return _run(ns.stop, ns.args)
+    return importlib.import_module(COMMANDS[ns.command][0]).main(ns.args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The one place that decides device and dtype. Every stop asks here; no stop names a device itself.
+
+Order: an explicit `device=` argument, then the TOUR_DEVICE environment variable, then the best device present
+(`torch.accelerator` where the build has it, else cuda, mps, xpu), falling back to cpu.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from tour.errors import TourError
+
+ENV_VAR = "TOUR_DEVICE"
+# Device types the tour knows how to probe, best first. torch knows more (meta, hpu, ...), but a tour stop
+# running on "meta" would compute nothing, so those are refused with the list below.
+KNOWN = ("cuda", "mps", "xpu", "cpu")
+
+
+def _backend_available(kind: str) -> bool:
+    """Is a device of this type really usable here (not merely compiled into the build)?"""
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if kind == "xpu":
+        return hasattr(torch, "xpu") and torch.xpu.is_available()
+    return False
+
+
+def _device_count(kind: str) -> int:
+    if kind == "cpu":
+        return 1
+    if kind == "mps":
+        return 1 if _backend_available("mps") else 0
+    mod = getattr(torch, kind, None)
+    return mod.device_count() if mod is not None and _backend_available(kind) else 0
+
+
+def _auto() -> tuple[str, str]:
+    """Best device present, with the reason it was chosen."""
+    acc = getattr(torch, "accelerator", None)
+    # torch.accelerator.current_accelerator() names the *build's* backend (a CUDA build says "cuda" on a
+    # machine with no GPU), so it only counts when is_available() agrees.
+    if acc is not None and acc.is_available():
+        kind = acc.current_accelerator().type
+        return kind, f"torch.accelerator reports {kind} available"
+    for kind in KNOWN[:-1]:
+        if _backend_available(kind):
+            return kind, f"{kind} is available"
+    return "cpu", "no accelerator available (checked torch.accelerator, cuda, mps, xpu)"
+
+
+def _parse(spec: str, source: str) -> torch.device:
+    """Turn a user's string into a device, with an error that lists the valid choices."""
+    choices = ", ".join(("auto",) + KNOWN)
+    try:
+        dev = torch.device(spec.strip().lower())
+    except (RuntimeError, ValueError):
+        raise TourError(f"unknown device {spec!r} from {source}; choose one of: {choices}") from None
+    if dev.type not in KNOWN:
+        raise TourError(f"unsupported device {spec!r} from {source}; choose one of: {choices}")
+    if not _backend_available(dev.type):
+        raise TourError(f"device {spec!r} from {source} is not available on this machine "
+                        f"(best available: {_auto()[0]}); use --device auto or cpu")
+    count = _device_count(dev.type)
+    if dev.index is not None and dev.index >= count:
+        raise TourError(f"device {spec!r} from {source} does not exist: this machine has {count} {dev.type} "
+                        f"device(s)")
+    return dev
+
+
+@dataclass(frozen=True)
+class Choice:
+    device: torch.device
+    reason: str  # why this device: "--device cuda", "TOUR_DEVICE=cpu", "cuda is available", ...
+
+
+def choose(device: str | torch.device | None = None) -> Choice:
+    """Pick the device, explaining why. `device` wins over TOUR_DEVICE, which wins over auto."""
+    if isinstance(device, torch.device):
+        return Choice(_parse(str(device), "the device argument"), "given as an argument")
+    if device and device.strip().lower() != "auto":
+        return Choice(_parse(device, "--device"), f"--device {device}")
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env and env.lower() != "auto":
+        return Choice(_parse(env, f"{ENV_VAR}={env}"), f"{ENV_VAR}={env}")
+    kind, reason = _auto()
+    return Choice(torch.device(kind), reason)
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a stop should use. Raises TourError (a one-line message) on a bad or absent device."""
+    return choose(device).device
+
+
+def supports_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "xpu":
+        return True
+    # CPU and MPS can store bf16, but on most CPUs it is emulated and slower than fp32 for training;
+    # the tour keeps fp32 there so numbers match the references the tests compare against.
+    return False
+
+
+def get_dtype(device: torch.device) -> torch.dtype:
+    """The compute dtype for mixed precision on this device: bf16 where the hardware does it, else fp32."""
+    return torch.bfloat16 if supports_bf16(device) else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None = None):
+    """An autocast context where it helps (a bf16-capable accelerator), a no-op context elsewhere."""
+    dtype = dtype or get_dtype(device)
+    if device.type == "cpu" or dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (every device) in one call."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds cuda/mps/xpu generators too
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer measures work and not just launches."""
+    mod = getattr(torch, device.type, None)
+    if device.type != "cpu" and mod is not None and hasattr(mod, "synchronize"):
+        mod.synchronize()
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """Total memory of the device where torch can tell; None where it cannot."""
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        if device.type == "xpu":
+            return torch.xpu.get_device_properties(device).total_memory
+        if device.type == "mps":
+            return torch.mps.recommended_max_memory()
+        import os as _os
+
+        return _os.sysconf("SC_PAGE_SIZE") * _os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "xpu":
+        return torch.xpu.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (Metal)"
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def describe(device: str | torch.device | None = None) -> str:
+    """One line saying what was picked and why: name, count, memory, dtype, threads."""
+    choice = choose(device)
+    dev = choice.device
+    mem = memory_bytes(dev)
+    mem_txt = f", {mem / 2**30:.1f} GiB" if mem else ""
+    extra = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
+    return (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
+            f"dtype {str(get_dtype(dev)).removeprefix('torch.')}) - {choice.reason}")

