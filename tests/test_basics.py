@@ -48,3 +48,10 @@ def test_main_writes_result_json(tmp_path, capsys):
     saved = json.loads(Path(tmp_path, "basics", "result.json").read_text())
     assert saved["device"] == "cpu" and len(saved["losses"]) == 3
     assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_loss_curve_png(result):
+    from pathlib import Path
+
+    png = Path(result.loss_plot)
+    assert png.name == "digits_loss.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tour.config import BaseConfig, arg, stop_main
+from tour.config import BaseConfig, arg, out_dir, stop_main
 
 NAME = "basics"
 
@@ -37,6 +37,7 @@ class Result:
     train_seconds: float = 0.0
     dynamic_steps: list[int] = field(default_factory=list)  # steps the data-dependent loop took per input
     dynamic_grads: dict[str, bool] = field(default_factory=dict)  # which branch got gradients
+    loss_plot: str = ""  # PNG of the training curve
 
 
 # 1) tensors ---------------------------------------------------------------------------------------------------
@@ -149,6 +150,23 @@ def accuracy(model, data, device) -> float:
     return (pred == y).float().mean().item()
 
 
+def plot_losses(losses: list[float], acc: float, path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no window
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3)
+    ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
+           title=f"digits MLP: held-out accuracy {acc:.3f}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
 # 4) dynamic graphs --------------------------------------------------------------------------------------------
 def _dynamic_module():
     import torch
@@ -218,11 +236,12 @@ def run(cfg: Config) -> Result:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"  {n_params:,} parameters, {epochs} epochs on {len(train[0])} digits in {seconds:.1f} s: "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, held-out accuracy {acc:.3f} on {len(test[0])} digits")
+    plot = plot_losses(losses, acc, out_dir(cfg, NAME) / "digits_loss.png")
     print("4) dynamic graphs: Python control flow decided by the data")
     steps, grads = dynamic_graph(device)
     return Result(device=str(device), broadcast_shape=shape, numpy_shares_memory=shared, grad_max_error=err,
                   gradcheck_passed=passed, train_size=len(train[0]), test_size=len(test[0]), losses=losses,
-                  test_accuracy=acc, train_seconds=seconds, dynamic_steps=steps, dynamic_grads=grads)
+                  test_accuracy=acc, train_seconds=seconds, dynamic_steps=steps, dynamic_grads=grads, loss_plot=plot)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,29 +1,116 @@
-"""`tour run all`: every stop in order; a failing stop is reported and the rest still run."""
+"""`tour run all`: every stop in order, then a report page to look at.
+
+A stop that fails is reported with its one-line reason and the rest still run; the exit code says whether all
+passed. The output folder gets each stop's files, `results.json` (every stop's Result) and `index.html`.
+Run: `tour run all [--quick] [--only nlp,vision] [--skip distributed]`.
+"""
 
 from __future__ import annotations
 
 import importlib
-import sys
 import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from tour.config import BaseConfig, arg, out_dir, parse_config, to_jsonable, write_result
+from tour.errors import TourError
 from tour.stops import STOPS
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(argv or [])
-    failed = []
+@dataclass
+class Config(BaseConfig):
+    only: str = arg("", "comma-separated stops to run, in tour order (default: all)")
+    skip: str = arg("", "comma-separated stops to leave out")
+    doctor: bool = arg(True, "add `tour doctor --quick`'s summary to the report")
+
+
+@dataclass
+class StopOutcome:
+    name: str
+    ok: bool
+    seconds: float
+    doc: str = ""  # the stop's docstring: what it teaches
+    error: str = ""  # one line: why it failed
+    result: dict = field(default_factory=dict)
+
+
+def _names(text: str, flag: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STOPS]
+    if unknown:
+        raise TourError(f"{flag}: unknown stop(s) {', '.join(unknown)}; choose from: {', '.join(STOPS)}")
+    return names
+
+
+def selected(cfg: Config) -> list[str]:
+    only, skip = _names(cfg.only, "--only"), _names(cfg.skip, "--skip")
+    chosen = [n for n in STOPS if (not only or n in only) and n not in skip]
+    if not chosen:
+        raise TourError("--only/--skip leave no stop to run; see `tour list`")
+    return chosen
+
+
+def run_stop(name: str, cfg: Config) -> StopOutcome:
+    """Import and run one stop with the tour's shared settings; never raises."""
     start = time.perf_counter()
-    for name, (module, text) in STOPS.items():
-        print(f"\n=== tour run {name}: {text}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            code = importlib.import_module(module).main(argv)
-        except Exception as e:  # noqa: BLE001 - one broken stop must not stop the tour
-            print(f"[{name}] failed: {type(e).__name__}: {e}", file=sys.stderr)
-            code = 1
-        print(f"=== {name}: {'ok' if code == 0 else 'FAILED'} in {time.perf_counter() - t0:.1f} s", flush=True)
-        if code != 0:
-            failed.append(name)
-    print(f"\ntour finished in {time.perf_counter() - start:.1f} s: {len(STOPS) - len(failed)} ok, "
-          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}")
+    doc = ""
+    try:
+        module = importlib.import_module(STOPS[name][0])
+        doc = (module.__doc__ or "").strip()
+        stop_cfg = module.Config(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed)
+        result = module.run(stop_cfg)
+        write_result(result, out_dir(stop_cfg, name))
+        return StopOutcome(name, True, time.perf_counter() - start, doc, result=to_jsonable(result))
+    except TourError as e:
+        reason = str(e)
+    except Exception as e:  # noqa: BLE001 - one broken stop must not end the tour
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"{type(e).__name__}: {e} ({Path(where.filename).name}:{where.lineno})"
+    return StopOutcome(name, False, time.perf_counter() - start, doc, error=reason.splitlines()[0])
+
+
+def doctor_summary(cfg: Config) -> dict | None:
+    """The doctor's quick report, or None when it cannot run (it is never worth failing the tour for)."""
+    try:
+        from tour import doctor
+
+        return to_jsonable(doctor.collect(quick=True, device=None if cfg.device == "auto" else cfg.device))
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def run(cfg: Config) -> list[StopOutcome]:
+    names = selected(cfg)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    outcomes = []
+    t0 = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        print(f"\n[{i}/{len(names)}] {name}: {STOPS[name][1]}  (tour time {time.perf_counter() - t0:.0f} s)",
+              flush=True)
+        outcome = run_stop(name, cfg)
+        state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
+        print(f"[{i}/{len(names)}] {name}: {state} in {outcome.seconds:.1f} s", flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from tour import report
+
+    try:
+        cfg = parse_config(Config, argv, "tour run all", __doc__)
+        start = time.perf_counter()
+        outcomes = run(cfg)
+        doctor = doctor_summary(cfg) if cfg.doctor else None
+        paths = report.write(Path(cfg.out), outcomes, doctor, cfg, time.perf_counter() - start)
+    except TourError as e:
+        print(f"tour run all: error: {e}", file=sys.stderr)
+        return 2
+    failed = [o for o in outcomes if not o.ok]
+    print(f"\ntour finished in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, "
+          f"{len(failed)} failed" + "".join(f"\n  {o.name}: {o.error}" for o in failed))
+    print(f"report: {paths['html']}\nresults: {paths['json']}")
     return 1 if failed else 0
