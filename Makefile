@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page.
 APT_PACKAGES := espeak-ng chromium
 
-.PHONY: setup system-deps tour test clean
+.PHONY: setup system-deps tour test examples clean
 
 setup: $(VENV)/.installed system-deps
 
@@ -33,6 +33,10 @@ tour: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# Every example script in quick mode; lists all failures before exiting non-zero.
+examples: setup
+	PYTHON=$(PY) examples/run_all.sh
 
 clean:
 	rm -rf $(VENV) tour-output
