@@ -148,9 +148,7 @@ def memory_bytes(device: torch.device) -> int | None:
             return torch.xpu.get_device_properties(device).total_memory
         if device.type == "mps":
             return torch.mps.recommended_max_memory()
-        import os as _os
-
-        return _os.sysconf("SC_PAGE_SIZE") * _os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError, RuntimeError):
         return None
 
