@@ -1,0 +1,87 @@
+"""The attention stop: naive and SDPA agree (plain and causal), memory is measured, backends are reported,
+MiniLM gives the same hidden states with eager and sdpa attention, and an impossible length is refused early."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tour import attention
+from tour.errors import TourError
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return attention.run(attention.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_quick_lengths_and_parity(result):
+    assert [r["seq_len"] for r in result.rows] == attention.QUICK_SEQ_LENS
+    for r in result.rows:
+        assert r["allclose"] and r["max_abs_err"] < 1e-4, r
+        assert r["naive_ms"] > 0 and r["sdpa_ms"] > 0 and r["ratio"] == pytest.approx(r["naive_ms"] / r["sdpa_ms"])
+
+
+def test_naive_memory_grows_with_the_score_matrix(result):
+    assert "profiler" in result.memory_source  # measured on the CPU, not guessed
+    batch, heads, _ = result.shape
+    for r in result.rows:
+        scores_mb = batch * heads * r["seq_len"] ** 2 * 4 / 2**20
+        assert r["naive_peak_mb"] >= 2 * scores_mb  # scores and their softmax live together
+        assert r["sdpa_peak_mb"] < r["naive_peak_mb"]
+    longest = result.rows[-1]
+    assert longest["sdpa_peak_mb"] < longest["naive_peak_mb"] / 4  # SDPA never builds the L x L matrix
+
+
+def test_causal_mask_matches(result):
+    assert result.causal_max_abs_err < 1e-4
+
+
+def test_backends_reported_with_reasons(result):
+    assert result.backends["MATH"]["ran"] and result.backends["MATH"]["max_abs_err"] < 1e-4
+    assert any(info["ran"] for name, info in result.backends.items() if name != "MATH")  # a fused kernel ran
+    for info in result.backends.values():
+        assert info["ran"] or info["reason"]  # a backend that did not run says why
+
+
+def test_minilm_eager_and_sdpa_agree(result):
+    assert result.hf_shape == [2, 64]
+    assert result.hf_max_abs_err < 1e-4
+    assert result.hf_eager_ms > 0 and result.hf_sdpa_ms > 0
+
+
+def test_naive_is_the_textbook_formula():
+    import torch
+
+    q = k = torch.eye(4).reshape(1, 1, 4, 4)  # each query matches its own key best
+    v = torch.arange(16.0).reshape(1, 1, 4, 4)
+    out = attention.naive_attention(q, k, v)
+    weights = torch.softmax(torch.eye(4) / 2.0, dim=-1)  # sqrt(d) = 2
+    assert torch.allclose(out[0, 0], weights @ v[0, 0])
+    causal = attention.naive_attention(q, k, v, causal=True)
+    assert torch.equal(causal[0, 0, 0], v[0, 0, 0])  # the first token can only see itself
+
+
+def test_too_long_is_refused_before_allocating(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(attention, "qkv", lambda *a: calls.append(a))
+    with pytest.raises(TourError, match=r"--seq-lens 1000000 .*GiB.*free"):
+        attention.run(attention.Config(device="cpu", seq_lens=[1_000_000], out=str(tmp_path)))
+    assert calls == []
+
+
+def test_bad_sizes_are_refused(tmp_path):
+    with pytest.raises(TourError, match="positive"):
+        attention.run(attention.Config(device="cpu", seq_lens=[0], out=str(tmp_path)))
+    with pytest.raises(TourError, match="512"):
+        attention.minilm_switch(attention.Config(hf_seq_len=4096), None)
+
+
+def test_main_writes_result_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(attention, "minilm_switch", lambda cfg, device: {})  # MiniLM is covered above
+    argv = ["--device", "cpu", "--out", str(tmp_path), "--seq-lens", "64", "--repeats", "1", "--heads", "2"]
+    assert attention.main(argv) == 0
+    saved = json.loads(Path(tmp_path, "attention", "result.json").read_text())
+    assert [r["seq_len"] for r in saved["rows"]] == [64] and saved["rows"][0]["allclose"]
+    assert "naive/SDPA" in capsys.readouterr().out

@@ -1,0 +1,320 @@
+"""Attention, measured: naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention (SDPA, the Flash path).
+
+Times both across sequence lengths, measures their peak memory, checks they agree (also with a causal mask),
+lists which SDPA backends run on this device, and flips the same switch inside transformers (MiniLM).
+Run: `tour run attention` (or `python -m tour.attention`, `python examples/attention.py`); `--quick` for short.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from tour.config import BaseConfig, arg, stop_main
+from tour.errors import TourError, require
+
+NAME = "attention"
+QUICK_SEQ_LENS = [128, 256, 512]
+BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")  # SDPBackend names, fastest first
+
+
+@dataclass
+class Config(BaseConfig):
+    seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare (quick: 128 256 512)")
+    batch: int = arg(1, "sequences per call")
+    heads: int = arg(8, "attention heads")
+    head_dim: int = arg(64, "size of each head's query/key/value vectors")
+    repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported (quick: 3)")
+    model: str = arg("", "MiniLM for the transformers half: a path or hub name (default: the offline copy)")
+    hf_batch: int = arg(8, "texts per MiniLM call (quick: 2)")
+    hf_seq_len: int = arg(256, "tokens per MiniLM text, at most 512 (quick: 64)")
+
+
+@dataclass
+class Result:
+    device: str
+    dtype: str
+    shape: list[int]  # batch, heads, head_dim of every run
+    memory_source: str  # how the peak_mb figures were obtained (measured by which tool, or estimated)
+    # one row per length: seq_len, naive_ms, sdpa_ms, ratio (naive/sdpa), naive_peak_mb, sdpa_peak_mb,
+    # max_abs_err, allclose
+    rows: list[dict] = field(default_factory=list)
+    causal_max_abs_err: float = 0.0  # naive with a triangular mask vs SDPA is_causal=True
+    # SDPBackend name -> {ran, ms, max_abs_err, reason}; forced one at a time with sdpa_kernel
+    backends: dict[str, dict] = field(default_factory=dict)
+    hf_eager_ms: float = 0.0  # MiniLM forward, attn_implementation="eager"
+    hf_sdpa_ms: float = 0.0  # same weights, attn_implementation="sdpa"
+    hf_ratio: float = 0.0  # eager / sdpa
+    hf_max_abs_err: float = 0.0  # between the two last_hidden_states
+    hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
+
+
+# 0) helpers: time, memory, the memory guard ---------------------------------------------------------------------
+def median_ms(fn, device, repeats: int) -> float:
+    """Median wall time of `fn()` in ms after one warm-up call, waiting for the device each time."""
+    from tour.device import synchronize
+
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def available_bytes(device) -> int | None:
+    """Memory a new tensor could still get: free accelerator memory, or the OS's MemAvailable for the CPU."""
+    import torch
+
+    from tour.device import memory_bytes
+
+    if device.type != "cpu":
+        try:
+            return torch.accelerator.get_memory_info(device)[0]  # (free, total)
+        except (AttributeError, RuntimeError, TypeError):
+            return memory_bytes(device)
+    try:
+        with open("/proc/meminfo") as f:  # Linux: counts reclaimable cache, unlike SC_AVPHYS_PAGES
+            line = next(line for line in f if line.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        return memory_bytes(device)  # total memory: a looser bound, but still catches the absurd
+
+
+def check_fits(cfg: Config, device, itemsize: int) -> None:
+    """Refuse, before allocating anything, a length whose naive score matrices would not fit in memory."""
+    if not cfg.seq_lens or min(cfg.seq_lens) < 1 or min(cfg.batch, cfg.heads, cfg.head_dim, cfg.repeats) < 1:
+        raise TourError("seq_lens, batch, heads, head_dim and repeats must all be positive; e.g. --seq-lens 256 512")
+    longest = max(cfg.seq_lens)
+    # naive keeps the scores and their softmax alive together: 2 x batch x heads x L x L
+    need = 2 * cfg.batch * cfg.heads * longest * longest * itemsize + 4 * cfg.batch * cfg.heads * longest * cfg.head_dim * itemsize
+    have = available_bytes(device)
+    if have is not None and need > 0.8 * have:
+        fits = int(math.sqrt(0.8 * have / (2 * cfg.batch * cfg.heads * itemsize)))
+        raise TourError(f"--seq-lens {longest} with batch {cfg.batch} x {cfg.heads} heads needs "
+                        f"~{need / 2**30:.1f} GiB for the naive L x L scores, but only {have / 2**30:.1f} GiB is free "
+                        f"on {device}; use lengths up to ~{fits} or a smaller --batch/--heads")
+
+
+@contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side (Kineto) prints start/stop lines straight to fd 2; hide them while it runs."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def peak_mb(fn, device) -> tuple[float, str]:
+    """Peak memory one call allocates, in MiB, and how it was measured."""
+    import torch
+
+    if device.type != "cpu" and hasattr(torch.accelerator, "max_memory_allocated"):
+        torch.accelerator.reset_peak_memory_stats()
+        before = torch.accelerator.memory_allocated()
+        fn()
+        return (torch.accelerator.max_memory_allocated() - before) / 2**20, "torch.accelerator.max_memory_allocated"
+    # CPU: torch has no allocator counters, so replay the profiler's record of every allocation and free.
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20, "torch.profiler allocation record (profile_memory=True)"
+
+
+# 1) naive vs SDPA across lengths --------------------------------------------------------------------------------
+def naive_attention(q, k, v, causal: bool = False):
+    """The textbook formula: materialises the full L x L score matrix, then its softmax."""
+    import torch
+
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:  # position i may only look at positions <= i
+        length = q.shape[-2]
+        future = torch.ones(length, length, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+def qkv(cfg: Config, length: int, device, dtype):
+    import torch
+
+    shape = (cfg.batch, cfg.heads, length, cfg.head_dim)
+    return tuple(torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+
+
+def tolerance(dtype) -> float:
+    import torch
+
+    return 1e-4 if dtype == torch.float32 else 3e-2  # bf16/fp16 keep ~3 significant digits
+
+
+def compare_length(cfg: Config, length: int, device, dtype) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = qkv(cfg, length, device, dtype)
+    with torch.inference_mode():
+        naive_out, sdpa_out = naive_attention(q, k, v), F.scaled_dot_product_attention(q, k, v)
+        err = (naive_out.float() - sdpa_out.float()).abs().max().item()
+        del naive_out, sdpa_out
+        naive_ms = median_ms(lambda: naive_attention(q, k, v), device, cfg.repeats)
+        sdpa_ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, cfg.repeats)
+        naive_mb, source = peak_mb(lambda: naive_attention(q, k, v), device)
+        sdpa_mb, _ = peak_mb(lambda: F.scaled_dot_product_attention(q, k, v), device)
+    return {"seq_len": length, "naive_ms": naive_ms, "sdpa_ms": sdpa_ms, "ratio": naive_ms / sdpa_ms,
+            "naive_peak_mb": naive_mb, "sdpa_peak_mb": sdpa_mb, "max_abs_err": err,
+            "allclose": err <= tolerance(dtype), "memory_source": source}
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"  {'L':>6} {'naive ms':>10} {'SDPA ms':>10} {'naive/SDPA':>10} {'naive MiB':>10} {'SDPA MiB':>10}"
+          f" {'max |diff|':>10}")
+    for r in rows:
+        print(f"  {r['seq_len']:>6} {r['naive_ms']:>10.2f} {r['sdpa_ms']:>10.2f} {r['ratio']:>9.2f}x "
+              f"{r['naive_peak_mb']:>10.1f} {r['sdpa_peak_mb']:>10.1f} {r['max_abs_err']:>10.1e}")
+
+
+# 2) causal mask, 3) backends ------------------------------------------------------------------------------------
+def causal_error(cfg: Config, length: int, device, dtype) -> float:
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = qkv(cfg, length, device, dtype)
+    with torch.inference_mode():
+        diff = naive_attention(q, k, v, causal=True).float() - F.scaled_dot_product_attention(q, k, v, is_causal=True).float()
+    return diff.abs().max().item()
+
+
+def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
+    """Force one SDPA kernel; a kernel that cannot run here raises, and we keep its reason."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = qkv(cfg, length, device, dtype)
+    with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
+        warnings.simplefilter("always")  # CUDA explains each refused kernel in a UserWarning
+        try:
+            with sdpa_kernel(getattr(SDPBackend, name)):
+                out = F.scaled_dot_product_attention(q, k, v)
+                ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, cfg.repeats)
+        except RuntimeError as e:
+            why = [str(w.message).splitlines()[0] for w in caught if "kernel not used" in str(w.message)]
+            reason = "; ".join(why) or f"no {name} kernel takes these {device.type} inputs in this build ({e})"
+            return {"ran": False, "ms": None, "max_abs_err": None, "reason": reason.splitlines()[0][:200]}
+        err = (out.float() - naive_attention(q, k, v).float()).abs().max().item()
+    return {"ran": True, "ms": ms, "max_abs_err": err, "reason": ""}
+
+
+def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
+    from torch.nn.attention import SDPBackend
+
+    found = {}
+    for name in BACKENDS:
+        if not hasattr(SDPBackend, name):  # older torch: no cuDNN entry
+            continue
+        found[name] = info = try_backend(name, cfg, length, device, dtype)
+        text = f"ran, {info['ms']:.2f} ms, max |diff| vs naive {info['max_abs_err']:.1e}" if info["ran"] else \
+            f"not available: {info['reason']}"
+        print(f"  {name:<20} {text}")
+    return found
+
+
+# 4) the same switch inside transformers -------------------------------------------------------------------------
+def minilm_inputs(tokenizer, cfg: Config, device):
+    """Texts of different lengths padded to one size, so the attention mask matters in both implementations."""
+    sentence = "Attention lets every token look at every other token and weigh what it sees. "
+    texts = [sentence * (4 * (i + 1)) for i in range(cfg.hf_batch)]
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=cfg.hf_seq_len, return_tensors="pt")
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def minilm_switch(cfg: Config, device) -> dict:
+    if not 1 <= cfg.hf_seq_len <= 512:
+        raise TourError(f"--hf-seq-len {cfg.hf_seq_len} is out of range; MiniLM takes 1 to 512 tokens")
+    require("transformers", stop="the attention stop")
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from tour.assets import minilm_dir
+
+    source = cfg.model or str(minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    inputs = minilm_inputs(tokenizer, cfg, device)
+    times, hidden = {}, {}
+    for impl in ("eager", "sdpa"):
+        model = AutoModel.from_pretrained(source, attn_implementation=impl).to(device).eval()
+        with torch.inference_mode():
+            hidden[impl] = model(**inputs).last_hidden_state.float()
+            times[impl] = median_ms(lambda: model(**inputs), device, cfg.repeats)
+        print(f"  attn_implementation={impl!r} (model reports {model.config._attn_implementation!r}): "
+              f"{times[impl]:.1f} ms per batch")
+    err = (hidden["eager"] - hidden["sdpa"]).abs().max().item()
+    print(f"  eager/sdpa = {times['eager'] / times['sdpa']:.2f}x; last_hidden_state max |diff| {err:.1e}")
+    return {"hf_eager_ms": times["eager"], "hf_sdpa_ms": times["sdpa"], "hf_ratio": times["eager"] / times["sdpa"],
+            "hf_max_abs_err": err, "hf_shape": list(inputs["input_ids"].shape)}
+
+
+def quick_sized(cfg: Config) -> Config:
+    if not cfg.quick:
+        return cfg
+    from dataclasses import replace
+
+    lens = QUICK_SEQ_LENS if cfg.seq_lens == Config().seq_lens else cfg.seq_lens  # flags given still count
+    return replace(cfg, seq_lens=lens, repeats=min(cfg.repeats, 3),
+                   hf_batch=min(cfg.hf_batch, 2), hf_seq_len=min(cfg.hf_seq_len, 64))
+
+
+def run(cfg: Config) -> Result:
+    from tour import device as dev
+
+    cfg = quick_sized(cfg)
+    device = dev.get_device(cfg.device)
+    dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
+    check_fits(cfg, device, itemsize=2 if "16" in str(dtype) else 4)
+    dev.seed_everything(cfg.seed)
+    print(f"[attention] {dev.describe(cfg.device)}")
+    print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch} x {cfg.heads} "
+          f"heads x head_dim {cfg.head_dim}, median of {cfg.repeats}")
+    rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
+    print_rows(rows)
+    source = rows[0].pop("memory_source")
+    for r in rows[1:]:
+        r.pop("memory_source")
+    print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
+    mid = rows[len(rows) // 2]["seq_len"]
+    print(f"2) causal mask at L={mid}: naive triangular mask vs is_causal=True")
+    causal = causal_error(cfg, mid, device, dtype)
+    print(f"  max |diff| {causal:.1e}")
+    print(f"3) SDPA backends on {device}, each forced with sdpa_kernel at L={mid}")
+    backends = probe_backends(cfg, mid, device, dtype)
+    print("4) the same switch inside transformers: MiniLM eager vs sdpa attention")
+    hf = minilm_switch(cfg, device)
+    return Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
+                  shape=[cfg.batch, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
+                  causal_max_abs_err=causal, backends=backends, **hf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
