@@ -1,0 +1,240 @@
+"""Stop 9, PyTorch Lightning: the basics stop's digits MLP as a LightningModule + LightningDataModule, trained by
+a Trainer with a checkpoint callback, and checked against the plain training loop it replaces.
+
+Run: `tour run lightning` (or `python -m tour.lightning`, `python examples/lightning_demo.py`); `--quick` for a
+short run. Needs the extra: `pip install 'torch-tour[lightning]'`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour.errors import TourError, require
+
+NAME = "lightning"
+
+
+@dataclass
+class Config(BaseConfig):
+    epochs: int = arg(40, "passes over the digits training set, for both loops (quick mode: 15)")
+    batch_size: int = arg(64, "digits per training step")
+    lr: float = arg(1e-3, "Adam learning rate")
+    hidden: int = arg(128, "width of the MLP's hidden layers")
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+
+
+@dataclass
+class Result:
+    device: str
+    accelerator: str  # what the Trainer was given, taken from tour.device's pick
+    epochs: int
+    train_size: int
+    test_size: int
+    plain_accuracy: float  # held-out accuracy of basics.train_mlp (the hand-written loop)
+    lightning_accuracy: float  # held-out accuracy of the Trainer-trained model, same seed/data/hyper-parameters
+    lightning_test_acc: float  # the same number as Lightning's own trainer.test() logged it
+    accuracy_gap: float  # |lightning - plain|
+    max_weight_diff: float  # largest |w_lightning - w_plain| over all parameters
+    plain_losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    lightning_losses: list[float] = field(default_factory=list)
+    checkpoint: str = ""  # the file ModelCheckpoint wrote
+    reloaded_accuracy: float = 0.0  # accuracy after LitDigits.load_from_checkpoint
+    plain_seconds: float = 0.0
+    lightning_seconds: float = 0.0
+
+
+def accelerator_for(device) -> str:
+    """Lightning's accelerator name for a torch.device picked by tour.device. Lightning registers its
+    accelerators under torch's own device-type names (cpu, cuda, mps), so the type passes straight through."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if device.type not in AcceleratorRegistry:
+        raise TourError(f"Lightning has no accelerator for device type {device.type!r} "
+                        f"(it knows {', '.join(sorted(AcceleratorRegistry))}); pass --device cpu")
+    return device.type
+
+
+def _lightning_classes():
+    """Built on demand so importing this module never imports torch or lightning."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tour.basics import digits_split, make_mlp
+
+    class DigitsData(L.LightningDataModule):
+        """Owns the data: the same stratified split and the same seeded shuffle as the plain loop."""
+
+        def __init__(self, batch_size: int, test_fraction: float, seed: int):
+            super().__init__()
+            self.batch_size, self.test_fraction, self.seed = batch_size, test_fraction, seed
+
+        def setup(self, stage: str | None = None):
+            self.train, self.test = digits_split(self.test_fraction, self.seed)
+
+        def train_dataloader(self):
+            return DataLoader(TensorDataset(*self.train), batch_size=self.batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(self.seed))
+
+        def val_dataloader(self):  # the held-out digits, reported each epoch (nothing is selected on them)
+            return DataLoader(TensorDataset(*self.test), batch_size=512)
+
+        test_dataloader = val_dataloader
+
+    class LitDigits(L.LightningModule):
+        """The model plus what to do with a batch; the Trainer owns the loop, devices, checkpoints, logs."""
+
+        def __init__(self, hidden: int, lr: float):
+            super().__init__()
+            self.save_hyperparameters()  # stored in every checkpoint, so load_from_checkpoint rebuilds it
+            self.net = make_mlp(hidden)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self(x), y)
+            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)  # epoch mean, like basics
+            return loss  # Lightning calls zero_grad, backward and step with it
+
+        def _accuracy(self, batch, name):
+            x, y = batch
+            self.log(name, (self(x).argmax(dim=1) == y).float().mean(), prog_bar=True)
+
+        def validation_step(self, batch, batch_idx):
+            self._accuracy(batch, "val_acc")
+
+        def test_step(self, batch, batch_idx):
+            self._accuracy(batch, "test_acc")
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    return DigitsData, LitDigits
+
+
+# 1) the plain loop, from the basics stop ----------------------------------------------------------------------
+def plain_loop(cfg: Config, device, train, test, epochs: int):
+    from tour import device as dev
+    from tour.basics import accuracy, train_mlp
+
+    dev.seed_everything(cfg.seed)  # same seed before building the model: both start from identical weights
+    start = time.perf_counter()
+    model, losses = train_mlp(cfg, device, train, epochs)
+    seconds = time.perf_counter() - start
+    return model, losses, accuracy(model, test, device), seconds
+
+
+# 2) the same model under a Trainer ----------------------------------------------------------------------------
+def make_trainer(cfg: Config, device, folder, epochs: int):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    checkpoint = ModelCheckpoint(dirpath=folder / "checkpoints", filename="digits-{epoch:02d}")  # latest epoch
+    return L.Trainer(
+        accelerator=accelerator_for(device),
+        devices=[device.index] if device.index is not None else 1,
+        deterministic=True,  # deterministic kernels, so a rerun gives the same weights
+        max_epochs=epochs,
+        default_root_dir=folder,  # everything Lightning writes stays in the stop's folder, not the cwd
+        logger=CSVLogger(folder, name="logs"),  # metrics.csv per run; TensorBoard is not needed
+        callbacks=[checkpoint],
+        enable_progress_bar=not cfg.quick,
+        enable_model_summary=not cfg.quick,
+        num_sanity_val_steps=0,  # the held-out check runs after each epoch anyway
+        log_every_n_steps=1,  # 23 batches an epoch: the default (50) would warn that it never logs a step
+    ), checkpoint
+
+
+def epoch_losses(metrics_csv) -> list[float]:
+    """The per-epoch mean training loss, read back from the CSVLogger's file."""
+    import csv
+
+    with open(metrics_csv, newline="") as f:
+        return [float(row["train_loss"]) for row in csv.DictReader(f) if row.get("train_loss")]
+
+
+def lightning_fit(cfg: Config, device, folder, epochs: int):
+    import torch
+
+    from tour import device as dev
+
+    DigitsData, LitDigits = _lightning_classes()
+    data = DigitsData(cfg.batch_size, cfg.test_fraction, cfg.seed)
+    dev.seed_everything(cfg.seed)
+    model = LitDigits(cfg.hidden, cfg.lr)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        trainer, checkpoint = make_trainer(cfg, device, folder, epochs)  # deterministic=True applies here
+        with warnings.catch_warnings():
+            # the digits live in memory: worker processes would only add start-up time
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            # raised inside Lightning 2.6 by its own use of a torch API newer torch deprecates; nothing to fix here
+            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+            start = time.perf_counter()
+            trainer.fit(model, datamodule=data)
+            seconds = time.perf_counter() - start
+            (tested,) = trainer.test(model, datamodule=data, verbose=not cfg.quick)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)  # the Trainer set it process-wide: put it back
+    metrics = f"{trainer.logger.log_dir}/metrics.csv"
+    return model, tested["test_acc"], checkpoint.best_model_path, metrics, epoch_losses(metrics), seconds
+
+
+def max_weight_diff(a, b) -> float:
+    return max((p.detach().cpu() - q.detach().cpu()).abs().max().item()
+               for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+# 3) the checkpoint, reloaded ----------------------------------------------------------------------------------
+def reload_accuracy(path: str, test, device) -> float:
+    from tour.basics import accuracy
+
+    _, LitDigits = _lightning_classes()
+    model = LitDigits.load_from_checkpoint(path, map_location=device)  # hyper-parameters come from the file
+    model.eval()
+    return accuracy(model, test, device)
+
+
+def run(cfg: Config) -> Result:
+    require("lightning", stop="the lightning stop")
+    from tour import device as dev
+    from tour.basics import accuracy, digits_split
+
+    device = dev.get_device(cfg.device)
+    accelerator = accelerator_for(device)
+    folder = out_dir(cfg, NAME)
+    print(f"[lightning] {dev.describe(cfg.device)}; Trainer(accelerator={accelerator!r})")
+    epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
+    train, test = digits_split(cfg.test_fraction, cfg.seed)
+    print(f"1) the plain loop (basics.train_mlp): {epochs} epochs on {len(train[0])} real digits")
+    plain, plain_losses, plain_acc, plain_s = plain_loop(cfg, device, train, test, epochs)
+    print(f"  loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, held-out accuracy {plain_acc:.3f} "
+          f"({plain_s:.1f} s)")
+    print("2) the same model as a LightningModule, data as a LightningDataModule, loop by the Trainer")
+    lit, test_acc, ckpt, metrics, lit_losses, lit_s = lightning_fit(cfg, device, folder, epochs)
+    lit_acc = accuracy(lit.net.to(device), test, device)
+    diff = max_weight_diff(lit.net, plain)
+    print(f"  loss {lit_losses[0]:.3f} -> {lit_losses[-1]:.3f}, held-out accuracy {lit_acc:.3f} ({lit_s:.1f} s); "
+          f"plain loop {plain_acc:.3f}: gap {abs(lit_acc - plain_acc):.3f}, largest weight difference {diff:.1e}")
+    print("3) the checkpoint ModelCheckpoint wrote, loaded back with load_from_checkpoint")
+    reloaded = reload_accuracy(ckpt, test, device)
+    print(f"  {ckpt}: held-out accuracy {reloaded:.3f}; per-epoch metrics in {metrics}")
+    return Result(device=str(device), accelerator=accelerator, epochs=epochs, train_size=len(train[0]),
+                  test_size=len(test[0]), plain_accuracy=plain_acc, lightning_accuracy=lit_acc,
+                  lightning_test_acc=test_acc, accuracy_gap=abs(lit_acc - plain_acc), max_weight_diff=diff,
+                  plain_losses=plain_losses, lightning_losses=lit_losses, checkpoint=ckpt,
+                  reloaded_accuracy=reloaded, plain_seconds=plain_s, lightning_seconds=lit_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
