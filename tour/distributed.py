@@ -1,0 +1,233 @@
+"""Stop 8, beyond one process: DDP and tensor parallel on the real torch.distributed engine, under torchrun.
+
+`tour run distributed` launches itself under torchrun with --nproc processes (gloo on CPU, nccl on CUDA; the backend
+follows the device tour.device picks): DDP trains the digits MLP with a DistributedSampler, every rank must end with
+the same weights, and those must match a single-process run on the same global batches; then a 2-layer MLP is
+sharded with ColwiseParallel/RowwiseParallel and must give the unsharded output. A checkpoint each epoch makes a
+killed run resumable (`--resume`). Several machines: the same command on each with --nnodes/--node-rank/
+--rdzv-endpoint. Run: `tour run distributed [--nproc N]` or `python -m tour.distributed`; `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour.errors import TourError
+
+NAME = "distributed"
+WORKER = "tour.distributed_worker"
+MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
+
+
+@dataclass
+class Config(BaseConfig):
+    nproc: int = arg(2, "processes on this machine (torchrun --nproc-per-node)")
+    epochs: int = arg(12, "passes over the digits training set (quick mode: 5)")
+    batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
+    lr: float = arg(0.05, "SGD learning rate")
+    momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)")
+    hidden: int = arg(64, "hidden width of the DDP MLP and of the tensor-parallel MLP")
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+    resume: bool = arg(False, "continue from the checkpoint in the output folder (after a crash or kill)")
+    nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint")
+    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank)")
+    rdzv_endpoint: str = arg("", "HOST:PORT where the machines meet (c10d rendezvous); empty: one machine")
+
+
+@dataclass
+class Result:
+    device: str
+    backend: str  # gloo on cpu, nccl on cuda
+    world_size: int
+    nnodes: int
+    ranks_reporting: list[int]  # the ranks that ran on this machine (their rank<N>.json files)
+    rank_checksums: list[str]  # sha256 of every rank's final weights, all-gathered
+    rank_max_diff: float  # largest |w_rank - w_rank0| over all ranks
+    losses: list[float] = field(default_factory=list)  # DDP mean loss per epoch (global batches)
+    single_losses: list[float] = field(default_factory=list)  # one process, same global batches
+    loss_max_diff: float = 0.0
+    weight_max_diff: float = 0.0  # DDP final weights vs the single-process run's
+    test_accuracy: float = 0.0
+    tp_out_max_diff: float = 0.0  # tensor-parallel output vs the unsharded MLP
+    tp_grad_max_diff: float = 0.0
+    tp_shard_shapes: list[list[int]] = field(default_factory=list)  # rank 0's slices of the two weights
+    start_epoch: int = 0  # >0: resumed from a checkpoint that had this many epochs done
+    checkpoint: str = ""
+    weights: str = ""
+    train_seconds: float = 0.0
+    launch_seconds: float = 0.0  # torchrun start to finish, process start-up included
+
+
+# 0) checks before launching -------------------------------------------------------------------------------------
+def check(cfg: Config) -> None:
+    """Refuse what cannot work, in one line, before any process starts."""
+    if cfg.nproc < 1 or cfg.nnodes < 1:
+        raise TourError(f"--nproc and --nnodes must be at least 1 (got {cfg.nproc}, {cfg.nnodes})")
+    if not 0 <= cfg.node_rank < cfg.nnodes:
+        raise TourError(f"--node-rank must be in 0..{cfg.nnodes - 1} for --nnodes {cfg.nnodes}, got {cfg.node_rank}")
+    if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
+        raise TourError("several nodes need a meeting point: pass --rdzv-endpoint HOST:PORT (same on every node)")
+    if cfg.rdzv_endpoint and not cfg.rdzv_endpoint.rpartition(":")[2].isdigit():
+        raise TourError(f"--rdzv-endpoint must be HOST:PORT, got {cfg.rdzv_endpoint!r}")
+    if cfg.epochs < 1 or cfg.lr <= 0:
+        raise TourError(f"--epochs must be at least 1 and --lr positive (got {cfg.epochs}, {cfg.lr})")
+    world = cfg.nproc * cfg.nnodes
+    if cfg.batch_size < world or cfg.batch_size % world:
+        raise TourError(f"the global batch {cfg.batch_size} must split evenly over {world} processes; "
+                        f"pass --batch-size as a multiple of {world} or fewer processes")
+
+
+def check_device(cfg: Config):
+    """CPU ranks share the cores, accelerator ranks need one device each."""
+    import torch
+
+    from tour.device import get_device
+
+    device = get_device(cfg.device)
+    cores = os.cpu_count() or 1
+    if device.type == "cpu" and cfg.nproc > MAX_PROCS_PER_CORE * cores:
+        raise TourError(f"{cfg.nproc} processes on {cores} CPU cores would only queue for them; "
+                        f"use --nproc {MAX_PROCS_PER_CORE * cores} or fewer")
+    if device.type != "cpu" and cfg.nproc > torch.accelerator.device_count():
+        raise TourError(f"{cfg.nproc} processes but {torch.accelerator.device_count()} {device.type} device(s) "
+                        f"here: one process per device, so pass --nproc {torch.accelerator.device_count()}")
+    return device
+
+
+def prepare_checkpoint(cfg: Config, folder: Path) -> None:
+    """A fresh run forgets old checkpoints; --resume checks the one it finds was made by the same recipe."""
+    import torch
+
+    from tour.distributed_worker import CHECKPOINT, fingerprint
+
+    path = folder / CHECKPOINT
+    if not cfg.resume:
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved["fingerprint"] != fingerprint(cfg):
+            raise TourError(f"{path} was written by another recipe ({saved['fingerprint']}); rerun with the "
+                            f"same flags, or without --resume to start over")
+        print(f"  resuming: {path} has {saved['epoch']} of {cfg.epochs} epochs done")
+    else:
+        print(f"  --resume: no checkpoint in {folder} on this machine, rank 0 starts from scratch")
+
+
+# 1) launch ------------------------------------------------------------------------------------------------------
+def launch_command(cfg: Config) -> list[str]:
+    """torchrun (as `python -m torch.distributed.run`, so it is this interpreter's torch) running the worker."""
+    if cfg.nnodes == 1 and not cfg.rdzv_endpoint:
+        where = ["--standalone"]  # a private rendezvous on a free local port
+    else:
+        where = ["--nnodes", str(cfg.nnodes), "--node-rank", str(cfg.node_rank), "--rdzv-backend", "c10d",
+                 "--rdzv-endpoint", cfg.rdzv_endpoint, "--rdzv-id", f"tour-{NAME}"]
+    return [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(cfg.nproc),
+            "-m", WORKER, "--config", json.dumps(asdict(cfg))]
+
+
+def launch(cfg: Config, folder: Path) -> float:
+    for old in folder.glob("rank*.json"):
+        old.unlink()  # only this launch's ranks may report
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    cmd = launch_command(cfg)
+    print(f"  $ torchrun {' '.join(cmd[3:-2])} --config '{{...}}'", flush=True)
+    start = time.perf_counter()
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0:
+        raise TourError(f"torchrun exited with code {code} (a rank failed; its error is above); "
+                        f"add --resume to continue from the last checkpoint in {folder}")
+    return time.perf_counter() - start
+
+
+def gather(folder: Path) -> list[dict]:
+    reports = sorted((json.loads(p.read_text()) for p in folder.glob("rank*.json")), key=lambda r: r["rank"])
+    if not reports:
+        raise TourError(f"no rank wrote a result into {folder}; check the output above")
+    return reports
+
+
+# 2) the single-process reference --------------------------------------------------------------------------------
+def single_process(cfg: Config, world: int, device):
+    """One process, one model, the same global batches the DDP run saw, mean loss over each: DDP's maths."""
+    import torch
+
+    from tour.distributed_worker import build, global_batches
+
+    model, opt, (x, y), _ = build(cfg, device)
+    x, y = x.to(device), y.to(device)
+    losses = []
+    for epoch in range(cfg.epochs):
+        batches = global_batches(len(x), world, cfg.batch_size, cfg.seed, epoch)
+        total = 0.0
+        for idx in batches:
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(total / len(batches))
+    return model, losses
+
+
+def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list[float], float, float]:
+    import torch
+
+    from tour.distributed_worker import flat_params
+
+    model, losses = single_process(cfg, reports[0]["world_size"], device)
+    ddp = torch.load(folder / "weights.pt", map_location=device, weights_only=True)
+    weight_gap = max((ddp[k] - v).abs().max().item() for k, v in model.state_dict().items())
+    loss_gap = max(abs(a - b) for a, b in zip(losses, reports[0]["losses"]))
+    print(f"  single process, {len(losses)} epochs on the same global batches: loss {losses[-1]:.4f} "
+          f"vs DDP {reports[0]['losses'][-1]:.4f}; max gap: loss {loss_gap:.1e}, weights {weight_gap:.1e} "
+          f"({flat_params(model).numel():,} weights)")
+    return losses, loss_gap, weight_gap
+
+
+def run(cfg: Config) -> Result:
+    from tour import device as dev
+
+    check(cfg)
+    device = check_device(cfg)
+    folder = out_dir(cfg, NAME).resolve()
+    epochs = min(cfg.epochs, 5) if cfg.quick else cfg.epochs
+    cfg = replace(cfg, epochs=epochs, out=str(folder.parent))  # what every rank gets: resolved, absolute
+    print(f"[{NAME}] {dev.describe(cfg.device)}")
+    print(f"1) launch: {cfg.nproc} process(es) on this machine x {cfg.nnodes} machine(s) under torchrun")
+    prepare_checkpoint(cfg, folder)
+    seconds = launch(cfg, folder)
+    reports = gather(folder)
+    first = reports[0]
+    print(f"2) DDP: {len(reports)} rank file(s) here of world size {first['world_size']}, backend "
+          f"{first['backend']}; weights identical on every rank: {len(set(first['all_checksums'])) == 1} "
+          f"(max gap {first['max_rank_diff']:.1e}); held-out accuracy {first['test_accuracy']:.3f}")
+    print("3) parity with one process")
+    single, loss_gap, weight_gap = parity(cfg, reports, folder, device)
+    tp = first["tp"]
+    print(f"4) tensor parallel over {first['world_size']} ranks: output max diff {tp['out_max_diff']:.1e}, "
+          f"gradient max diff {tp['grad_max_diff']:.1e}")
+    print(f"5) checkpoint: {folder / 'checkpoint.pt'} (started at epoch {first['start_epoch']}; restart a killed "
+          "run with --resume)")
+    return Result(device=str(device), backend=first["backend"], world_size=first["world_size"], nnodes=cfg.nnodes,
+                  ranks_reporting=[r["rank"] for r in reports], rank_checksums=first["all_checksums"],
+                  rank_max_diff=first["max_rank_diff"], losses=first["losses"], single_losses=single,
+                  loss_max_diff=loss_gap, weight_max_diff=weight_gap, test_accuracy=first["test_accuracy"],
+                  tp_out_max_diff=tp["out_max_diff"], tp_grad_max_diff=tp["grad_max_diff"],
+                  tp_shard_shapes=tp["shard_shapes"], start_epoch=first["start_epoch"],
+                  checkpoint=str(folder / "checkpoint.pt"), weights=str(folder / "weights.pt"),
+                  train_seconds=max(r["train_seconds"] for r in reports), launch_seconds=seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

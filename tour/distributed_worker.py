@@ -1,0 +1,243 @@
+"""The per-rank half of the distributed stop: what each process that torchrun starts runs.
+
+Not run by hand: `tour run distributed` launches `python -m torch.distributed.run ... -m tour.distributed_worker
+--config JSON`. Each rank trains the digits MLP under DDP, checks every rank ended with the same weights, runs a
+tensor-parallel MLP, and writes its own `rank<N>.json` (torchrun interleaves stdout, files don't). The single-
+process reference in tour.distributed reuses `build`, `global_batches` and `flat_params` from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from tour.distributed import NAME, Config
+
+CHECKPOINT = "checkpoint.pt"
+# What must match for a checkpoint to be resumed: anything that changes the maths of the run.
+FINGERPRINT = ("batch_size", "lr", "momentum", "hidden", "seed", "test_fraction")
+
+
+def say(rank: int, text: str) -> None:
+    if rank == 0:  # one rank narrates; the others would only repeat it, interleaved
+        print(f"  [rank 0] {text}", flush=True)
+
+
+def rank_device(cfg: Config):
+    """The helper's device for this machine, pinned to this process's accelerator (LOCAL_RANK) if there is one."""
+    import torch
+
+    from tour.device import get_device
+
+    device = get_device(cfg.device)
+    if device.type == "cpu":
+        return device
+    device = torch.device(device.type, int(os.environ.get("LOCAL_RANK", 0)) % torch.accelerator.device_count())
+    torch.accelerator.set_device_index(device.index)
+    return device
+
+
+def backend_for(device) -> str:
+    """torch's own device-type -> backend table: gloo for cpu, nccl for cuda, xccl for xpu."""
+    import torch.distributed as dist
+
+    return dist.Backend.default_device_backend_map.get(device.type, "gloo")
+
+
+def build(cfg: Config, device):
+    """Model, optimizer and data, identical on every rank and in the single-process reference."""
+    import torch
+
+    from tour.basics import digits_split, make_mlp
+    from tour.device import seed_everything
+
+    seed_everything(cfg.seed)  # same seed -> same initial weights everywhere (DDP also broadcasts rank 0's)
+    model = make_mlp(cfg.hidden).to(device)
+    # Plain SGD: DDP's averaged gradients then give exactly the big-batch step, so parity is tight.
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    train, test = digits_split(cfg.test_fraction, cfg.seed)
+    return model, opt, train, test
+
+
+def global_batches(n: int, world: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches a `world`-rank DistributedSampler run sees: batch k is every rank's k-th batch joined."""
+    from torch.utils.data import DistributedSampler
+
+    per_rank, parts = batch_size // world, []
+    for rank in range(world):
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        idx = list(sampler)
+        parts.append([idx[i:i + per_rank] for i in range(0, len(idx), per_rank)])
+    return [sum(chunks, []) for chunks in zip(*parts)]
+
+
+def flat_params(model):
+    import torch
+
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def checksum(flat) -> str:
+    return hashlib.sha256(flat.float().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+# checkpoints ----------------------------------------------------------------------------------------------------
+def save_checkpoint(folder: Path, cfg: Config, model, opt, epoch: int, losses: list[float]) -> None:
+    """Rank 0 writes; write-then-rename, so a kill mid-save leaves the previous checkpoint whole."""
+    import torch
+
+    state = {"epoch": epoch, "losses": losses, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "fingerprint": fingerprint(cfg)}
+    tmp = folder / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, folder / CHECKPOINT)
+
+
+def fingerprint(cfg: Config) -> dict:
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_initialized() else cfg.nproc * cfg.nnodes
+    return {"world_size": world, **{k: getattr(cfg, k) for k in FINGERPRINT}}
+
+
+def load_checkpoint(folder: Path, cfg: Config, rank: int):
+    """Rank 0 reads the checkpoint (only its host needs the file) and broadcasts it to every rank."""
+    import torch
+    import torch.distributed as dist
+
+    state = None
+    if rank == 0 and cfg.resume and (folder / CHECKPOINT).exists():
+        state = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+    box = [state]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# 1) DDP ---------------------------------------------------------------------------------------------------------
+def train_ddp(cfg: Config, device, folder: Path, rank: int, world: int):
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    model, opt, train, test = build(cfg, device)
+    state = load_checkpoint(folder, cfg, rank)
+    start, losses = 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, losses = state["epoch"], list(state["losses"])
+        say(rank, f"resumed from {folder / CHECKPOINT}: epoch {start} done, training epochs {start + 1}..{cfg.epochs}")
+    ddp = DDP(model, device_ids=[device.index] if device.index is not None else None)
+    data = TensorDataset(*train)
+    sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)  # rank r takes every world-th sample
+    loader = DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler)
+    for epoch in range(start, cfg.epochs):
+        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank (and after a resume)
+        total = torch.zeros((), device=device)
+        for xb, yb in loader:
+            loss = torch.nn.functional.cross_entropy(ddp(xb.to(device)), yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # DDP all-reduces (averages) the gradients here, overlapping with backward
+            opt.step()
+            total += loss.detach()
+        dist.all_reduce(total)  # sum over ranks of each rank's summed batch losses
+        losses.append(total.item() / (world * len(loader)))
+        if rank == 0:
+            save_checkpoint(folder, cfg, model, opt, epoch + 1, losses)
+        dist.barrier()  # nobody races ahead of the checkpoint
+        say(rank, f"epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.4f}, checkpoint saved")
+    return model, losses, start, test
+
+
+def agreement(model) -> tuple[list[str], float]:
+    """All-gather every rank's flattened weights: their checksums, and the largest gap to rank 0's."""
+    import torch
+    import torch.distributed as dist
+
+    flat = flat_params(model)
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return [checksum(g) for g in gathered], max((g - gathered[0]).abs().max().item() for g in gathered)
+
+
+# 2) tensor parallel ---------------------------------------------------------------------------------------------
+def tensor_parallel(cfg: Config, device, test, rank: int) -> dict:
+    """Shard a 2-layer MLP: layer 1 by output columns, layer 2 by input rows; one all-reduce joins the halves."""
+    import copy
+
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    torch.manual_seed(cfg.seed)
+    full = nn.Sequential(nn.Linear(64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 10)).to(device)
+    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    tp = parallelize_module(copy.deepcopy(full), mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    x = test[0].to(device)
+    out_tp, out_full = tp(x), full(x)
+    out_tp.sum().backward()
+    out_full.sum().backward()
+    out_diff = (out_tp - out_full).abs().max().item()
+    grad_diff = max((tp[i].weight.grad.full_tensor() - full[i].weight.grad).abs().max().item() for i in (0, 2))
+    shards = [list(tp[i].weight.to_local().shape) for i in (0, 2)]
+    say(rank, f"layer weights {list(full[0].weight.shape)}, {list(full[2].weight.shape)} -> this rank holds "
+              f"{shards[0]}, {shards[1]}; output max diff vs unsharded {out_diff:.1e}, grads {grad_diff:.1e}")
+    return {"out_max_diff": out_diff, "grad_max_diff": grad_diff, "shard_shapes": shards}
+
+
+def accuracy(model, data, device) -> float:
+    import torch
+
+    with torch.inference_mode():
+        return (model(data[0].to(device)).argmax(1).cpu() == data[1]).float().mean().item()
+
+
+def work(cfg: Config, folder: Path) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    device = rank_device(cfg)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # the ranks share the cores; more threads per rank would only oversubscribe them
+    dist.init_process_group(backend=backend_for(device))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    say(rank, f"{world} ranks up, backend {dist.get_backend()}, this rank on {device}")
+    say(rank, "1) DDP: the digits MLP, each rank a slice of every global batch")
+    t0 = time.perf_counter()
+    model, losses, start, test = train_ddp(cfg, device, folder, rank, world)
+    seconds = time.perf_counter() - t0
+    sums, gap = agreement(model)
+    say(rank, f"weights after training, per rank: {sums}; max gap to rank 0: {gap:.1e}")
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # one copy per machine, for the parent's parity check
+        torch.save(model.state_dict(), folder / "weights.pt")
+    say(rank, "2) tensor parallel: ColwiseParallel + RowwiseParallel over a DeviceMesh")
+    tp = tensor_parallel(cfg, device, test, rank)
+    report = {"rank": rank, "local_rank": int(os.environ.get("LOCAL_RANK", 0)), "world_size": world,
+              "device": str(device), "backend": dist.get_backend(), "host": os.uname().nodename,
+              "losses": losses, "start_epoch": start, "checksum": checksum(flat_params(model)),
+              "all_checksums": sums, "max_rank_diff": gap, "test_accuracy": accuracy(model, test, device),
+              "train_seconds": seconds, "tp": tp}
+    dist.destroy_process_group()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="per-rank worker of `tour run distributed`")
+    parser.add_argument("--config", required=True, help="the stop's Config as JSON")
+    cfg = Config(**json.loads(parser.parse_args(argv).config))
+    folder = Path(cfg.out) / NAME
+    report = work(cfg, folder)
+    (folder / f"rank{report['rank']}.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
