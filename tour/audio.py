@@ -1,0 +1,385 @@
+"""Audio stop: torchaudio's transforms on real speech, checked against physics, and Silero VAD finding the speech.
+
+Resample, downmix, mel spectrogram, dB, MFCC and SpecAugment masks run on the picked device; a pretrained speech
+detector marks where the speech is. Run: `tour run audio` (or `python -m tour.audio`, `python examples/audio.py`);
+`--audio FILE` for your own wav/flac (any rate, any channel count); `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour.errors import TourError, require
+
+NAME = "audio"
+RATE = 16_000  # every clip is resampled to 16 kHz: speech models (Silero VAD too) expect it
+VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms
+MIN_SECONDS = 0.1  # shorter input cannot fill one STFT frame or one VAD window
+
+
+@dataclass
+class Config(BaseConfig):
+    audio: str = arg("", "wav/flac file to analyse; empty: the tour's own espeak-ng speech clip")
+    n_fft: int = arg(400, "STFT window in samples (400 = 25 ms at 16 kHz)")
+    hop: int = arg(160, "STFT hop in samples (160 = 10 ms at 16 kHz)")
+    n_mels: int = arg(64, "mel bands")
+    n_mfcc: int = arg(13, "MFCC coefficients kept")
+    freq_mask: int = arg(8, "SpecAugment: widest frequency mask, in mel bands")
+    time_mask: int = arg(30, "SpecAugment: widest time mask, in frames")
+    threshold: float = arg(0.5, "Silero speech probability that starts a segment")
+    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor (quick mode: 3)")
+
+
+@dataclass
+class Result:
+    device: str
+    audio_path: str
+    sample_rate_in: int
+    channels_in: int
+    duration_s: float
+    sample_rate_out: int
+    waveform_shape: list[int]  # mono, resampled
+    mel_shape: list[int]  # (1, n_mels, frames)
+    mfcc_shape: list[int]  # (1, n_mfcc, frames)
+    resample_peaks: list[dict] = field(default_factory=list)  # tone in -> FFT peak after resampling
+    alias_db: float = 0.0  # a tone above the new Nyquist, after resampling (dB re. input level)
+    tone_bands: list[dict] = field(default_factory=list)  # tone -> mel band with most energy, and its edges
+    masks: list[dict] = field(default_factory=list)  # per copy: zeroed bands/frames and whether only they changed
+    segments: list[list[float]] = field(default_factory=list)  # detected speech in the input, seconds
+    vad_true: list[list[float]] = field(default_factory=list)  # known speech in the built check clip
+    vad_detected: list[list[float]] = field(default_factory=list)  # what Silero found there
+    vad_max_error_s: float = math.inf  # worst boundary error (inf if the segment counts differ)
+    noise_segments: int = -1  # segments found in pure noise (should be 0)
+    realtime_factor: float = 0.0  # seconds of audio featurised per second of compute
+    realtime_factor_1_thread: float | None = None  # the same on one CPU thread (CPU only)
+    waveform_png: str = ""
+    mel_png: str = ""
+
+
+# 1) audio in --------------------------------------------------------------------------------------------------
+def load_audio(path: Path):
+    """(channels, samples) float32 tensor and its rate, via soundfile (libsndfile ships in its wheel)."""
+    import soundfile as sf
+    import torch
+
+    if not path.is_file():
+        raise TourError(f"audio file {path} not found (or not a file); pass --audio with a wav or flac file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
+        reason = " ".join(str(e).split())
+        raise TourError(f"cannot read {path} as audio ({reason}); pass a wav or flac file") from None
+    if len(data) < MIN_SECONDS * rate:
+        raise TourError(f"{path} holds {len(data)} samples ({len(data) / rate:.3f} s); "
+                        f"pass at least {MIN_SECONDS} s of audio")
+    if not torch.from_numpy(data).isfinite().all():
+        raise TourError(f"{path} contains NaN or infinite samples; pass a clean wav or flac file")
+    return torch.from_numpy(data.T.copy()), rate
+
+
+# 2) transforms ------------------------------------------------------------------------------------------------
+def make_transforms(cfg: Config, rate_in: int, device) -> dict:
+    import torchaudio.transforms as T
+
+    # MFCC needs melkwargs: its defaults put 128 mel bands on 201 FFT bins, which leaves some filters empty
+    mel_kw = {"n_fft": cfg.n_fft, "hop_length": cfg.hop, "n_mels": cfg.n_mels}
+    return {
+        "resample": T.Resample(rate_in, RATE).to(device),
+        "mel": T.MelSpectrogram(RATE, **mel_kw).to(device),
+        "db": T.AmplitudeToDB("power", top_db=80.0).to(device),
+        "mfcc": T.MFCC(RATE, n_mfcc=cfg.n_mfcc, melkwargs=mel_kw).to(device),
+    }
+
+
+def featurise(wave, tf: dict):
+    """channels x samples -> mono at the target rate, log-mel (dB) and MFCC."""
+    mono = wave.mean(dim=0, keepdim=True)  # downmix first: resampling one channel is cheaper than several
+    audio = tf["resample"](mono)
+    return audio, tf["db"](tf["mel"](audio)), tf["mfcc"](audio)
+
+
+def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> float:
+    """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
+    import torch
+
+    from tour.device import synchronize
+
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            featurise(wave, tf)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return seconds / statistics.median(times[1:])  # times[0] was the warm-up
+
+
+@contextmanager
+def one_thread():
+    """torch on one CPU thread for a while, then back. Tiny ops (32 ms VAD steps, short STFTs) can run far
+    slower on several threads when the cores are busy: Silero's import sets 1 thread for the whole process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# 3) physics checks --------------------------------------------------------------------------------------------
+def tone(freq: float, rate: int, device, seconds: float = 1.0):
+    import torch
+
+    t = torch.arange(int(rate * seconds), device=device) / rate
+    return torch.sin(2 * math.pi * freq * t)[None]
+
+
+def peak_hz(x, rate: int) -> float:
+    """The strongest frequency in x, from its FFT (1 Hz bins for 1 s of audio)."""
+    import torch
+
+    spectrum = torch.fft.rfft(x[0] * torch.hann_window(x.shape[-1], device=x.device)).abs()
+    return spectrum.argmax().item() * rate / x.shape[-1]
+
+
+def resample_checks(cfg: Config, device) -> tuple[list[dict], float]:
+    """Resampling keeps a tone's frequency; a tone above the new Nyquist is filtered out, not folded back."""
+    import torchaudio.transforms as T
+
+    peaks = []
+    for rate, freq in ((44_100, 1000.0), (22_050, 3000.0), (8_000, 440.0)):
+        out = T.Resample(rate, RATE).to(device)(tone(freq, rate, device))
+        peaks.append({"rate_in": rate, "tone_hz": freq, "peak_hz": peak_hz(out, RATE)})
+        print(f"  {freq:.0f} Hz tone at {rate} Hz, resampled to {RATE}: FFT peak {peaks[-1]['peak_hz']:.1f} Hz")
+    high = 0.75 * RATE  # 12 kHz for 16 kHz out: would alias to 4 kHz without the low-pass filter
+    out = T.Resample(44_100, RATE).to(device)(tone(high, 44_100, device))
+    alias_db = 20 * math.log10(out[:, 1000:-1000].std().item() * math.sqrt(2) + 1e-12)  # vs the input's 1/sqrt(2)
+    print(f"  a {high:.0f} Hz tone (above the new Nyquist) comes out at {alias_db:.0f} dB: low-passed, not aliased")
+    return peaks, alias_db
+
+
+def mel_band_edges(cfg: Config) -> list[float]:
+    """Edges of the triangular mel filters, written out from the HTK formula (torchaudio's default scale)."""
+    top = 2595 * math.log10(1 + RATE / 2 / 700)
+    return [700 * (10 ** (top * i / (cfg.n_mels + 1) / 2595) - 1) for i in range(cfg.n_mels + 2)]
+
+
+def tone_band_checks(cfg: Config, tf: dict, device) -> list[dict]:
+    """A pure tone's energy must peak in a mel band whose filter spans the tone's frequency."""
+    edges, rows = mel_band_edges(cfg), []
+    for freq in (300.0, 1000.0, 3000.0, 6000.0):
+        band = tf["mel"](tone(freq, RATE, device)).mean(dim=-1)[0].argmax().item()
+        lo, hi = edges[band], edges[band + 2]  # band b rises from edge b, peaks at b+1, falls to b+2
+        rows.append({"tone_hz": freq, "band": band, "band_lo_hz": round(lo, 1), "band_hi_hz": round(hi, 1),
+                     "contained": lo < freq < hi})
+        print(f"  {freq:.0f} Hz tone: most energy in mel band {band} ({lo:.0f}-{hi:.0f} Hz): "
+              f"{'contains it' if lo < freq < hi else 'WRONG BAND'}")
+    return rows
+
+
+def masking_checks(cfg: Config, logmel) -> list[dict]:
+    """SpecAugment on 4 copies (iid_masks: one draw per copy). Find the all-zero bands and frames, then check
+    each is one block no wider than its mask parameter and that nothing outside them changed."""
+    import torch
+    import torchaudio.transforms as T
+
+    spec = logmel.cpu() - logmel.max().item() - 1  # strictly negative, so a zero can only come from a mask
+    batch = spec[None].expand(4, -1, -1, -1).clone()  # (copy, channel, band, frame)
+    masked = T.TimeMasking(cfg.time_mask, iid_masks=True)(T.FrequencyMasking(cfg.freq_mask, iid_masks=True)(batch))
+    rows = []
+    for orig, out in zip(batch[:, 0], masked[:, 0]):
+        bands = (out == 0).all(dim=1).nonzero().flatten().tolist()
+        frames = (out == 0).all(dim=0).nonzero().flatten().tolist()
+        expected = orig.clone()
+        expected[bands, :], expected[:, frames] = 0, 0
+        exact = torch.equal(out, expected) and _block(bands, cfg.freq_mask) and _block(frames, cfg.time_mask)
+        rows.append({"bands": bands[:1] + bands[-1:], "frames": frames[:1] + frames[-1:], "exact": exact})
+        print(f"  SpecAugment copy {len(rows)}: zeroed bands {rows[-1]['bands']}, frames {rows[-1]['frames']}; "
+              f"{'nothing else changed' if exact else 'MISMATCH'}")
+    return rows
+
+
+def _block(idx: list[int], widest: int) -> bool:
+    """One run of consecutive indices, at most `widest` long (an empty mask is allowed: widths are drawn)."""
+    return not idx or (len(idx) <= widest and idx == list(range(idx[0], idx[0] + len(idx))))
+
+
+# 4) a pretrained speech detector ------------------------------------------------------------------------------
+def load_vad():
+    """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
+    import warnings
+
+    import torch
+
+    from tour.assets import silero_vad_jit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated; Silero ships TorchScript
+        return torch.jit.load(str(silero_vad_jit()), map_location="cpu").eval()
+
+
+def detect_speech(model, audio, threshold: float) -> list[list[float]]:
+    """Speech segments (s) in 16 kHz mono audio. The model scores 32 ms windows, keeping its LSTM state across
+    them (audio_forward); Silero's rule makes segments: enter at p >= threshold, leave after 100 ms below
+    threshold - 0.15, drop segments under 250 ms, pad 30 ms each side. It runs on the CPU, as Silero intends:
+    one 32 ms step at a time is launch overhead on a GPU."""
+    import torch
+
+    with torch.inference_mode(), one_thread():
+        probs = model.audio_forward(audio.reshape(1, -1).float().cpu(), RATE)[0].tolist()
+    step, total = VAD_WINDOW / RATE, audio.numel() / RATE
+    segments, start, quiet = [], None, None
+    for i, p in enumerate(probs):
+        t = i * step
+        if start is None:
+            start = t if p >= threshold else None
+        elif p >= threshold:
+            quiet = None
+        elif p < threshold - 0.15:
+            quiet = t if quiet is None else quiet
+            if t - quiet >= 0.1:
+                segments.append((start, quiet))
+                start, quiet = None, None
+    if start is not None:
+        segments.append((start, total))
+    return [[round(max(0.0, s - 0.03), 3), round(min(total, e + 0.03), 3)] for s, e in segments if e - s >= 0.25]
+
+
+def speech_bounds(audio, floor: float = 0.02) -> tuple[int, int]:
+    """First and last sample above `floor` x the peak: where a clean clip's speech starts and ends."""
+    loud = (audio.flatten().abs() > floor * audio.abs().max()).nonzero().flatten()
+    return loud[0].item(), loud[-1].item() + 1
+
+
+def check_clip(audio, seed: int, gaps_s=(0.8, 1.2, 0.6)):
+    """silence + speech + silence + speech + silence, with quiet noise throughout; returns it and the truth."""
+    import torch
+
+    lo, hi = speech_bounds(audio)
+    speech = audio.flatten()[lo:hi].cpu()
+    parts, truth, at = [], [], 0
+    for i, gap in enumerate(int(g * RATE) for g in gaps_s):
+        parts.append(torch.zeros(gap))
+        at += gap
+        if i < len(gaps_s) - 1:
+            parts += [speech]
+            truth.append([round(at / RATE, 3), round((at + len(speech)) / RATE, 3)])
+            at += len(speech)
+    noise = 1e-3 * torch.randn(at, generator=torch.Generator().manual_seed(seed))  # a quiet room, not zeros
+    return torch.cat(parts) + noise, truth
+
+
+def boundary_error(truth: list, found: list) -> float:
+    """Worst start/end error in seconds; infinite when the detector found a different number of segments."""
+    if len(found) != len(truth):
+        return math.inf
+    return max((abs(a - b) for t, f in zip(truth, found) for a, b in zip(t, f)), default=0.0)
+
+
+# 5) pictures --------------------------------------------------------------------------------------------------
+def save_pictures(folder: Path, rate: int, panels: list, logmel) -> tuple[Path, Path]:
+    """waveform.png: one row per (title, audio, detected, truth); log_mel.png: the input's log-mel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    for ax, (title, audio, found, truth) in zip(axes[:, 0], panels):
+        y = audio.flatten().cpu().numpy()
+        ax.plot(np.arange(len(y)) / rate, y, lw=0.4, color="tab:blue")
+        for i, (s, e) in enumerate(found):
+            ax.axvspan(s, e, color="tab:orange", alpha=0.3, label="detected speech" if i == 0 else None)
+        for i, t in enumerate(x for seg in truth for x in seg):
+            ax.axvline(t, color="k", ls="--", lw=1, label="true boundary" if i == 0 else None)
+        ax.set(title=title, xlim=(0, len(y) / rate), ylabel="amplitude")
+        if found or truth:
+            ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    wave_png = _save(fig, folder / "waveform.png")
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    img = ax.imshow(logmel[0].cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
+                    extent=(0, panels[0][1].numel() / rate, 0, logmel.shape[1]))
+    ax.set(xlabel="time (s)", ylabel="mel band", title=f"log-mel spectrogram ({logmel.shape[1]} bands)")
+    fig.colorbar(img, ax=ax, label="dB")
+    return wave_png, _save(fig, folder / "log_mel.png")
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run(cfg: Config) -> Result:
+    require("torchaudio", "soundfile", "silero_vad", stop="the audio stop")
+    import torch
+
+    from tour import device as dev
+    from tour.assets import speech_clip
+
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    print(f"[audio] {dev.describe(cfg.device)}")
+    path = Path(cfg.audio) if cfg.audio else speech_clip()
+    wave, rate = load_audio(path)
+    print(f"1) audio in: {path.name}: {rate} Hz, {wave.shape[0]} channel(s), {wave.shape[1] / rate:.2f} s (soundfile)")
+    tf = make_transforms(cfg, rate, device)
+    with torch.inference_mode():
+        audio, logmel, mfcc = featurise(wave.to(device), tf)
+    print(f"2) transforms on {device}: downmix + Resample {rate} -> {RATE} Hz gives {list(audio.shape)}; "
+          f"MelSpectrogram + AmplitudeToDB {list(logmel.shape)}; MFCC {list(mfcc.shape)}")
+    timing = (wave.to(device), wave.shape[1] / rate, tf, device, 3 if cfg.quick else cfg.repeats)
+    rtf = realtime_factor(*timing)
+    threads = f" on {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}{threads}")
+    rtf1 = None
+    if device.type == "cpu":
+        with one_thread():
+            rtf1 = realtime_factor(*timing)
+        print(f"  on 1 thread: {rtf1:,.0f} s of audio per second ({rtf1 / rtf:.1f}x; short ops pay for threads)")
+    print("3) physics checks")
+    peaks, alias_db = resample_checks(cfg, device)
+    bands = tone_band_checks(cfg, tf, device)
+    masks = masking_checks(cfg, logmel)
+    print("4) Silero VAD (pretrained, TorchScript) finds the speech")
+    vad = load_vad()
+    segments = detect_speech(vad, audio, cfg.threshold)
+    clip, truth = check_clip(audio, cfg.seed)
+    found = detect_speech(vad, clip, cfg.threshold)
+    error = boundary_error(truth, found)
+    noise = len(detect_speech(vad, 0.1 * torch.randn(3 * RATE), cfg.threshold))  # loud white noise
+    print(f"  speech in {path.name}: {segments} s\n  built clip silence+speech+silence+speech: true {truth}, "
+          f"detected {found}, worst boundary error {error:.3f} s\n  3 s of white noise: {noise} segment(s)")
+    print("5) pictures")
+    panels = [(f"{path.name}: detected speech", audio, segments, []),
+              ("built clip: detected speech vs true boundaries", clip, found, truth)]
+    wave_png, mel_png = save_pictures(out_dir(cfg, NAME), RATE, panels, logmel)
+    print(f"  {wave_png}\n  {mel_png}")
+    return Result(device=str(device), audio_path=str(path), sample_rate_in=rate, channels_in=wave.shape[0],
+                  duration_s=round(wave.shape[1] / rate, 3), sample_rate_out=RATE,
+                  waveform_shape=list(audio.shape), mel_shape=list(logmel.shape), mfcc_shape=list(mfcc.shape),
+                  resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, segments=segments,
+                  vad_true=truth, vad_detected=found, vad_max_error_s=error, noise_segments=noise,
+                  realtime_factor=rtf, realtime_factor_1_thread=rtf1, waveform_png=str(wave_png), mel_png=str(mel_png))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
