@@ -1,0 +1,7 @@
+"""Smoke-test the installed PyTorch stack. Same as `tour doctor`; flags: --quick, --json, --device D, --timeout S."""
+
+import sys
+
+from tour.doctor import main
+
+sys.exit(main(sys.argv[1:]))

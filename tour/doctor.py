@@ -1,0 +1,270 @@
+"""`tour doctor`: does this PyTorch stack really work? Every probe does a real op and checks a concrete fact.
+
+    tour doctor                     every probe, on every device present, as a table
+    tour doctor --quick             skips the slow probes (torch.compile, torch.export)
+    tour doctor --json              the same report as JSON
+    tour doctor --device cuda       the device probes on that device only (and it must pass)
+
+Exit code: 0 when every required probe passes, 1 when one fails (optional pieces such as a GPU or torchcodec never
+fail it), 2 on a usage error. The probes live in tour/doctor_probes.py and run in a worker process, so that a
+library that crashes, hangs or breaks on import is reported as one failed probe and never takes the doctor down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tour.config import _Parser
+from tour.errors import TourError
+
+PROG = "tour doctor"
+DEFAULT_TIMEOUT = 180.0  # per probe; a cold torch.compile on a busy 2-core machine took ~35 s
+STARTUP_TIMEOUT = 120.0  # the worker's start: importing torch and finding the devices
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    group: str
+    status: str  # ok, failed or skipped
+    detail: str  # the fact checked, or the one-line reason it failed or was skipped
+    seconds: float
+    required: bool  # a required probe that failed makes the exit code 1
+    data: dict = field(default_factory=dict)  # numbers behind the detail (versions, memory, ...) for --json
+
+
+@dataclass
+class Report:
+    probes: list[ProbeResult]
+    seconds: float  # the whole run, wall clock
+    quick: bool
+    device: str | None
+
+    @property
+    def failed_required(self) -> list[ProbeResult]:
+        return [p for p in self.probes if p.status == FAILED and p.required]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.probes) and not self.failed_required
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(p.status == s for p in self.probes) for s in (OK, FAILED, SKIPPED)}
+
+
+# -- the worker: probes run in a child process --------------------------------------------------------------------
+# Why a process and not a thread: a broken install fails at import time, and a hung import holds Python's
+# import lock, so a thread could neither be stopped nor leave the next probe a clean import; a compiled
+# extension can also segfault. A child process can be killed. One worker runs the probes in order (torch is
+# imported once); when a probe hangs or the worker dies, the doctor records that probe as failed and starts a
+# fresh worker at the next probe.
+_TIMED_OUT = object()
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)  # so the worker imports this same tour package
+    # Appended, not prepended: whatever the user put first on PYTHONPATH must still win (the fault-injection
+    # tests rely on it, and so does a user checking a patched library).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), root) if p)
+    env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no pool of compile workers for one tiny function
+    return env
+
+
+class _Worker:
+    def __init__(self, quick: bool, device: str | None, skip: int):
+        cmd = [sys.executable, "-m", "tour.doctor_probes", "--skip", str(skip)]
+        cmd += ["--quick"] if quick else []
+        cmd += ["--device", device] if device else []
+        self.log = tempfile.TemporaryFile(mode="w+")  # the worker's stderr: library warnings, crash messages
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+                                     env=_worker_env(), text=True, start_new_session=True)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # end of stream: the worker exited
+
+    def read(self, limit: float):
+        """The next event, None when the worker has exited, _TIMED_OUT after `limit` seconds of silence."""
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return _TIMED_OUT
+            if line is None:
+                return None
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue  # not ours (something printed before the worker took over stdout)
+
+    def why_dead(self) -> str:
+        code = self.proc.wait()
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        self.log.seek(0)
+        lines = [ln.strip() for ln in self.log.read().splitlines() if ln.strip()]
+        return f"the probe worker died ({how}){': ' + lines[-1][:200] if lines else ''}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:  # its own process group: Inductor's compile workers go with it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (AttributeError, ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def _from_event(result: dict) -> ProbeResult:
+    return ProbeResult(**{k: result[k] for k in ProbeResult.__dataclass_fields__ if k in result})
+
+
+def _cut_off(spec: dict, reason: str, seconds: float) -> ProbeResult:
+    return ProbeResult(spec["name"], spec["group"], FAILED, reason, round(seconds, 3), spec["required"])
+
+
+def _run_worker(quick, device, skip, timeout, plan, emit) -> tuple[list | None, int]:
+    """One worker from probe `skip` on. Returns the plan and the index to restart at (len(plan) when done)."""
+    worker = _Worker(quick, device, skip)
+    try:
+        event = worker.read(max(timeout, STARTUP_TIMEOUT))
+        if event is None or event is _TIMED_OUT:
+            reason = worker.why_dead() if event is None else "the probe worker did not start in time"
+            worker_plan = plan or [{"name": "probe worker", "group": "system", "required": True}]
+            for spec in worker_plan[skip:]:
+                emit(_cut_off(spec, reason, 0.0))
+            return worker_plan, len(worker_plan)
+        if event["event"] == "error":
+            raise TourError(event["message"])
+        plan = event["probes"]
+        for index in range(skip, len(plan)):
+            started = time.monotonic()
+            event = worker.read(timeout)
+            if event is not None and event is not _TIMED_OUT and event["event"] == "start":
+                event = worker.read(max(0.0, timeout - (time.monotonic() - started)))
+            if event is None or event is _TIMED_OUT:
+                took = time.monotonic() - started
+                reason = worker.why_dead() if event is None else f"timed out after {timeout:g} s (cut off)"
+                emit(_cut_off(plan[index], reason, took))
+                return plan, index + 1
+            emit(_from_event(event["result"]))
+        return plan, len(plan)
+    finally:
+        worker.stop()
+
+
+def collect(quick: bool = False, device: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+            on_result: Callable[[ProbeResult], None] | None = None) -> Report:
+    """Run every probe (in a worker process) and gather the results. Raises TourError on a bad --device."""
+    start = time.perf_counter()
+    results: list[ProbeResult] = []
+
+    def emit(result: ProbeResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    plan, index = None, 0
+    while plan is None or index < len(plan):
+        plan, index = _run_worker(quick, device, index, timeout, plan, emit)
+    return Report(results, round(time.perf_counter() - start, 2), quick, device)
+
+
+# -- formatting ---------------------------------------------------------------------------------------------------
+_HEADER = f"  {'GROUP':<13}{'PROBE':<22}{'STATUS':<10}{'TIME':>7}  DETAIL"
+
+
+def format_row(p: ProbeResult) -> str:
+    status = p.status.upper() if p.status == FAILED and p.required else p.status
+    note = " (optional)" if p.status == FAILED and not p.required else ""
+    return f"  {p.group:<13}{p.name:<22}{status:<10}{p.seconds:>6.1f}s  {p.detail}{note}"
+
+
+def format_summary(report: Report) -> str:
+    c = report.counts()
+    line = f"{len(report.probes)} probes: {c[OK]} ok, {c[FAILED]} failed, {c[SKIPPED]} skipped in {report.seconds:.1f} s"
+    if report.ok:
+        verdict = "every required probe passes"
+    else:
+        verdict = "required probes failed: " + ", ".join(f"{p.group} {p.name}" for p in report.failed_required)
+    return f"{line}\n{verdict} (exit code {report.exit_code})"
+
+
+def format_table(report: Report) -> str:
+    return "\n".join([_HEADER, *map(format_row, report.probes), "", format_summary(report)])
+
+
+def to_json(report: Report) -> str:
+    data = {"ok": report.ok, "exit_code": report.exit_code, "seconds": report.seconds, "quick": report.quick,
+            "device": report.device, "counts": report.counts(), "probes": [asdict(p) for p in report.probes]}
+    return json.dumps(data, indent=2)
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _parser() -> _Parser:
+    import argparse
+
+    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print the report as JSON (default: a table)")
+    p.add_argument("--quick", action="store_true", help="skip the slow probes: torch.compile, torch.export")
+    p.add_argument("--device", default=None,
+                   help="probe only this device, e.g. cpu or cuda:1 (default: every device present)")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"time limit per probe; a probe past it is cut off and failed (default: {DEFAULT_TIMEOUT:g})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.json:
+        skipped = "; --quick: compile and export skipped" if args.quick else ""
+        print(f"{PROG}: checking the installed PyTorch stack (probe limit {args.timeout:g} s{skipped})\n{_HEADER}",
+              flush=True)
+    show = None if args.json else (lambda r: print(format_row(r), flush=True))  # rows appear as they finish
+    try:
+        report = collect(args.quick, args.device, args.timeout, on_result=show)
+    except TourError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    print(to_json(report) if args.json else "\n" + format_summary(report))
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
