@@ -70,10 +70,12 @@ def load_audio(path: Path):
 
     if not path.is_file():
         raise TourError(f"audio file {path} not found (or not a file); pass --audio with a wav or flac file")
+    if path.stat().st_size == 0:
+        raise TourError(f"audio file {path} is empty (0 bytes); pass a wav or flac file")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
-        reason = " ".join(str(e).split())
+        reason = " ".join(getattr(e, "error_string", str(e)).split())  # libsndfile's words, minus the path
         raise TourError(f"cannot read {path} as audio ({reason}); pass a wav or flac file") from None
     if len(data) < MIN_SECONDS * rate:
         raise TourError(f"{path} holds {len(data)} samples ({len(data) / rate:.3f} s); "

@@ -1,0 +1,184 @@
+"""The audio stop against physics and known truth: tone frequencies through resampling and mel bands, masks that
+zero exactly what they say, Silero VAD within 0.15 s of true speech boundaries, and bad files as one-line errors."""
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tour import audio
+from tour.assets import speech_clip
+
+TOLERANCE_S = 0.15  # the issue's bound on VAD boundary error
+
+
+@pytest.fixture(scope="module")
+def run_once(tmp_path_factory):
+    """One quick run on the shipped clip, with an unusual thread count set so a leak would show."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        result = audio.run(audio.Config(quick=True, device="cpu", out=str(tmp_path_factory.mktemp("out"))))
+        return result, torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def result(run_once):
+    return run_once[0]
+
+
+@pytest.fixture(scope="module")
+def vad():
+    return audio.load_vad()
+
+
+def test_thread_count_unchanged(run_once):
+    assert run_once[1] == 3  # neither the VAD nor the 1-thread timing may leave torch on 1 thread
+
+
+def test_rates_and_feature_shapes(result):
+    info = __import__("soundfile").info(str(speech_clip()))
+    assert (result.sample_rate_in, result.channels_in, result.sample_rate_out) == (22050, 1, 16000)
+    samples = result.waveform_shape[1]
+    assert result.waveform_shape[0] == 1 and abs(samples - info.frames * 16000 / 22050) <= 1
+    frames = 1 + samples // 160  # centred STFT, 10 ms hop
+    assert result.mel_shape == [1, 64, frames] and result.mfcc_shape == [1, 13, frames]
+
+
+def test_resampling_keeps_tone_frequency_and_filters_aliases(result):
+    assert {p["rate_in"] for p in result.resample_peaks} == {44100, 22050, 8000}
+    for p in result.resample_peaks:
+        assert abs(p["peak_hz"] - p["tone_hz"]) <= 1.0, p  # 1 Hz FFT bins
+    assert result.alias_db < -40  # a 12 kHz tone would fold to 4 kHz at full level without the low-pass
+
+
+def test_tone_energy_peaks_in_the_band_containing_it(result):
+    assert len(result.tone_bands) == 4
+    for b in result.tone_bands:
+        assert b["contained"] and b["band_lo_hz"] < b["tone_hz"] < b["band_hi_hz"], b
+    assert [b["band"] for b in result.tone_bands] == sorted({b["band"] for b in result.tone_bands})
+
+
+def test_mel_band_edges_match_torchaudio_filters():
+    """Triangles drawn on the hand-written HTK edges reproduce torchaudio's mel filterbank."""
+    import torch
+    import torchaudio.functional as F
+
+    cfg = audio.Config()
+    fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, audio.RATE / 2, cfg.n_mels, audio.RATE)  # (bins, bands)
+    hz = torch.linspace(0, audio.RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    e = torch.tensor(audio.mel_band_edges(cfg), dtype=torch.float64)
+    rise, fall = (hz - e[:-2]) / (e[1:-1] - e[:-2]), (e[2:] - hz) / (e[2:] - e[1:-1])
+    assert torch.allclose(torch.minimum(rise, fall).clamp(min=0).float(), fb, atol=1e-4)
+
+
+def test_masks_zero_exactly_what_they_say(result):
+    assert len(result.masks) == 4 and all(m["exact"] for m in result.masks)
+    assert any(m["bands"] for m in result.masks) and any(m["frames"] for m in result.masks)
+    for m in result.masks:
+        if m["bands"]:
+            assert m["bands"][1] - m["bands"][0] < 8
+        if m["frames"]:
+            assert m["frames"][1] - m["frames"][0] < 30
+
+
+def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
+    """If masking also changed cells outside the zeroed block, the check must say so."""
+    import torch
+    import torchaudio.transforms as T
+
+    class Leaky(T.FrequencyMasking):
+        def forward(self, spec, mask_value=0.0):
+            return super().forward(spec, mask_value) * 1.001
+
+    monkeypatch.setattr(T, "FrequencyMasking", Leaky)
+    logmel = torch.linspace(-50, 20, 64 * 100).reshape(1, 64, 100)
+    assert not any(m["exact"] for m in audio.masking_checks(audio.Config(), logmel))
+
+
+def test_vad_finds_true_boundaries_and_nothing_in_noise(result):
+    assert len(result.vad_true) == 2 and len(result.vad_detected) == 2
+    assert result.vad_max_error_s <= TOLERANCE_S
+    assert result.noise_segments == 0
+    assert len(result.segments) == 1 and result.segments[0][0] < 0.2 and result.segments[0][1] > 4.0
+
+
+def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
+    """Another sentence, another voice, made now: the detector is not tuned to the shipped clip."""
+    import torchaudio.functional as F
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (Debian: apt-get install espeak-ng); the shipped clip covers the rest")
+    wav = tmp_path / "said.wav"
+    subprocess.run(["espeak-ng", "-v", "en-gb", "-s", "170", "-w", str(wav), "Seven loud birds sang at dawn"],
+                   check=True, capture_output=True)
+    wave, rate = audio.load_audio(wav)
+    clip, truth = audio.check_clip(F.resample(wave.mean(0), rate, audio.RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
+    found = audio.detect_speech(vad, clip, 0.5)
+    assert len(found) == 2 and audio.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
+
+
+def test_pictures_are_real_pngs(result):
+    import matplotlib.image
+
+    for path in (result.waveform_png, result.mel_png):
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = matplotlib.image.imread(path)
+        assert img.shape[1] >= 800 and img[..., :3].std() > 0.05  # wide, and not a blank canvas
+
+
+def test_realtime_factor_is_measured(result):
+    assert math.isfinite(result.realtime_factor) and result.realtime_factor > 1  # faster than real time
+    assert result.realtime_factor_1_thread is not None and result.realtime_factor_1_thread > 1
+
+
+def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
+    """Two channels at 8 kHz, written with soundfile: downmixed, upsampled, and the speech still found."""
+    import soundfile as sf
+    import torch
+    import torchaudio.functional as F
+
+    wave, rate = audio.load_audio(speech_clip())
+    low = F.resample(wave[0], rate, 8000)
+    path = tmp_path / "stereo8k.flac"
+    sf.write(str(path), torch.stack([low, 0.5 * low], dim=1).numpy(), 8000)
+    assert audio.main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--audio", str(path)]) == 0
+    saved = json.loads((tmp_path / "audio" / "result.json").read_text())
+    assert (saved["sample_rate_in"], saved["channels_in"]) == (8000, 2)
+    assert abs(saved["waveform_shape"][1] - 2 * len(low)) <= 1  # 8 kHz -> 16 kHz doubles the samples
+    assert len(saved["segments"]) == 1 and saved["vad_max_error_s"] <= TOLERANCE_S
+    assert "s of audio featurised per second" in capsys.readouterr().out
+
+
+def _bad_files(folder: Path) -> dict:
+    import numpy as np
+    import soundfile as sf
+
+    good = speech_clip().read_bytes()
+    files = {"missing": folder / "nope.wav", "folder": folder}
+    for name, data in {"empty.wav": b"", "truncated.wav": good[:30], "no_samples.wav": good[:44],
+                       "noise_bytes.wav": np.random.default_rng(0).bytes(4000),
+                       "notes.flac": b"this is a text file, not audio\n" * 40}.items():
+        (folder / name).write_bytes(data)
+        files[name] = folder / name
+    sf.write(str(folder / "blip.wav"), np.zeros(50, dtype="float32"), 16000)  # 3 ms
+    files["blip.wav"] = folder / "blip.wav"
+    return files
+
+
+def test_bad_files_are_one_line_errors(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, path in _bad_files(inputs).items():
+        out = tmp_path / f"out-{name}"
+        assert audio.main(["--device", "cpu", "--out", str(out), "--audio", str(path)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tour run audio: error:") and "\n" not in err and str(path) in err, err
+        assert "Traceback" not in err and not out.exists(), name  # nothing half-written
