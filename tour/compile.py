@@ -1,0 +1,402 @@
+"""Stop 5, torch.compile: eager vs compiled on the tour's own models, measured on this machine, parity checked.
+
+For each model: compile time (first call, then again from a warm cache), steady-state medians, the speedup (or the
+loss: some models get slower), allclose parity for inference and one training step; then where graph breaks happen
+(torch._dynamo.explain) and recompiles vs `dynamic=True`.
+Run: `tour run compile` (or `python -m tour.compile`, `python examples/compile.py`); `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tour.config import BaseConfig, arg, stop_main
+from tour.errors import TourError
+
+NAME = "compile"
+MODELS = ("fusion", "vision", "encoder")
+
+
+@dataclass
+class Config(BaseConfig):
+    models: list[str] = arg(list(MODELS), "what to compile: fusion (elementwise block), vision (EfficientNet-Lite0; "
+                                          "quick: the MNIST CNN), encoder (MiniLM); quick: fusion vision")
+    train: bool = arg(True, "also time one training step (forward + backward) where the model has one")
+    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported (quick: 5)")
+    batch: int = arg(8, "images / sentences per batch for the vision and encoder models")
+    fresh_cache: bool = arg(False, "compile into an empty throwaway Inductor cache: the first compile is truly cold")
+
+
+@dataclass
+class Comparison:
+    model: str  # which model really ran (a fallback says so)
+    mode: str  # "inference" or "training step"
+    eager_ms: float
+    compiled_ms: float | None = None  # None: compiling was not possible here
+    speedup: float | None = None  # eager / compiled: < 1 means compiling made it slower
+    parity: bool | None = None  # torch.allclose(eager, compiled) (outputs, and gradients for training)
+    max_abs_diff: float | None = None
+    first_compile_s: float | None = None  # first call of the compiled model: trace + codegen + C++ build
+    first_compile_cache: str = ""  # "miss" (cold), "hit" (warm from an earlier run) or "mixed"
+    warm_compile_s: float | None = None  # after torch._dynamo.reset(), same cache: what a second run pays
+
+
+@dataclass
+class Result:
+    device: str
+    compiler: str | None  # why compiling was skipped; None when it ran
+    cache_dir: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    graph_count: int = 0  # graphs torch._dynamo.explain found in the function with a deliberate break
+    graph_breaks: int = 0
+    break_reasons: list[str] = field(default_factory=list)
+    compiles: dict[str, int] = field(default_factory=dict)  # dynamic=False/None/True -> compiles for 4 batch sizes
+    dynamic_shape: str = ""  # the input shape the dynamic=True graph was traced with (symbolic batch)
+
+
+# 0) where Inductor keeps its artefacts, and whether it can build here -------------------------------------------
+def inductor_cache_dir() -> Path:
+    """The tour's Inductor cache (a second run reuses it), unless the user set TORCHINDUCTOR_CACHE_DIR already."""
+    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "torch-tour" / "inductor")
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+
+
+def compile_problem(device) -> str | None:
+    """Why torch.compile cannot build code on `device` here, or None. Inductor writes C++ on CPU, Triton on GPUs."""
+    import torch
+
+    if not torch._dynamo.is_dynamo_supported():
+        return "TorchDynamo does not support this Python version"
+    if device.type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            cxx = get_cpp_compiler()
+        except Exception:  # it raises when none of its candidates exists
+            cxx = os.environ.get("CXX") or "g++"
+        if not shutil.which(cxx):
+            return f"no C++ compiler ({cxx}) found; Inductor needs one on CPU: install g++ or set CXX"
+    elif device.type in ("cuda", "xpu"):
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return "Triton is not installed; Inductor needs it on this GPU: pip install triton"
+    return None
+
+
+# 1) the models ---------------------------------------------------------------------------------------------------
+@dataclass
+class Spec:
+    label: str
+    model: Any
+    inputs: tuple
+    train: bool  # time a training step too
+    atol: float = 1e-4  # fp32: Inductor reorders sums (LayerNorm, matmul tiles), so bits differ a little
+
+
+def fusion_block(depth: int = 4, width: int = 512):
+    """Elementwise-heavy on purpose: per layer LayerNorm, GELU, scale/shift, tanh, residual. Eager runs every op as
+    its own pass over memory; Inductor fuses each layer into one or two loops."""
+    import torch
+    from torch import nn
+
+    class FusionBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+            self.scale = nn.Parameter(torch.ones(depth, width))
+            self.shift = nn.Parameter(torch.zeros(depth, width))
+
+        def forward(self, x):
+            for i, norm in enumerate(self.norms):
+                h = nn.functional.gelu(norm(x)) * self.scale[i] + self.shift[i]
+                x = x + 0.5 * torch.tanh(h)
+            return x
+
+    return FusionBlock()
+
+
+def _optional(module: str, attr: str):
+    """A public function or class of another stop, or None while that stop is absent."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return None
+
+
+def _mlp_fallback(why: str, device) -> Spec:
+    import torch
+
+    from tour.basics import make_mlp
+
+    print(f"  ({why}: using the basics stop's digits MLP instead)")
+    return Spec("digits MLP (fallback)", make_mlp(128).to(device), (torch.randn(64, 64, device=device),), True)
+
+
+def vision_spec(cfg: Config, device) -> Spec:
+    import torch
+
+    if cfg.quick:
+        cnn = _optional("tour.vision_models", "SmallCNN") or _optional("tour.vision", "SmallCNN")
+        if cnn is None:
+            return _mlp_fallback("the vision stop is not installed", device)
+        return Spec("MNIST SmallCNN (untrained)", cnn().to(device), (torch.randn(64, 1, 28, 28, device=device),), True)
+    load = _optional("tour.vision_models", "load_efficientnet_lite0") or _optional("tour.vision", "load_efficientnet_lite0")
+    try:
+        model = load(device) if load else None
+    except TourError as e:  # its weights package is missing: say so, keep going
+        return _mlp_fallback(f"EfficientNet-Lite0 unavailable: {e}", device)
+    if model is None:
+        return _mlp_fallback("the vision stop is not installed", device)
+    return Spec("EfficientNet-Lite0 (pretrained)", model, (torch.randn(cfg.batch, 3, 224, 224, device=device),), True)
+
+
+SENTENCES = ["torch.compile turns Python into fused kernels.", "The cat sat on the mat.",
+             "Graph breaks fall back to eager Python.", "How fast is this machine?"]
+
+
+def encoder_spec(cfg: Config, device) -> Spec:
+    from torch import nn
+
+    load = _optional("tour.nlp", "load_encoder")
+    try:
+        tokenizer, encoder = load(device=device) if load else (None, None)
+    except TourError as e:  # transformers or the model package is missing
+        return _mlp_fallback(f"MiniLM unavailable: {e}", device)
+    if encoder is None:
+        return _mlp_fallback("the NLP stop is not installed", device)
+
+    class Hidden(nn.Module):  # a plain tensor out, so eager and compiled outputs compare directly
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, ids, mask):
+            return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    texts = (SENTENCES * cfg.batch)[:cfg.batch]
+    enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
+    return Spec("MiniLM-L6 encoder (pretrained)", Hidden().eval(), (enc["input_ids"], enc["attention_mask"]), False)
+
+
+def specs(cfg: Config, device) -> list[Spec]:
+    import torch
+
+    wanted = ["fusion", "vision"] if cfg.quick and cfg.models == list(MODELS) else cfg.models
+    unknown = sorted(set(wanted) - set(MODELS))
+    if unknown:
+        raise TourError(f"--models {' '.join(unknown)}: unknown; choose from {', '.join(MODELS)}")
+    out = []
+    for name in wanted:
+        if name == "fusion":
+            x = torch.randn(2048 if cfg.quick else 8192, 512, device=device)  # 4 / 16 MB: memory-bound
+            out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", fusion_block().to(device), (x,),
+                            not cfg.quick))
+        else:
+            out.append(vision_spec(cfg, device) if name == "vision" else encoder_spec(cfg, device))
+    return out
+
+
+# 2) timing, compile time, parity ---------------------------------------------------------------------------------
+def median_ms(fn, device, reps: int, warmup: int = 2) -> float:
+    """Median wall time of `fn` in ms after warm-up; synchronize so GPU work is measured, not just launched."""
+    from tour.device import synchronize
+
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def first_call(model, call, device) -> tuple[Any, float, str]:
+    """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from tour.device import synchronize
+
+    before = dict(counters["inductor"])
+    compiled = torch.compile(model)
+    start = time.perf_counter()
+    call(compiled)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    hits, misses = (counters["inductor"][k] - before.get(k, 0) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss"))
+    return compiled, seconds, ("mixed" if hits and misses else "miss" if misses else "hit")
+
+
+def infer(model, inputs):
+    import torch
+
+    with torch.no_grad():
+        return model(*inputs)
+
+
+def train_step(model, inputs):
+    """Forward, a stand-in loss (mean square of the output) and backward; returns (loss, gradients)."""
+    for p in model.parameters():
+        p.grad = None
+    loss = model(*inputs).float().square().mean()
+    loss.backward()
+    return loss.detach(), [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+
+def _flat(out) -> list:
+    return [t.float() for t in (out if isinstance(out, (list, tuple)) else [out]) if hasattr(t, "float")]
+
+
+def compare(spec: Spec, mode: str, device, reps: int) -> Comparison:
+    import torch
+
+    from tour.device import seed_everything
+
+    spec.model.train(mode != "inference")  # dropout and BatchNorm behave as they would in that mode
+    step = (lambda m: infer(m, spec.inputs)) if mode == "inference" else (lambda m: train_step(m, spec.inputs))
+    seeded = lambda m: (seed_everything(0), step(m))[1]  # noqa: E731  same dropout draws on both sides
+    torch._dynamo.reset()  # nothing compiled before counts for this model
+    with torch._inductor.config.patch(fallback_random=True):  # eager's RNG inside compiled code: dropout matches
+        compiled, first_s, cache = first_call(spec.model, seeded, device)
+        torch._dynamo.reset()
+        compiled, warm_s, _ = first_call(spec.model, seeded, device)
+        pairs = list(zip(_flat(seeded(spec.model)), _flat(seeded(compiled))))
+    diff = max(((a - b).abs().max().item() if a.numel() else 0.0) for a, b in pairs)
+    parity = all(torch.allclose(a, b, atol=spec.atol, rtol=1e-3) for a, b in pairs)
+    eager = median_ms(lambda: step(spec.model), device, reps)
+    fast = median_ms(lambda: step(compiled), device, reps)
+    return Comparison(spec.label, mode, eager, fast, eager / fast, parity, diff, first_s, cache, warm_s)
+
+
+def show(c: Comparison) -> None:
+    if c.compiled_ms is None:
+        print(f"  {c.model}, {c.mode}: eager {c.eager_ms:.2f} ms (compiled side skipped)")
+        return
+    verdict = "faster" if c.speedup >= 1 else "SLOWER: compiling lost here"
+    print(f"  {c.model}, {c.mode}: compile {c.first_compile_s:.1f} s (cache {c.first_compile_cache}), "
+          f"warm {c.warm_compile_s:.1f} s; eager {c.eager_ms:.2f} ms vs compiled {c.compiled_ms:.2f} ms -> "
+          f"{c.speedup:.2f}x {verdict}; allclose {c.parity} (max diff {c.max_abs_diff:.1e})")
+
+
+def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
+    reps = min(cfg.reps, 5) if cfg.quick else cfg.reps
+    out = []
+    for spec in specs(cfg, device):
+        modes = ["inference"] + (["training step"] if cfg.train and spec.train else [])
+        for mode in modes:
+            if problem:
+                spec.model.train(mode != "inference")
+                step = (lambda: infer(spec.model, spec.inputs)) if mode == "inference" else (
+                    lambda: train_step(spec.model, spec.inputs))
+                out.append(Comparison(spec.label, mode, median_ms(step, device, reps)))
+            else:
+                out.append(compare(spec, mode, device, reps))
+            show(out[-1])
+    return out
+
+
+# 3) graph breaks and 4) dynamic shapes ---------------------------------------------------------------------------
+def rescale(x):
+    """.item() leaves the graph: Dynamo compiles what comes before and after it as two graphs."""
+    import torch
+
+    x = torch.relu(x) * 2
+    peak = x.abs().max().item()  # a Python float: data the graph cannot hold (by default)
+    return x / peak
+
+
+def graph_breaks() -> tuple[int, int, list[str]]:
+    import logging
+
+    import torch
+
+    torch._dynamo.reset()
+    log = logging.getLogger("torch._dynamo")
+    level, _ = log.level, log.setLevel(logging.ERROR)  # explain reports the break; skip the long warning too
+    try:
+        report = torch._dynamo.explain(rescale)(torch.randn(16))
+    finally:
+        log.setLevel(level)
+    reasons = [r.reason.splitlines()[0] for r in report.break_reasons]
+    print(f"  explain(rescale): {report.graph_count} graphs, {report.graph_break_count} break(s): {reasons}")
+    return report.graph_count, report.graph_break_count, reasons
+
+
+def count_compiles(dynamic: bool | None, batches=(8, 16, 24, 32)) -> tuple[int, str]:
+    """A backend is just a function (graph, example inputs) -> callable: this one counts and runs the graph."""
+    import torch
+
+    from tour.basics import make_mlp
+
+    shapes = []
+
+    def counting(gm, example_inputs):
+        # the graph's inputs are the weights and the batch (and, when dynamic, the symbol for its size)
+        x = next(n for n in gm.graph.nodes if n.op == "placeholder" and "param" not in n.name
+                 and hasattr(n.meta["example_value"], "shape"))
+        shapes.append(str(tuple(x.meta["example_value"].shape)))
+        return gm.forward
+
+    torch._dynamo.reset()
+    model = torch.compile(make_mlp(32), backend=counting, dynamic=dynamic)
+    for b in batches:
+        model(torch.randn(b, 64))
+    return len(shapes), shapes[-1]
+
+
+def dynamic_shapes() -> tuple[dict[str, int], str]:
+    counts, shape = {}, ""
+    for dynamic in (False, None, True):
+        counts[f"dynamic={dynamic}"], shape = count_compiles(dynamic)
+    print(f"  batches 8, 16, 24, 32 through one compiled MLP: {counts} compiles "
+          f"(None = static first, then a recompile that marks the batch dynamic); dynamic=True traced {shape}")
+    return counts, shape
+
+
+def run(cfg: Config) -> Result:
+    import torch
+    from torch._inductor.utils import fresh_cache
+
+    from tour import device as dev
+
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    print(f"[compile] {dev.describe(cfg.device)}")
+    cache = inductor_cache_dir()
+    problem = compile_problem(device)
+    print(f"1) can Inductor build here? {'no: ' + problem + ' (timing the eager half only)' if problem else 'yes'}; "
+          f"cache {'a throwaway empty folder' if cfg.fresh_cache else cache}")
+    print("2) eager vs torch.compile (fp32; medians after warm-up; speedup < 1 means slower)")
+    with fresh_cache() if cfg.fresh_cache else nullcontext():
+        results = comparisons(cfg, device, problem)
+    result = Result(str(device), problem, str(cache), results)
+    if problem is None:
+        print("3) graph breaks: torch._dynamo.explain on a function that calls .item()")
+        result.graph_count, result.graph_breaks, result.break_reasons = graph_breaks()
+        print("4) dynamic shapes: a new batch size recompiles unless the batch is symbolic")
+        result.compiles, result.dynamic_shape = dynamic_shapes()
+    torch._dynamo.reset()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
