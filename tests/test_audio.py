@@ -136,7 +136,6 @@ def test_pictures_are_real_pngs(result):
 
 def test_realtime_factor_is_measured(result):
     assert math.isfinite(result.realtime_factor) and result.realtime_factor > 1  # faster than real time
-    assert result.realtime_factor_1_thread is not None and result.realtime_factor_1_thread > 1
 
 
 def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
@@ -153,7 +152,9 @@ def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
     saved = json.loads((tmp_path / "audio" / "result.json").read_text())
     assert (saved["sample_rate_in"], saved["channels_in"]) == (8000, 2)
     assert abs(saved["waveform_shape"][1] - 2 * len(low)) <= 1  # 8 kHz -> 16 kHz doubles the samples
-    assert len(saved["segments"]) == 1 and saved["vad_max_error_s"] <= TOLERANCE_S
+    lo, hi = audio.speech_bounds(F.resample(low, 8000, audio.RATE))  # where the speech really is
+    (start, end), = saved["segments"]
+    assert abs(start - lo / audio.RATE) <= TOLERANCE_S and abs(end - hi / audio.RATE) <= TOLERANCE_S
     assert "s of audio featurised per second" in capsys.readouterr().out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,6 @@ class Result:
     vad_max_error_s: float = math.inf  # worst boundary error (inf if the segment counts differ)
     noise_segments: int = -1  # segments found in pure noise (should be 0)
     realtime_factor: float = 0.0  # seconds of audio featurised per second of compute
-    realtime_factor_1_thread: float | None = None  # the same on one CPU thread (CPU only)
     waveform_png: str = ""
     mel_png: str = ""
 
@@ -125,8 +125,8 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
 
 @contextmanager
 def one_thread():
-    """torch on one CPU thread for a while, then back. Tiny ops (32 ms VAD steps, short STFTs) can run far
-    slower on several threads when the cores are busy: Silero's import sets 1 thread for the whole process."""
+    """torch on one CPU thread for a while, then back: Silero's 32 ms steps are too small to share between
+    threads (busy cores made them 20x slower here). Its import would set 1 thread for the whole process."""
     import torch
 
     before = torch.get_num_threads()
@@ -153,7 +153,7 @@ def peak_hz(x, rate: int) -> float:
     return spectrum.argmax().item() * rate / x.shape[-1]
 
 
-def resample_checks(cfg: Config, device) -> tuple[list[dict], float]:
+def resample_checks(device) -> tuple[list[dict], float]:
     """Resampling keeps a tone's frequency; a tone above the new Nyquist is filtered out, not folded back."""
     import torchaudio.transforms as T
 
@@ -194,7 +194,7 @@ def masking_checks(cfg: Config, logmel) -> list[dict]:
     import torch
     import torchaudio.transforms as T
 
-    spec = logmel.cpu() - logmel.max().item() - 1  # strictly negative, so a zero can only come from a mask
+    spec = logmel - logmel.max() - 1  # strictly negative, so a zero can only come from a mask
     batch = spec[None].expand(4, -1, -1, -1).clone()  # (copy, channel, band, frame)
     masked = T.TimeMasking(cfg.time_mask, iid_masks=True)(T.FrequencyMasking(cfg.freq_mask, iid_masks=True)(batch))
     rows = []
@@ -218,8 +218,6 @@ def _block(idx: list[int], widest: int) -> bool:
 # 4) a pretrained speech detector ------------------------------------------------------------------------------
 def load_vad():
     """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
-    import warnings
-
     import torch
 
     from tour.assets import silero_vad_jit
@@ -262,18 +260,19 @@ def speech_bounds(audio, floor: float = 0.02) -> tuple[int, int]:
     return loud[0].item(), loud[-1].item() + 1
 
 
-def check_clip(audio, seed: int, gaps_s=(0.8, 1.2, 0.6)):
-    """silence + speech + silence + speech + silence, with quiet noise throughout; returns it and the truth."""
+def check_clip(speech, seed: int, gaps_s=(0.8, 1.2, 0.6)):
+    """silence + speech + silence + speech + silence, with quiet noise throughout; returns it and the truth.
+    `speech`: one clean utterance at 16 kHz (trimmed here to its loud part)."""
     import torch
 
-    lo, hi = speech_bounds(audio)
-    speech = audio.flatten()[lo:hi].cpu()
+    lo, hi = speech_bounds(speech)
+    speech = speech.flatten()[lo:hi].cpu()
     parts, truth, at = [], [], 0
     for i, gap in enumerate(int(g * RATE) for g in gaps_s):
         parts.append(torch.zeros(gap))
         at += gap
         if i < len(gaps_s) - 1:
-            parts += [speech]
+            parts.append(speech)
             truth.append([round(at / RATE, 3), round((at + len(speech)) / RATE, 3)])
             at += len(speech)
     noise = 1e-3 * torch.randn(at, generator=torch.Generator().manual_seed(seed))  # a quiet room, not zeros
@@ -287,8 +286,32 @@ def boundary_error(truth: list, found: list) -> float:
     return max((abs(a - b) for t, f in zip(truth, found) for a, b in zip(t, f)), default=0.0)
 
 
+def vad_section(cfg: Config, audio, name: str) -> dict:
+    """Silero on the input, then on a clip with known truth (built from the shipped clip), then on noise."""
+    import torch
+    import torchaudio.functional as F
+
+    from tour.assets import speech_clip
+
+    vad = load_vad()
+    segments = detect_speech(vad, audio, cfg.threshold)
+    print(f"  speech in {name}: {segments} s")
+    if cfg.audio:  # the truth is known only for the tour's own clip, whatever --audio holds
+        wave, rate = load_audio(speech_clip())
+        audio = F.resample(wave.mean(dim=0), rate, RATE)
+    clip, truth = check_clip(audio, cfg.seed)
+    found = detect_speech(vad, clip, cfg.threshold)
+    error = boundary_error(truth, found)
+    print(f"  built clip silence+speech+silence+speech: true {truth}, detected {found}, "
+          f"worst boundary error {error:.3f} s")
+    noise = len(detect_speech(vad, 0.1 * torch.randn(3 * RATE), cfg.threshold))  # loud white noise, no speech
+    print(f"  3 s of white noise: {noise} segment(s)")
+    return {"segments": segments, "clip": clip, "vad_true": truth, "vad_detected": found, "vad_max_error_s": error,
+            "noise_segments": noise}
+
+
 # 5) pictures --------------------------------------------------------------------------------------------------
-def save_pictures(folder: Path, rate: int, panels: list, logmel) -> tuple[Path, Path]:
+def save_pictures(folder: Path, panels: list, logmel) -> tuple[Path, Path]:
     """waveform.png: one row per (title, audio, detected, truth); log_mel.png: the input's log-mel."""
     import matplotlib
 
@@ -296,34 +319,28 @@ def save_pictures(folder: Path, rate: int, panels: list, logmel) -> tuple[Path, 
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    wave_fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
     for ax, (title, audio, found, truth) in zip(axes[:, 0], panels):
         y = audio.flatten().cpu().numpy()
-        ax.plot(np.arange(len(y)) / rate, y, lw=0.4, color="tab:blue")
+        ax.plot(np.arange(len(y)) / RATE, y, lw=0.4, color="tab:blue")
         for i, (s, e) in enumerate(found):
             ax.axvspan(s, e, color="tab:orange", alpha=0.3, label="detected speech" if i == 0 else None)
         for i, t in enumerate(x for seg in truth for x in seg):
             ax.axvline(t, color="k", ls="--", lw=1, label="true boundary" if i == 0 else None)
-        ax.set(title=title, xlim=(0, len(y) / rate), ylabel="amplitude")
+        ax.set(title=title, xlim=(0, len(y) / RATE), xlabel="time (s)", ylabel="amplitude")
         if found or truth:
             ax.legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("time (s)")
-    wave_png = _save(fig, folder / "waveform.png")
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    mel_fig, ax = plt.subplots(figsize=(10, 3.5))
     img = ax.imshow(logmel[0].cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
-                    extent=(0, panels[0][1].numel() / rate, 0, logmel.shape[1]))
+                    extent=(0, panels[0][1].numel() / RATE, 0, logmel.shape[1]))
     ax.set(xlabel="time (s)", ylabel="mel band", title=f"log-mel spectrogram ({logmel.shape[1]} bands)")
-    fig.colorbar(img, ax=ax, label="dB")
-    return wave_png, _save(fig, folder / "log_mel.png")
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    mel_fig.colorbar(img, ax=ax, label="dB")
+    paths = folder / "waveform.png", folder / "log_mel.png"
+    for fig, path in zip((wave_fig, mel_fig), paths):
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return paths
 
 
 def run(cfg: Config) -> Result:
@@ -344,39 +361,24 @@ def run(cfg: Config) -> Result:
         audio, logmel, mfcc = featurise(wave.to(device), tf)
     print(f"2) transforms on {device}: downmix + Resample {rate} -> {RATE} Hz gives {list(audio.shape)}; "
           f"MelSpectrogram + AmplitudeToDB {list(logmel.shape)}; MFCC {list(mfcc.shape)}")
-    timing = (wave.to(device), wave.shape[1] / rate, tf, device, 3 if cfg.quick else cfg.repeats)
-    rtf = realtime_factor(*timing)
-    threads = f" on {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}{threads}")
-    rtf1 = None
-    if device.type == "cpu":
-        with one_thread():
-            rtf1 = realtime_factor(*timing)
-        print(f"  on 1 thread: {rtf1:,.0f} s of audio per second ({rtf1 / rtf:.1f}x; short ops pay for threads)")
+    rtf = realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, 3 if cfg.quick else cfg.repeats)
+    print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}")
     print("3) physics checks")
-    peaks, alias_db = resample_checks(cfg, device)
+    peaks, alias_db = resample_checks(device)
     bands = tone_band_checks(cfg, tf, device)
     masks = masking_checks(cfg, logmel)
     print("4) Silero VAD (pretrained, TorchScript) finds the speech")
-    vad = load_vad()
-    segments = detect_speech(vad, audio, cfg.threshold)
-    clip, truth = check_clip(audio, cfg.seed)
-    found = detect_speech(vad, clip, cfg.threshold)
-    error = boundary_error(truth, found)
-    noise = len(detect_speech(vad, 0.1 * torch.randn(3 * RATE), cfg.threshold))  # loud white noise
-    print(f"  speech in {path.name}: {segments} s\n  built clip silence+speech+silence+speech: true {truth}, "
-          f"detected {found}, worst boundary error {error:.3f} s\n  3 s of white noise: {noise} segment(s)")
+    vad = vad_section(cfg, audio, path.name)
     print("5) pictures")
-    panels = [(f"{path.name}: detected speech", audio, segments, []),
-              ("built clip: detected speech vs true boundaries", clip, found, truth)]
-    wave_png, mel_png = save_pictures(out_dir(cfg, NAME), RATE, panels, logmel)
+    panels = [(f"{path.name}: detected speech", audio, vad["segments"], []),
+              ("built clip: detected speech vs true boundaries", vad.pop("clip"), vad["vad_detected"], vad["vad_true"])]
+    wave_png, mel_png = save_pictures(out_dir(cfg, NAME), panels, logmel)
     print(f"  {wave_png}\n  {mel_png}")
     return Result(device=str(device), audio_path=str(path), sample_rate_in=rate, channels_in=wave.shape[0],
                   duration_s=round(wave.shape[1] / rate, 3), sample_rate_out=RATE,
                   waveform_shape=list(audio.shape), mel_shape=list(logmel.shape), mfcc_shape=list(mfcc.shape),
-                  resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, segments=segments,
-                  vad_true=truth, vad_detected=found, vad_max_error_s=error, noise_segments=noise,
-                  realtime_factor=rtf, realtime_factor_1_thread=rtf1, waveform_png=str(wave_png), mel_png=str(mel_png))
+                  resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, realtime_factor=rtf,
+                  waveform_png=str(wave_png), mel_png=str(mel_png), **vad)
 
 
 def main(argv: list[str] | None = None) -> int:
