@@ -1,0 +1,158 @@
+"""The distributed stop under real torchrun on CPU/gloo over loopback: rank agreement, single-process parity,
+tensor-parallel parity, resume after a real kill, two "nodes" meeting at a c10d rendezvous, and bad input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tour import distributed
+from tour.errors import TourError
+
+QUICK = ["--quick", "--device", "cpu"]
+LAUNCH_TIMEOUT = 300  # seconds; torch start-up per rank is slow on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    """One 2-process launch: DDP training, parity, tensor parallel."""
+    out = tmp_path_factory.mktemp("ddp")
+    return distributed.run(distributed.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_every_rank_ends_with_the_same_weights(result):
+    assert result.backend == "gloo" and result.world_size == 2 and result.ranks_reporting == [0, 1]
+    assert len(result.rank_checksums) == 2 and len(set(result.rank_checksums)) == 1
+    assert result.rank_max_diff == 0.0
+    ranks = [json.loads(p.read_text()) for p in sorted(Path(result.weights).parent.glob("rank*.json"))]
+    assert [r["checksum"] for r in ranks] == result.rank_checksums  # each rank's own file agrees
+
+
+def test_ddp_matches_one_process_on_the_same_global_batches(result):
+    assert len(result.losses) == len(result.single_losses) == 5
+    assert result.loss_max_diff < 1e-5 and result.weight_max_diff < 1e-5
+    assert result.losses[-1] < result.losses[0] / 4
+    assert result.test_accuracy >= 0.85
+
+
+def test_tensor_parallel_matches_the_unsharded_mlp(result):
+    assert result.tp_shard_shapes == [[32, 64], [10, 32]]  # hidden 64 split over 2 ranks: columns, then rows
+    assert result.tp_out_max_diff < 1e-5 and result.tp_grad_max_diff < 1e-5
+
+
+def test_checkpoint_holds_the_finished_run(result):
+    saved = torch.load(result.checkpoint, weights_only=True)
+    assert saved["epoch"] == 5 and saved["fingerprint"]["world_size"] == 2
+    assert saved["losses"] == pytest.approx(result.losses)
+
+
+# resume after a kill --------------------------------------------------------------------------------------------
+def _pids_mentioning(text: str) -> list[int]:
+    """Processes whose command line names our private output folder: the launcher, torchrun and its ranks."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _kill_all(text: str) -> None:
+    for _ in range(20):
+        pids = [p for p in _pids_mentioning(text) if p != os.getpid()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)  # no handler runs: like a machine losing power
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes survived the kill: {_pids_mentioning(text)}")
+
+
+def test_killed_run_resumes_from_its_checkpoint(result, tmp_path):
+    out = tmp_path / "killed"
+    ckpt = out / "distributed" / "checkpoint.pt"
+    cmd = [sys.executable, "-m", "tour.distributed", *QUICK, "--out", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ckpt.exists(), "no checkpoint appeared before the run ended"
+    finally:
+        _kill_all(str(out))
+        proc.wait(timeout=30)
+    done = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= done < 5, f"the kill landed after epoch {done}: not mid-training"
+
+    resumed = distributed.run(distributed.Config(quick=True, device="cpu", out=str(out), resume=True))
+    assert resumed.start_epoch == done  # lost at most the epoch that was running
+    assert resumed.losses == pytest.approx(result.losses, abs=1e-6)
+    final, uninterrupted = (torch.load(p, weights_only=True) for p in (resumed.weights, result.weights))
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_resume_refuses_a_checkpoint_from_another_recipe(result):
+    out = str(Path(result.checkpoint).parent.parent)
+    with pytest.raises(TourError, match="another recipe"):
+        distributed.run(distributed.Config(quick=True, device="cpu", out=out, resume=True, lr=0.2))
+
+
+# two nodes on one machine ---------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_launchers_meet_at_a_c10d_rendezvous(result, tmp_path):
+    endpoint = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-m", "tour.distributed", *QUICK, "--nproc", "1", "--nnodes", "2",
+                               "--node-rank", str(node), "--rdzv-endpoint", endpoint, "--out", str(tmp_path / f"n{node}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for node in (0, 1)]
+    try:
+        logs = [p.communicate(timeout=LAUNCH_TIMEOUT)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], logs
+    nodes = [json.loads((tmp_path / f"n{n}" / "distributed" / "result.json").read_text()) for n in (0, 1)]
+    assert sorted(r for node in nodes for r in node["ranks_reporting"]) == [0, 1]  # one rank per launcher
+    for node in nodes:
+        assert node["world_size"] == 2 and node["nnodes"] == 2
+        assert node["rank_checksums"] == result.rank_checksums  # the very weights of the 2-process launch
+        assert node["losses"] == pytest.approx(result.losses, abs=1e-6)
+        assert node["weight_max_diff"] < 1e-5
+
+
+# bad input ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, message", [
+    (["--nproc", "0"], "--nproc and --nnodes must be at least 1"),
+    (["--nproc", "1024", "--batch-size", "1024"], "CPU cores would only queue"),
+    (["--nproc", "3"], "must split evenly over 3 processes"),
+    (["--nproc", "1", "--batch-size", "512", "--nnodes", "1024", "--rdzv-endpoint", "h:1"], "must split evenly"),
+    (["--nnodes", "2"], "--rdzv-endpoint HOST:PORT"),
+    (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank must be in 0..1"),
+    (["--nnodes", "2", "--rdzv-endpoint", "nohost"], "must be HOST:PORT"),
+])
+def test_bad_input_is_one_line_and_launches_nothing(flags, message, tmp_path, capsys):
+    assert distributed.main([*QUICK, "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "distributed").exists()  # nothing half-written
+
+
+def test_module_imports_no_torch():
+    code = "import sys, tour.distributed; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
