@@ -114,27 +114,13 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
 
     times = []
     with torch.inference_mode():
-        for i in range(repeats + 1):
+        for _ in range(repeats + 1):
             synchronize(device)
             start = time.perf_counter()
             featurise(wave, tf)
             synchronize(device)
             times.append(time.perf_counter() - start)
     return seconds / statistics.median(times[1:])  # times[0] was the warm-up
-
-
-@contextmanager
-def one_thread():
-    """torch on one CPU thread for a while, then back: Silero's 32 ms steps are too small to share between
-    threads (busy cores made them 20x slower here). Its import would set 1 thread for the whole process."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # 3) physics checks --------------------------------------------------------------------------------------------
@@ -216,6 +202,20 @@ def _block(idx: list[int], widest: int) -> bool:
 
 
 # 4) a pretrained speech detector ------------------------------------------------------------------------------
+@contextmanager
+def one_thread():
+    """torch on one CPU thread for a while, then back: Silero's 32 ms steps are too small to share between
+    threads (busy cores made them 20x slower here). Its import would set 1 thread for the whole process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def load_vad():
     """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
     import torch
