@@ -1,0 +1,7 @@
+"""The tour's performance claims measured side by side. Same as `tour bench`; see --help for its flags."""
+
+import sys
+
+from tour.bench import main
+
+sys.exit(main(sys.argv[1:]))
