@@ -47,11 +47,17 @@ class Probe:
 
 
 def one_line(error: BaseException) -> str:
+    """`ImportError: broken on purpose (raised in torchvision/__init__.py:1)`: what broke, and where."""
     text = str(error).strip().splitlines()
     reason = text[0] if text else ""
     if isinstance(error, (Fact, Skip, TourError)):
         return reason
-    return f"{type(error).__name__}: {reason}"[:300]
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames and Path(frames[-1].filename).name != Path(__file__).name:  # the library frame that raised
+        parts = Path(frames[-1].filename).parts[-2:]
+        where = f" (raised in {'/'.join(parts)}:{frames[-1].lineno})"
+    return f"{type(error).__name__}: {reason[:240]}{where}"
 
 
 # -- system ------------------------------------------------------------------------------------------------------
