@@ -94,11 +94,12 @@ def check_fits(cfg: Config, device, itemsize: int) -> None:
     if not cfg.seq_lens or min(cfg.seq_lens) < 1 or min(cfg.batch, cfg.heads, cfg.head_dim, cfg.repeats) < 1:
         raise TourError("seq_lens, batch, heads, head_dim and repeats must all be positive; e.g. --seq-lens 256 512")
     longest = max(cfg.seq_lens)
-    # naive keeps the scores and their softmax alive together: 2 x batch x heads x L x L
-    need = 2 * cfg.batch * cfg.heads * longest * longest * itemsize + 4 * cfg.batch * cfg.heads * longest * cfg.head_dim * itemsize
+    per_head = cfg.batch * cfg.heads * itemsize
+    # naive keeps the scores and their softmax alive together (2 x L x L per head), beside q, k, v and the output
+    need = per_head * (2 * longest * longest + 4 * longest * cfg.head_dim)
     have = available_bytes(device)
     if have is not None and need > 0.8 * have:
-        fits = int(math.sqrt(0.8 * have / (2 * cfg.batch * cfg.heads * itemsize)))
+        fits = int(math.sqrt(0.8 * have / (2 * per_head)))
         raise TourError(f"--seq-lens {longest} with batch {cfg.batch} x {cfg.heads} heads needs "
                         f"~{need / 2**30:.1f} GiB for the naive L x L scores, but only {have / 2**30:.1f} GiB is free "
                         f"on {device}; use lengths up to ~{fits} or a smaller --batch/--heads")
@@ -198,8 +199,9 @@ def causal_error(cfg: Config, length: int, device, dtype) -> float:
 
     q, k, v = qkv(cfg, length, device, dtype)
     with torch.inference_mode():
-        diff = naive_attention(q, k, v, causal=True).float() - F.scaled_dot_product_attention(q, k, v, is_causal=True).float()
-    return diff.abs().max().item()
+        naive = naive_attention(q, k, v, causal=True)
+        fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return (naive.float() - fused.float()).abs().max().item()
 
 
 def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:

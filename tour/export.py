@@ -9,6 +9,7 @@ Run: `tour run export` (or `python -m tour.export`, `python examples/export.py`)
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -183,9 +184,15 @@ def package(ep, path: Path) -> float:
     from tour.compile import inductor_cache_dir  # one cache for the compile and export stops
 
     print(f"  compiling with AOTInductor (artefacts cached in {inductor_cache_dir()}) ...", flush=True)
-    start = time.perf_counter()
-    aoti_compile_and_package(ep, package_path=str(path))
-    return time.perf_counter() - start
+    # A CUDA build on a machine without CUDA warns that it guessed CUDA_HOME; irrelevant for a CPU package.
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level, _ = cpp_log.level, cpp_log.setLevel(logging.ERROR)
+    try:
+        start = time.perf_counter()
+        aoti_compile_and_package(ep, package_path=str(path))
+        return time.perf_counter() - start
+    finally:
+        cpp_log.setLevel(level)
 
 
 # 4) the fresh process -------------------------------------------------------------------------------------------
