@@ -33,7 +33,7 @@ class Config(BaseConfig):
     batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
     lr: float = arg(0.05, "SGD learning rate")
     momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)")
-    hidden: int = arg(64, "hidden width of the DDP MLP and of the tensor-parallel MLP")
+    hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)")
     test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
     resume: bool = arg(False, "continue from the checkpoint in the output folder (after a crash or kill)")
     nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint")
@@ -121,6 +121,12 @@ def prepare_checkpoint(cfg: Config, folder: Path) -> None:
 
 
 # 1) launch ------------------------------------------------------------------------------------------------------
+def resolve(cfg: Config) -> Config:
+    """The config every rank gets: quick mode's epochs applied, the output folder absolute."""
+    epochs = min(cfg.epochs, 5) if cfg.quick else cfg.epochs
+    return replace(cfg, epochs=epochs, out=str(out_dir(cfg, NAME).resolve().parent))
+
+
 def launch_command(cfg: Config) -> list[str]:
     """torchrun (as `python -m torch.distributed.run`, so it is this interpreter's torch) running the worker."""
     if cfg.nnodes == 1 and not cfg.rdzv_endpoint:
@@ -196,9 +202,8 @@ def run(cfg: Config) -> Result:
 
     check(cfg)
     device = check_device(cfg)
-    folder = out_dir(cfg, NAME).resolve()
-    epochs = min(cfg.epochs, 5) if cfg.quick else cfg.epochs
-    cfg = replace(cfg, epochs=epochs, out=str(folder.parent))  # what every rank gets: resolved, absolute
+    cfg = resolve(cfg)
+    folder = Path(cfg.out) / NAME
     print(f"[{NAME}] {dev.describe(cfg.device)}")
     print(f"1) launch: {cfg.nproc} process(es) on this machine x {cfg.nnodes} machine(s) under torchrun")
     prepare_checkpoint(cfg, folder)

@@ -132,7 +132,8 @@ def train_ddp(cfg: Config, device, folder: Path, rank: int, world: int):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, losses = state["epoch"], list(state["losses"])
-        say(rank, f"resumed from {folder / CHECKPOINT}: epoch {start} done, training epochs {start + 1}..{cfg.epochs}")
+        left = f"training epochs {start + 1}..{cfg.epochs}" if start < cfg.epochs else "nothing left to train"
+        say(rank, f"resumed from {folder / CHECKPOINT}: {start} epoch(s) done, {left}")
     ddp = DDP(model, device_ids=[device.index] if device.index is not None else None)
     data = TensorDataset(*train)
     sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)  # rank r takes every world-th sample
@@ -177,9 +178,11 @@ def tensor_parallel(cfg: Config, device, test, rank: int) -> dict:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+    world = dist.get_world_size()
+    hidden = -(-cfg.hidden // world) * world  # DTensor's matmuls want equal slices: round up to a multiple
     torch.manual_seed(cfg.seed)
-    full = nn.Sequential(nn.Linear(64, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 10)).to(device)
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    full = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10)).to(device)
+    mesh = init_device_mesh(device.type, (world,))
     tp = parallelize_module(copy.deepcopy(full), mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
     x = test[0].to(device)
     out_tp, out_full = tp(x), full(x)
