@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from tour.config import _Parser
+from tour.doctor_probes import PROBE_MARK
 from tour.errors import TourError
 
 PROG = "tour doctor"
@@ -92,7 +93,7 @@ class _Worker:
         cmd = [sys.executable, "-m", "tour.doctor_probes", "--skip", str(skip)]
         cmd += ["--quick"] if quick else []
         cmd += ["--device", device] if device else []
-        self.log = tempfile.TemporaryFile(mode="w+")  # the worker's stderr: library warnings, crash messages
+        self.log = tempfile.TemporaryFile()  # the worker's stderr: library warnings, crash messages
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
                                      env=_worker_env(), text=True, start_new_session=True)
         self.lines: queue.Queue = queue.Queue()
@@ -122,7 +123,14 @@ class _Worker:
         code = self.proc.wait()
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         self.log.seek(0)
-        lines = [ln.strip() for ln in self.log.read().splitlines() if ln.strip()]
+        text = self.log.read().decode(errors="replace")
+        # Only what the dying probe wrote (the worker marks each probe's start), not earlier probes' warnings.
+        lines = [ln.strip() for ln in text.split(PROBE_MARK)[-1].splitlines()[1:] if ln.strip()]
+        # faulthandler's dump after a crash lists the crashing thread's innermost frames first: where it died.
+        current = next((i for i, ln in enumerate(lines) if ln.startswith("Current thread")), None)
+        if current is not None:
+            frames = [_short_frame(ln) for ln in lines[current + 1:current + 3] if ln.startswith('File "')]
+            return f"the probe worker died ({how}) in {' < '.join(frames)}"
         return f"the probe worker died ({how}){': ' + lines[-1][:200] if lines else ''}"
 
     def stop(self) -> None:
@@ -134,6 +142,12 @@ class _Worker:
         self.proc.wait()
         self.proc.stdout.close()
         self.log.close()
+
+
+def _short_frame(line: str) -> str:
+    """'File "/long/path/pkg/mod.py", line 3 in f' -> 'pkg/mod.py:3 in f'."""
+    path, _, rest = line[len('File "'):].partition('"')
+    return "/".join(Path(path).parts[-2:]) + rest.replace(", line ", ":", 1)
 
 
 def _from_event(result: dict) -> ProbeResult:
@@ -249,13 +263,18 @@ def _parser() -> _Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.json:
-        skipped = "; --quick: compile and export skipped" if args.quick else ""
-        print(f"{PROG}: checking the installed PyTorch stack (probe limit {args.timeout:g} s{skipped})\n{_HEADER}",
-              flush=True)
-    show = None if args.json else (lambda r: print(format_row(r), flush=True))  # rows appear as they finish
+    shown: list[ProbeResult] = []
+
+    def show(result: ProbeResult) -> None:  # rows appear as they finish; the header with the first one
+        if not shown:
+            skipped = "; --quick: compile and export skipped" if args.quick else ""
+            print(f"{PROG}: the installed PyTorch stack, probe by probe (limit {args.timeout:g} s each{skipped})"
+                  f"\n{_HEADER}")
+        shown.append(result)
+        print(format_row(result), flush=True)
+
     try:
-        report = collect(args.quick, args.device, args.timeout, on_result=show)
+        report = collect(args.quick, args.device, args.timeout, on_result=None if args.json else show)
     except TourError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ Run alone, `python -m tour.doctor_probes [--quick] [--device D] [--skip N]` writ
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import functools
 import importlib.metadata
 import json
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tour.errors import TourError, is_available, require
+
+
+PROBE_MARK = "[tour doctor] probe "  # written to the worker's log as each probe starts
 
 
 class Skip(Exception):
@@ -704,6 +708,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", type=int, default=0, help="start after this many probes (a restart)")
     args = parser.parse_args(argv)
     out = _protocol_stream()
+    faulthandler.enable()  # a crash in a compiled extension leaves its Python stack in the log for the doctor
 
     def emit(**event: Any) -> None:
         out.write(json.dumps(event) + "\n")
@@ -717,6 +722,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     emit(event="plan", probes=[{"name": p.name, "group": p.group, "required": p.required} for p in probes])
     for index in range(args.skip, len(probes)):
         emit(event="start", index=index)
+        print(f"{PROBE_MARK}{index}: {probes[index].group} {probes[index].name}", file=sys.stderr, flush=True)
         emit(event="result", index=index, result=run_probe(probes[index]))
     emit(event="done")
     return 0
