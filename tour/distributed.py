@@ -31,13 +31,13 @@ class Config(BaseConfig):
     nproc: int = arg(2, "processes on this machine (torchrun --nproc-per-node)")
     epochs: int = arg(12, "passes over the digits training set (quick mode: 5)")
     batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
-    lr: float = arg(0.05, "SGD learning rate")
+    lr: float = arg(0.1, "SGD learning rate")
     momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)")
     hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)")
     test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
     resume: bool = arg(False, "continue from the checkpoint in the output folder (after a crash or kill)")
     nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint")
-    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank)")
+    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank; c10d may renumber)")
     rdzv_endpoint: str = arg("", "HOST:PORT where the machines meet (c10d rendezvous); empty: one machine")
 
 
@@ -199,6 +199,7 @@ def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list
 
 def run(cfg: Config) -> Result:
     from tour import device as dev
+    from tour.distributed_worker import CHECKPOINT
 
     check(cfg)
     device = check_device(cfg)
@@ -218,7 +219,7 @@ def run(cfg: Config) -> Result:
     tp = first["tp"]
     print(f"4) tensor parallel over {first['world_size']} ranks: output max diff {tp['out_max_diff']:.1e}, "
           f"gradient max diff {tp['grad_max_diff']:.1e}")
-    print(f"5) checkpoint: {folder / 'checkpoint.pt'} (started at epoch {first['start_epoch']}; restart a killed "
+    print(f"5) checkpoint: {folder / CHECKPOINT} (started at epoch {first['start_epoch']}; restart a killed "
           "run with --resume)")
     return Result(device=str(device), backend=first["backend"], world_size=first["world_size"], nnodes=cfg.nnodes,
                   ranks_reporting=[r["rank"] for r in reports], rank_checksums=first["all_checksums"],
@@ -226,7 +227,7 @@ def run(cfg: Config) -> Result:
                   loss_max_diff=loss_gap, weight_max_diff=weight_gap, test_accuracy=first["test_accuracy"],
                   tp_out_max_diff=tp["out_max_diff"], tp_grad_max_diff=tp["grad_max_diff"],
                   tp_shard_shapes=tp["shard_shapes"], start_epoch=first["start_epoch"],
-                  checkpoint=str(folder / "checkpoint.pt"), weights=str(folder / "weights.pt"),
+                  checkpoint=str(folder / CHECKPOINT), weights=str(folder / "weights.pt"),
                   train_seconds=max(r["train_seconds"] for r in reports), launch_seconds=seconds)
 
 

@@ -27,6 +27,10 @@ def say(rank: int, text: str) -> None:
         print(f"  [rank 0] {text}", flush=True)
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))  # torchrun's number for this process on its machine
+
+
 def rank_device(cfg: Config):
     """The helper's device for this machine, pinned to this process's accelerator (LOCAL_RANK) if there is one."""
     import torch
@@ -36,7 +40,7 @@ def rank_device(cfg: Config):
     device = get_device(cfg.device)
     if device.type == "cpu":
         return device
-    device = torch.device(device.type, int(os.environ.get("LOCAL_RANK", 0)) % torch.accelerator.device_count())
+    device = torch.device(device.type, local_rank() % torch.accelerator.device_count())
     torch.accelerator.set_device_index(device.index)
     return device
 
@@ -88,7 +92,7 @@ def checksum(flat) -> str:
 
 # checkpoints ----------------------------------------------------------------------------------------------------
 def save_checkpoint(folder: Path, cfg: Config, model, opt, epoch: int, losses: list[float]) -> None:
-    """Rank 0 writes; write-then-rename, so a kill mid-save leaves the previous checkpoint whole."""
+    """Write-then-rename, so a kill mid-save leaves the previous checkpoint whole."""
     import torch
 
     state = {"epoch": epoch, "losses": losses, "model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -106,7 +110,7 @@ def fingerprint(cfg: Config) -> dict:
 
 
 def load_checkpoint(folder: Path, cfg: Config, rank: int):
-    """Rank 0 reads the checkpoint (only its host needs the file) and broadcasts it to every rank."""
+    """Rank 0 reads its machine's copy and broadcasts it, so no other rank needs the file."""
     import torch
     import torch.distributed as dist
 
@@ -149,7 +153,7 @@ def train_ddp(cfg: Config, device, folder: Path, rank: int, world: int):
             total += loss.detach()
         dist.all_reduce(total)  # sum over ranks of each rank's summed batch losses
         losses.append(total.item() / (world * len(loader)))
-        if rank == 0:
+        if local_rank() == 0:  # one copy per machine: c10d may put rank 0 on any of them next time
             save_checkpoint(folder, cfg, model, opt, epoch + 1, losses)
         dist.barrier()  # nobody races ahead of the checkpoint
         say(rank, f"epoch {epoch + 1}/{cfg.epochs}: loss {losses[-1]:.4f}, checkpoint saved")
@@ -219,11 +223,11 @@ def work(cfg: Config, folder: Path) -> dict:
     seconds = time.perf_counter() - t0
     sums, gap = agreement(model)
     say(rank, f"weights after training, per rank: {sums}; max gap to rank 0: {gap:.1e}")
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # one copy per machine, for the parent's parity check
+    if local_rank() == 0:  # one copy per machine, for the parent's parity check
         torch.save(model.state_dict(), folder / "weights.pt")
     say(rank, "2) tensor parallel: ColwiseParallel + RowwiseParallel over a DeviceMesh")
     tp = tensor_parallel(cfg, device, test, rank)
-    report = {"rank": rank, "local_rank": int(os.environ.get("LOCAL_RANK", 0)), "world_size": world,
+    report = {"rank": rank, "local_rank": local_rank(), "world_size": world,
               "device": str(device), "backend": dist.get_backend(), "host": os.uname().nodename,
               "losses": losses, "start_epoch": start, "checksum": checksum(flat_params(model)),
               "all_checksums": sums, "max_rank_diff": gap, "test_accuracy": accuracy(model, test, device),
