@@ -136,6 +136,33 @@ def test_hanging_import_is_cut_off_and_the_rest_still_runs(runs):
         assert f" {OK} " in _row(out, "assets", name)
 
 
+def _stub_torch(folder, body):
+    (folder / "torch").mkdir()
+    (folder / "torch" / "__init__.py").write_text(body)
+    return folder
+
+
+def test_a_crashing_torch_is_reported_not_fatal(tmp_path):
+    """A segfault on `import torch` kills the worker before it can plan: one failed probe says where."""
+    stubs = _stub_torch(tmp_path, "import ctypes\nctypes.string_at(0)\n")
+    out, err = _start(["--quick"], extra_path=stubs).communicate(timeout=120)
+    row = _row(out, "system", "probe worker")
+    assert "SIGSEGV" in row and "torch/__init__.py:2 in <module>" in row, row
+    assert "exit code 1" in out and "Traceback" not in out + err
+
+
+def test_a_broken_torch_fails_the_torch_probes_only(tmp_path):
+    stubs = _stub_torch(tmp_path, 'raise ImportError("no torch today")\n')
+    proc = _start(["--quick", "--json"], extra_path=stubs)
+    out, err = proc.communicate(timeout=300)
+    probes = {(p["group"], p["name"]): p for p in json.loads(out)["probes"]}
+    assert proc.returncode == 1 and "Traceback" not in err
+    for key in (("system", "torch"), ("device", "matmul [cpu]"), ("distributed", "gloo")):
+        assert probes[key]["status"] == FAILED and "no torch today" in probes[key]["detail"]
+    for key in (("system", "versions"), ("audio i/o", "soundfile"), ("assets", "chatterbot corpus")):
+        assert probes[key]["status"] == OK, probes[key]
+
+
 # -- compile and export, run here directly (the doctor runs them without --quick) ----------------------------------
 def test_compile_and_export_probes():
     for func in (doctor_probes.compile_probe, doctor_probes.export_probe):

@@ -217,7 +217,8 @@ def format_row(p: ProbeResult) -> str:
 
 def format_summary(report: Report) -> str:
     c = report.counts()
-    line = f"{len(report.probes)} probes: {c[OK]} ok, {c[FAILED]} failed, {c[SKIPPED]} skipped in {report.seconds:.1f} s"
+    line = (f"{len(report.probes)} probes: {c[OK]} ok, {c[FAILED]} failed, {c[SKIPPED]} skipped "
+            f"in {report.seconds:.1f} s")
     if report.ok:
         verdict = "every required probe passes"
     else:

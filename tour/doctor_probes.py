@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 from tour.errors import TourError, is_available, require
 
-
 PROBE_MARK = "[tour doctor] probe "  # written to the worker's log as each probe starts
 
 
