@@ -78,3 +78,12 @@ def test_unwritable_out_is_one_line(tmp_path):
     res = tour("run", "basics", "--quick", "--out", str(blocker / "sub"))
     assert res.returncode == 2
     assert "cannot create output folder" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("command", ["bench", "doctor"])
+def test_commands_take_their_own_flags(command):
+    # `tour bench --quick` must reach the command's own parser, not the top-level one.
+    res = tour(command, "--help")
+    assert res.returncode == 0 and "--quick" in res.stdout, res.stderr
+    bad = tour(command, "--no-such-flag")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -65,15 +65,18 @@ def _run(stop: str | None, args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Commands that pass their flags on are dispatched by hand: argparse's REMAINDER would not capture a
+    # leading flag (`tour bench --quick`). The parser below still gives help, version and one-line errors.
+    if argv and argv[0] in COMMANDS:
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    if argv and argv[0] == "run":
+        return _run(argv[1] if len(argv) > 1 else None, argv[2:])
     ns = _parser().parse_args(argv)
     if ns.command is None:
         _parser().print_help()
         return 0
-    if ns.command == "list":
-        return _list()
-    if ns.command == "run":
-        return _run(ns.stop, ns.args)
-    return importlib.import_module(COMMANDS[ns.command][0]).main(ns.args)
+    return _list()  # `list` is the only command left for the parser
 
 
 if __name__ == "__main__":
