@@ -93,10 +93,10 @@ def _version(dist: str) -> str | None:
 
 def _pairing(torch_v: str, name: str, version: str | None) -> str:
     """What the release tables say; the extension probes decide (a table can't see a broken build)."""
-    if not version:
+    try:
+        t_minor, minor = int(torch_v.split(".")[1]), int((version or "").split(".")[1])
+    except (IndexError, ValueError):  # not installed, or a version string we can't read: say nothing
         return ""
-    t_minor = int(torch_v.split(".")[1])
-    minor = int(version.split(".")[1])
     paired = t_minor + 15 if name == "torchvision" else t_minor  # torchvision 0.(m+15) ships with torch 2.m
     if minor == paired:
         return f"{name} {version} is torch's release pair"
