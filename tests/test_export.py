@@ -77,4 +77,6 @@ def test_out_of_range_batch_is_refused_before_work(tmp_path):
         export.run(export.Config(device="cpu", batch=5000, out=str(tmp_path)))
     with pytest.raises(TourError, match="1..4096"):
         export.run(export.Config(device="cpu", batches=[0], out=str(tmp_path)))
+    with pytest.raises(TourError, match="cnn or mlp"):
+        export.run(export.Config(device="cpu", model="resnet", out=str(tmp_path)))
     assert not Path(tmp_path, "export").exists()

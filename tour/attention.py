@@ -42,7 +42,7 @@ class Result:
     shape: list[int]  # batch, heads, head_dim of every run
     memory_source: str  # how the peak_mb figures were obtained (measured by which tool, or estimated)
     # one row per length: seq_len, naive_ms, sdpa_ms, ratio (naive/sdpa), naive_peak_mb, sdpa_peak_mb,
-    # max_abs_err, allclose
+    # max_abs_err, allclose, memory_source
     rows: list[dict] = field(default_factory=list)
     causal_max_abs_err: float = 0.0  # naive with a triangular mask vs SDPA is_causal=True
     # SDPBackend name -> {ran, ms, max_abs_err, reason}; forced one at a time with sdpa_kernel
@@ -219,8 +219,10 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
                 ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), device, cfg.repeats)
         except RuntimeError as e:
             why = [str(w.message).splitlines()[0] for w in caught if "kernel not used" in str(w.message)]
-            reason = "; ".join(why) or f"no {name} kernel takes these {device.type} inputs in this build ({e})"
-            return {"ran": False, "ms": None, "max_abs_err": None, "reason": reason.splitlines()[0][:200]}
+            first = str(e).splitlines()[0]
+            reason = "; ".join(why) or (f"this build has no {name} kernel for these {device.type} inputs"
+                                        if "No viable backend" in first else first)
+            return {"ran": False, "ms": None, "max_abs_err": None, "reason": reason[:200]}
         err = (out.float() - naive_attention(q, k, v).float()).abs().max().item()
     return {"ran": True, "ms": ms, "max_abs_err": err, "reason": ""}
 
@@ -290,16 +292,14 @@ def run(cfg: Config) -> Result:
     cfg = quick_sized(cfg)
     device = dev.get_device(cfg.device)
     dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
-    check_fits(cfg, device, itemsize=2 if "16" in str(dtype) else 4)
+    check_fits(cfg, device, itemsize=dtype.itemsize)
     dev.seed_everything(cfg.seed)
     print(f"[attention] {dev.describe(cfg.device)}")
     print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch} x {cfg.heads} "
           f"heads x head_dim {cfg.head_dim}, median of {cfg.repeats}")
     rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
     print_rows(rows)
-    source = rows[0].pop("memory_source")
-    for r in rows[1:]:
-        r.pop("memory_source")
+    source = rows[0]["memory_source"]
     print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
     mid = rows[len(rows) // 2]["seq_len"]
     print(f"2) causal mask at L={mid}: naive triangular mask vs is_causal=True")

