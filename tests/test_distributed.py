@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tour import distributed
+from tour.config import parse_config
 from tour.errors import TourError
 
 QUICK = ["--quick", "--device", "cpu"]
@@ -117,23 +118,27 @@ def _free_port() -> int:
 
 
 def test_two_launchers_meet_at_a_c10d_rendezvous(result, tmp_path):
-    """Node 1's launcher in a subprocess, node 0's in this process: two torchruns, one rank each."""
+    """Two torchruns with one rank each: "node 1" runs the stop's own torchrun command in a subprocess, "node 0"
+    the whole stop in this process (its single-process reference included)."""
     flags = [*QUICK, "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
-    cmd = [sys.executable, "-m", "tour.distributed", *flags, "--node-rank", "1", "--out", str(tmp_path / "n1")]
-    other = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node1 = parse_config(distributed.Config, [*flags, "--node-rank", "1", "--out", str(tmp_path / "n1")], "test")
+    other = subprocess.Popen(distributed.launch_command(distributed.resolve(node1)), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
     try:
         assert distributed.main([*flags, "--node-rank", "0", "--out", str(tmp_path / "n0")]) == 0
         log = other.communicate(timeout=LAUNCH_TIMEOUT)[0]
     finally:
         other.kill()
     assert other.returncode == 0, log
-    nodes = [json.loads((tmp_path / f"n{n}" / "distributed" / "result.json").read_text()) for n in (0, 1)]
-    assert sorted(r for node in nodes for r in node["ranks_reporting"]) == [0, 1]  # one rank per launcher
-    for node in nodes:
-        assert node["world_size"] == 2 and node["nnodes"] == 2
-        assert node["rank_checksums"] == result.rank_checksums  # the very weights of the 2-process launch
-        assert node["losses"] == pytest.approx(result.losses, abs=1e-6)
-        assert node["weight_max_diff"] < 1e-5
+    node0 = json.loads((tmp_path / "n0" / "distributed" / "result.json").read_text())
+    (rank_file,) = (tmp_path / "n1" / "distributed").glob("rank*.json")
+    node1 = json.loads(rank_file.read_text())
+    assert sorted([*node0["ranks_reporting"], node1["rank"]]) == [0, 1]  # one rank per launcher
+    assert node0["world_size"] == node1["world_size"] == 2 and node0["nnodes"] == 2
+    assert node0["rank_checksums"] == node1["all_checksums"] == result.rank_checksums  # the 2-process launch's
+    assert node0["losses"] == pytest.approx(result.losses, abs=1e-6)
+    assert node0["weight_max_diff"] < 1e-5
+    assert (tmp_path / "n1" / "distributed" / "checkpoint.pt").exists()  # each machine keeps its own copy
 
 
 # bad input ------------------------------------------------------------------------------------------------------
