@@ -61,40 +61,28 @@ def builtin_photo(name: str):
     if name in SKIMAGE_PHOTOS:
         import skimage.data
 
-        return getattr(skimage.data, name)()
-    from sklearn.datasets import load_sample_image
+        image = getattr(skimage.data, name)()
+    else:
+        from sklearn.datasets import load_sample_image
 
-    return load_sample_image(f"{name}.jpg")
+        image = load_sample_image(f"{name}.jpg")
+    return image.copy()  # a writable copy: torch warns when it wraps a read-only array
 
 
 def read_image_file(path: Path):
-    """A CHW uint8 RGB tensor. torchvision.io decodes JPEG/PNG/GIF/WebP (grey and RGBA converted to RGB);
-    Pillow covers the rest (TIFF, BMP, ...). Anything neither can read is the user's to fix."""
-    import numpy as np
-    from torchvision.io import ImageReadMode, decode_image
+    """An RGB PIL image. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey, palette and
+    RGBA images are converted to RGB. (torchvision.io's decoders are deprecated since 0.29 for TorchCodec.)"""
+    from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise TourError(f"image file not found: {path}; pass existing image files or built-in names "
                         f"({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
-        return image[0] if image.ndim == 4 else image  # an animated GIF: its first frame
-    except RuntimeError:
-        pass
-    from PIL import Image, UnidentifiedImageError
-
-    try:
         with Image.open(path) as im:
-            return torch_from_hwc(np.asarray(im.convert("RGB")))
+            return im.convert("RGB")  # convert() reads the pixels, so errors surface here, not later
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise TourError(f"{path} is not an image that torchvision or Pillow can read ({type(e).__name__}); "
+        raise TourError(f"{path} is not an image Pillow can read ({type(e).__name__}); "
                         "pass a JPEG, PNG, GIF, WebP, TIFF or BMP file") from None
-
-
-def torch_from_hwc(array):
-    import torch
-
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 def load_images(names: list[str]) -> dict[str, object]:

@@ -1,0 +1,129 @@
+"""The vision stop: Lite0 matches the reference implementation, real photos get the right classes, the MNIST CNN
+learns and round-trips through safetensors, the pictures are drawn, and bad image paths are one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tour import vision
+
+QUICK_ACCURACY_FLOOR = 0.90  # 2,000 digits, 3 epochs: 0.95-0.96 seen; full mode (4,000, 8 epochs) reaches 0.98
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return vision.run(vision.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_lite0_matches_reference_implementation(result):
+    assert result.n_params == 4_652_008
+    assert result.parity_max_abs_diff <= 1e-5
+
+
+def test_real_photos_get_the_right_classes(result):
+    assert len(result.top5) == 6 and all(len(v) == 5 for v in result.top5.values())
+    assert result.top1_ids["chelsea"] in vision.CAT_CLASSES
+    assert result.top1_ids["coffee"] in vision.COFFEE_CLASSES
+    for top in result.top5.values():
+        probs = [p for _, p in top]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_mnist_cnn_learns_and_reloads(result):
+    assert (result.train_size, result.test_size) == (2000, 1000)  # quick: half of the 4,000 training digits
+    assert len(result.train_accuracy) == len(result.test_accuracy_curve) == 3
+    assert result.test_accuracy_curve[-1] > result.test_accuracy_curve[0]
+    assert result.test_accuracy >= QUICK_ACCURACY_FLOOR
+    assert result.reload_identical
+    assert Path(result.weights_path).stat().st_size > 100_000  # ~30k float32 parameters
+
+
+def test_pictures_are_real_images(result):
+    import numpy as np
+    from PIL import Image
+
+    for path in (result.photos_png, result.digits_png):
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("L"), dtype=float)
+        assert im.width >= 600 and pixels.std() > 20  # drawn, not blank
+
+
+def test_throughput_measures_each_variant(result):
+    assert {"eager (no_grad)", "inference_mode", "channels_last"} <= set(result.throughput)
+    assert all(v > 0 for v in result.throughput.values())
+    assert result.speedup["eager (no_grad)"] == 1.0
+
+
+def test_same_padding_matches_tensorflow_and_is_needed():
+    """Our SameConv2d equals the reference's TF-style conv on even and odd sizes; PyTorch's symmetric padding
+    does not (for stride 2), which is why the patch exists."""
+    import torch
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    from tour.vision_models import SameConv2d
+
+    for k in (3, 5):
+        ref = Conv2dDynamicSamePadding(4, 4, k, stride=2, bias=False)
+        ours = SameConv2d.like(ref)
+        ours.load_state_dict(ref.state_dict())
+        plain = torch.nn.Conv2d(4, 4, k, stride=2, padding=k // 2, bias=False)
+        plain.load_state_dict(ref.state_dict())
+        for size in (56, 57):
+            x = torch.randn(1, 4, size, size)
+            assert torch.equal(ours(x), ref(x))
+            if size % 2 == 0:
+                assert not torch.allclose(plain(x), ref(x))
+
+
+def test_small_cnn_and_mnist_split_shapes():
+    import torch
+
+    from tour.vision_models import SmallCNN, mnist_split
+
+    (xtr, ytr), (xte, yte) = mnist_split(seed=0)
+    assert xtr.shape == (4000, 1, 28, 28) and xtr.dtype == torch.uint8 and len(yte) == 1000
+    assert torch.bincount(yte).tolist() == [100] * 10  # stratified
+    assert SmallCNN()(xte[:2].float()).shape == (2, 10)
+
+
+def test_grey_rgba_gif_and_tiff_files_become_rgb(tmp_path):
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    tiff = tmp_path / "grey.tif"
+    Image.fromarray(np.arange(64 * 48, dtype=np.uint8).reshape(48, 64)).save(tiff)  # Pillow-only format
+    folder = Path(skimage.data.data_dir)
+    paths = [folder / "camera.png", folder / "logo.png", folder / "no_time_for_that_tiny.gif", tiff]
+    images = vision.load_images([str(p) for p in paths])
+    assert list(images) == ["camera.png", "logo.png", "no_time_for_that_tiny.gif", "grey.tif"]
+    assert all(im.mode == "RGB" for im in images.values())
+    camera = np.asarray(images["camera.png"])
+    assert (camera[..., 0] == camera[..., 1]).all()  # grey copied into all three channels
+    from tour.vision_models import preprocess
+
+    assert all(preprocess()(im).shape == (3, 224, 224) for im in images.values())
+
+
+@pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])
+def test_bad_images_are_one_line_errors(case, tmp_path, capsys):
+    out = tmp_path / "out"
+    bad = tmp_path / "notes.jpg"
+    if case == "not_an_image":
+        bad.write_text("not a picture")
+    args = {"missing": ["--images", "chelsea", str(bad)], "not_an_image": ["--images", str(bad)],
+            "empty": ["--images"]}[case]
+    assert vision.main([*args, "--quick", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert ("notes.jpg" in err) if case != "empty" else ("no images" in err)
+    assert not out.exists()  # failed before anything was written
+
+
+def test_importing_the_stop_imports_no_torch():
+    code = "import sys, tour.vision; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
