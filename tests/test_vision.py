@@ -123,6 +123,12 @@ def test_bad_images_are_one_line_errors(case, tmp_path, capsys):
     assert not out.exists()  # failed before anything was written
 
 
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--top-k", "1001"], ["--lr", "-1"]])
+def test_bad_numbers_are_one_line_errors(args, tmp_path, capsys):
+    assert vision.main([*args, "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "must be" in capsys.readouterr().err
+
+
 def test_importing_the_stop_imports_no_torch():
     code = "import sys, tour.vision; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

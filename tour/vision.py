@@ -93,8 +93,18 @@ def load_images(names: list[str]) -> dict[str, object]:
     images = {}
     for name in names:
         builtin = name in SKIMAGE_PHOTOS + SKLEARN_PHOTOS and not Path(name).exists()
-        images[name if builtin else Path(name).name] = builtin_photo(name) if builtin else read_image_file(Path(name))
+        key = name if builtin or Path(name).name in images else Path(name).name  # full path if names clash
+        images[key] = builtin_photo(name) if builtin else read_image_file(Path(name))
     return images
+
+
+def check_config(cfg: Config) -> None:
+    for flag in ("top_k", "epochs", "batch_size", "bench_batch", "bench_iters"):
+        if getattr(cfg, flag) < 1:
+            raise TourError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(cfg, flag)}")
+    if cfg.top_k > 1000 or cfg.lr <= 0:
+        raise TourError(f"--top-k must be at most 1000 (ImageNet's classes) and --lr positive; got {cfg.top_k}, "
+                        f"{cfg.lr}")
 
 
 # 1) + 2) the pretrained classifier ----------------------------------------------------------------------------
@@ -128,46 +138,45 @@ def classify(model, batch, names: list[str], top_k: int, device):
 
 
 # 3) throughput ------------------------------------------------------------------------------------------------
-def time_variant(model, batch, iters: int, device, channels_last=False, grad_mode="inference", amp=False):
-    """Median seconds per batch after two warm-up batches."""
+def time_once(net, x, grad_mode, amp, device) -> float:
+    from tour.device import synchronize
+
+    with grad_mode(), amp():
+        synchronize(device)  # queued GPU work would otherwise be billed to this call, or escape the timer
+        start = time.perf_counter()
+        net(x)
+        synchronize(device)
+    return time.perf_counter() - start
+
+
+def throughput(model, photos, cfg: Config, device) -> dict[str, float]:
+    """images/s per variant. Rounds interleave the variants, so a busy machine slows them all alike; the first
+    two rounds are warm-up and the median of the rest counts."""
     import contextlib
+    import copy
     import statistics
 
     import torch
 
     from tour import device as dev
 
-    x = batch.to(memory_format=torch.channels_last) if channels_last else batch
-    ctx = torch.inference_mode if grad_mode == "inference" else torch.no_grad
-    times = []
-    with ctx(), (dev.autocast(device) if amp else contextlib.nullcontext()):
-        for i in range(iters + 2):
-            dev.synchronize(device)
-            start = time.perf_counter()
-            model(x)
-            dev.synchronize(device)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
-
-
-def throughput(model, photos, cfg: Config, device) -> dict[str, float]:
-    """images/s for each variant, measured one after another in this run on the same batch."""
-    import torch
-
-    from tour import device as dev
-
-    n, iters = (2, 2) if cfg.quick else (cfg.bench_batch, cfg.bench_iters)
+    n, iters = (min(cfg.bench_batch, 2), 2) if cfg.quick else (cfg.bench_batch, cfg.bench_iters)
     batch = photos.repeat((n + len(photos) - 1) // len(photos), 1, 1, 1)[:n].to(device)
-    variants = {"eager (no_grad)": {"grad_mode": "no_grad"}, "inference_mode": {}}
-    variants["channels_last"] = {"channels_last": True}
+    # channels_last (NHWC) lets convolution kernels read all channels of a pixel in one go
+    last, batch_last = copy.deepcopy(model).to(memory_format=torch.channels_last), batch.contiguous(
+        memory_format=torch.channels_last)
+    fp32 = contextlib.nullcontext
+    variants = {"eager (no_grad)": (model, batch, torch.no_grad, fp32),
+                "inference_mode": (model, batch, torch.inference_mode, fp32),  # no autograd bookkeeping at all
+                "channels_last": (last, batch_last, torch.inference_mode, fp32)}
     if dev.supports_bf16(device):  # only where the hardware does bf16; on CPU it would be emulated
-        variants["channels_last + bf16 autocast"] = {"channels_last": True, "amp": True}
-    rates = {}
-    for label, opts in variants.items():
-        net = model.to(memory_format=torch.channels_last if opts.get("channels_last") else torch.contiguous_format)
-        rates[label] = n / time_variant(net, batch, iters, device, **opts)
-    model.to(memory_format=torch.contiguous_format)
-    return rates
+        variants["channels_last + bf16 autocast"] = (last, batch_last, torch.inference_mode,
+                                                     lambda: dev.autocast(device))
+    times = {label: [] for label in variants}
+    for _ in range(iters + 2):
+        for label, (net, x, grad_mode, amp) in variants.items():
+            times[label].append(time_once(net, x, grad_mode, amp, device))
+    return {label: n / statistics.median(t[2:]) for label, t in times.items()}
 
 
 # 4) + 5) a CNN on real MNIST ----------------------------------------------------------------------------------
@@ -205,8 +214,8 @@ def train_cnn(cfg: Config, train, test, device):
             opt.step()
             sched.step()
             correct += (logits.argmax(1).cpu() == yb).sum().item()
-        train_acc.append(correct / len(loader.dataset))
-        test_acc.append((predict(model, test_loader, device) == test[1]).float().mean().item())
+        train_acc.append(round(correct / len(loader.dataset), 4))
+        test_acc.append(round((predict(model, test_loader, device) == test[1]).float().mean().item(), 4))
         print(f"  epoch {epoch + 1}/{epochs}: train accuracy {train_acc[-1]:.3f}, held-out {test_acc[-1]:.3f}")
     return model, test_loader, train_acc, test_acc
 
@@ -313,7 +322,7 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
     model, test_loader, result.train_accuracy, result.test_accuracy_curve = train_cnn(cfg, train, test, device)
     result.train_seconds = time.perf_counter() - start
     pred = predict(model, test_loader, device)
-    result.test_accuracy = (pred == test[1]).float().mean().item()
+    result.test_accuracy = round((pred == test[1]).float().mean().item(), 4)
     print(f"  {result.train_size} training digits, {len(result.train_accuracy)} epochs in "
           f"{result.train_seconds:.1f} s: held-out accuracy {result.test_accuracy:.3f} on {result.test_size}")
     print("5) save with safetensors, reload into a fresh model")
@@ -328,6 +337,7 @@ def run(cfg: Config) -> Result:
             "skimage", "mlxtend", "safetensors", "matplotlib", stop="the vision stop")
     from tour import device as dev
 
+    check_config(cfg)
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
