@@ -158,6 +158,7 @@ def test_two_launchers_meet_at_a_c10d_rendezvous(result, tmp_path):
     (["--nnodes", "2"], "--rdzv-endpoint HOST:PORT"),
     (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "--node-rank must be in 0..1"),
     (["--nnodes", "2", "--rdzv-endpoint", "nohost"], "must be HOST:PORT"),
+    (["--momentum", "-1"], "--momentum >= 0"),
 ])
 def test_bad_input_is_one_line_and_launches_nothing(flags, message, tmp_path, capsys):
     assert distributed.main([*QUICK, "--out", str(tmp_path), *flags]) == 2

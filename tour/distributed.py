@@ -76,8 +76,9 @@ def check(cfg: Config) -> None:
         raise TourError("several nodes need a meeting point: pass --rdzv-endpoint HOST:PORT (same on every node)")
     if cfg.rdzv_endpoint and not cfg.rdzv_endpoint.rpartition(":")[2].isdigit():
         raise TourError(f"--rdzv-endpoint must be HOST:PORT, got {cfg.rdzv_endpoint!r}")
-    if cfg.epochs < 1 or cfg.lr <= 0:
-        raise TourError(f"--epochs must be at least 1 and --lr positive (got {cfg.epochs}, {cfg.lr})")
+    if min(cfg.epochs, cfg.hidden) < 1 or cfg.lr <= 0 or cfg.momentum < 0 or not 0 < cfg.test_fraction < 1:
+        raise TourError("need --epochs and --hidden >= 1, --lr > 0, --momentum >= 0, 0 < --test-fraction < 1 "
+                        f"(got {cfg.epochs}, {cfg.hidden}, {cfg.lr}, {cfg.momentum}, {cfg.test_fraction})")
     world = cfg.nproc * cfg.nnodes
     if cfg.batch_size < world or cfg.batch_size % world:
         raise TourError(f"the global batch {cfg.batch_size} must split evenly over {world} processes; "
