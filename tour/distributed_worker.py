@@ -109,48 +109,54 @@ def fingerprint(cfg: Config) -> dict:
     return {"world_size": world, **{k: getattr(cfg, k) for k in FINGERPRINT}}
 
 
-def load_checkpoint(folder: Path, cfg: Config, rank: int):
+def resume(folder: Path, cfg: Config, rank: int, model, opt) -> tuple[int, list[float]]:
     """Rank 0 reads its machine's copy and broadcasts it, so no other rank needs the file."""
     import torch
     import torch.distributed as dist
 
-    state = None
+    box = [None]
     if rank == 0 and cfg.resume and (folder / CHECKPOINT).exists():
-        state = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
-    box = [state]
+        box = [torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)]
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    if box[0] is None:
+        return 0, []
+    model.load_state_dict(box[0]["model"])
+    opt.load_state_dict(box[0]["optimizer"])  # momentum buffers too: the next step is the one that was lost
+    start = box[0]["epoch"]
+    left = f"training epochs {start + 1}..{cfg.epochs}" if start < cfg.epochs else "nothing left to train"
+    say(rank, f"resumed from {folder / CHECKPOINT}: {start} epoch(s) done, {left}")
+    return start, list(box[0]["losses"])
 
 
 # 1) DDP ---------------------------------------------------------------------------------------------------------
-def train_ddp(cfg: Config, device, folder: Path, rank: int, world: int):
+def train_epoch(ddp, loader, opt, device):
+    """One pass over this rank's share; returns the sum of its batch losses."""
     import torch
+
+    total = torch.zeros((), device=device)
+    for xb, yb in loader:
+        loss = torch.nn.functional.cross_entropy(ddp(xb.to(device)), yb.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # DDP all-reduces (averages) the gradients here, overlapping with backward
+        opt.step()
+        total += loss.detach()
+    return total
+
+
+def train_ddp(cfg: Config, device, folder: Path, rank: int, world: int):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     model, opt, train, test = build(cfg, device)
-    state = load_checkpoint(folder, cfg, rank)
-    start, losses = 0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start, losses = state["epoch"], list(state["losses"])
-        left = f"training epochs {start + 1}..{cfg.epochs}" if start < cfg.epochs else "nothing left to train"
-        say(rank, f"resumed from {folder / CHECKPOINT}: {start} epoch(s) done, {left}")
+    start, losses = resume(folder, cfg, rank, model, opt)
     ddp = DDP(model, device_ids=[device.index] if device.index is not None else None)
     data = TensorDataset(*train)
     sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)  # rank r takes every world-th sample
     loader = DataLoader(data, batch_size=cfg.batch_size // world, sampler=sampler)
     for epoch in range(start, cfg.epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank (and after a resume)
-        total = torch.zeros((), device=device)
-        for xb, yb in loader:
-            loss = torch.nn.functional.cross_entropy(ddp(xb.to(device)), yb.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # DDP all-reduces (averages) the gradients here, overlapping with backward
-            opt.step()
-            total += loss.detach()
+        total = train_epoch(ddp, loader, opt, device)
         dist.all_reduce(total)  # sum over ranks of each rank's summed batch losses
         losses.append(total.item() / (world * len(loader)))
         if local_rank() == 0:  # one copy per machine: c10d may put rank 0 on any of them next time
