@@ -15,7 +15,7 @@ from tour import pyro as stop  # noqa: E402
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    return stop.run(stop.Config(quick=True, out=str(out)))
+    return stop.run(stop.Config(quick=True, device="cpu", out=str(out)))
 
 
 def test_closed_form_is_a_posterior():
@@ -34,8 +34,8 @@ def test_closed_form_is_a_posterior():
 
 
 def test_svi_matches_the_analytic_posterior(result):
-    assert result.n == 442 and result.steps == 300
-    assert result.mean_rel_error < 0.03  # quick mode: 300 steps; the full run is tighter
+    assert result.n == 442 and result.steps == 300 and result.device == "cpu"
+    assert result.mean_rel_error < 0.03  # quick mode (300 steps) measured ~1%; leave room for other CPUs
     assert result.std_rel_error < 0.05
     assert all(s > 0 for s in result.svi_std)
 
@@ -91,7 +91,7 @@ def test_main_writes_result_json(tmp_path, capsys):
     import torch
 
     threads = torch.get_num_threads()
-    assert stop.main(["--out", str(tmp_path), "--steps", "20", "--particles", "4", "--features", "bmi"]) == 0
+    assert stop.main(["--device", "cpu", "--out", str(tmp_path), "--steps", "20", "--particles", "4", "--features", "bmi"]) == 0
     saved = json.loads(Path(tmp_path, "pyro", "result.json").read_text())
     assert saved["features"] == ["bmi"] and len(saved["elbo"]) == 20
     assert torch.get_num_threads() == threads  # one_thread() put the thread count back

@@ -29,6 +29,7 @@ class Config(BaseConfig):
 
 @dataclass
 class Result:
+    device: str
     n: int  # patients
     features: list[str]
     noise_std: float  # the likelihood's sigma, treated as known (so the posterior is Gaussian in closed form)
@@ -102,7 +103,7 @@ def make_model(sigma: float, tau: float):
     import torch
 
     def model(x, y=None):
-        zeros = torch.zeros(x.shape[1], dtype=x.dtype)
+        zeros = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)  # the guide follows the prior's device
         w = pyro.sample("w", dist.Normal(zeros, tau).to_event(1))  # one vector-valued latent
         with pyro.plate("patients", len(x)):  # observations are independent given w
             # (x * w).sum(-1) rather than x @ w: it broadcasts over the batch of particles SVI draws at once
@@ -145,7 +146,7 @@ def guide_moments(guide):
     """Mean and std of the fitted guide: both autoguides expose their Gaussian over the latent vector."""
     q = guide.get_posterior()
     std = q.covariance_matrix.diagonal().sqrt() if hasattr(q, "covariance_matrix") else q.stddev
-    return q.mean.detach(), std.detach()
+    return q.mean.detach().cpu().double(), std.detach().cpu().double()
 
 
 def rel_error(a, b) -> float:
@@ -195,13 +196,38 @@ def plot_densities(path, features, mean, cov, svi, meanfield, samples):
     return str(path)
 
 
+def svi_both(cfg: Config, model, x, y, steps: int, device):
+    """Fit the full-covariance guide and the mean-field one on the same model, data, seed and schedule."""
+    from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
+
+    x32, y32 = x.float().to(device), y.float().to(device)  # Pyro runs in float32, the default a user gets
+    start = time.perf_counter()
+    guides = (AutoMultivariateNormal, AutoDiagonalNormal)
+    fits = {cls.__name__: fit(cfg, model, cls, x32, y32, steps) for cls in guides}
+    return fits, time.perf_counter() - start
+
+
+def tail_mean(values: list[float]) -> float:
+    tail = max(1, len(values) // 10)  # ELBO estimates are noisy: average the last tenth
+    return sum(values[-tail:]) / tail
+
+
+def meanfield_theory(precision):
+    """The best independent-Normal fit to a Gaussian posterior has std 1/sqrt(diag(P)) and sits below log p(y) by
+    KL = 0.5 (sum log diag(P) - log det P): what ignoring the correlations costs."""
+    import torch
+
+    return precision.diagonal().rsqrt(), 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
+
+
 def run(cfg: Config) -> Result:
     require("pyro", stop="the pyro stop")
     check(cfg)
-    import torch
-    from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
+    from tour import device as dev
 
+    device = dev.get_device(cfg.device)  # a model this small is launch-bound on a GPU, but --device is honoured
     folder = out_dir(cfg, NAME)
+    print(f"[pyro] {dev.describe(cfg.device)}")
     steps = min(cfg.steps, 300) if cfg.quick else cfg.steps
     print("1) data: scikit-learn's diabetes study, standardised; y = disease progression a year on")
     x, y = diabetes(cfg.features)
@@ -212,39 +238,31 @@ def run(cfg: Config) -> Result:
     std = cov.diagonal().sqrt()
     print(f"  posterior mean {fmt(mean)}, std {fmt(std)}; log evidence log p(y) = {log_evidence:.2f}")
     print(f"3) SVI, {steps} steps x {cfg.particles} particles, ClippedAdam lr {cfg.lr:g} decaying 100x")
-    model = make_model(sigma, cfg.prior_scale)
-    x32, y32 = x.float(), y.float()  # Pyro runs in float32, the default a user gets
-    start = time.perf_counter()
-    mvn, elbo = fit(cfg, model, AutoMultivariateNormal, x32, y32, steps)
-    mf, elbo_mf = fit(cfg, model, AutoDiagonalNormal, x32, y32, steps)
-    seconds = time.perf_counter() - start
-    svi_mean, svi_std = (t.double() for t in guide_moments(mvn))
-    mf_mean, mf_std = (t.double() for t in guide_moments(mf))
-    tail = max(1, steps // 10)  # ELBO estimates are noisy: average the last tenth
-    final, final_mf = sum(elbo[-tail:]) / tail, sum(elbo_mf[-tail:]) / tail
+    fits, seconds = svi_both(cfg, make_model(sigma, cfg.prior_scale), x, y, steps, device)
+    (mvn, elbo), (mf, elbo_mf) = fits.values()
+    svi_mean, svi_std = guide_moments(mvn)
+    mf_std = guide_moments(mf)[1]
+    final, final_mf = tail_mean(elbo), tail_mean(elbo_mf)
     mean_err, std_err = rel_error(svi_mean, mean), rel_error(svi_std, std)
     print(f"  AutoMultivariateNormal: mean {fmt(svi_mean)}, std {fmt(svi_std)}")
     print(f"  vs analytic: mean within {mean_err:.2%}, std within {std_err:.2%}; final ELBO {final:.2f} "
           f"vs log p(y) {log_evidence:.2f} ({seconds:.1f} s for both guides)")
-    theory_mf = precision.diagonal().rsqrt()  # the best independent-Normal fit to a Gaussian: 1/sqrt(diag(P))
+    theory_mf, mf_gap = meanfield_theory(precision)
     mf_err = rel_error(mf_std, theory_mf)
-    # KL from that best independent fit to the posterior: 0.5 (sum log diag(P) - log det P)
-    mf_gap = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
     print(f"4) AutoDiagonalNormal treats weights as independent: std {fmt(mf_std)}, {1 - (mf_std / std).mean():.0%} "
-          f"below the true std because the predictors are correlated; theory says {fmt(theory_mf)} "
-          f"(within {mf_err:.2%});\n  its ELBO is {log_evidence - final_mf:.3f} below log p(y), theory says {mf_gap:.3f}")
-    samples = mvn.get_posterior().sample((4000,)).double()
-    plots = [plot_elbo(folder / "elbo.png", {"AutoMultivariateNormal": elbo, "AutoDiagonalNormal": elbo_mf}, log_evidence,
-                       mf_gap),
+          f"below the true std (the predictors are correlated);\n  theory says {fmt(theory_mf)} (within "
+          f"{mf_err:.2%}); its ELBO is {log_evidence - final_mf:.3f} below log p(y), theory says {mf_gap:.3f}")
+    plots = [plot_elbo(folder / "elbo.png", {k: v[1] for k, v in fits.items()}, log_evidence, mf_gap),
              plot_densities(folder / "posterior.png", cfg.features, mean, cov, (svi_mean, svi_std),
-                            (mf_mean, mf_std), samples)]
+                            guide_moments(mf), mvn.get_posterior().sample((4000,)).cpu())]
     print(f"5) plots: {', '.join(plots)}")
-    return Result(n=len(y), features=list(cfg.features), noise_std=sigma, steps=steps,
+    return Result(device=str(device), n=len(y), features=list(cfg.features), noise_std=sigma, steps=steps,
                   analytic_mean=mean.tolist(), analytic_std=std.tolist(), svi_mean=svi_mean.tolist(),
                   svi_std=svi_std.tolist(), mean_rel_error=mean_err, std_rel_error=std_err,
                   meanfield_std=mf_std.tolist(), meanfield_theory_std=theory_mf.tolist(),
                   meanfield_std_rel_error=mf_err, log_evidence=log_evidence, final_elbo=final,
-                  final_elbo_meanfield=final_mf, meanfield_theory_gap=mf_gap, elbo=elbo, svi_seconds=seconds, plots=plots)
+                  final_elbo_meanfield=final_mf, meanfield_theory_gap=mf_gap, elbo=elbo, svi_seconds=seconds,
+                  plots=plots)
 
 
 def fmt(t) -> str:
