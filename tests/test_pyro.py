@@ -91,7 +91,8 @@ def test_main_writes_result_json(tmp_path, capsys):
     import torch
 
     threads = torch.get_num_threads()
-    assert stop.main(["--device", "cpu", "--out", str(tmp_path), "--steps", "20", "--particles", "4", "--features", "bmi"]) == 0
+    args = ["--device", "cpu", "--out", str(tmp_path), "--steps", "20", "--particles", "4", "--features", "bmi"]
+    assert stop.main(args) == 0
     saved = json.loads(Path(tmp_path, "pyro", "result.json").read_text())
     assert saved["features"] == ["bmi"] and len(saved["elbo"]) == 20
     assert torch.get_num_threads() == threads  # one_thread() put the thread count back

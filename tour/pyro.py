@@ -186,12 +186,12 @@ def plot_densities(path, features, mean, cov, svi, meanfield, samples):
     for i, (ax, name) in enumerate(zip(axes, features)):
         grid = torch.linspace(mean[i] - 5 * std[i], mean[i] + 5 * std[i], 300, dtype=mean.dtype)
         pdf = lambda m, s: torch.distributions.Normal(m, s).log_prob(grid).exp()  # noqa: E731
-        ax.hist(samples[:, i].numpy(), bins=50, density=True, alpha=0.3, label="guide samples")
+        ax.hist(samples[:, i].numpy(), bins=50, density=True, alpha=0.3, label="AutoMultivariateNormal samples")
         ax.plot(grid, pdf(mean[i], std[i]), "k", lw=2, label="analytic posterior")
         ax.plot(grid, pdf(svi[0][i], svi[1][i]), "C1--", label="AutoMultivariateNormal")
         ax.plot(grid, pdf(meanfield[0][i], meanfield[1][i]), "C2:", label="AutoDiagonalNormal (mean-field)")
         ax.set(title=f"weight of {name}", xlabel="w")
-    axes[0].legend(fontsize=7, loc="upper left")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.1))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return str(path)
 
