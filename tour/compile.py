@@ -74,6 +74,8 @@ def compile_problem(device) -> str | None:
     """Why torch.compile cannot build code on `device` here, or None. Inductor writes C++ on CPU, Triton on GPUs."""
     import torch
 
+    from tour.device import TRITON_TYPES
+
     if not torch._dynamo.is_dynamo_supported():
         return "TorchDynamo does not support this Python version"
     if device.type == "cpu":
@@ -85,7 +87,7 @@ def compile_problem(device) -> str | None:
             cxx = os.environ.get("CXX") or "g++"
         if not shutil.which(cxx):
             return f"no C++ compiler ({cxx}) found; Inductor needs one on CPU: install g++ or set CXX"
-    elif device.type in ("cuda", "xpu"):
+    elif device.type in TRITON_TYPES:
         from torch.utils._triton import has_triton
 
         if not has_triton():

@@ -19,6 +19,8 @@ ENV_VAR = "TOUR_DEVICE"
 # Device types the tour knows how to probe, best first. torch knows more (meta, hpu, ...), but a tour stop
 # running on "meta" would compute nothing, so those are refused with the list below.
 KNOWN = ("cuda", "mps", "xpu", "cpu")
+# Device types on which torch.compile's Inductor generates Triton kernels (it writes C++ on cpu).
+TRITON_TYPES = ("cuda", "xpu")
 
 
 def _backend_available(kind: str) -> bool:

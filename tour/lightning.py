@@ -11,19 +11,16 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour import basics
+from tour.config import out_dir, stop_main
 from tour.errors import TourError, require
 
 NAME = "lightning"
 
 
 @dataclass
-class Config(BaseConfig):
-    epochs: int = arg(40, "passes over the digits training set, for both loops (quick mode: 15)")
-    batch_size: int = arg(64, "digits per training step")
-    lr: float = arg(1e-3, "Adam learning rate")
-    hidden: int = arg(128, "width of the MLP's hidden layers")
-    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+class Config(basics.Config):
+    """The basics stop's settings, unchanged: both loops must train the same model the same way."""
 
 
 @dataclass
