@@ -1,0 +1,124 @@
+"""The NLP stop's numbers: probe and fine-tuned accuracy, reload parity, sensible search hits, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("datasets")
+
+from tour import nlp, nlp_data  # noqa: E402
+from tour.errors import TourError  # noqa: E402
+
+QUICK_FLOOR = 0.80  # quick mode: 60 texts per topic, 2 epochs of max 32 tokens (full mode's floor is 0.92)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return nlp.run(nlp.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_data_is_a_clean_stratified_split(result):
+    assert result.labels == ["ai", "coding", "conversations", "emotion", "psychology", "trivia"]
+    assert result.train_size + result.test_size == 60 * len(result.labels)
+    assert result.test_size == pytest.approx(0.2 * 60 * len(result.labels), abs=len(result.labels))
+
+
+def test_corpus_has_no_text_under_two_topics():
+    from tour.assets import chatterbot_english_dir
+
+    rows = nlp_data.corpus_rows(chatterbot_english_dir(), 100)
+    texts = [r["text"] for r in rows]
+    assert len(texts) == len(set(texts)) > 1000
+    assert "tech_support" not in {r["label"] for r in rows}  # 2,100 lines but only 20 distinct
+
+
+def test_fine_tuning_beats_chance_and_learns(result):
+    assert result.losses[-1] < result.losses[0]
+    assert result.accuracy >= QUICK_FLOOR
+    assert result.macro_f1 >= QUICK_FLOOR - 0.1
+    assert result.probe_accuracy >= 0.6  # frozen embeddings already separate the topics
+
+
+def test_confusion_matrix_png_written(result):
+    png = Path(result.confusion_png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_saved_model_reloads_with_same_predictions(result):
+    saved = Path(result.saved_dir)
+    assert (saved / "model.safetensors").exists() and (saved / "tokenizer.json").exists()
+    config = json.loads((saved / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == result.labels
+    assert result.reload_matches and result.reload_max_score_diff < 1e-4
+    assert result.reload_predictions[0] == "coding"  # "how do i write a for loop in python?"
+
+
+def test_search_finds_texts_of_the_query_topic(result):
+    expected = dict(zip(nlp.QUERIES, ["coding", "emotion", "trivia"]))
+    for query, topic in expected.items():
+        hits = result.search_hits[query]
+        labels = [label for _, label, _ in hits]
+        assert len(hits) == 3 and labels.count(topic) >= 2, (query, hits)
+        scores = [s for _, _, s in hits]
+        assert scores == sorted(scores, reverse=True) and 0 < scores[-1] <= 1
+
+
+def test_batched_embedding_matches_the_pipeline(result):
+    assert result.embed_max_diff < 1e-4
+    assert result.naive_per_s > 0 and result.batched_per_s > 0  # speed is printed, never asserted
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return nlp.load_encoder(None, "cpu")
+
+
+def test_embed_is_unit_length_and_order_preserving(encoder):
+    tok, model = encoder
+    texts = ["a much longer sentence about programming languages and compilers", "hi", "what is python?"]
+    vecs = nlp.embed(texts, tok, model, "cpu", batch_size=2)
+    assert vecs.shape == (3, 384)
+    assert vecs.norm(dim=1).sub(1).abs().max() < 1e-5
+    alone = nlp.embed(texts[1:2], tok, model, "cpu")
+    assert (vecs[1] - alone[0]).abs().max() < 1e-5  # sorting by length must not mix rows up
+
+
+def test_empty_text_list_is_an_error(encoder):
+    with pytest.raises(TourError, match="empty"):
+        nlp.embed([], *encoder, "cpu")
+
+
+def _fails(capsys, *argv):
+    assert nlp.main(["--quick", "--device", "cpu", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_missing_model_path_is_one_line(tmp_path, capsys):
+    err = _fails(capsys, "--out", str(tmp_path), "--model", str(tmp_path / "no-such-model"))
+    assert "no such folder" in err
+
+
+def test_data_without_label_column_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,topic\nhello there,a\nhow are you,b\n")
+    assert "lacks column(s) label" in _fails(capsys, "--out", str(tmp_path), "--data", str(bad))
+
+
+def test_single_label_is_one_line(tmp_path, capsys):
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([{"text": f"text number {i}", "label": "same"} for i in range(10)]))
+    assert "one label only" in _fails(capsys, "--out", str(tmp_path), "--data", str(one))
+
+
+def test_user_csv_loads_as_classlabel(tmp_path):
+    data = tmp_path / "mine.csv"
+    data.write_text("text,label\n" + "".join(f"sentence {i},{'ab'[i % 2]}\n" for i in range(20)))
+    ds = nlp_data.labelled_dataset(str(data), 100, [], None, 0)
+    train, test = nlp_data.split(ds, 0.2, 0)
+    assert ds.features["label"].names == ["a", "b"]
+    assert len(train) == 16 and len(test) == 4 and sorted(test["label"]) == [0, 0, 1, 1]

@@ -1,0 +1,322 @@
+"""Stop 2, NLP with transformers + datasets: fine-tune all-MiniLM-L6-v2 on a real corpus, offline, end to end.
+
+Topic classification on chatterbot-corpus (or your CSV/JSON via --data): a linear-probe baseline, fine-tuning,
+accuracy/macro-F1 and a confusion matrix, save + reload through pipeline(), semantic search, fast batched embedding.
+Run: `tour run nlp` (or `python -m tour.nlp`, `python examples/nlp.py`); `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tour.config import BaseConfig, arg, out_dir, stop_main
+from tour.errors import TourError, require
+
+NAME = "nlp"
+QUERIES = ["which programming language should i learn first?", "i feel lonely and sad today",
+           "what is the capital city of france?"]
+SENTENCES = ["how do i write a for loop in python?", "i am so happy i could dance", "who painted the mona lisa?",
+             "do you think robots will ever be conscious?"]
+
+
+@dataclass
+class Config(BaseConfig):
+    model: str | None = arg(None, "encoder: a local folder or hub name (unset: all-MiniLM-L6-v2, offline)")
+    data: str | None = arg(None, "your own CSV/JSON file with text,label columns (default: chatterbot-corpus topics)")
+    min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)")
+    drop_topics: list[str] = arg(["conversations", "psychology"],
+                                 "corpus files of small talk, not a subject ('you are cruel', 'hello'): dropped")
+    epochs: int = arg(3, "fine-tuning passes over the training split")
+    batch_size: int = arg(16, "texts per training step")
+    lr: float = arg(1e-4, "AdamW learning rate of the pretrained encoder")
+    head_lr: float = arg(2e-3, "learning rate of the new classification head: it starts from random weights")
+    max_length: int = arg(64, "tokens kept per text when training (quick mode: 32)")
+    test_fraction: float = arg(0.2, "share of each topic held out for testing")
+    queries: list[str] = arg(QUERIES, "semantic-search queries")
+    bench_texts: int = arg(256, "texts embedded by each path in the throughput benchmark (quick mode: 64)")
+
+
+@dataclass
+class Result:
+    device: str
+    model: str
+    labels: list[str]
+    train_size: int
+    test_size: int
+    probe_accuracy: float  # logistic regression on frozen, pooled embeddings: the baseline to beat
+    accuracy: float  # fine-tuned, on the held-out split
+    macro_f1: float
+    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
+    train_seconds: float = 0.0
+    confusion_png: str = ""
+    saved_dir: str = ""
+    reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
+    reload_matches: bool = False  # same labels as the in-memory model
+    reload_max_score_diff: float = 0.0
+    search_hits: dict[str, list[list]] = field(default_factory=dict)  # query -> [text, label, cosine] best first
+    naive_per_s: float = 0.0  # per-sentence pipeline("feature-extraction")
+    batched_per_s: float = 0.0  # embed(): batched, length-sorted, inference_mode
+    speedup: float = 0.0
+    embed_max_diff: float = 0.0  # batched vs naive sentence vectors
+
+
+# the encoder, shared with the compile/attention/bench stops ------------------------------------------------------
+def resolve_model(model: str | None) -> str:
+    """A local folder as a string, or a hub name left for from_pretrained; a missing path is a one-line error."""
+    from tour.assets import minilm_dir
+
+    if not model:
+        return str(minilm_dir())
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    # "org/name" or "name" may be a hub id; anything else that looks like a path (./x, /x, a/b/c) is a typo
+    if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
+        raise TourError(f"--model {model}: no such folder; pass an existing model folder or a hub name")
+    return model
+
+
+def _from_pretrained(cls, name: str, **kw):
+    """from_pretrained, with a one-line error when the name is neither a model folder nor reachable on the hub."""
+    try:
+        return cls.from_pretrained(name, **kw)
+    except OSError as e:
+        raise TourError(f"cannot load model {name!r} ({str(e).splitlines()[0][:120]}); pass a local model folder "
+                        "or go online for hub names") from None
+
+
+def load_encoder(model: str | None = None, device=None):
+    """(tokenizer, plain AutoModel encoder in eval mode on `device`)."""
+    require("transformers", stop="the NLP stop")
+    from transformers import AutoModel, AutoTokenizer
+
+    from tour.device import get_device
+
+    name = resolve_model(model)
+    tokenizer = _from_pretrained(AutoTokenizer, name)
+    encoder = _from_pretrained(AutoModel, name).to(get_device(device)).eval()
+    return tokenizer, encoder
+
+
+def mean_pool(hidden, mask):
+    """Average the token vectors a sentence really has (padding masked out), as all-MiniLM-L6-v2 was trained."""
+    import torch
+
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+
+
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most `batch_size` texts and about `max_tokens` tokens
+    (padding included): short texts go many at a time, a few long ones no longer pad a whole batch."""
+    batches, current = [], []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) == batch_size or (len(current) + 1) * lengths[i] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + [current] if current else batches
+
+
+def embed(texts, tokenizer, model, device, batch_size: int = 64, max_tokens: int = 512):
+    """Unit-length sentence vectors (float32, CPU, input order), from length-sorted, token-capped batches."""
+    import torch
+
+    texts = list(texts)
+    if not texts:
+        raise TourError("nothing to embed: the text list is empty")
+    enc = tokenizer(texts, truncation=True, max_length=min(tokenizer.model_max_length, 512))
+    out = torch.empty(len(texts), model.config.hidden_size)
+    with torch.inference_mode():
+        for idx in length_batches([len(ids) for ids in enc["input_ids"]], batch_size, max_tokens):
+            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt").to(device)
+            hidden = model(**batch).last_hidden_state
+            out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
+    return out
+
+
+# 3) fine-tuning --------------------------------------------------------------------------------------------------
+def classifier(name: str, labels: list[str], device):
+    from transformers import AutoModelForSequenceClassification
+
+    # The checkpoint is a bare encoder: from_pretrained adds a fresh classification head of len(labels) outputs.
+    return _from_pretrained(AutoModelForSequenceClassification, name, num_labels=len(labels),
+                            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)}
+                            ).to(device)
+
+
+def fine_tune(cfg: Config, model, train_tok, collator, device, epochs: int) -> list[float]:
+    """A plain loop: dynamic padding per batch (the collator), AdamW with linear warm-up/decay, autocast."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from tour.device import autocast
+
+    loader = DataLoader(train_tok, batch_size=cfg.batch_size, shuffle=True, collate_fn=collator,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    # Word embeddings stay frozen: 12M of the 23M weights, costly to update, and a few hundred texts can't
+    # improve them. The new head learns fast, the pretrained body slowly, so each gets its own learning rate.
+    model.get_input_embeddings().requires_grad_(False)
+    body = model.base_model_prefix + "."
+    groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(body) == b],
+               "lr": lr} for b, lr in ((True, cfg.lr), (False, cfg.head_lr))]
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
+    steps = epochs * len(loader)
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=steps // 10, num_training_steps=steps)
+    losses = []
+    model.train()
+    for epoch in range(epochs):
+        total = 0.0
+        for batch in tqdm(loader, desc=f"  epoch {epoch + 1}/{epochs}", leave=False, unit="batch"):
+            with autocast(device):
+                loss = model(**batch.to(device)).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(batch["labels"])
+        losses.append(total / len(train_tok))
+        print(f"  epoch {epoch + 1}/{epochs}: mean loss {losses[-1]:.3f}")
+    return losses
+
+
+def predict(model, tokenizer, texts, device, max_length: int, batch_size: int = 64):
+    """Class probabilities from the in-memory model, in input order."""
+    import torch
+
+    model.eval()
+    probs = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
+                              padding=True, return_tensors="pt").to(device)
+            probs.append(model(**batch).logits.float().softmax(-1).cpu())
+    return torch.cat(probs)
+
+
+# 5) save and reload through pipeline() ---------------------------------------------------------------------------
+def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int):
+    """save_pretrained (safetensors) + tokenizer, then pipeline() on the folder; its labels must match memory's."""
+    from transformers import pipeline
+
+    model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
+    tokenizer.save_pretrained(folder)
+    probs = predict(model, tokenizer, sentences, device, max_length)
+    mem = [(model.config.id2label[int(i)], float(p)) for p, i in zip(*probs.max(-1))]
+    clf = pipeline("text-classification", model=str(folder), device=device)
+    got = [(d["label"], float(d["score"])) for d in clf(sentences, truncation=True, max_length=max_length)]
+    diff = max(abs(a[1] - b[1]) for a, b in zip(mem, got))
+    for text, (label, score) in zip(sentences, got):
+        print(f"  {text!r:48} -> {label} ({score:.2f})")
+    return [g[0] for g in got], [m[0] for m in mem] == [g[0] for g in got], diff
+
+
+# 6-7) search is nlp_data.search; fast inference: batched embed() vs a per-sentence pipeline loop -----------------
+def naive_embed(texts, extractor):
+    """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
+    import torch
+
+    rows = [torch.tensor(extractor(t, return_tensors=False)[0]).mean(0) for t in texts]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def throughput(texts, tokenizer, encoder, device, repeats: int):
+    from transformers import pipeline
+
+    from tour import nlp_data
+
+    extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
+    naive_embed(texts[:4], extractor), embed(texts[:4], tokenizer, encoder, device)  # warm-up
+    diff = float((naive_embed(texts, extractor) - embed(texts, tokenizer, encoder, device)).abs().max())
+    naive = nlp_data.median_rate(lambda: naive_embed(texts, extractor), len(texts), device, repeats)
+    fast = nlp_data.median_rate(lambda: embed(texts, tokenizer, encoder, device), len(texts), device, repeats)
+    print(f"  {len(texts)} texts, median of {repeats}: per-sentence pipeline {naive:.0f}/s, batched embed() "
+          f"{fast:.0f}/s -> {fast / naive:.1f}x; same vectors (max diff {diff:.1e})")
+    return naive, fast, diff
+
+
+def load_data(cfg: Config):
+    from tour import nlp_data
+
+    print("1) data with datasets: ClassLabel, stratified split")
+    cap = 80 if cfg.quick else None  # quick mode: 80 texts per topic
+    full = nlp_data.labelled_dataset(cfg.data, cfg.min_per_topic, cfg.drop_topics, cap, cfg.seed)
+    train, test = nlp_data.split(full, cfg.test_fraction, cfg.seed)
+    labels = full.features["label"].names
+    print(f"  {len(full)} texts, {len(labels)} labels {labels}: train {len(train)}, test {len(test)}")
+    return full, train, test, labels
+
+
+def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path, max_length: int):
+    from transformers import DataCollatorWithPadding
+
+    from tour import nlp_data
+
+    print("3) fine-tuning AutoModelForSequenceClassification")
+    model = classifier(name, labels, device)
+    collator = DataCollatorWithPadding(tokenizer)  # pads each batch to its own longest text
+    start = time.perf_counter()
+    losses = fine_tune(cfg, model, nlp_data.tokenized(train, tokenizer, max_length), collator, device, cfg.epochs)
+    seconds = time.perf_counter() - start
+    print("4) evaluation on the held-out split")
+    pred = predict(model, tokenizer, test["text"], device, max_length).argmax(-1).tolist()
+    acc, f1 = nlp_data.evaluate(test["label"], pred, labels, folder / "confusion_matrix.png")
+    print(f"  accuracy {acc:.3f}, macro-F1 {f1:.3f} on {len(test)} texts; {cfg.epochs} epochs in {seconds:.0f} s; "
+          f"confusion matrix: {folder / 'confusion_matrix.png'}")
+    return model, losses, seconds, acc, f1
+
+
+def run(cfg: Config) -> Result:
+    require("transformers", "datasets", "yaml", stop="the NLP stop")
+    import datasets
+
+    from tour import device as dev
+    from tour import nlp_data
+
+    name = resolve_model(cfg.model)  # a bad path fails here, before any work
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    datasets.disable_progress_bars()  # the stop prints its own summary lines
+    print(f"[nlp] {dev.describe(cfg.device)}")
+    full, train, test, labels = load_data(cfg)
+
+    print("2) baseline: a linear probe on frozen, mean-pooled encoder embeddings")
+    tokenizer, encoder = load_encoder(name, device)
+    vectors = embed(full["text"], tokenizer, encoder, device)
+    index = {t: i for i, t in enumerate(full["text"])}
+    pick = lambda ds: vectors[[index[t] for t in ds["text"]]]  # noqa: E731
+    probe = nlp_data.linear_probe(pick(train), train["label"], pick(test), test["label"])
+    print(f"  logistic regression: held-out accuracy {probe:.3f}")
+
+    folder = out_dir(cfg, NAME)
+    max_length = min(cfg.max_length, 32) if cfg.quick else cfg.max_length
+    model, losses, seconds, acc, f1 = train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder,
+                                                         max_length)
+    print("5) save_pretrained, reload with pipeline('text-classification')")
+    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", SENTENCES, device, max_length)
+    print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
+
+    print("6) semantic search with the encoder (mean pooling + normalisation)")
+    queries = embed(cfg.queries, tokenizer, encoder, device)
+    hits = nlp_data.search(cfg.queries, queries, vectors, full["text"], [labels[i] for i in full["label"]])
+
+    print("7) fast inference: batched, length-sorted, inference_mode vs a per-sentence pipeline loop")
+    n = min(cfg.bench_texts, 64) if cfg.quick else cfg.bench_texts
+    naive, fast, ediff = throughput(full.shuffle(seed=cfg.seed)["text"][:n], tokenizer, encoder, device, repeats=3)
+    return Result(device=str(device), model=name, labels=labels, train_size=len(train), test_size=len(test),
+                  probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
+                  confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),
+                  reload_predictions=preds, reload_matches=same, reload_max_score_diff=diff, search_hits=hits,
+                  naive_per_s=naive, batched_per_s=fast, speedup=fast / naive, embed_max_diff=ediff)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
