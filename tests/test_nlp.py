@@ -11,7 +11,7 @@ pytest.importorskip("datasets")
 from tour import nlp, nlp_data  # noqa: E402
 from tour.errors import TourError  # noqa: E402
 
-QUICK_FLOOR = 0.80  # quick mode: 60 texts per topic, 2 epochs of max 32 tokens (full mode's floor is 0.92)
+QUICK_FLOOR = 0.80  # quick mode: 80 texts per topic, 3 epochs of at most 32 tokens (full mode: 0.92)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,9 @@ def result(tmp_path_factory):
 
 
 def test_data_is_a_clean_stratified_split(result):
-    assert result.labels == ["ai", "coding", "conversations", "emotion", "psychology", "trivia"]
-    assert result.train_size + result.test_size == 60 * len(result.labels)
-    assert result.test_size == pytest.approx(0.2 * 60 * len(result.labels), abs=len(result.labels))
+    assert result.labels == ["ai", "coding", "emotion", "trivia"]  # small-talk files dropped, the rest big enough
+    assert result.train_size + result.test_size == 80 * len(result.labels)
+    assert result.test_size == pytest.approx(0.2 * 80 * len(result.labels), abs=len(result.labels))
 
 
 def test_corpus_has_no_text_under_two_topics():
@@ -33,6 +33,8 @@ def test_corpus_has_no_text_under_two_topics():
     texts = [r["text"] for r in rows]
     assert len(texts) == len(set(texts)) > 1000
     assert "tech_support" not in {r["label"] for r in rows}  # 2,100 lines but only 20 distinct
+    kept = nlp_data.corpus_rows(chatterbot_english_dir(), 100, ["conversations", "psychology"])
+    assert {r["label"] for r in kept} == {"ai", "coding", "emotion", "trivia"}
 
 
 def test_fine_tuning_beats_chance_and_learns(result):
@@ -57,7 +59,7 @@ def test_saved_model_reloads_with_same_predictions(result):
 
 
 def test_search_finds_texts_of_the_query_topic(result):
-    expected = dict(zip(nlp.QUERIES, ["coding", "emotion", "trivia"]))
+    expected = dict(zip(nlp.QUERIES, ["coding", "emotion", "trivia", "ai"]))
     for query, topic in expected.items():
         hits = result.search_hits[query]
         labels = [label for _, label, _ in hits]
@@ -69,6 +71,11 @@ def test_search_finds_texts_of_the_query_topic(result):
 def test_batched_embedding_matches_the_pipeline(result):
     assert result.embed_max_diff < 1e-4
     assert result.naive_per_s > 0 and result.batched_per_s > 0  # speed is printed, never asserted
+
+
+def test_length_batches_cap_tokens():
+    batches = nlp.length_batches([5, 1, 9, 3, 30, 2], batch_size=3, max_tokens=40)
+    assert batches == [[1, 5, 3], [0, 2], [4]]  # sorted by length; 3 x 9 > 40 tokens would pad too much
 
 
 @pytest.fixture(scope="module")

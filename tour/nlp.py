@@ -15,8 +15,8 @@ from tour.config import BaseConfig, arg, out_dir, stop_main
 from tour.errors import TourError, require
 
 NAME = "nlp"
-QUERIES = ["which programming language should i learn first?", "i feel lonely and sad today",
-           "what is the capital city of france?"]
+QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
+           "who was the first president of the united states?", "can a machine ever really think?"]
 SENTENCES = ["how do i write a for loop in python?", "i am so happy i could dance", "who painted the mona lisa?",
              "do you think robots will ever be conscious?"]
 
