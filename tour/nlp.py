@@ -24,7 +24,7 @@ SENTENCES = ["how do i write a for loop in python?", "i am so happy i could danc
 @dataclass
 class Config(BaseConfig):
     model: str | None = arg(None, "encoder: a local folder or hub name (unset: all-MiniLM-L6-v2, offline)")
-    data: str | None = arg(None, "your own CSV/JSON file with text,label columns (default: chatterbot-corpus topics)")
+    data: str | None = arg(None, "your own CSV/JSON file with text,label columns (unset: chatterbot-corpus topics)")
     min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)")
     drop_topics: list[str] = arg(["conversations", "psychology"],
                                  "corpus files of small talk, not a subject ('you are cruel', 'hello'): dropped")
@@ -82,9 +82,9 @@ def _from_pretrained(cls, name: str, **kw):
     """from_pretrained, with a one-line error when the name is neither a model folder nor reachable on the hub."""
     try:
         return cls.from_pretrained(name, **kw)
-    except OSError as e:
-        raise TourError(f"cannot load model {name!r} ({str(e).splitlines()[0][:120]}); pass a local model folder "
-                        "or go online for hub names") from None
+    except (OSError, ValueError) as e:  # not on the hub / offline / a folder that holds no model
+        raise TourError(f"cannot load model {name!r} ({str(e).strip().splitlines()[0][:120]}); pass a model folder "
+                        "(config.json, weights, tokenizer) or, online, a hub name") from None
 
 
 def load_encoder(model: str | None = None, device=None):
@@ -108,21 +108,11 @@ def mean_pool(hidden, mask):
     return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
 
 
-def length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches of at most `batch_size` texts and about `max_tokens` tokens
-    (padding included): short texts go many at a time, a few long ones no longer pad a whole batch."""
-    batches, current = [], []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if current and (len(current) == batch_size or (len(current) + 1) * lengths[i] > max_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    return batches + [current] if current else batches
-
-
 def embed(texts, tokenizer, model, device, batch_size: int = 64, max_tokens: int = 512):
     """Unit-length sentence vectors (float32, CPU, input order), from length-sorted, token-capped batches."""
     import torch
+
+    from tour.nlp_data import length_batches
 
     texts = list(texts)
     if not texts:
@@ -277,15 +267,15 @@ def run(cfg: Config) -> Result:
     from tour import device as dev
     from tour import nlp_data
 
-    name = resolve_model(cfg.model)  # a bad path fails here, before any work
+    name = resolve_model(cfg.model)  # a mistyped path fails here, before anything loads
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     datasets.disable_progress_bars()  # the stop prints its own summary lines
     print(f"[nlp] {dev.describe(cfg.device)}")
-    full, train, test, labels = load_data(cfg)
+    full, train, test, labels = load_data(cfg)  # cheap, so bad data fails before the model loads
+    tokenizer, encoder = load_encoder(name, device)
 
     print("2) baseline: a linear probe on frozen, mean-pooled encoder embeddings")
-    tokenizer, encoder = load_encoder(name, device)
     vectors = embed(full["text"], tokenizer, encoder, device)
     index = {t: i for i, t in enumerate(full["text"])}
     pick = lambda ds: vectors[[index[t] for t in ds["text"]]]  # noqa: E731

@@ -109,6 +109,18 @@ def split(ds, test_fraction: float, seed: int):
     return train, test
 
 
+def length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most `batch_size` texts and about `max_tokens` tokens
+    (padding included): short texts go many at a time, a few long ones no longer pad a whole batch."""
+    batches, current = [], []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) == batch_size or (len(current) + 1) * lengths[i] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    return batches + [current] if current else batches
+
+
 def tokenized(ds, tokenizer, max_length: int):
     """Token ids via `map(batched=True)`; padding is left to the collator, per batch."""
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
