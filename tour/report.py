@@ -29,7 +29,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem;display:block;overflow
 td,th{border-bottom:1px solid #e3e5e8;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f0f1f3}td.k{font-family:ui-monospace,monospace;white-space:nowrap}
 .pics{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.8rem;margin-top:.8rem}
-figure{margin:0}figure img{width:100%;height:auto;border:1px solid #e3e5e8;border-radius:6px}
+figure{margin:0;max-width:720px}figure img{width:100%;height:auto;border:1px solid #e3e5e8;border-radius:6px}
 figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}
 """
 
