@@ -100,3 +100,13 @@ def test_cuda_device_and_bf16():
     with dev.autocast(d):
         y = torch.ones(8, 8, device=d) @ torch.ones(8, 8, device=d)
     assert y.dtype == dev.get_dtype(d)
+
+
+def test_busy_cpu_is_reported(monkeypatch):
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    note = dev.busy_cpu_note()
+    assert note and "the CPU is busy (load 64.0" in note and "OMP_WAIT_POLICY=PASSIVE" in note
+    assert "note: the CPU is busy" in dev.describe("cpu")
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert dev.busy_cpu_note() is None and "\n" not in dev.describe("cpu")

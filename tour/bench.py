@@ -240,7 +240,7 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     inductor_cache_dir()  # compiled kernels land in the tour's cache, so a second bench compiles fast
     dev.seed_everything(cfg.seed)
-    print(f"[bench] {dev.describe(cfg.device)}; sections: {' '.join(names)}")
+    print(f"[bench] {dev.describe(cfg.device)}\n[bench] sections: {' '.join(names)}")
     result = Result(str(device), names)
     for i, name in enumerate(names, 1):
         print(f"{i}) {name}")

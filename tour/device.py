@@ -167,12 +167,32 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+def busy_cpu_note() -> str | None:
+    """A warning when other work already fills the CPU cores: runs will be slow and timings noisy.
+
+    Measured on a 2-core machine with a load of ~3: the basics MLP trained 38x slower with OpenMP's default
+    (spinning) wait policy than with OMP_WAIT_POLICY=PASSIVE; on an idle machine PASSIVE was ~1.8x slower
+    for such tiny ops, so the tour suggests it rather than setting it.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return None
+    hint = "" if os.environ.get("OMP_WAIT_POLICY") else "; OMP_WAIT_POLICY=PASSIVE can make small models much faster"
+    return f"the CPU is busy (load {load:.1f} on {cores} cores): expect slow runs and noisy timings{hint}"
+
+
 def describe(device: str | torch.device | None = None) -> str:
-    """One line saying what was picked and why: name, count, memory, dtype, threads."""
+    """What was picked and why: name, count, memory, dtype, threads (and a warning if the CPU is busy)."""
     choice = choose(device)
     dev = choice.device
     mem = memory_bytes(dev)
     mem_txt = f", {mem / 2**30:.1f} GiB" if mem else ""
     extra = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    return (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
+    text = (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
             f"dtype {str(get_dtype(dev)).removeprefix('torch.')}) - {choice.reason}")
+    note = busy_cpu_note() if dev.type == "cpu" else None
+    return f"{text}\n  note: {note}" if note else text

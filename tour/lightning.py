@@ -206,7 +206,7 @@ def run(cfg: Config) -> Result:
     device = dev.get_device(cfg.device)
     accelerator = accelerator_for(device)
     folder = out_dir(cfg, NAME)
-    print(f"[lightning] {dev.describe(cfg.device)}; Trainer(accelerator={accelerator!r})")
+    print(f"[lightning] {dev.describe(cfg.device)}\n[lightning] Trainer(accelerator={accelerator!r})")
     epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
     train, test = digits_split(cfg.test_fraction, cfg.seed)
     print(f"1) the plain loop (basics.train_mlp): {epochs} epochs on {len(train[0])} real digits")
