@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tour import audio
+from tour import audio, audio_checks
 from tour.assets import speech_clip
 
 TOLERANCE_S = 0.15  # the bound on VAD boundary error
@@ -74,7 +74,7 @@ def test_mel_band_edges_match_torchaudio_filters():
     cfg = audio.Config()
     fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, audio.RATE / 2, cfg.n_mels, audio.RATE)  # (bins, bands)
     hz = torch.linspace(0, audio.RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
-    e = torch.tensor(audio.mel_band_edges(cfg), dtype=torch.float64)
+    e = torch.tensor(audio_checks.mel_band_edges(cfg), dtype=torch.float64)
     rise, fall = (hz - e[:-2]) / (e[1:-1] - e[:-2]), (e[2:] - hz) / (e[2:] - e[1:-1])
     assert torch.allclose(torch.minimum(rise, fall).clamp(min=0).float(), fb, atol=1e-4)
 
@@ -100,7 +100,7 @@ def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
 
     monkeypatch.setattr(T, "FrequencyMasking", Leaky)
     logmel = torch.linspace(-50, 20, 64 * 100).reshape(1, 64, 100)
-    assert not any(m["exact"] for m in audio.masking_checks(audio.Config(), logmel))
+    assert not any(m["exact"] for m in audio_checks.masking_checks(audio.Config(), logmel))
 
 
 def test_vad_finds_true_boundaries_and_nothing_in_noise(result):

@@ -141,9 +141,10 @@ def achieved(spec, device, reps: int, roof: float) -> dict:
 
 def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
     from tour import compile as comp
+    from tour.compile_models import encoder_spec, vision_spec
 
     mcfg = comp.Config(quick=False, device=cfg.device, batch=cfg.batch)  # the real models, also in quick mode
-    return [achieved(make(mcfg, device), device, cfg.reps, roof) for make in (comp.encoder_spec, comp.vision_spec)]
+    return [achieved(make(mcfg, device), device, cfg.reps, roof) for make in (encoder_spec, vision_spec)]
 
 
 # 6) the NLP and vision stops' own throughput comparisons ------------------------------------------------------
