@@ -4,15 +4,17 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$(mktemp -d -t tour-examples-XXXXXX)}
-mkdir -p "$out"
-py=${PYTHON:-python}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+py=$(command -v "${PYTHON:-python}") || { echo "no python found: set PYTHON"; exit 2; }
+py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"  # absolute, but not resolved: a venv's link must stay
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 failed=()
 start=$SECONDS
 for script in "$here"/*.py; do
   name=$(basename "$script" .py)
   t0=$SECONDS
-  if "$py" "$script" --quick --out "$out" >"$out/$name.log" 2>&1; then
+  # Run from inside $out: stops write to ./tour-output by default, so every script takes the same one flag.
+  if (cd "$out" && "$py" "$script" --quick) >"$out/$name.log" 2>&1; then
     echo "ok      $name ($((SECONDS - t0)) s)"
   else
     echo "FAILED  $name ($((SECONDS - t0)) s): $(grep -v '^\s*$' "$out/$name.log" | tail -n 1)"

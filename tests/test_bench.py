@@ -66,3 +66,14 @@ def test_unknown_section_is_a_one_line_error(tmp_path, capsys):
     assert bench.main(["--only", "gpu-magic", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown section" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nlp_and_vision_throughput_rows():
+    # Calls the NLP and vision stops' own throughput functions: a changed signature there must fail here.
+    import torch
+
+    rows = bench.throughput_rows(bench.Config(quick=True, device="cpu"), torch.device("cpu"))
+    minilm = [r for r in rows if r.what.startswith("MiniLM")]
+    lite0 = [r for r in rows if r.what == "EfficientNet-Lite0"]
+    assert len(minilm) == 1 and minilm[0].parity is True and minilm[0].ratio > 0
+    assert lite0 and all(r.variant_ms > 0 for r in lite0)

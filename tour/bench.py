@@ -156,7 +156,7 @@ def throughput_rows(cfg: Config, device) -> list[Row]:
 
         texts = [r["text"] for r in nlp_data.corpus_rows(chatterbot_english_dir(), 1)][:64 if cfg.quick else 256]
         tokenizer, encoder = nlp.load_encoder(device=device)
-        naive, fast, diff = nlp.throughput(texts, "", tokenizer, encoder, device, 3 if cfg.quick else cfg.reps)
+        naive, fast, diff = nlp.throughput(texts, tokenizer, encoder, device, 3 if cfg.quick else cfg.reps)
         rows.append(Row("throughput", f"MiniLM, {len(texts)} texts", "pipeline per sentence", "batched embed()",
                         1e3 / naive, 1e3 / fast, fast / naive, diff < 1e-3, "ms per text"))
     if vision and hasattr(vision, "throughput"):
