@@ -44,7 +44,7 @@ def test_version(capsys):
 
 @pytest.mark.parametrize("args,env,needle", [
     (["run", "nosuch"], {}, "unknown stop 'nosuch'"),
-    (["run", "basics", "--epochs", "many"], {}, "expected a int"),
+    (["run", "basics", "--epochs", "many"], {}, "expected an integer, got 'many'"),
     (["run", "basics", "--no-such-flag"], {}, "unrecognized arguments"),
     (["run", "basics", "--device", "tpu9"], {}, "unknown device 'tpu9'"),
     (["run", "basics"], {"TOUR_DEVICE": "tpu9"}, "TOUR_DEVICE=tpu9"),
@@ -87,3 +87,15 @@ def test_commands_take_their_own_flags(command):
     assert res.returncode == 0 and "--quick" in res.stdout, res.stderr
     bad = tour(command, "--no-such-flag")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("flag,value,needle", [("--epochs", "0", "must be >= 1"),
+                                               ("--test-fraction", "1.5", "must be <= 0.9"),
+                                               ("--lr", "inf", "finite number")])
+def test_out_of_range_values_are_refused_by_the_parser(flag, value, needle, capsys):
+    from tour import basics
+
+    with pytest.raises(SystemExit) as exc:
+        basics.main([flag, value])
+    assert exc.value.code == 2
+    assert needle in capsys.readouterr().err

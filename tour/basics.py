@@ -16,11 +16,12 @@ NAME = "basics"
 
 @dataclass
 class Config(BaseConfig):
-    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)")
-    batch_size: int = arg(64, "digits per training step")
-    lr: float = arg(1e-3, "Adam learning rate")
-    hidden: int = arg(128, "width of the MLP's hidden layers")
-    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)", min=1)
+    batch_size: int = arg(64, "digits per training step", min=1)
+    lr: float = arg(1e-3, "Adam learning rate", min=0.0)
+    hidden: int = arg(128, "width of the MLP's hidden layers", min=1)
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing (10 per class at least)",
+                               min=0.06, max=0.9)
 
 
 @dataclass

@@ -16,13 +16,16 @@ import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from tour.errors import TourError
 
 
 def arg(default: Any, help: str, **kw: Any) -> Any:
-    """A Config field with its help text (lists get a default_factory so instances don't share one)."""
+    """A Config field with its help text (lists get a default_factory so instances don't share one).
+
+    `min=` / `max=` bound a number (inclusive): the command line refuses values outside them in one line.
+    """
     meta = {"help": help, **kw}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -54,14 +57,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
+def _typed(kind: type, meta: Mapping[str, Any]) -> Callable[[str], Any]:
+    """A converter for one flag: the right type, finite, and inside the field's bounds."""
+    lo, hi = meta.get("min"), meta.get("max")
+
     def convert(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+            what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        checks = [(lo, ">=", lambda b: value >= b), (hi, "<=", lambda b: value <= b)]
+        broken = [f"{op} {bound}" for bound, op, ok in checks if bound is not None and not ok(bound)]
+        if broken:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {' and '.join(broken)}")
         return value
 
     convert.__name__ = kind.__name__
@@ -81,13 +92,13 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is list:
             (item,) = typing.get_args(kind)
-            parser.add_argument(flag, nargs="*", type=_positive(item), default=default, help=help_text,
+            parser.add_argument(flag, nargs="*", type=_typed(item, f.metadata), default=default, help=help_text,
                                 metavar=f.name.upper())
         else:
             # Optional[X] -> X; None stays the default.
             args = [a for a in typing.get_args(kind) if a is not type(None)]
             base = args[0] if args else kind
-            parser.add_argument(flag, type=_positive(base), default=default, help=help_text, choices=choices)
+            parser.add_argument(flag, type=_typed(base, f.metadata), default=default, help=help_text, choices=choices)
     return parser
 
 
