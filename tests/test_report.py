@@ -107,3 +107,11 @@ def test_page_in_headless_chromium(tour_out, tmp_path):
     assert shot.exists() and shot.stat().st_size > 10_000
     if os.environ.get("TOUR_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["TOUR_KEEP_SCREENSHOT"])
+
+
+def test_docstrings_reflow_and_number_dicts_round(tmp_path):
+    doc = "First line\nof one paragraph.\n\nSecond paragraph."
+    outcome = run_all.StopOutcome("basics", True, 1.0, doc, result={"rates": {"eager": 76.28150873, "cl": 113.3599}})
+    page = report.render(tmp_path, [outcome], None, run_all.Config(), 1.0)
+    assert '<p class="doc">First line of one paragraph.</p><p class="doc">Second paragraph.</p>' in page
+    assert "eager: 76.28, cl: 113.4" in page

@@ -24,7 +24,7 @@ header p{margin:.3rem 0 0}nav{display:flex;flex-wrap:wrap;gap:.4rem;margin:.8rem
 nav a{padding:.2rem .6rem;border-radius:1rem;background:#fff;color:#1b1f24;text-decoration:none;font-size:.9rem}
 section{background:#fff;border-radius:10px;padding:1rem;margin:1rem 0;box-shadow:0 1px 3px #0002}
 h2{margin:.2rem 0 .5rem;font-size:1.3rem}.ok{color:#137333}.failed{color:#c5221f}.skipped{color:#8a6d00}
-.badge{font-size:.85rem;font-weight:600;margin-left:.5rem}.doc{white-space:pre-wrap;color:#444}
+.badge{font-size:.85rem;font-weight:600;margin-left:.5rem}.doc{color:#444}
 table{border-collapse:collapse;width:100%;font-size:.9rem;display:block;overflow-x:auto}
 td,th{border-bottom:1px solid #e3e5e8;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f0f1f3}td.k{font-family:ui-monospace,monospace;white-space:nowrap}
@@ -59,6 +59,8 @@ def _short(value: Any) -> str:
         if len(value) > 8:
             return f"{len(value)} values: {_short(value[0])} … {_short(value[-1])}"
         return ", ".join(_short(v) for v in value)
+    if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
+        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
     text = value if isinstance(value, str) else json.dumps(value)
     return text if len(text) <= 300 else text[:297] + "…"
 
@@ -98,7 +100,13 @@ def _stop_section(outcome, out: Path) -> str:
     body = _result_table(outcome.result) if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
-            f'<p class="doc">{html.escape(outcome.doc)}</p>{body}{_pictures(out / outcome.name)}</section>')
+            f"{_paragraphs(outcome.doc)}{body}{_pictures(out / outcome.name)}</section>")
+
+
+def _paragraphs(doc: str) -> str:
+    """A docstring's paragraphs, re-flowed: its line breaks are for the source, not the page."""
+    paras = [" ".join(p.split()) for p in doc.split("\n\n") if p.strip()]
+    return "".join(f'<p class="doc">{html.escape(p)}</p>' for p in paras)
 
 
 def _bench_section(out: Path) -> str:
