@@ -25,14 +25,14 @@ BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
 
 @dataclass
 class Config(BaseConfig):
-    seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare (quick: 128 256 512)")
-    batch: int = arg(1, "sequences per call")
-    heads: int = arg(8, "attention heads")
-    head_dim: int = arg(64, "size of each head's query/key/value vectors")
-    repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported (quick: 3)")
+    seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare (quick: 128 256 512)", min=1)
+    batch: int = arg(1, "sequences per call", min=1)
+    heads: int = arg(8, "attention heads", min=1)
+    head_dim: int = arg(64, "size of each head's query/key/value vectors", min=1)
+    repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported (quick: 3)", min=1)
     model: str = arg("", "MiniLM for the transformers half: a path or hub name (default: the offline copy)")
-    hf_batch: int = arg(8, "texts per MiniLM call (quick: 2)")
-    hf_seq_len: int = arg(256, "tokens per MiniLM text, at most 512 (quick: 64)")
+    hf_batch: int = arg(8, "texts per MiniLM call (quick: 2)", min=1)
+    hf_seq_len: int = arg(256, "tokens per MiniLM text, at most 512 (quick: 64)", min=1)
 
 
 @dataclass

@@ -25,9 +25,9 @@ SECTIONS = ("roof", "compile", "attention", "export", "flops", "throughput")
 class Config(BaseConfig):
     only: list[str] = arg([], f"sections to run, default all: {' '.join(SECTIONS)}")
     models: list[str] = arg([], "models for the compile section: fusion vision encoder (default: the compile stop's)")
-    reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported (quick: 5)")
-    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof (quick: 1024)")
-    batch: int = arg(8, "images / sentences per call for the FLOP and compile measurements (quick: 2)")
+    reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported (quick: 5)", min=1)
+    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof (quick: 1024)", min=1)
+    batch: int = arg(8, "images / sentences per call for the FLOP and compile measurements (quick: 2)", min=1)
 
 
 @dataclass

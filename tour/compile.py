@@ -28,8 +28,8 @@ class Config(BaseConfig):
     models: list[str] = arg(list(MODELS), "what to compile: fusion (elementwise block), vision (EfficientNet-Lite0; "
                                           "quick: the MNIST CNN), encoder (MiniLM); quick: fusion vision")
     train: bool = arg(True, "also time one training step (forward + backward) where the model has one")
-    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported (quick: 5)")
-    batch: int = arg(8, "images / sentences per batch for the vision and encoder models")
+    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported (quick: 5)", min=1)
+    batch: int = arg(8, "images / sentences per batch for the vision and encoder models", min=1)
     fresh_cache: bool = arg(False, "compile into an empty throwaway Inductor cache: the first compile is truly cold")
 
 
