@@ -55,7 +55,7 @@ json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": statistics.median(
 class Config(BaseConfig):
     model: str = arg("cnn", "what to export: cnn (the vision stop's MNIST CNN) or mlp (the basics digits MLP)",
                      choices=["cnn", "mlp"])
-    epochs: int = arg(2, "training epochs before export (quick: 1)", min=1)
+    epochs: int = arg(2, "training epochs before export (quick: 1; 0 exports the untrained model)", min=0)
     batch: int = arg(64, "batch size for the latency comparison", min=1)
     batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1)
     repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported "
