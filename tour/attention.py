@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,18 +54,9 @@ class Result:
 
 # 0) helpers: time, memory, the memory guard ---------------------------------------------------------------------
 def median_ms(fn, device, repeats: int) -> float:
-    """Median wall time of `fn()` in ms after one warm-up call, waiting for the device each time."""
-    from tour.device import synchronize
+    from tour.device import median_ms as timer
 
-    fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return timer(fn, device, repeats)  # one warm-up call
 
 
 def available_bytes(device) -> int | None:

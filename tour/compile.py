@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -98,20 +97,10 @@ def compile_problem(device) -> str | None:
 
 
 # 2) timing, compile time, parity ---------------------------------------------------------------------------------
-def median_ms(fn, device, reps: int, warmup: int = 2) -> float:
-    """Median wall time of `fn` in ms after warm-up; synchronize so GPU work is measured, not just launched."""
-    from tour.device import synchronize
+def median_ms(fn, device, reps: int) -> float:
+    from tour.device import median_ms as timer
 
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return timer(fn, device, reps, warmup=2)  # two warm-ups: a compiled function may still settle on the first
 
 
 def first_call(model, call, device) -> tuple[Any, float, str]:

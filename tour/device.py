@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -139,6 +141,21 @@ def synchronize(device: torch.device) -> None:
     mod = getattr(torch, device.type, None)
     if device.type != "cpu" and mod is not None and hasattr(mod, "synchronize"):
         mod.synchronize()
+
+
+def median_ms(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn()` in ms after `warmup` calls. Waits for the device around each call, so a GPU's
+    work is measured and not just its launch. The one timer every stop and `tour bench` use."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def memory_bytes(device: torch.device) -> int | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import time
@@ -216,27 +215,15 @@ def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> di
     return {**json.loads(report.read_text()), "outputs": load_file(files["outputs"])}
 
 
-def median_ms(fn, repeats: int, device) -> float:
-    from tour.device import synchronize
-
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
     """Eager outputs for the same inputs, and eager latency at the timing batch, measured here."""
     import torch
 
+    from tour.device import median_ms
+
     with torch.inference_mode():
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}
-        eager_ms = median_ms(lambda: model(inputs["timing"].to(device)), cfg.repeats, device)
+        eager_ms = median_ms(lambda: model(inputs["timing"].to(device)), device, cfg.repeats)
     errs = {k: (eager[k] - fresh["outputs"][k]).abs().max().item() for k in eager}
     parity = {k.removeprefix("batch_"): torch.allclose(eager[k], fresh["outputs"][k], atol=1e-4, rtol=1e-4)
               for k in eager if k.startswith("batch_")}

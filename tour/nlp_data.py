@@ -7,8 +7,6 @@ metrics (accuracy, macro-F1, a confusion-matrix PNG), nearest-neighbour search a
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 from tour.errors import TourError
@@ -168,13 +166,7 @@ def search(queries: list[str], query_vecs, vectors, texts, labels, k: int = 3) -
 
 
 def median_rate(fn, n: int, device, repeats: int) -> float:
-    """Items per second of `fn` (which handles n items): the median of `repeats` timed calls."""
-    from tour.device import synchronize
+    """Items per second of `fn` (which handles n items), from the median of `repeats` timed calls."""
+    from tour.device import median_ms
 
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)  # on a GPU, wait for the work, not just its launch
-        rates.append(n / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return n / (median_ms(fn, device, repeats, warmup=0) / 1e3)  # the caller has warmed up already
