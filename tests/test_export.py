@@ -81,3 +81,11 @@ def test_out_of_range_batch_is_refused_before_work(tmp_path):
     with pytest.raises(TourError, match="cnn or mlp"):
         export.run(export.Config(device="cpu", model="resnet", out=str(tmp_path)))
     assert not Path(tmp_path, "export").exists()
+
+
+def test_default_relative_out_folder_works(tmp_path, monkeypatch):
+    # The fresh process runs in the output folder: a relative --out (the default) must still find the .pt2.
+    monkeypatch.chdir(tmp_path)
+    assert export.main(["--quick", "--device", "cpu", "--model", "mlp", "--epochs", "0", "--batches", "3"]) == 0
+    saved = json.loads(Path(tmp_path, "tour-output", "export", "result.json").read_text())
+    assert saved["parity"] == {"3": True}

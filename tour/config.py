@@ -41,8 +41,8 @@ class BaseConfig:
 
 
 def out_dir(cfg: BaseConfig, stop: str) -> Path:
-    """The stop's own output folder, created on demand."""
-    path = Path(cfg.out) / stop
+    """The stop's own output folder, created on demand; absolute, so subprocesses started elsewhere find it."""
+    path = (Path(cfg.out) / stop).resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
