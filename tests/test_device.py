@@ -110,3 +110,11 @@ def test_busy_cpu_is_reported(monkeypatch):
     assert "note: the CPU is busy" in dev.describe("cpu")
     monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert dev.busy_cpu_note() is None and "\n" not in dev.describe("cpu")
+
+
+def test_present_devices_lists_cpu_first_and_only_usable_ones(monkeypatch):
+    assert dev.present_devices()[0] == "cpu"
+    monkeypatch.setattr(dev, "_backend_available", lambda kind: kind in ("cpu", "cuda"))
+    monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
+    assert dev.present_devices() == ["cpu", "cuda:0", "cuda:1"]
+    assert dev.free_memory_bytes(torch.device("cpu")) is None

@@ -104,6 +104,22 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return choose(device).device
 
 
+def present_devices() -> list[str]:
+    """cpu, then every accelerator device torch can really use here, one entry per GPU ("cuda:0", "mps", ...)."""
+    found = ["cpu"]
+    for kind in KNOWN[:-1]:
+        if _backend_available(kind):
+            found += [kind] if kind == "mps" else [f"{kind}:{i}" for i in range(_device_count(kind))]
+    return found
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory still free on the device, where torch can tell (CUDA); None elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return None
+
+
 def supports_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

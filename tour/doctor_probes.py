@@ -133,19 +133,6 @@ def torch_probe():
 
 
 # -- devices ------------------------------------------------------------------------------------------------------
-def present_devices() -> list[str]:
-    """cpu, then every accelerator device torch can really use here (one entry per GPU)."""
-    from tour.device import KNOWN, _backend_available, _device_count
-
-    found = ["cpu"]
-    for kind in KNOWN:
-        if kind == "cpu" or not _backend_available(kind):
-            continue
-        count = _device_count(kind)
-        found += [kind] if kind == "mps" else [f"{kind}:{i}" for i in range(count)]
-    return found
-
-
 def _pair(seed: int = 0, n: int = 128):
     import torch
 
@@ -206,16 +193,14 @@ def half_probe(device: str):
 def memory_probe(device: str):
     import torch
 
-    from tour.device import memory_bytes
+    from tour.device import free_memory_bytes, memory_bytes
 
     dev = torch.device(device)
     total = memory_bytes(dev)
     block = torch.empty(16 * 2**20, dtype=torch.float32, device=dev).fill_(1.0)  # 64 MiB
     check(block.sum().item() == block.numel(), f"a 64 MiB tensor on {device} does not hold what was written")
-    free = ""
-    if dev.type == "cuda":
-        free_b, _ = torch.cuda.mem_get_info(dev)
-        free = f", {free_b / 2**30:.1f} GiB free"
+    free_b = free_memory_bytes(dev)
+    free = f", {free_b / 2**30:.1f} GiB free" if free_b is not None else ""
     total_text = f"{total / 2**30:.1f} GiB total" if total else "total unknown"
     return f"{total_text}{free}; a 64 MiB tensor allocates and holds its values", {"total_bytes": total}
 
@@ -273,7 +258,9 @@ def gloo_probe():
 def nccl_probe(devices: tuple[str, ...]):
     import torch.distributed as dist
 
-    gpus = [d for d in devices if d.startswith("cuda")]
+    # the devices torch pairs with nccl (NVIDIA GPUs), found from torch's own device -> backend table
+    backend_for = dist.Backend.default_device_backend_map
+    gpus = [d for d in devices if backend_for.get(d.split(":")[0]) == dist.Backend.NCCL]
     if not gpus:
         raise Skip("no CUDA GPU here (nccl is for NVIDIA GPUs)")
     check(dist.is_nccl_available(), "the nccl backend is not built into this torch")
@@ -634,6 +621,8 @@ def plan(quick: bool = False, device: str | None = None) -> list[Probe]:
         devices = [named]
     else:
         try:
+            from tour.device import present_devices
+
             devices = present_devices()
         except Exception:  # torch itself is broken: the torch probe will say why; the CPU probes fail with it
             pass
