@@ -25,17 +25,18 @@ SENTENCES = ["how do i write a for loop in python?", "i am so happy i could danc
 class Config(BaseConfig):
     model: str | None = arg(None, "encoder: a local folder or hub name (unset: all-MiniLM-L6-v2, offline)")
     data: str | None = arg(None, "your own CSV/JSON file with text,label columns (unset: chatterbot-corpus topics)")
-    min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)")
+    min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)",
+                              min=2)
     drop_topics: list[str] = arg(["conversations", "psychology"],
                                  "corpus files of small talk, not a subject ('you are cruel', 'hello'): dropped")
-    epochs: int = arg(3, "fine-tuning passes over the training split")
-    batch_size: int = arg(16, "texts per training step")
-    lr: float = arg(1e-4, "AdamW learning rate of the pretrained encoder")
-    head_lr: float = arg(2e-3, "learning rate of the new classification head: it starts from random weights")
-    max_length: int = arg(64, "tokens kept per text when training (quick mode: 32)")
-    test_fraction: float = arg(0.2, "share of each topic held out for testing")
+    epochs: int = arg(3, "fine-tuning passes over the training split", min=1)
+    batch_size: int = arg(16, "texts per training step", min=1)
+    lr: float = arg(1e-4, "AdamW learning rate of the pretrained encoder", min=0.0)
+    head_lr: float = arg(2e-3, "learning rate of the new classification head: it starts from random weights", min=0.0)
+    max_length: int = arg(64, "tokens kept per text when training (quick mode: 32)", min=8)
+    test_fraction: float = arg(0.2, "share of each topic held out for testing", min=0.05, max=0.9)
     queries: list[str] = arg(QUERIES, "semantic-search queries")
-    bench_texts: int = arg(256, "texts embedded by each path in the throughput benchmark (quick mode: 64)")
+    bench_texts: int = arg(256, "texts embedded by each path in the throughput benchmark (quick mode: 64)", min=1)
 
 
 @dataclass
