@@ -8,8 +8,6 @@ detector marks where the speech is. Run: `tour run audio` (or `python -m tour.au
 from __future__ import annotations
 
 import math
-import statistics
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,14 +25,15 @@ MIN_SECONDS = 0.1  # shorter input cannot fill one STFT frame or one VAD window
 @dataclass
 class Config(BaseConfig):
     audio: str = arg("", "wav/flac file to analyse; empty: the tour's own espeak-ng speech clip")
-    n_fft: int = arg(400, "STFT window in samples (400 = 25 ms at 16 kHz)")
-    hop: int = arg(160, "STFT hop in samples (160 = 10 ms at 16 kHz)")
-    n_mels: int = arg(64, "mel bands")
-    n_mfcc: int = arg(13, "MFCC coefficients kept")
-    freq_mask: int = arg(8, "SpecAugment: widest frequency mask, in mel bands")
-    time_mask: int = arg(30, "SpecAugment: widest time mask, in frames")
-    threshold: float = arg(0.5, "Silero speech probability that starts a segment")
-    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor (quick mode: 3)")
+    n_fft: int = arg(400, "STFT window in samples (400 = 25 ms at 16 kHz)", min=16)
+    hop: int = arg(160, "STFT hop in samples (160 = 10 ms at 16 kHz)", min=1)
+    n_mels: int = arg(64, "mel bands", min=2)
+    n_mfcc: int = arg(13, "MFCC coefficients kept, at most --n-mels", min=1)
+    freq_mask: int = arg(8, "SpecAugment: widest frequency mask, in mel bands", min=0)
+    time_mask: int = arg(30, "SpecAugment: widest time mask, in frames", min=0)
+    threshold: float = arg(0.5, "Silero speech probability that starts a segment", min=0.0, max=1.0)
+    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor (quick mode: 3)",
+                       min=1)
 
 
 @dataclass
@@ -110,17 +109,10 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
     """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
     import torch
 
-    from tour.device import synchronize
+    from tour.device import median_ms
 
-    times = []
     with torch.inference_mode():
-        for _ in range(repeats + 1):
-            synchronize(device)
-            start = time.perf_counter()
-            featurise(wave, tf)
-            synchronize(device)
-            times.append(time.perf_counter() - start)
-    return seconds / statistics.median(times[1:])  # times[0] was the warm-up
+        return seconds / (median_ms(lambda: featurise(wave, tf), device, repeats) / 1e3)
 
 
 # 3) physics checks live in tour/audio_checks.py
@@ -275,6 +267,8 @@ def run(cfg: Config) -> Result:
     from tour import device as dev
     from tour.assets import speech_clip
 
+    if cfg.n_mfcc > cfg.n_mels:
+        raise TourError(f"--n-mfcc {cfg.n_mfcc} is more than --n-mels {cfg.n_mels}: MFCCs are taken from the mel bands")
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[audio] {dev.describe(cfg.device)}")
