@@ -118,3 +118,13 @@ def test_present_devices_lists_cpu_first_and_only_usable_ones(monkeypatch):
     monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
     assert dev.present_devices() == ["cpu", "cuda:0", "cuda:1"]
     assert dev.free_memory_bytes(torch.device("cpu")) is None
+
+
+def test_one_thread_restores_the_thread_count():
+    torch.set_num_threads(2)
+    with dev.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), dev.one_thread():
+        raise RuntimeError("even when the work fails")
+    assert torch.get_num_threads() == 2

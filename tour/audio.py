@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,20 +118,6 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
 
 
 # 4) a pretrained speech detector ------------------------------------------------------------------------------
-@contextmanager
-def one_thread():
-    """torch on one CPU thread for a while, then back: Silero's 32 ms steps are too small to share between
-    threads (busy cores made them 20x slower here). Its import would set 1 thread for the whole process."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def load_vad():
     """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
     import torch
@@ -150,6 +135,8 @@ def detect_speech(model, audio, threshold: float) -> list[list[float]]:
     threshold - 0.15, drop segments under 250 ms, pad 30 ms each side. It runs on the CPU, as Silero intends:
     one 32 ms step at a time is launch overhead on a GPU."""
     import torch
+
+    from tour.device import one_thread  # 32 ms windows are too small to share between threads
 
     with torch.inference_mode(), one_thread():
         probs = model.audio_forward(audio.reshape(1, -1).float().cpu(), RATE)[0].tolist()

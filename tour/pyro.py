@@ -8,7 +8,6 @@ Needs the extra: `pip install 'torch-tour[pyro]'`.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tour.config import BaseConfig, arg, out_dir, stop_main
@@ -112,24 +111,12 @@ def make_model(sigma: float, tau: float):
     return model
 
 
-@contextmanager
-def one_thread():
-    """A 442 x 3 problem is far too small to split across threads: the hand-offs cost more than the maths, and on
-    a busy machine a step can take 10x longer. Pyro's cost here is Python per step, so run it on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def fit(cfg: Config, model, guide_cls, x, y, steps: int):
     import pyro
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import ClippedAdam
+
+    from tour.device import one_thread
 
     pyro.clear_param_store()  # parameters live in a global store: start each guide from nothing
     pyro.set_rng_seed(cfg.seed)
@@ -137,7 +124,7 @@ def fit(cfg: Config, model, guide_cls, x, y, steps: int):
     optim = ClippedAdam({"lr": cfg.lr, "lrd": 0.01 ** (1 / steps)})  # big steps first, fine ones at the end
     elbo = Trace_ELBO(num_particles=cfg.particles, vectorize_particles=True, max_plate_nesting=1)
     svi = SVI(model, guide, optim, elbo)
-    with one_thread():
+    with one_thread():  # a 442 x 3 problem: its cost is Python per step, not maths to split between threads
         losses = [svi.step(x, y) for _ in range(steps)]  # each step returns the -ELBO estimate it descended
     return guide, [-v for v in losses]
 
