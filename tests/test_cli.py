@@ -99,3 +99,21 @@ def test_out_of_range_values_are_refused_by_the_parser(flag, value, needle, caps
         basics.main([flag, value])
     assert exc.value.code == 2
     assert needle in capsys.readouterr().err
+
+
+def test_guarded_turns_user_errors_and_ctrl_c_into_exit_codes(capsys):
+    from tour.config import guarded
+    from tour.errors import TourError
+
+    def user_error():
+        raise TourError("what was wrong; what to do")
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    assert guarded("tour x", lambda: 0) == 0
+    assert guarded("tour x", user_error) == 2
+    assert guarded("tour x", ctrl_c) == 130
+    assert capsys.readouterr().err == "tour x: error: what was wrong; what to do\ntour x: interrupted\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        guarded("tour x", lambda: 1 // 0)

@@ -9,12 +9,11 @@ Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...]`.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, parse_config, to_jsonable
+from tour.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
 from tour.errors import TourError
 
 NAME = "bench"
@@ -261,20 +260,20 @@ def write(result: Result, folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     prog = "tour bench"
-    try:
+
+    def body() -> int:
         cfg = parse_config(Config, argv, prog, __doc__)
         start = time.perf_counter()
         result = run(cfg)
-    except TourError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(f"\n== bench ({time.perf_counter() - start:.0f} s; ratio = baseline ms / variant ms, below 1 = slower)")
-    print(table(result))
-    print("\n" + flops_table(result))
-    for name, why in result.skipped.items():
-        print(f"  {name} skipped: {why}")
-    print(f"\nsaved {result.json_path} and {result.md_path}")
-    return 0
+        print(f"\n== bench ({time.perf_counter() - start:.0f} s; ratio = baseline ms / variant ms, below 1 = slower)")
+        print(table(result))
+        print("\n" + flops_table(result))
+        for name, why in result.skipped.items():
+            print(f"  {name} skipped: {why}")
+        print(f"\nsaved {result.json_path} and {result.md_path}")
+        return 0
+
+    return guarded(prog, body)
 
 
 if __name__ == "__main__":

@@ -145,23 +145,32 @@ def write_result(result: Any, folder: Path) -> Path:
     return path
 
 
-def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] | None = None,
-              doc: str | None = None) -> int:
-    """Parse flags into `cls`, run the stop, print its Result; a TourError is one line and exit 2."""
-    prog = f"tour run {name}"
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
+    fix) is one line on stderr and exit 2, Ctrl-C is exit 130. Anything else is a bug and keeps its traceback."""
     try:
-        cfg = parse_config(cls, argv, prog, doc)
-        start = time.perf_counter()
-        result = run(cfg)
-        took = time.perf_counter() - start
-        folder = out_dir(cfg, name)
-        path = write_result(result, folder)
+        return body()
     except TourError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    print(f"\n== {name}: result ({took:.1f} s, saved to {path})")
-    print(format_result(result))
-    return 0
+
+
+def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] | None = None,
+              doc: str | None = None) -> int:
+    """Parse flags into `cls`, run the stop, print its Result and save it as result.json."""
+    prog = f"tour run {name}"
+
+    def body() -> int:
+        cfg = parse_config(cls, argv, prog, doc)
+        start = time.perf_counter()
+        result = run(cfg)
+        took = time.perf_counter() - start
+        path = write_result(result, out_dir(cfg, name))
+        print(f"\n== {name}: result ({took:.1f} s, saved to {path})")
+        print(format_result(result))
+        return 0
+
+    return guarded(prog, body)

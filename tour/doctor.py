@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tour.config import _Parser
+from tour.config import _Parser, guarded
 from tour.doctor_probes import PROBE_MARK
 from tour.errors import TourError
 
@@ -274,16 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         shown.append(result)
         print(format_row(result), flush=True)
 
-    try:
+    def body() -> int:
         report = collect(args.quick, args.device, args.timeout, on_result=None if args.json else show)
-    except TourError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    print(to_json(report) if args.json else "\n" + format_summary(report))
-    return report.exit_code
+        print(to_json(report) if args.json else "\n" + format_summary(report))
+        return report.exit_code
+
+    return guarded(PROG, body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, parse_config, to_jsonable, write_result
+from tour.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable, write_result
 from tour.errors import TourError
 from tour.stops import STOPS
 
@@ -96,21 +96,18 @@ def run(cfg: Config) -> list[StopOutcome]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
     from tour import report
 
-    try:
+    def body() -> int:
         cfg = parse_config(Config, argv, "tour run all", __doc__)
         start = time.perf_counter()
         outcomes = run(cfg)
         doctor = doctor_summary(cfg) if cfg.doctor else None
         paths = report.write(Path(cfg.out), outcomes, doctor, cfg, time.perf_counter() - start)
-    except TourError as e:
-        print(f"tour run all: error: {e}", file=sys.stderr)
-        return 2
-    failed = [o for o in outcomes if not o.ok]
-    print(f"\ntour finished in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, "
-          f"{len(failed)} failed" + "".join(f"\n  {o.name}: {o.error}" for o in failed))
-    print(f"report: {paths['html']}\nresults: {paths['json']}")
-    return 1 if failed else 0
+        failed = [o for o in outcomes if not o.ok]
+        print(f"\ntour finished in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, "
+              f"{len(failed)} failed" + "".join(f"\n  {o.name}: {o.error}" for o in failed))
+        print(f"report: {paths['html']}\nresults: {paths['json']}")
+        return 1 if failed else 0
+
+    return guarded("tour run all", body)
