@@ -52,13 +52,7 @@ class Result:
     hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
 
 
-# 0) helpers: time, memory, the memory guard ---------------------------------------------------------------------
-def median_ms(fn, device, repeats: int) -> float:
-    from tour.device import median_ms as timer
-
-    return timer(fn, device, repeats)  # one warm-up call
-
-
+# 0) helpers: memory and the memory guard (timing is tour.device.median_ms: one warm-up, then the median) ---------
 def available_bytes(device) -> int | None:
     """Memory a new tensor could still get: free accelerator memory, or the OS's MemAvailable for the CPU."""
     import torch
@@ -159,6 +153,8 @@ def compare_length(cfg: Config, length: int, device, dtype) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from tour.device import median_ms
+
     q, k, v = qkv(cfg, length, device, dtype)
     with torch.inference_mode():
         naive_out, sdpa_out = naive_attention(q, k, v), F.scaled_dot_product_attention(q, k, v)
@@ -198,6 +194,8 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from tour.device import median_ms
 
     q, k, v = qkv(cfg, length, device, dtype)
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
@@ -247,6 +245,7 @@ def minilm_switch(cfg: Config, device) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from tour.assets import minilm_dir
+    from tour.device import median_ms
 
     source = cfg.model or str(minilm_dir())
     tokenizer = AutoTokenizer.from_pretrained(source)

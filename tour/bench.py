@@ -68,10 +68,10 @@ def matmul_roof(n: int, device, reps: int) -> float:
     """GFLOP/s of an n x n fp32 matmul (2 n^3 flops): about the best dense math this device does."""
     import torch
 
-    from tour.compile import median_ms
+    from tour.device import median_ms
 
     a, b = (torch.randn(n, n, device=device) for _ in range(2))
-    ms = median_ms(lambda: a @ b, device, reps)
+    ms = median_ms(lambda: a @ b, device, reps, warmup=2)
     return 2 * n**3 / ms / 1e6
 
 
@@ -122,14 +122,14 @@ def achieved(spec, device, reps: int, roof: float) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tour.compile import median_ms
+    from tour.device import median_ms
 
     spec.model.eval()
     with torch.no_grad():
         counter = FlopCounterMode(display=False)
         with counter:
             spec.model(*spec.inputs)
-        ms = median_ms(lambda: spec.model(*spec.inputs), device, reps)
+        ms = median_ms(lambda: spec.model(*spec.inputs), device, reps, warmup=2)
     gflop = counter.get_total_flops() / 1e9
     rate = gflop / ms * 1e3
     print(f"  {spec.label}: {gflop:.2f} GFLOP per call in {ms:.1f} ms = {rate:.1f} GFLOP/s, "
