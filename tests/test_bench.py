@@ -55,8 +55,8 @@ def test_markdown_has_both_tables(saved):
 
 
 def test_absent_stop_is_skipped_with_a_note(monkeypatch, tmp_path):
-    real = bench._optional
-    monkeypatch.setattr(bench, "_optional", lambda m: None if m == "tour.export" else real(m))
+    real = bench.optional_import
+    monkeypatch.setattr(bench, "optional_import", lambda m: None if m == "tour.export" else real(m))
     res = bench.run(bench.Config(quick=True, device="cpu", out=str(tmp_path), only=["export"]))
     assert res.rows == [] and "tour.export" in res.skipped["export"]
     assert json.loads(Path(res.json_path).read_text())["skipped"] == res.skipped

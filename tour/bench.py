@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
-from tour.errors import TourError
+from tour.errors import TourError, optional_import
 
 NAME = "bench"
 SECTIONS = ("roof", "compile", "attention", "export", "flops", "throughput")
@@ -54,15 +54,6 @@ class Result:
     md_path: str = ""
 
 
-def _optional(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:  # that stop is not in this install yet
-        return None
-
-
 # 1) the roof ----------------------------------------------------------------------------------------------------
 def matmul_roof(n: int, device, reps: int) -> float:
     """GFLOP/s of an n x n fp32 matmul (2 n^3 flops): about the best dense math this device does."""
@@ -93,7 +84,7 @@ def compile_rows(cfg: Config, device) -> list[Row]:
 
 
 def attention_rows(cfg: Config, device) -> list[Row]:
-    attention = _optional("tour.attention")
+    attention = optional_import("tour.attention")
     res = attention.run(attention.Config(quick=cfg.quick, device=cfg.device, out=cfg.out))
     rows = [Row("attention", f"L={r['seq_len']}, {res.dtype}", "naive softmax(QK^T)V", "F.sdpa", r["naive_ms"],
                 r["sdpa_ms"], r["ratio"], r["allclose"],
@@ -104,7 +95,7 @@ def attention_rows(cfg: Config, device) -> list[Row]:
 
 
 def export_rows(cfg: Config, device) -> list[Row]:
-    export = _optional("tour.export")
+    export = optional_import("tour.export")
     ecfg = export.Config(quick=cfg.quick, device=cfg.device, out=cfg.out)
     res = export.run(ecfg)
     if res.aoti_skipped:
@@ -149,7 +140,7 @@ def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
 # 6) the NLP and vision stops' own throughput comparisons ------------------------------------------------------
 def throughput_rows(cfg: Config, device) -> list[Row]:
     rows = []
-    nlp, nlp_data, vision = _optional("tour.nlp"), _optional("tour.nlp_data"), _optional("tour.vision")
+    nlp, nlp_data, vision = (optional_import(m) for m in ("tour.nlp", "tour.nlp_data", "tour.vision"))
     if nlp and nlp_data and hasattr(nlp, "throughput"):
         from tour.assets import chatterbot_english_dir
 
@@ -205,7 +196,7 @@ def sections(cfg: Config) -> list[str]:
 
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
     module = {"attention": "tour.attention", "export": "tour.export"}.get(name)
-    if module and _optional(module) is None:
+    if module and optional_import(module) is None:
         result.skipped[name] = f"{module} is not installed"
         print(f"  skipped: {result.skipped[name]}")
     elif name == "roof":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tour.errors import TourError
+from tour.errors import TourError, optional_import
 
 MODELS = ("fusion", "vision", "encoder")
 
@@ -47,13 +47,8 @@ def fusion_block(depth: int = 4, width: int = 512):
 
 
 def _optional(module: str, attr: str):
-    """A public function or class of another stop, or None while that stop is absent."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ImportError:
-        return None
+    """A public function or class of another stop, or None where its libraries are not installed."""
+    return getattr(optional_import(module), attr, None)
 
 
 def _mlp_fallback(why: str, device) -> Spec:
@@ -69,11 +64,11 @@ def vision_spec(cfg, device) -> Spec:
     import torch
 
     if cfg.quick:
-        cnn = _optional("tour.vision_models", "SmallCNN") or _optional("tour.vision", "SmallCNN")
+        cnn = _optional("tour.vision_models", "SmallCNN")
         if cnn is None:
             return _mlp_fallback("the vision stop is not installed", device)
         return Spec("MNIST SmallCNN (untrained)", cnn().to(device), (torch.randn(64, 1, 28, 28, device=device),), True)
-    load = _optional("tour.vision_models", "load_efficientnet_lite0") or _optional("tour.vision", "load_efficientnet_lite0")
+    load = _optional("tour.vision_models", "load_efficientnet_lite0")
     try:
         model = load(device) if load else None
     except TourError as e:  # its weights package is missing: say so, keep going
