@@ -2,6 +2,6 @@
 
 import sys
 
-from tour.bench import main
+from tour.tools.bench import main
 
 sys.exit(main(sys.argv[1:]))

@@ -2,6 +2,6 @@
 
 import sys
 
-from tour.doctor import main
+from tour.tools.doctor import main
 
 sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tour import attention
-from tour.errors import TourError
+from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")

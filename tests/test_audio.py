@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tour import audio, audio_checks
-from tour.assets import speech_clip
+from tour.core.assets import speech_clip
 
 TOLERANCE_S = 0.15  # the bound on VAD boundary error
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tour import bench
+from tour.tools import bench
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tour import cli
-from tour.stops import STOPS
+from tour.tools import cli
+from tour.tools.registry import STOPS
 
 PY = sys.executable
 
@@ -20,7 +20,7 @@ def tour(*args, env=None, timeout=300):
 
 
 def test_import_tour_imports_no_torch():
-    code = "import sys, tour, tour.cli, tour.config, tour.stops, tour.errors; print('torch' in sys.modules)"
+    code = "import sys, tour, tour.tools.cli, tour.core.config, tour.tools.registry, tour.core.errors; print('torch' in sys.modules)"
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -102,8 +102,8 @@ def test_out_of_range_values_are_refused_by_the_parser(flag, value, needle, caps
 
 
 def test_guarded_turns_user_errors_and_ctrl_c_into_exit_codes(capsys):
-    from tour.config import guarded
-    from tour.errors import TourError
+    from tour.core.config import guarded
+    from tour.core.errors import TourError
 
     def user_error():
         raise TourError("what was wrong; what to do")

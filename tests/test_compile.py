@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tour import compile as comp
-from tour.errors import TourError
+from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tour import device as dev
-from tour.errors import TourError
+from tour.core import device as dev
+from tour.core.errors import TourError
 
 
 def test_auto_picks_cpu_without_accelerator(monkeypatch):

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tour import distributed
-from tour.config import parse_config
-from tour.errors import TourError
+from tour.core.config import parse_config
+from tour.core.errors import TourError
 
 QUICK = ["--quick", "--device", "cpu"]
 LAUNCH_TIMEOUT = 300  # seconds; torch start-up per rank is slow on a busy 2-core machine

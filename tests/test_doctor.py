@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from tour import doctor, doctor_probes
-from tour.doctor import FAILED, OK, SKIPPED, ProbeResult, Report
+from tour.tools import doctor, doctor_probes
+from tour.tools.doctor import FAILED, OK, SKIPPED, ProbeResult, Report
 
 PY = sys.executable
 HANG_LIMIT = 20  # seconds: the fault run's --timeout, so the stub torchcodec's hang is cut off
@@ -26,7 +26,7 @@ def _start(args, extra_path=None):
     env = dict(os.environ)
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra_path), env.get("PYTHONPATH")) if p)
-    return subprocess.Popen([PY, "-m", "tour.doctor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([PY, "-m", "tour.tools.doctor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
 
 
@@ -211,6 +211,6 @@ def test_absent_device_is_a_usage_error():
 
 
 def test_importing_the_doctor_imports_no_torch():
-    code = "import sys, tour.doctor; print('torch' in sys.modules)"
+    code = "import sys, tour.tools.doctor; print('torch' in sys.modules)"
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

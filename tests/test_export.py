@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tour import export
-from tour.errors import TourError
+from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from tour import errors  # noqa: E402
+from tour.core import errors  # noqa: E402
 from tour import lightning as stop  # noqa: E402
 
 

@@ -8,8 +8,9 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
 
-from tour import nlp, nlp_data  # noqa: E402
-from tour.errors import TourError  # noqa: E402
+from tour import nlp  # noqa: E402
+from tour.core import data as nlp_data  # noqa: E402
+from tour.core.errors import TourError  # noqa: E402
 
 QUICK_FLOOR = 0.85  # quick mode: 80 texts per topic, 3 epochs of at most 32 tokens (full mode: 0.92)
 
@@ -27,7 +28,7 @@ def test_data_is_a_clean_stratified_split(result):
 
 
 def test_corpus_has_no_text_under_two_topics():
-    from tour.assets import chatterbot_english_dir
+    from tour.core.assets import chatterbot_english_dir
 
     rows = nlp_data.corpus_rows(chatterbot_english_dir(), 100)
     texts = [r["text"] for r in rows]

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pyro")
 
-from tour import errors  # noqa: E402
+from tour.core import errors  # noqa: E402
 from tour import pyro as stop  # noqa: E402
 
 

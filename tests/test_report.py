@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tour import report, run_all
-from tour.stops import STOPS
+from tour.tools import report, run_all
+from tour.tools.registry import STOPS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -63,7 +63,7 @@ def test_same_padding_matches_tensorflow_and_is_needed():
     import torch
     from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
 
-    from tour.vision_models import SameConv2d
+    from tour.core.models import SameConv2d
 
     for k in (3, 5):
         ref = Conv2dDynamicSamePadding(4, 4, k, stride=2, bias=False)
@@ -81,7 +81,7 @@ def test_same_padding_matches_tensorflow_and_is_needed():
 def test_small_cnn_and_mnist_split_shapes():
     import torch
 
-    from tour.vision_models import SmallCNN, mnist_split
+    from tour.core.models import SmallCNN, mnist_split
 
     (xtr, ytr), (xte, yte) = mnist_split(seed=0)
     assert xtr.shape == (4000, 1, 28, 28) and xtr.dtype == torch.uint8 and len(yte) == 1000
@@ -103,7 +103,7 @@ def test_grey_rgba_gif_and_tiff_files_become_rgb(tmp_path):
     assert all(im.mode == "RGB" for im in images.values())
     camera = np.asarray(images["camera.png"])
     assert (camera[..., 0] == camera[..., 1]).all()  # grey copied into all three channels
-    from tour.vision_models import preprocess
+    from tour.core.models import preprocess
 
     assert all(preprocess()(im).shape == (3, 224, 224) for im in images.values())
 

@@ -1,5 +1,5 @@
 import sys
 
-from tour.cli import main
+from tour.tools.cli import main
 
 sys.exit(main())

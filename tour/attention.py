@@ -13,8 +13,8 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tour.config import BaseConfig, arg, stop_main
-from tour.errors import TourError, require
+from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "attention"
 QUICK_SEQ_LENS = [128, 256, 512]
@@ -52,12 +52,12 @@ class Result:
     hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
 
 
-# 0) helpers: memory and the memory guard (timing is tour.device.median_ms: one warm-up, then the median) ---------
+# 0) helpers: memory and the memory guard (timing is tour.core.device.median_ms: one warm-up, then the median) ---------
 def available_bytes(device) -> int | None:
     """Memory a new tensor could still get: free accelerator memory, or the OS's MemAvailable for the CPU."""
     import torch
 
-    from tour.device import memory_bytes
+    from tour.core.device import memory_bytes
 
     if device.type != "cpu":
         try:
@@ -115,10 +115,11 @@ def peak_mb(fn, device) -> tuple[float, str]:
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    from tour.core.torch_private import profiler_memory_events
+
     live = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        live += e.nbytes()
+    for _, nbytes in sorted(profiler_memory_events(prof)):
+        live += nbytes
         peak = max(peak, live)
     return peak / 2**20, "torch.profiler allocation record (profile_memory=True)"
 
@@ -153,7 +154,7 @@ def compare_length(cfg: Config, length: int, device, dtype) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     q, k, v = qkv(cfg, length, device, dtype)
     with torch.inference_mode():
@@ -195,7 +196,7 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     q, k, v = qkv(cfg, length, device, dtype)
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
@@ -244,8 +245,9 @@ def minilm_switch(cfg: Config, device) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from tour.assets import minilm_dir
-    from tour.device import median_ms
+    from tour.core.assets import minilm_dir
+    from tour.core.device import median_ms
+    from tour.core.torch_private import attn_implementation
 
     source = cfg.model or str(minilm_dir())
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -256,7 +258,7 @@ def minilm_switch(cfg: Config, device) -> dict:
         with torch.inference_mode():
             hidden[impl] = model(**inputs).last_hidden_state.float()
             times[impl] = median_ms(lambda: model(**inputs), device, cfg.repeats)
-        print(f"  attn_implementation={impl!r} (model reports {model.config._attn_implementation!r}): "
+        print(f"  attn_implementation={impl!r} (model reports {attn_implementation(model)!r}): "
               f"{times[impl]:.1f} ms per batch")
     err = (hidden["eager"] - hidden["sdpa"]).abs().max().item()
     print(f"  eager/sdpa = {times['eager'] / times['sdpa']:.2f}x; last_hidden_state max |diff| {err:.1e}")
@@ -275,7 +277,7 @@ def quick_sized(cfg: Config) -> Config:
 
 
 def run(cfg: Config) -> Result:
-    from tour import device as dev
+    from tour.core import device as dev
 
     cfg = quick_sized(cfg)
     device = dev.get_device(cfg.device)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.audio_checks import RATE, masking_checks, resample_checks, tone_band_checks
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError, require
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "audio"
 VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms
@@ -108,7 +108,7 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
     """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
     import torch
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     with torch.inference_mode():
         return seconds / (median_ms(lambda: featurise(wave, tf), device, repeats) / 1e3)
@@ -122,7 +122,7 @@ def load_vad():
     """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
     import torch
 
-    from tour.assets import silero_vad_jit
+    from tour.core.assets import silero_vad_jit
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated; Silero ships TorchScript
@@ -136,7 +136,7 @@ def detect_speech(model, audio, threshold: float) -> list[list[float]]:
     one 32 ms step at a time is launch overhead on a GPU."""
     import torch
 
-    from tour.device import one_thread  # 32 ms windows are too small to share between threads
+    from tour.core.device import one_thread  # 32 ms windows are too small to share between threads
 
     with torch.inference_mode(), one_thread():
         probs = model.audio_forward(audio.reshape(1, -1).float().cpu(), RATE)[0].tolist()
@@ -195,7 +195,7 @@ def vad_section(cfg: Config, audio, name: str) -> dict:
     import torch
     import torchaudio.functional as F
 
-    from tour.assets import speech_clip
+    from tour.core.assets import speech_clip
 
     vad = load_vad()
     segments = detect_speech(vad, audio, cfg.threshold)
@@ -217,13 +217,12 @@ def vad_section(cfg: Config, audio, name: str) -> dict:
 # 5) pictures --------------------------------------------------------------------------------------------------
 def save_pictures(folder: Path, panels: list, logmel) -> tuple[Path, Path]:
     """waveform.png: one row per (title, audio, detected, truth); log_mel.png: the input's log-mel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    wave_fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
+    from tour.core import plots
+
+    wave_fig = plots.figure(10, 2.6 * len(panels), dpi=110)
+    axes = wave_fig.subplots(len(panels), 1, squeeze=False)
     for ax, (title, audio, found, truth) in zip(axes[:, 0], panels):
         y = audio.flatten().cpu().numpy()
         ax.plot(np.arange(len(y)) / RATE, y, lw=0.4, color="tab:blue")
@@ -234,16 +233,15 @@ def save_pictures(folder: Path, panels: list, logmel) -> tuple[Path, Path]:
         ax.set(title=title, xlim=(0, len(y) / RATE), xlabel="time (s)", ylabel="amplitude")
         if found or truth:
             ax.legend(loc="upper right", fontsize=8)
-    mel_fig, ax = plt.subplots(figsize=(10, 3.5))
+    mel_fig = plots.figure(10, 3.5, dpi=110)
+    ax = mel_fig.subplots()
     img = ax.imshow(logmel[0].cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
                     extent=(0, panels[0][1].numel() / RATE, 0, logmel.shape[1]))
     ax.set(xlabel="time (s)", ylabel="mel band", title=f"log-mel spectrogram ({logmel.shape[1]} bands)")
     mel_fig.colorbar(img, ax=ax, label="dB")
     paths = folder / "waveform.png", folder / "log_mel.png"
     for fig, path in zip((wave_fig, mel_fig), paths):
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        plots.save(fig, path)
     return paths
 
 
@@ -251,8 +249,8 @@ def run(cfg: Config) -> Result:
     require("torchaudio", "soundfile", "silero_vad", stop="the audio stop")
     import torch
 
-    from tour import device as dev
-    from tour.assets import speech_clip
+    from tour.core import device as dev
+    from tour.core.assets import speech_clip
 
     if cfg.n_mfcc > cfg.n_mels:
         raise TourError(f"--n-mfcc {cfg.n_mfcc} is more than --n-mels {cfg.n_mels}: MFCCs are taken from the mel bands")

@@ -9,19 +9,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
+import torch
+from torch import nn
+
+from tour.core.config import DigitsConfig, out_dir, stop_main
 
 NAME = "basics"
 
 
 @dataclass
-class Config(BaseConfig):
-    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)", min=1)
-    batch_size: int = arg(64, "digits per training step", min=1)
-    lr: float = arg(1e-3, "Adam learning rate", min=0.0)
-    hidden: int = arg(128, "width of the MLP's hidden layers", min=1)
-    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing (10 per class at least)",
-                               min=0.06, max=0.9)
+class Config(DigitsConfig):
+    """The digits MLP's settings (epochs, batch_size, lr, hidden, test_fraction), shared with the Lightning stop
+    so both loops train the same model the same way."""
 
 
 @dataclass
@@ -44,7 +43,6 @@ class Result:
 # 1) tensors ---------------------------------------------------------------------------------------------------
 def tensors(device) -> tuple[list[int], bool]:
     import numpy as np
-    import torch
 
     a = torch.arange(3.0).reshape(3, 1)  # a column
     b = torch.tensor([10.0, 20.0, 30.0, 40.0])  # a row
@@ -64,143 +62,70 @@ def tensors(device) -> tuple[list[int], bool]:
 # 2) autograd --------------------------------------------------------------------------------------------------
 def analytic_grad_error() -> float:
     """d/dx (x^3 + sin x) recorded on the tape vs 3x^2 + cos x written by hand."""
-    import torch
-
     x = torch.linspace(-2, 2, 9, dtype=torch.float64, requires_grad=True)
     (x**3 + torch.sin(x)).sum().backward()  # the tape records each op, backward() replays it in reverse
     expected = 3 * x.detach() ** 2 + torch.cos(x.detach())
     return (x.grad - expected).abs().max().item()
 
 
-def _softplus_function():
-    import torch
+class SoftPlus(torch.autograd.Function):
+    """log(1 + e^x) with a hand-written backward: gradcheck proves the two agree."""
 
-    class SoftPlus(torch.autograd.Function):
-        """log(1 + e^x) with a hand-written backward: gradcheck proves the two agree."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.nn.functional.softplus(x)
 
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.nn.functional.softplus(x)
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            (x,) = ctx.saved_tensors
-            return grad_out * torch.sigmoid(x)
-
-    return SoftPlus
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out * torch.sigmoid(x)
 
 
 def custom_function_gradcheck() -> bool:
-    import torch
-
     x = torch.randn(6, dtype=torch.float64, requires_grad=True)  # float64: finite differences need precision
-    return bool(torch.autograd.gradcheck(_softplus_function().apply, (x,)))
+    return bool(torch.autograd.gradcheck(SoftPlus.apply, (x,)))
 
 
-# 3) nn.Module on real data ------------------------------------------------------------------------------------
-def digits_split(test_fraction: float, seed: int):
-    """scikit-learn's 1,797 real 8x8 handwritten digits, split with stratification."""
-    import torch
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0  # pixel values are 0..16
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
-    return (as_t(xtr, torch.float32), as_t(ytr, torch.long)), (as_t(xte, torch.float32), as_t(yte, torch.long))
-
-
-def make_mlp(hidden: int, n_in: int = 64, n_out: int = 10):
-    from torch import nn
-
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_out))
-
-
-def train_mlp(cfg: Config, device, train, epochs: int):
-    """A plain training loop: batches, forward, loss, backward, step."""
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    model = make_mlp(cfg.hidden).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loader = DataLoader(TensorDataset(*train), batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    losses = []
-    for _ in range(epochs):
-        total = 0.0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(xb)
-        losses.append(total / len(train[0]))
-    return model, losses
-
-
-def accuracy(model, data, device) -> float:
-    import torch
-
-    x, y = data
-    with torch.inference_mode():
-        pred = model(x.to(device)).argmax(dim=1).cpu()
-    return (pred == y).float().mean().item()
-
-
+# 3) nn.Module on real data: tour.core.models.make_mlp / train_mlp (the plain loop the Lightning and DDP stops
+#    match exactly) and tour.core.data.digits_split ------------------------------------------------------------------
 def plot_losses(losses: list[float], acc: float, path) -> str:
-    import matplotlib
+    from tour.core import plots
 
-    matplotlib.use("Agg")  # files only, no window
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig = plots.figure(5, 3.2)
+    ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3)
     ax.set(xlabel="epoch", ylabel="training loss", yscale="log",
            title=f"digits MLP: held-out accuracy {acc:.3f}")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
+    return plots.save(fig, path)
 
 
 # 4) dynamic graphs --------------------------------------------------------------------------------------------
-def _dynamic_module():
-    import torch
-    from torch import nn
+class Halving(nn.Module):
+    """Applies `shrink` until the input's norm drops below 1 (data decides how many times), then picks a branch by
+    the sign of the sum. The graph is whatever Python ran: autograd follows exactly that path."""
 
-    class Halving(nn.Module):
-        """Applies `shrink` until the input's norm drops below 1 (data decides how many times), then picks a
-        branch by the sign of the sum. The graph is whatever Python ran: autograd follows exactly that path."""
+    def __init__(self):
+        super().__init__()
+        self.shrink = nn.Linear(4, 4)
+        self.pos = nn.Linear(4, 1)
+        self.neg = nn.Linear(4, 1)
+        with torch.no_grad():  # a contraction, so the loop always ends
+            self.shrink.weight.copy_(0.5 * torch.eye(4))
+            self.shrink.bias.zero_()
 
-        def __init__(self):
-            super().__init__()
-            self.shrink = nn.Linear(4, 4)
-            self.pos = nn.Linear(4, 1)
-            self.neg = nn.Linear(4, 1)
-            with torch.no_grad():  # a contraction, so the loop always ends
-                self.shrink.weight.copy_(0.5 * torch.eye(4))
-                self.shrink.bias.zero_()
-
-        def forward(self, x):
-            steps = 0
-            while x.norm() >= 1 and steps < 50:
-                x = self.shrink(x)
-                steps += 1
-            head = self.pos if x.sum() > 0 else self.neg
-            return head(x), steps
-
-    return Halving
+    def forward(self, x):
+        steps = 0
+        while x.norm() >= 1 and steps < 50:
+            x = self.shrink(x)
+            steps += 1
+        head = self.pos if x.sum() > 0 else self.neg
+        return head(x), steps
 
 
 def dynamic_graph(device) -> tuple[list[int], dict[str, bool]]:
-    import torch
-
-    model = _dynamic_module()().to(device)
+    model = Halving().to(device)
     steps_taken = []
     for scale in (0.1, 5.0, 100.0):  # bigger inputs need more halvings
         out, steps = model(torch.full((4,), scale, device=device))
@@ -215,7 +140,9 @@ def dynamic_graph(device) -> tuple[list[int], dict[str, bool]]:
 
 
 def run(cfg: Config) -> Result:
-    from tour import device as dev
+    from tour.core import device as dev
+    from tour.core.data import digits_split
+    from tour.core.models import accuracy, train_mlp
 
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)

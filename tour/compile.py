@@ -8,15 +8,13 @@ Run: `tour run compile` (or `python -m tour.compile`, `python examples/compile.p
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tour.config import BaseConfig, arg, stop_main
+from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.state import keeps_caller_state
 from tour.compile_models import MODELS, Spec, specs
 
 NAME = "compile"
@@ -59,38 +57,7 @@ class Result:
     dynamic_shape: str = ""  # the input shape the dynamic=True graph was traced with (symbolic batch)
 
 
-# 0) where Inductor keeps its artefacts, and whether it can build here -------------------------------------------
-def inductor_cache_dir() -> Path:
-    """The tour's Inductor cache (a second run reuses it), unless the user set TORCHINDUCTOR_CACHE_DIR already."""
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "torch-tour" / "inductor")
-    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-
-
-def compile_problem(device) -> str | None:
-    """Why torch.compile cannot build code on `device` here, or None. Inductor writes C++ on CPU, Triton on GPUs."""
-    import torch
-
-    from tour.device import TRITON_TYPES
-
-    if not torch._dynamo.is_dynamo_supported():
-        return "TorchDynamo does not support this Python version"
-    if device.type == "cpu":
-        try:
-            from torch._inductor.cpp_builder import get_cpp_compiler
-
-            cxx = get_cpp_compiler()
-        except Exception:  # it raises when none of its candidates exists
-            cxx = os.environ.get("CXX") or "g++"
-        if not shutil.which(cxx):
-            return f"no C++ compiler ({cxx}) found; Inductor needs one on CPU: install g++ or set CXX"
-    elif device.type in TRITON_TYPES:
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            return "Triton is not installed; Inductor needs it on this GPU: pip install triton"
-    return None
+# 0) where Inductor keeps its artefacts and whether it can build here: tour.core.inductor
 
 
 # 1) the models live in tour/compile_models.py
@@ -98,7 +65,7 @@ def compile_problem(device) -> str | None:
 
 # 2) timing, compile time, parity ---------------------------------------------------------------------------------
 def median_ms(fn, device, reps: int) -> float:
-    from tour.device import median_ms as timer
+    from tour.core.device import median_ms as timer
 
     return timer(fn, device, reps, warmup=2)  # two warm-ups: a compiled function may still settle on the first
 
@@ -106,17 +73,18 @@ def median_ms(fn, device, reps: int) -> float:
 def first_call(model, call, device) -> tuple[Any, float, str]:
     """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
     import torch
-    from torch._dynamo.utils import counters
 
-    from tour.device import synchronize
+    from tour.core.device import synchronize
+    from tour.core.torch_private import inductor_counters
 
-    before = dict(counters["inductor"])
+    before = inductor_counters()
     compiled = torch.compile(model)
     start = time.perf_counter()
     call(compiled)
     synchronize(device)
     seconds = time.perf_counter() - start
-    hits, misses = (counters["inductor"][k] - before.get(k, 0) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss"))
+    after = inductor_counters()
+    hits, misses = (after.get(k, 0) - before.get(k, 0) for k in ("fxgraph_cache_hit", "fxgraph_cache_miss"))
     return compiled, seconds, ("mixed" if hits and misses else "miss" if misses else "hit")
 
 
@@ -143,13 +111,15 @@ def _flat(out) -> list:
 def compare(spec: Spec, mode: str, device, reps: int) -> Comparison:
     import torch
 
-    from tour.device import seed_everything
+    from tour.core.device import seed_everything
+    from tour.core.torch_private import inductor_config_patch
 
     spec.model.train(mode != "inference")  # dropout and BatchNorm behave as they would in that mode
     step = (lambda m: infer(m, spec.inputs)) if mode == "inference" else (lambda m: train_step(m, spec.inputs))
-    seeded = lambda m: (seed_everything(0), step(m))[1]  # noqa: E731  same dropout draws on both sides
+    seeded = lambda m: (seed_everything(0), step(m))[1]  # noqa: E731  same dropout draws on both sides (the caller's
+    # RNG state comes back when run() returns: see keeps_caller_state)
     torch._dynamo.reset()  # nothing compiled before counts for this model
-    with torch._inductor.config.patch(fallback_random=True):  # eager's RNG inside compiled code: dropout matches
+    with inductor_config_patch(fallback_random=True):  # eager's RNG inside compiled code: dropout matches
         compiled, first_s, cache = first_call(spec.model, seeded, device)
         torch._dynamo.reset()
         compiled, warm_s, _ = first_call(spec.model, seeded, device)
@@ -219,7 +189,7 @@ def count_compiles(dynamic: bool | None, batches=(8, 16, 24, 32)) -> tuple[int, 
     """A backend is just a function (graph, example inputs) -> callable: this one counts and runs the graph."""
     import torch
 
-    from tour.basics import make_mlp
+    from tour.core.models import make_mlp
 
     shapes = []
 
@@ -246,21 +216,22 @@ def dynamic_shapes() -> tuple[dict[str, int], str]:
     return counts, shape
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     import torch
-    from torch._inductor.utils import fresh_cache
 
-    from tour import device as dev
+    from tour.core import device as dev
+    from tour.core.inductor import compile_problem, inductor_cache
+    from tour.core.torch_private import fresh_inductor_cache
 
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[compile] {dev.describe(cfg.device)}")
-    cache = inductor_cache_dir()
-    problem = compile_problem(device)
-    print(f"1) can Inductor build here? {'no: ' + problem + ' (timing the eager half only)' if problem else 'yes'}; "
-          f"cache {'a throwaway empty folder' if cfg.fresh_cache else cache}")
-    print("2) eager vs torch.compile (fp32; medians after warm-up; speedup < 1 means slower)")
-    with fresh_cache() if cfg.fresh_cache else nullcontext():
+    with inductor_cache() as cache, fresh_inductor_cache() if cfg.fresh_cache else nullcontext():
+        problem = compile_problem(device)
+        print(f"1) can Inductor build here? {'no: ' + problem + ' (timing the eager half only)' if problem else 'yes'}; "
+              f"cache {'a throwaway empty folder' if cfg.fresh_cache else cache}")
+        print("2) eager vs torch.compile (fp32; medians after warm-up; speedup < 1 means slower)")
         results = comparisons(cfg, device, problem)
     result = Result(str(device), problem, str(cache), results)
     if problem is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tour.errors import TourError, optional_import
+from tour.core.errors import TourError, optional_import
 
 MODELS = ("fusion", "vision", "encoder")
 
@@ -54,7 +54,7 @@ def _optional(module: str, attr: str):
 def _mlp_fallback(why: str, device) -> Spec:
     import torch
 
-    from tour.basics import make_mlp
+    from tour.core.models import make_mlp
 
     print(f"  ({why}: using the basics stop's digits MLP instead)")
     return Spec("digits MLP (fallback)", make_mlp(128).to(device), (torch.randn(64, 64, device=device),), True)
@@ -64,11 +64,11 @@ def vision_spec(cfg, device) -> Spec:
     import torch
 
     if cfg.quick:
-        cnn = _optional("tour.vision_models", "SmallCNN")
+        cnn = _optional("tour.core.models", "SmallCNN")
         if cnn is None:
             return _mlp_fallback("the vision stop is not installed", device)
         return Spec("MNIST SmallCNN (untrained)", cnn().to(device), (torch.randn(64, 1, 28, 28, device=device),), True)
-    load = _optional("tour.vision_models", "load_efficientnet_lite0")
+    load = _optional("tour.core.models", "load_efficientnet_lite0")
     try:
         model = load(device) if load else None
     except TourError as e:  # its weights package is missing: say so, keep going

@@ -1,7 +1,7 @@
 """Stop 8, beyond one process: DDP and tensor parallel on the real torch.distributed engine, under torchrun.
 
 `tour run distributed` launches itself under torchrun with --nproc processes (gloo on CPU, nccl on CUDA; the backend
-follows the device tour.device picks): DDP trains the digits MLP with a DistributedSampler, every rank must end with
+follows the device tour.core.device picks): DDP trains the digits MLP with a DistributedSampler, every rank must end with
 the same weights, and those must match a single-process run on the same global batches; then a 2-layer MLP is
 sharded with ColwiseParallel/RowwiseParallel and must give the unsharded output. A checkpoint each epoch makes a
 killed run resumable (`--resume`). Several machines: the same command on each with --nnodes/--node-rank/
@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError
 
 NAME = "distributed"
 WORKER = "tour.distributed_worker"
@@ -89,7 +89,7 @@ def check_device(cfg: Config):
     """CPU ranks share the cores, accelerator ranks need one device each."""
     import torch
 
-    from tour.device import get_device
+    from tour.core.device import get_device
 
     device = get_device(cfg.device)
     cores = os.cpu_count() or 1
@@ -199,7 +199,7 @@ def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list
 
 
 def run(cfg: Config) -> Result:
-    from tour import device as dev
+    from tour.core import device as dev
     from tour.distributed_worker import CHECKPOINT
 
     check(cfg)

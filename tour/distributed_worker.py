@@ -3,7 +3,7 @@
 Not run by hand: `tour run distributed` launches `python -m torch.distributed.run ... -m tour.distributed_worker
 --config JSON`. Each rank trains the digits MLP under DDP, checks every rank ended with the same weights, runs a
 tensor-parallel MLP, and writes its own `rank<N>.json` (torchrun interleaves stdout, files don't). The single-
-process reference in tour.distributed reuses `build`, `global_batches` and `flat_params` from here.
+process reference in tour/distributed.py reuses `build`, `global_batches` and `flat_params` from here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from tour.distributed import NAME, Config
+from types import SimpleNamespace as Config  # the stop's Config arrives as JSON: a namespace of its fields
+
+NAME = "distributed"  # the stop's output subfolder; imports go one way (the stop imports this file, never back)
 
 CHECKPOINT = "checkpoint.pt"
 # What must match for a checkpoint to be resumed: anything that changes the maths of the run.
@@ -36,7 +38,7 @@ def rank_device(cfg: Config):
     """The helper's device for this machine, pinned to this process's accelerator (LOCAL_RANK) if there is one."""
     import torch
 
-    from tour.device import get_device
+    from tour.core.device import get_device
 
     device = get_device(cfg.device)
     if device.type == "cpu":
@@ -57,8 +59,9 @@ def build(cfg: Config, device):
     """Model, optimizer and data, identical on every rank and in the single-process reference."""
     import torch
 
-    from tour.basics import digits_split, make_mlp
-    from tour.device import seed_everything
+    from tour.core.data import digits_split
+    from tour.core.models import make_mlp
+    from tour.core.device import seed_everything
 
     seed_everything(cfg.seed)  # same seed -> same initial weights everywhere (DDP also broadcasts rank 0's)
     model = make_mlp(cfg.hidden).to(device)

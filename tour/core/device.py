@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tour.errors import TourError
+from tour.core.errors import TourError
 
 ENV_VAR = "TOUR_DEVICE"
 # Device types the tour knows how to probe, best first. torch knows more (meta, hpu, ...), but a tour stop

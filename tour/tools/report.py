@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tour.core.results import pictures_html, result_table, rows_table, short
+
 VERSIONED = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl",
              "torch-tour"]
 
@@ -51,56 +53,12 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _short(value: Any) -> str:
-    """A Result value as a short, readable cell."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-        if len(value) > 8:
-            return f"{len(value)} values: {_short(value[0])} … {_short(value[-1])}"
-        return ", ".join(_short(v) for v in value)
-    if isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
-        return ", ".join(f"{k}: {_short(v)}" for k, v in value.items())
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 300 else text[:297] + "…"
-
-
-def _rows_table(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_short(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _result_table(result: dict) -> str:
-    rows = []
-    for key, value in result.items():
-        if isinstance(value, str) and value.endswith(".png"):
-            continue  # shown as a picture
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and len(value) <= 30:
-            cell = _rows_table(value)
-        else:
-            cell = html.escape(_short(value))
-        rows.append(f"<tr><td class=k>{html.escape(key)}</td><td>{cell}</td></tr>")
-    return f"<table>{''.join(rows)}</table>"
-
-
-def _pictures(folder: Path) -> str:
-    figs = []
-    for png in sorted(folder.glob("*.png")):
-        data = base64.b64encode(png.read_bytes()).decode()
-        figs.append(f'<figure><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{html.escape(png.name)}</figcaption></figure>")
-    return f'<div class="pics">{"".join(figs)}</div>' if figs else ""
-
-
 def _stop_section(outcome, out: Path) -> str:
     state = "ok" if outcome.ok else "failed"
     body = _result_table(outcome.result) if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
-            f"{_paragraphs(outcome.doc)}{body}{_pictures(out / outcome.name)}</section>")
+            f"{_paragraphs(outcome.doc)}{body}{pictures_html(sorted((out / outcome.name).glob('*.png')))}</section>")
 
 
 def _paragraphs(doc: str) -> str:
@@ -115,7 +73,7 @@ def _bench_section(out: Path) -> str:
         return ""
     data = json.loads(path.read_text())
     rows = data.get("rows", data) if isinstance(data, dict) else data
-    table = _rows_table(rows) if isinstance(rows, list) and rows and isinstance(rows[0], dict) else \
+    table = rows_table(rows) if isinstance(rows, list) and rows and isinstance(rows[0], dict) else \
         f"<pre>{html.escape(json.dumps(data, indent=1)[:4000])}</pre>"
     return f'<section id="bench"><h2>tour bench</h2><p>Ratios measured side by side in one run.</p>{table}</section>'
 
@@ -128,7 +86,7 @@ def _doctor_section(doctor: dict | None) -> str:
     probes = doctor.get("probes", [])
     cols = ["group", "name", "status", "detail"]
     rows = "".join("<tr>" + "".join(
-        f'<td class="{html.escape(str(p.get("status", "")))}">{html.escape(_short(p.get(c, "")))}</td>'
+        f'<td class="{html.escape(str(p.get("status", "")))}">{html.escape(short(p.get(c, "")))}</td>'
         for c in cols) + "</tr>" for p in probes)
     counts = {s: sum(p.get("status") == s for p in probes) for s in ("ok", "failed", "skipped")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from tour.config import _Parser, guarded
-from tour.doctor_probes import PROBE_MARK
-from tour.errors import TourError
+from tour.core.config import _Parser, guarded
+from tour.tools.doctor_probes import PROBE_MARK
+from tour.core.errors import TourError
 
 PROG = "tour doctor"
 DEFAULT_TIMEOUT = 180.0  # per probe; a cold torch.compile on a busy 2-core machine took ~35 s
@@ -90,7 +90,7 @@ def _worker_env() -> dict[str, str]:
 
 class _Worker:
     def __init__(self, quick: bool, device: str | None, skip: int):
-        cmd = [sys.executable, "-m", "tour.doctor_probes", "--skip", str(skip)]
+        cmd = [sys.executable, "-m", "tour.tools.doctor_probes", "--skip", str(skip)]
         cmd += ["--quick"] if quick else []
         cmd += ["--device", device] if device else []
         self.log = tempfile.TemporaryFile()  # the worker's stderr: library warnings, crash messages

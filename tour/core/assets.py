@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from tour.errors import TourError, require
+from tour.core.errors import TourError, require
 
 # The hub name of the default encoder: users who are online may pass it (or any other) to --model.
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-PACKAGE_DATA = Path(__file__).parent / "assets"
+PACKAGE_DATA = Path(__file__).parent / "assets_data"  # files shipped inside the package
 
 
 def _package_dir(module: str, stop: str) -> Path:

@@ -2,7 +2,7 @@
 
 Each probe does a real operation and checks a concrete fact. It returns its detail line (or `(detail, data)`),
 raises `Skip` when the fact does not apply here, and raises anything else to fail with that one-line reason.
-Run alone, `python -m tour.doctor_probes [--quick] [--device D] [--skip N]` writes one JSON event per line.
+Run alone, `python -m tour.tools.doctor_probes [--quick] [--device D] [--skip N]` writes one JSON event per line.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tour.errors import TourError, is_available, require
+from tour.core.errors import TourError, is_available, require
 
 PROBE_MARK = "[tour doctor] probe "  # written to the worker's log as each probe starts
 
@@ -169,7 +169,7 @@ def autograd_probe(device: str):
 def half_probe(device: str):
     import torch
 
-    from tour.device import get_dtype
+    from tour.core.device import get_dtype
 
     a, b = _pair(n=64)
     ref = a @ b
@@ -193,7 +193,7 @@ def half_probe(device: str):
 def memory_probe(device: str):
     import torch
 
-    from tour.device import free_memory_bytes, memory_bytes
+    from tour.core.device import free_memory_bytes, memory_bytes
 
     dev = torch.device(device)
     total = memory_bytes(dev)
@@ -273,14 +273,10 @@ def compiler_probe():
     import shutil
     import subprocess
 
-    try:  # the compiler Inductor itself will call (private API: fall back to the usual names)
-        from torch._inductor.cpp_builder import get_cpp_compiler
+    from tour.core.inductor import cxx_compiler
 
-        cxx = get_cpp_compiler()
-    except Exception:
-        cxx = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
-    check(bool(cxx) and shutil.which(cxx) is not None, "no C++ compiler found (torch.compile on CPU needs one: "
-                                                       "install g++ or set CXX)")
+    cxx = cxx_compiler()  # the compiler Inductor itself will call
+    check(cxx is not None, "no C++ compiler found (torch.compile on CPU needs one: install g++ or set CXX)")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "probe.cpp"
         src.write_text("int main() { return 0; }\n")
@@ -520,7 +516,7 @@ def minilm_probe():
     from safetensors import safe_open
     from transformers import AutoTokenizer
 
-    from tour import assets
+    from tour.core import assets
 
     folder = assets.minilm_dir()
     ids = AutoTokenizer.from_pretrained(folder)("hello world")["input_ids"]
@@ -538,7 +534,7 @@ def _numel(shape) -> int:
 def chatterbot_probe():
     import yaml
 
-    from tour import assets
+    from tour.core import assets
 
     files = sorted(assets.chatterbot_english_dir().glob("*.yml"))
     check(len(files) >= 15, f"only {len(files)} topic files in the English corpus (21 expected)")
@@ -551,7 +547,7 @@ def chatterbot_probe():
 def efficientnet_probe():
     import torch
 
-    from tour import assets
+    from tour.core import assets
 
     state = torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
     params = sum(v.numel() for v in state.values() if hasattr(v, "numel"))
@@ -560,7 +556,7 @@ def efficientnet_probe():
 
 
 def labels_probe():
-    from tour import assets
+    from tour.core import assets
 
     names = json.loads(assets.imagenet_labels_file().read_text(encoding="utf-8"))
     check(len(names) == 1000, f"{len(names)} ImageNet class names, expected 1000")
@@ -571,7 +567,7 @@ def labels_probe():
 def silero_probe():
     import torch
 
-    from tour import assets
+    from tour.core import assets
 
     # torch.jit.load, not `import silero_vad`: that import sets torch's threads to 1 for the whole process.
     model = torch.jit.load(str(assets.silero_vad_jit()), map_location="cpu")
@@ -584,7 +580,7 @@ def silero_probe():
 def speech_clip_probe():
     import soundfile as sf
 
-    from tour import assets
+    from tour.core import assets
 
     finder = getattr(assets, "speech_clip", None)
     if finder is None:
@@ -615,13 +611,13 @@ def plan(quick: bool = False, device: str | None = None) -> list[Probe]:
     """Every probe for this machine. `device` limits the device probes to one (a TourError if it is absent)."""
     devices, named = ["cpu"], None
     if device and device.strip().lower() != "auto":
-        from tour.device import get_device  # validates the name against the devices present
+        from tour.core.device import get_device  # validates the name against the devices present
 
         named = str(get_device(device))
         devices = [named]
     else:
         try:
-            from tour.device import present_devices
+            from tour.core.device import present_devices
 
             devices = present_devices()
         except Exception:  # torch itself is broken: the torch probe will say why; the CPU probes fail with it
@@ -690,7 +686,7 @@ def _protocol_stream():
 
 
 def worker_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tour.doctor_probes")
+    parser = argparse.ArgumentParser(prog="python -m tour.tools.doctor_probes")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device")
     parser.add_argument("--skip", type=int, default=0, help="start after this many probes (a restart)")

@@ -7,15 +7,14 @@ Run: `tour run all [--quick] [--only nlp,vision] [--skip distributed]`.
 
 from __future__ import annotations
 
-import importlib
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable, write_result
-from tour.errors import TourError
-from tour.stops import STOPS
+from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable, write_result
+from tour.core.errors import TourError
+from tour.tools.registry import STOPS, load
 
 
 @dataclass
@@ -56,7 +55,7 @@ def run_stop(name: str, cfg: Config) -> StopOutcome:
     start = time.perf_counter()
     doc = ""
     try:
-        module = importlib.import_module(STOPS[name][0])
+        module = load(name)
         doc = (module.__doc__ or "").strip()
         stop_cfg = module.Config(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed)
         result = module.run(stop_cfg)
@@ -73,7 +72,7 @@ def run_stop(name: str, cfg: Config) -> StopOutcome:
 def doctor_summary(cfg: Config) -> dict | None:
     """The doctor's quick report, or None when it cannot run (it is never worth failing the tour for)."""
     try:
-        from tour import doctor
+        from tour.tools import doctor
 
         return to_jsonable(doctor.collect(quick=True, device=None if cfg.device == "auto" else cfg.device))
     except Exception as e:  # noqa: BLE001
@@ -86,7 +85,7 @@ def run(cfg: Config) -> list[StopOutcome]:
     outcomes = []
     t0 = time.perf_counter()
     for i, name in enumerate(names, 1):
-        print(f"\n[{i}/{len(names)}] {name}: {STOPS[name][1]}  (tour time {time.perf_counter() - t0:.0f} s)",
+        print(f"\n[{i}/{len(names)}] {name}: {STOPS[name].summary}  (tour time {time.perf_counter() - t0:.0f} s)",
               flush=True)
         outcome = run_stop(name, cfg)
         state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
@@ -96,7 +95,7 @@ def run(cfg: Config) -> list[StopOutcome]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tour import report
+    from tour.tools import report
 
     def body() -> int:
         cfg = parse_config(Config, argv, "tour run all", __doc__)

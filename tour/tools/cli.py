@@ -16,13 +16,13 @@ import importlib
 import sys
 
 from tour import __version__
-from tour.config import _Parser
-from tour.stops import STOPS
+from tour.core.config import _Parser
+from tour.tools.registry import STOPS, load
 
 # Commands beyond `list` and `run`, each a module with main(argv) -> int.
 COMMANDS = {
-    "doctor": ("tour.doctor", "smoke-test the installed PyTorch ecosystem"),
-    "bench": ("tour.bench", "measure eager vs compiled, naive vs SDPA, ... side by side"),
+    "doctor": ("tour.tools.doctor", "smoke-test the installed PyTorch ecosystem"),
+    "bench": ("tour.tools.bench", "measure eager vs compiled, naive vs SDPA, ... side by side"),
 }
 
 
@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list() -> int:
     width = max(map(len, STOPS))
-    for name, (_, text) in STOPS.items():
-        print(f"  {name:<{width}}  {text}")
+    for name, stop in STOPS.items():
+        print(f"  {name:<{width}}  {stop.summary}")
     print("\nrun one with `tour run NAME` (add --quick for a short run), or all with `tour run all`")
     return 0
 
@@ -54,14 +54,14 @@ def _run(stop: str | None, args: list[str]) -> int:
               "       tour run STOP --help    shows that stop's flags")
         return 0 if stop else 2
     if stop == "all":
-        from tour.run_all import main as run_all
+        from tour.tools.run_all import main as run_all
 
         return run_all(args)
     if stop not in STOPS:
         print(f"tour run: error: unknown stop {stop!r}; choose one of: all, {', '.join(STOPS)} "
               "(see tour list)", file=sys.stderr)
         return 2
-    return importlib.import_module(STOPS[stop][0]).main(args)
+    return load(stop).main(args)
 
 
 def main(argv: list[str] | None = None) -> int:

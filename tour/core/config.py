@@ -1,0 +1,268 @@
+"""Config dataclasses become command lines, check themselves, and know their quick-mode values.
+
+Every stop declares `@dataclass class Config(BaseConfig)` with `arg(default, "help", min=, max=, choices=,
+quick=)` fields. The field metadata is the one source of truth:
+
+- **Validation at construction.** `BaseConfig.__post_init__` checks every field against its metadata (type,
+  finite, `min`/`max`, `choices`, also for each item of a list), so `basics.run(basics.Config(epochs=0))` in a
+  notebook and `tour run basics --epochs 0` fail with the same one-line `TourError`.
+- **One quick mode.** `arg(40, "...", quick=15)`: with `quick=True`, a field the caller did not set takes its quick
+  value; a value the caller set explicitly (a keyword or a flag) always wins. `--help` shows both values.
+- **Flags.** `stop_main` turns the dataclass into an argparse parser (one flag per field, help showing the
+  default), runs the stop, prints its Result and writes `result.json` into the stop's output folder.
+
+Imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tour.core.errors import TourError
+
+
+class _Unset:
+    """The default of a field that has a quick value: resolved in __post_init__, so an explicit value is known."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+
+def arg(default: Any, help: str, *, quick: Any = None, **kw: Any) -> Any:
+    """A Config field with its help text (lists get a default_factory so instances don't share one).
+
+    `min=` / `max=` bound a number, or each number of a list (inclusive); `choices=` lists the allowed values;
+    `quick=` is the value quick mode uses when the caller does not set the field.
+    """
+    meta = {"help": help, "default": default, **kw}
+    if quick is not None:
+        meta["quick"] = quick
+        return field(default=UNSET, metadata=meta)  # resolved to `default` or `quick` by __post_init__
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> None:
+    """One field against its metadata; raises a one-line TourError naming the flag and what would be accepted."""
+    flag = "--" + name.replace("_", "-")
+    if typing.get_origin(kind) is list:
+        if not isinstance(value, (list, tuple)):
+            raise TourError(f"{flag} must be a list, got {value!r}")
+        (item,) = typing.get_args(kind) or (Any,)
+        for v in value:
+            _check_value(name, v, item, meta)
+        return
+    base = [a for a in typing.get_args(kind) if a is not type(None)] if typing.get_origin(kind) else [kind]
+    if value is None and type(None) in typing.get_args(kind):
+        return
+    want = base[0] if base else kind
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want in (int, float, bool, str) and not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise TourError(f"{flag} must be {want.__name__}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TourError(f"{flag} must be a finite number, got {value!r}")
+    lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
+        raise TourError(f"{flag} {value} is out of range: it must be {bounds}")
+    if choices is not None and value not in choices:
+        raise TourError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
+
+
+@dataclass
+class BaseConfig:
+    device: str = arg("auto", "device to run on: auto, cpu, cuda, mps, xpu (or set TOUR_DEVICE)")
+    quick: bool = arg(False, "short run on less (still real) data; what the tests use")
+    out: str = arg("tour-output", "folder the stop writes its files into (a subfolder per stop)")
+    seed: int = arg(0, "random seed for Python, NumPy and torch")
+
+    def __post_init__(self) -> None:
+        """Resolve quick-mode values, then check every field: the same one-line TourError for every entry point."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is UNSET:
+                value = _copy(f.metadata["quick"] if self.quick else f.metadata["default"])
+                setattr(self, f.name, value)
+            _check_value(f.name, value, hints[f.name], f.metadata)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks that involve several fields (e.g. n_mfcc <= n_mels): a stop overrides this and raises TourError."""
+
+
+@dataclass
+class DigitsConfig(BaseConfig):
+    """The digits MLP's training settings, shared by the stops that train it (basics, lightning)."""
+
+    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)", min=1)
+    batch_size: int = arg(64, "digits per training step", min=1)
+    lr: float = arg(1e-3, "Adam learning rate", min=0.0)
+    hidden: int = arg(128, "width of the MLP's hidden layers", min=1)
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing (10 per class at least)",
+                               min=0.06, max=0.9)
+
+
+def out_dir(cfg: BaseConfig, stop: str) -> Path:
+    """The stop's own output folder, created on demand; absolute, so subprocesses started elsewhere find it."""
+    path = (Path(cfg.out) / stop).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TourError(f"cannot create output folder {path}: {e.strerror}; pass --out with a writable folder") from None
+    return path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage stays in --help)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _typed(kind: type, name: str, meta: Mapping[str, Any]) -> Callable[[str], Any]:
+    """A converter for one flag: the right type, and inside the field's metadata (the checks Config runs)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        try:
+            _check_value(name, value, kind, meta)
+        except TourError as e:
+            raise argparse.ArgumentTypeError(str(e).split(" ", 1)[1]) from None  # argparse names the flag itself
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if "default" in f.metadata:
+        return f.metadata["default"]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def build_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
+    """One flag per field. Defaults are SUPPRESSed: only the flags a user typed reach the Config, so quick mode
+    can tell an explicit value from a default (an explicit one always wins)."""
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     argument_default=argparse.SUPPRESS)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        quick = f" quick: {f.metadata['quick']}" if "quick" in f.metadata else ""
+        help_text = f"{f.metadata.get('help', '')} (default: {field_default(f)}{';' if quick else ''}{quick})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            parser.add_argument(flag, nargs="*", type=_typed(item, f.name, f.metadata), help=help_text,
+                                metavar=f.name.upper())
+        else:
+            # Optional[X] -> X; None stays the default.
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            base = args[0] if args else kind
+            parser.add_argument(flag, type=_typed(base, f.name, f.metadata), help=help_text,
+                                choices=f.metadata.get("choices"))
+    return parser
+
+
+def parse_config(cls: type, argv: list[str] | None, prog: str, description: str | None = None) -> Any:
+    """Flags -> Config. A TourError from Config's own checks becomes a one-line usage error (exit 2)."""
+    parser = build_parser(cls, prog, description)
+    ns = parser.parse_args(argv)
+    try:
+        return cls(**vars(ns))
+    except TourError as e:
+        parser.error(str(e))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Results hold dataclasses, Paths, tuples, numpy/torch scalars: make them plain JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and small arrays
+        return to_jsonable(obj.tolist())
+    return str(obj)
+
+
+def format_result(result: Any) -> str:
+    """The Result as aligned `key: value` lines, long lists shortened."""
+    data = to_jsonable(result)
+    width = max((len(k) for k in data), default=0)
+    lines = []
+    for key, value in data.items():
+        text = json.dumps(value) if not isinstance(value, str) else value
+        if len(text) > 160:
+            text = text[:157] + "..."
+        lines.append(f"  {key:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+def write_result(result: Any, folder: Path) -> Path:
+    path = folder / "result.json"
+    path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    return path
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
+    fix) is one line on stderr and exit 2, Ctrl-C is exit 130. Anything else is a bug and keeps its traceback."""
+    try:
+        return body()
+    except TourError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] | None = None,
+              doc: str | None = None) -> int:
+    """Parse flags into `cls`, run the stop, print its Result and save it as result.json."""
+    prog = f"tour run {name}"
+
+    def body() -> int:
+        cfg = parse_config(cls, argv, prog, doc)
+        start = time.perf_counter()
+        result = run(cfg)
+        took = time.perf_counter() - start
+        path = write_result(result, out_dir(cfg, name))
+        print(f"\n== {name}: result ({took:.1f} s, saved to {path})")
+        print(format_result(result))
+        return 0
+
+    return guarded(prog, body)

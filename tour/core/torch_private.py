@@ -1,0 +1,68 @@
+"""Every private torch / transformers API the tour uses, behind one version-guarded module.
+
+Private APIs move between releases. Each function here detects what it needs and degrades to a stated fallback
+(None, an empty count) instead of breaking a stop, so a torch upgrade breaks at most this file, and its tests say
+which piece moved. Imports no torch at the top.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+
+def inductor_cpp_compiler() -> str | None:
+    """The compiler name Inductor's own search picks (torch._inductor.cpp_builder), or None if it finds none."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        return get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - it raises InvalidCxxCompiler when none exists; older torch lacks it
+        return None
+
+
+def inductor_counters() -> dict[str, int]:
+    """A copy of Inductor's counters (fxgraph_cache_hit / _miss ...), {} where torch no longer has them."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return {}
+    return dict(counters["inductor"])
+
+
+def inductor_config_patch(**settings):
+    """torch._inductor.config.patch(...) as a context manager that restores the settings; a no-op context where a
+    setting does not exist in this torch."""
+    try:
+        import torch._inductor.config as config
+    except ImportError:
+        return nullcontext()
+    known = {k: v for k, v in settings.items() if hasattr(config, k)}
+    return config.patch(**known) if known else nullcontext()
+
+
+def fresh_inductor_cache():
+    """A throwaway, empty Inductor cache for the duration (torch._inductor.utils.fresh_cache; older: fresh_inductor_cache)."""
+    import torch._inductor.utils as utils
+
+    fresh = getattr(utils, "fresh_cache", None) or getattr(utils, "fresh_inductor_cache")
+    return fresh()
+
+
+def profiler_memory_events(prof) -> list[tuple[int, int]]:
+    """(start_ns, bytes) of every allocation (+) and free (-) a torch.profiler run recorded with profile_memory=True.
+    Uses the kineto results object, which is not public API; [] when it is missing."""
+    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+    if results is None:
+        return []
+    return [(e.start_ns(), e.nbytes()) for e in results.events() if e.name() == "[memory]"]
+
+
+def attn_implementation(model) -> str | None:
+    """The attention implementation a transformers model runs (config._attn_implementation), or None."""
+    return getattr(model.config, "_attn_implementation", None)
+
+
+def aoti_compile_and_package(ep, path: str) -> str:
+    from torch._inductor import aoti_compile_and_package as compile_and_package
+
+    return compile_and_package(ep, package_path=path)
