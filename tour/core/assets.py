@@ -7,12 +7,14 @@ when the package is missing. Stops and the doctor both use these, so there is on
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from tour.core.errors import TourError, require
 
-# The hub name of the default encoder: users who are online may pass it (or any other) to --model.
-MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE_DATA = Path(__file__).parent / "assets_data"  # files shipped inside the package
 
 
@@ -66,3 +68,41 @@ def silero_vad_jit() -> Path:
 def speech_clip() -> Path:
     """The tour's own short speech clip (made with espeak-ng by tour/assets/make_speech.sh)."""
     return _existing(PACKAGE_DATA / "speech.wav", "the tour's speech clip", "torch-tour")
+
+
+# converted assets: built once into the user's cache, atomically ------------------------------------------------
+def cache_root() -> Path:
+    """The tour's cache folder: $TOUR_CACHE_DIR, else $XDG_CACHE_HOME/torch-tour, else ~/.cache/torch-tour."""
+    if os.environ.get("TOUR_CACHE_DIR"):
+        return Path(os.environ["TOUR_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "torch-tour"
+
+
+def converted(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
+    """The folder `cache_root()/name`, built by `build(tmp_folder)` the first time.
+
+    `build` writes into a temporary folder beside the target, which is then renamed into place: a rename is
+    atomic, so a crash leaves nothing half-written and two runs at once cannot corrupt it (the slower one finds
+    the folder there and throws its copy away). A folder without `marker` counts as absent.
+    """
+    target = cache_root() / name
+    if (target / marker).exists():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    except OSError as e:
+        raise TourError(f"cannot write the tour's cache at {target.parent} ({e.strerror}); "
+                        "set TOUR_CACHE_DIR to a writable folder") from None
+    try:
+        build(tmp)
+        if not (tmp / marker).exists():
+            raise TourError(f"converting {name} left no {marker}; delete {target} and retry")
+        try:
+            tmp.rename(target)
+        except OSError:  # another run finished first: keep its copy
+            if not (target / marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
