@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from tour.tools import bench
+from tour.core.errors import TourError
+from tour.tools import bench, registry
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    argv = ["--quick", "--device", "cpu", "--out", str(out), "--only", "flops", "compile", "attention",
-            "--models", "fusion"]
+    argv = ["--quick", "--device", "cpu", "--out", str(out), "--only", "flops", "attention"]
     assert bench.main(argv) == 0
     folder = out / "bench"
     return json.loads((folder / "bench.json").read_text()), (folder / "bench.md").read_text()
@@ -20,12 +20,9 @@ def saved(tmp_path_factory):
 
 def test_sections_and_rows(saved):
     data, _ = saved
-    assert data["sections"] == ["roof", "compile", "attention", "flops"]  # flops brings its roof along
+    assert data["sections"] == ["roof", "flops", "attention"]  # flops brings its roof along
     assert data["skipped"] == {}
-    sections = {r["section"] for r in data["rows"]}
-    assert sections == {"compile", "attention"}
-    (fusion,) = [r for r in data["rows"] if r["section"] == "compile"]
-    assert fusion["what"].startswith("fusion block") and "compile" in fusion["note"]
+    assert {r["section"] for r in data["rows"]} == {"attention"}
     assert any(r["what"].startswith("MiniLM") for r in data["rows"])  # transformers eager vs sdpa
 
 
@@ -50,30 +47,37 @@ def test_roof_and_achieved_fraction(saved):
 
 def test_markdown_has_both_tables(saved):
     _, md = saved
-    assert "| section | what | baseline | variant |" in md and "| fusion block" in md
+    assert "| section | what | baseline | variant |" in md and "| L=128, float32 |" in md
     assert "matmul roof:" in md and "| MiniLM-L6 encoder (pretrained) |" in md
 
 
-def test_absent_stop_is_skipped_with_a_note(monkeypatch, tmp_path):
-    real = bench.optional_import
-    monkeypatch.setattr(bench, "optional_import", lambda m: None if m == "tour.export" else real(m))
-    res = bench.run(bench.Config(quick=True, device="cpu", out=str(tmp_path), only=["export"]))
-    assert res.rows == [] and "tour.export" in res.skipped["export"]
+def test_every_declared_bench_stop_offers_bench_rows():
+    # The registry is the one interface: a stop declared bench=True must really offer bench_rows(settings).
+    for name in registry.bench_stops():
+        assert callable(registry.load(name).bench_rows), name
+
+
+def test_missing_library_skips_that_section_and_still_writes_json(monkeypatch, tmp_path):
+    # transformers "missing" for the NLP rows: the section is skipped with the reason, the others still run.
+    def missing(settings):
+        raise TourError("the NLP bench rows need transformers, which is not installed; run: pip install 'torch-tour[nlp]'")
+
+    monkeypatch.setattr(registry.load("nlp"), "bench_rows", missing)
+    res = bench.run(bench.Config(quick=True, device="cpu", out=str(tmp_path), only=["roof", "nlp"]))
+    assert res.roof_gflops > 0 and res.rows == []
+    assert "pip install 'torch-tour[nlp]'" in res.skipped["nlp"]
     assert json.loads(Path(res.json_path).read_text())["skipped"] == res.skipped
 
 
 def test_unknown_section_is_a_one_line_error(tmp_path, capsys):
     assert bench.main(["--only", "gpu-magic", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "unknown section" in err and len(err.strip().splitlines()) == 1
+    assert "'gpu-magic' is not one of" in err and len(err.strip().splitlines()) == 1
 
 
-def test_nlp_and_vision_throughput_rows():
-    # Calls the NLP and vision stops' own throughput functions: a changed signature there must fail here.
-    import torch
+def test_nlp_throughput_rows_are_against_the_batched_pipeline():
+    from tour.core.results import BenchSettings
 
-    rows = bench.throughput_rows(bench.Config(quick=True, device="cpu"), torch.device("cpu"))
-    minilm = [r for r in rows if r.what.startswith("MiniLM")]
-    lite0 = [r for r in rows if r.what == "EfficientNet-Lite0"]
-    assert len(minilm) == 1 and minilm[0].parity is True and minilm[0].ratio > 0
-    assert lite0 and all(r.variant_ms > 0 for r in lite0)
+    rows = registry.load("nlp").bench_rows(BenchSettings(quick=True, device="cpu"))
+    assert [r.variant for r in rows] == ["pipeline per sentence", "batched embed()"]
+    assert all(r.baseline == "pipeline(batch_size=64)" and r.parity is True and r.ratio > 0 for r in rows)

@@ -69,7 +69,17 @@ def test_absent_gpu_is_one_line_exit_2():
 def test_stop_help_shows_defaults():
     res = tour("run", "basics", "--help")
     assert res.returncode == 0
-    assert "--epochs EPOCHS" in res.stdout and "(default: 40)" in res.stdout
+    text = " ".join(res.stdout.split())  # argparse wraps lines
+    assert "--epochs EPOCHS" in text and "(default: 40; quick: 15)" in text
+
+
+def test_quick_mode_never_overrides_an_explicit_flag():
+    from tour import attention, basics
+
+    assert basics.Config(quick=True).epochs == 15 and basics.Config(quick=True, epochs=100).epochs == 100
+    assert basics.Config(quick=True, epochs=40).epochs == 40  # explicitly the default: still the user's choice
+    assert attention.Config(quick=True, seq_lens=[4096]).seq_lens == [4096]
+    assert attention.Config(quick=True).seq_lens == [128, 256, 512]
 
 
 def test_unwritable_out_is_one_line(tmp_path):

@@ -48,7 +48,7 @@ def test_second_run_hits_the_inductor_cache(result, tmp_path, capsys):
 
 
 def test_missing_compiler_runs_the_eager_half(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(comp, "compile_problem", lambda device: "no C++ compiler (g++) found")
+    monkeypatch.setattr("tour.core.inductor.compile_problem", lambda device: "no C++ compiler (g++) found")
     res = comp.run(comp.Config(quick=True, device="cpu", out=str(tmp_path), models=["fusion"]))
     assert res.compiler.startswith("no C++ compiler")
     (c,) = res.comparisons
@@ -57,5 +57,5 @@ def test_missing_compiler_runs_the_eager_half(monkeypatch, tmp_path, capsys):
 
 
 def test_unknown_model_is_a_one_line_error():
-    with pytest.raises(TourError, match="--models resnet"):
-        comp.specs(comp.Config(quick=True, models=["resnet"]), "cpu")
+    with pytest.raises(TourError, match="--models 'resnet' is not one of: fusion, vision, encoder"):
+        comp.Config(quick=True, models=["resnet"])

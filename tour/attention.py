@@ -14,27 +14,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, require
 
 NAME = "attention"
-QUICK_SEQ_LENS = [128, 256, 512]
 BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")  # SDPBackend names, fastest first
 
 
 @dataclass
 class Config(BaseConfig):
-    seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare (quick: 128 256 512)", min=1)
+    seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare", min=1,
+                              quick=[128, 256, 512])
     batch: int = arg(1, "sequences per call", min=1)
     heads: int = arg(8, "attention heads", min=1)
     head_dim: int = arg(64, "size of each head's query/key/value vectors", min=1)
-    repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported (quick: 3)", min=1)
+    repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported", min=1, quick=3)
     model: str = arg("", "MiniLM for the transformers half: a path or hub name (default: the offline copy)")
-    hf_batch: int = arg(8, "texts per MiniLM call (quick: 2)", min=1)
-    hf_seq_len: int = arg(256, "tokens per MiniLM text, at most 512 (quick: 64)", min=1)
+    hf_batch: int = arg(8, "texts per MiniLM call", min=1, quick=2)
+    hf_seq_len: int = arg(256, "tokens per MiniLM text (MiniLM takes at most 512)", min=1, max=512, quick=64)
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     dtype: str
     shape: list[int]  # batch, heads, head_dim of every run
@@ -239,8 +241,6 @@ def minilm_inputs(tokenizer, cfg: Config, device):
 
 
 def minilm_switch(cfg: Config, device) -> dict:
-    if not 1 <= cfg.hf_seq_len <= 512:
-        raise TourError(f"--hf-seq-len {cfg.hf_seq_len} is out of range; MiniLM takes 1 to 512 tokens")
     require("transformers", stop="the attention stop")
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -266,20 +266,10 @@ def minilm_switch(cfg: Config, device) -> dict:
             "hf_max_abs_err": err, "hf_shape": list(inputs["input_ids"].shape)}
 
 
-def quick_sized(cfg: Config) -> Config:
-    if not cfg.quick:
-        return cfg
-    from dataclasses import replace
-
-    lens = QUICK_SEQ_LENS if cfg.seq_lens == Config().seq_lens else cfg.seq_lens  # flags given still count
-    return replace(cfg, seq_lens=lens, repeats=min(cfg.repeats, 3),
-                   hf_batch=min(cfg.hf_batch, 2), hf_seq_len=min(cfg.hf_seq_len, 64))
-
-
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
 
-    cfg = quick_sized(cfg)
     device = dev.get_device(cfg.device)
     dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
     check_fits(cfg, device, itemsize=dtype.itemsize)
@@ -302,6 +292,18 @@ def run(cfg: Config) -> Result:
     return Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
                   shape=[cfg.batch, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
                   causal_max_abs_err=causal, backends=backends, **hf)
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`'s attention rows: naive vs SDPA per length, and MiniLM's eager vs sdpa attention."""
+    res = run(Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed))
+    rows = [BenchRow("attention", f"L={r['seq_len']}, {res.dtype}", "naive softmax(QK^T)V", "F.sdpa", r["naive_ms"],
+                     r["sdpa_ms"], r["ratio"], r["allclose"],
+                     f"peak {r['naive_peak_mb']:.0f} -> {r['sdpa_peak_mb']:.0f} MiB") for r in res.rows]
+    rows.append(BenchRow("attention", f"MiniLM {res.hf_shape}", 'attn "eager"', 'attn "sdpa"', res.hf_eager_ms,
+                         res.hf_sdpa_ms, res.hf_ratio, res.hf_max_abs_err <= 1e-3,
+                         f"max diff {res.hf_max_abs_err:.1e}"))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tour.audio_checks import RATE, masking_checks, resample_checks, tone_band_checks
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, require
 
 NAME = "audio"
@@ -31,12 +33,16 @@ class Config(BaseConfig):
     freq_mask: int = arg(8, "SpecAugment: widest frequency mask, in mel bands", min=0)
     time_mask: int = arg(30, "SpecAugment: widest time mask, in frames", min=0)
     threshold: float = arg(0.5, "Silero speech probability that starts a segment", min=0.0, max=1.0)
-    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor (quick mode: 3)",
-                       min=1)
+    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor", min=1, quick=3)
+
+    def validate(self) -> None:
+        if self.n_mfcc > self.n_mels:
+            raise TourError(f"--n-mfcc {self.n_mfcc} is more than --n-mels {self.n_mels}: MFCCs are taken from the "
+                            "mel bands")
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     audio_path: str
     sample_rate_in: int
@@ -245,6 +251,7 @@ def save_pictures(folder: Path, panels: list, logmel) -> tuple[Path, Path]:
     return paths
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     require("torchaudio", "soundfile", "silero_vad", stop="the audio stop")
     import torch
@@ -252,8 +259,6 @@ def run(cfg: Config) -> Result:
     from tour.core import device as dev
     from tour.core.assets import speech_clip
 
-    if cfg.n_mfcc > cfg.n_mels:
-        raise TourError(f"--n-mfcc {cfg.n_mfcc} is more than --n-mels {cfg.n_mels}: MFCCs are taken from the mel bands")
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[audio] {dev.describe(cfg.device)}")
@@ -265,7 +270,7 @@ def run(cfg: Config) -> Result:
         audio, logmel, mfcc = featurise(wave.to(device), tf)
     print(f"2) transforms on {device}: downmix + Resample {rate} -> {RATE} Hz gives {list(audio.shape)}; "
           f"MelSpectrogram + AmplitudeToDB {list(logmel.shape)}; MFCC {list(mfcc.shape)}")
-    rtf = realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, 3 if cfg.quick else cfg.repeats)
+    rtf = realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
     print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}")
     print("3) physics checks")
     peaks, alias_db = resample_checks(device)

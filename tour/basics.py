@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 
 NAME = "basics"
 
@@ -24,7 +26,7 @@ class Config(DigitsConfig):
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     broadcast_shape: list[int]  # (3,1) + (4,) -> (3,4)
     numpy_shares_memory: bool  # a write through NumPy is seen by the tensor
@@ -139,6 +141,7 @@ def dynamic_graph(device) -> tuple[list[int], dict[str, bool]]:
     return steps_taken, grads
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
     from tour.core.data import digits_split
@@ -156,7 +159,7 @@ def run(cfg: Config) -> Result:
           f"gradcheck on a custom SoftPlus Function: {'passed' if passed else 'FAILED'}")
     print("3) nn.Module: an MLP on scikit-learn's real 8x8 digits")
     train, test = digits_split(cfg.test_fraction, cfg.seed)
-    epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
+    epochs = cfg.epochs
     start = time.perf_counter()
     model, losses = train_mlp(cfg, device, train, epochs)
     seconds = time.perf_counter() - start

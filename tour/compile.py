@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
 from tour.compile_models import MODELS, Spec, specs
 
@@ -23,9 +24,10 @@ NAME = "compile"
 @dataclass
 class Config(BaseConfig):
     models: list[str] = arg(list(MODELS), "what to compile: fusion (elementwise block), vision (EfficientNet-Lite0; "
-                                          "quick: the MNIST CNN), encoder (MiniLM); quick: fusion vision")
+                                          "quick: the MNIST CNN), encoder (MiniLM)", choices=MODELS,
+                            quick=["fusion", "vision"])
     train: bool = arg(True, "also time one training step (forward + backward) where the model has one")
-    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported (quick: 5)", min=1)
+    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported", min=1, quick=5)
     batch: int = arg(8, "images / sentences per batch for the vision and encoder models", min=1)
     fresh_cache: bool = arg(False, "compile into an empty throwaway Inductor cache: the first compile is truly cold")
 
@@ -45,7 +47,7 @@ class Comparison:
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     compiler: str | None  # why compiling was skipped; None when it ran
     cache_dir: str
@@ -142,7 +144,7 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
-    reps = min(cfg.reps, 5) if cfg.quick else cfg.reps
+    reps = cfg.reps
     out = []
     for spec in specs(cfg, device):
         modes = ["inference"] + (["training step"] if cfg.train and spec.train else [])
@@ -241,6 +243,24 @@ def run(cfg: Config) -> Result:
         result.compiles, result.dynamic_shape = dynamic_shapes()
     torch._dynamo.reset()
     return result
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`'s compile rows: eager vs torch.compile on this stop's models, inference and a training step."""
+    from tour.core.device import get_device
+    from tour.core.inductor import compile_problem
+
+    cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed,
+                 reps=settings.reps, batch=settings.batch)
+    device = get_device(cfg.device)
+    problem = compile_problem(device)
+    rows = []
+    for c in comparisons(cfg, device, problem):
+        note = (f"compile {c.first_compile_s:.1f} s (cache {c.first_compile_cache}), warm {c.warm_compile_s:.1f} s"
+                if c.compiled_ms is not None else f"not compiled: {problem}")
+        rows.append(BenchRow("compile", f"{c.model}, {c.mode}", "eager", "torch.compile", c.eager_ms,
+                             c.compiled_ms, c.speedup, c.parity, note))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,13 +85,13 @@ SENTENCES = ["torch.compile turns Python into fused kernels.", "The cat sat on t
 def encoder_spec(cfg, device) -> Spec:
     from torch import nn
 
-    load = _optional("tour.nlp", "load_encoder")
+    load = _optional("tour.core.models", "load_encoder")
     try:
         tokenizer, encoder = load(device=device) if load else (None, None)
     except TourError as e:  # transformers or the model package is missing
         return _mlp_fallback(f"MiniLM unavailable: {e}", device)
     if encoder is None:
-        return _mlp_fallback("the NLP stop is not installed", device)
+        return _mlp_fallback("transformers is not installed", device)
 
     class Hidden(nn.Module):  # a plain tensor out, so eager and compiled outputs compare directly
         def __init__(self):
@@ -109,12 +109,8 @@ def encoder_spec(cfg, device) -> Spec:
 def specs(cfg, device) -> list[Spec]:
     import torch
 
-    wanted = ["fusion", "vision"] if cfg.quick and cfg.models == list(MODELS) else cfg.models
-    unknown = sorted(set(wanted) - set(MODELS))
-    if unknown:
-        raise TourError(f"--models {' '.join(unknown)}: unknown; choose from {', '.join(MODELS)}")
     out = []
-    for name in wanted:
+    for name in cfg.models:  # names checked by Config (choices=MODELS)
         if name == "fusion":
             x = torch.randn(2048 if cfg.quick else 8192, 512, device=device)  # 4 / 16 MB: memory-bound
             out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", fusion_block().to(device), (x,),

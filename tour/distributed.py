@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError
 
 NAME = "distributed"
@@ -28,21 +30,24 @@ MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
 
 @dataclass
 class Config(BaseConfig):
-    nproc: int = arg(2, "processes on this machine (torchrun --nproc-per-node)")
-    epochs: int = arg(12, "passes over the digits training set (quick mode: 5)")
+    nproc: int = arg(2, "processes on this machine (torchrun --nproc-per-node)", min=1)
+    epochs: int = arg(12, "passes over the digits training set", min=1, quick=5)
     batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
-    lr: float = arg(0.1, "SGD learning rate")
-    momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)")
-    hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)")
-    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing")
+    lr: float = arg(0.1, "SGD learning rate", min=1e-12)
+    momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)", min=0.0)
+    hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)", min=1)
+    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing", min=0.06, max=0.9)
     resume: bool = arg(False, "continue from the checkpoint in the output folder (after a crash or kill)")
-    nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint")
-    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank; c10d may renumber)")
+    nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint", min=1)
+    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank; c10d may renumber)", min=0)
     rdzv_endpoint: str = arg("", "HOST:PORT where the machines meet (c10d rendezvous); empty: one machine")
+
+    def validate(self) -> None:
+        check(self)  # the flags that depend on each other; refused before any process starts
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     backend: str  # gloo on cpu, nccl on cuda
     world_size: int
@@ -68,17 +73,12 @@ class Result:
 # 0) checks before launching -------------------------------------------------------------------------------------
 def check(cfg: Config) -> None:
     """Refuse what cannot work, in one line, before any process starts."""
-    if cfg.nproc < 1 or cfg.nnodes < 1:
-        raise TourError(f"--nproc and --nnodes must be at least 1 (got {cfg.nproc}, {cfg.nnodes})")
     if not 0 <= cfg.node_rank < cfg.nnodes:
         raise TourError(f"--node-rank must be in 0..{cfg.nnodes - 1} for --nnodes {cfg.nnodes}, got {cfg.node_rank}")
     if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
         raise TourError("several nodes need a meeting point: pass --rdzv-endpoint HOST:PORT (same on every node)")
     if cfg.rdzv_endpoint and not cfg.rdzv_endpoint.rpartition(":")[2].isdigit():
         raise TourError(f"--rdzv-endpoint must be HOST:PORT, got {cfg.rdzv_endpoint!r}")
-    if min(cfg.epochs, cfg.hidden) < 1 or cfg.lr <= 0 or cfg.momentum < 0 or not 0 < cfg.test_fraction < 1:
-        raise TourError("need --epochs and --hidden >= 1, --lr > 0, --momentum >= 0, 0 < --test-fraction < 1 "
-                        f"(got {cfg.epochs}, {cfg.hidden}, {cfg.lr}, {cfg.momentum}, {cfg.test_fraction})")
     world = cfg.nproc * cfg.nnodes
     if cfg.batch_size < world or cfg.batch_size % world:
         raise TourError(f"the global batch {cfg.batch_size} must split evenly over {world} processes; "
@@ -124,7 +124,7 @@ def prepare_checkpoint(cfg: Config, folder: Path) -> None:
 # 1) launch ------------------------------------------------------------------------------------------------------
 def resolve(cfg: Config) -> Config:
     """The config every rank gets: quick mode's epochs applied, the output folder absolute."""
-    epochs = min(cfg.epochs, 5) if cfg.quick else cfg.epochs
+    epochs = cfg.epochs
     return replace(cfg, epochs=epochs, out=str(out_dir(cfg, NAME).resolve().parent))
 
 
@@ -198,11 +198,11 @@ def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list
     return losses, loss_gap, weight_gap
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
     from tour.distributed_worker import CHECKPOINT
 
-    check(cfg)
     device = check_device(cfg)
     cfg = resolve(cfg)
     folder = Path(cfg.out) / NAME

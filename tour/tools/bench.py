@@ -14,32 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
-from tour.core.errors import TourError, optional_import
+from tour.core.errors import TourError
+from tour.core.results import BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
+from tour.tools.registry import bench_stops, load
 
 NAME = "bench"
-SECTIONS = ("roof", "compile", "attention", "export", "flops", "throughput")
+# The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
+SECTIONS = ("roof", "flops", *bench_stops())
 
 
 @dataclass
 class Config(BaseConfig):
-    only: list[str] = arg([], f"sections to run, default all: {' '.join(SECTIONS)}")
-    models: list[str] = arg([], "models for the compile section: fusion vision encoder (default: the compile stop's)")
-    reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported (quick: 5)", min=1)
-    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof (quick: 1024)", min=1)
-    batch: int = arg(8, "images / sentences per call for the FLOP and compile measurements (quick: 2)", min=1)
+    only: list[str] = arg([], "sections to run (default: all)", choices=SECTIONS)
+    reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
+    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof", min=1, quick=1024)
+    batch: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
 
 
-@dataclass
-class Row:
-    section: str
-    what: str
-    baseline: str
-    variant: str
-    baseline_ms: float | None
-    variant_ms: float | None
-    ratio: float | None  # baseline_ms / variant_ms: above 1 the variant is faster, below 1 it lost
-    parity: bool | None  # allclose(baseline, variant); None where the row has nothing to compare
-    note: str = ""
+Row = BenchRow  # one shape for every row, declared in the core so stops can build them
 
 
 @dataclass
@@ -66,47 +59,6 @@ def matmul_roof(n: int, device, reps: int) -> float:
     return 2 * n**3 / ms / 1e6
 
 
-# 2) compile, 3) attention, 4) export: the stops' own comparisons -------------------------------------------------
-def compile_rows(cfg: Config, device) -> list[Row]:
-    from tour import compile as comp
-
-    ccfg = comp.Config(quick=cfg.quick, device=cfg.device, out=cfg.out, reps=cfg.reps, batch=cfg.batch)
-    if cfg.models:
-        ccfg.models = cfg.models
-    problem = comp.compile_problem(device)
-    rows = []
-    for c in comp.comparisons(ccfg, device, problem):
-        note = (f"compile {c.first_compile_s:.1f} s (cache {c.first_compile_cache}), warm {c.warm_compile_s:.1f} s"
-                if c.compiled_ms is not None else f"not compiled: {problem}")
-        rows.append(Row("compile", f"{c.model}, {c.mode}", "eager", "torch.compile", c.eager_ms, c.compiled_ms,
-                        c.speedup, c.parity, note))
-    return rows
-
-
-def attention_rows(cfg: Config, device) -> list[Row]:
-    attention = optional_import("tour.attention")
-    res = attention.run(attention.Config(quick=cfg.quick, device=cfg.device, out=cfg.out))
-    rows = [Row("attention", f"L={r['seq_len']}, {res.dtype}", "naive softmax(QK^T)V", "F.sdpa", r["naive_ms"],
-                r["sdpa_ms"], r["ratio"], r["allclose"],
-                f"peak {r['naive_peak_mb']:.0f} -> {r['sdpa_peak_mb']:.0f} MiB") for r in res.rows]
-    rows.append(Row("attention", f"MiniLM {res.hf_shape}", 'attn "eager"', 'attn "sdpa"', res.hf_eager_ms,
-                    res.hf_sdpa_ms, res.hf_ratio, res.hf_max_abs_err <= 1e-3, f"max diff {res.hf_max_abs_err:.1e}"))
-    return rows
-
-
-def export_rows(cfg: Config, device) -> list[Row]:
-    export = optional_import("tour.export")
-    ecfg = export.Config(quick=cfg.quick, device=cfg.device, out=cfg.out)
-    res = export.run(ecfg)
-    if res.aoti_skipped:
-        return [Row("export", f"{res.model}", "eager", "AOTInductor .pt2", res.eager_ms, None, None, None,
-                    f"skipped: {res.aoti_skipped}")]
-    note = f"package built in {res.aoti_compile_s:.1f} s, loaded in {res.load_s:.2f} s in a fresh process"
-    return [Row("export", f"{res.model}, batch {ecfg.batch}", "eager",
-                "AOTInductor .pt2 (fresh process)", res.eager_ms, res.aoti_ms, res.ratio,
-                bool(res.parity) and all(res.parity.values()), note)]
-
-
 # 5) achieved FLOP/s as a fraction of the roof -------------------------------------------------------------------
 def achieved(spec, device, reps: int, roof: float) -> dict:
     """FLOPs of one inference call counted by FlopCounterMode (matmuls, convs, attention), over its median time."""
@@ -130,34 +82,25 @@ def achieved(spec, device, reps: int, roof: float) -> dict:
 
 
 def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
-    from tour import compile as comp
-    from tour.compile_models import encoder_spec, vision_spec
+    """The tour's two pretrained models, also in quick mode (a FLOP rate needs real work to mean anything)."""
+    import torch
 
-    mcfg = comp.Config(quick=False, device=cfg.device, batch=cfg.batch)  # the real models, also in quick mode
-    return [achieved(make(mcfg, device), device, cfg.reps, roof) for make in (encoder_spec, vision_spec)]
+    from tour.core.models import load_efficientnet_lite0, load_encoder
+
+    tokenizer, encoder = load_encoder(device=device)
+    texts = ["How fast is this machine?"] * cfg.batch
+    enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
+    specs = [Spec("MiniLM-L6 encoder (pretrained)", encoder, (enc["input_ids"], enc["attention_mask"])),
+             Spec("EfficientNet-Lite0 (pretrained)", load_efficientnet_lite0(device),
+                  (torch.randn(cfg.batch, 3, 224, 224, device=device),))]
+    return [achieved(spec, device, cfg.reps, roof) for spec in specs]
 
 
-# 6) the NLP and vision stops' own throughput comparisons ------------------------------------------------------
-def throughput_rows(cfg: Config, device) -> list[Row]:
-    rows = []
-    nlp, nlp_data, vision = (optional_import(m) for m in ("tour.nlp", "tour.nlp_data", "tour.vision"))
-    if nlp and nlp_data and hasattr(nlp, "throughput"):
-        from tour.core.assets import chatterbot_english_dir
-
-        texts = [r["text"] for r in nlp_data.corpus_rows(chatterbot_english_dir(), 1)][:64 if cfg.quick else 256]
-        tokenizer, encoder = nlp.load_encoder(device=device)
-        naive, fast, diff = nlp.throughput(texts, tokenizer, encoder, device, 3 if cfg.quick else cfg.reps)
-        rows.append(Row("throughput", f"MiniLM, {len(texts)} texts", "pipeline per sentence", "batched embed()",
-                        1e3 / naive, 1e3 / fast, fast / naive, diff < 1e-3, "ms per text"))
-    if vision and hasattr(vision, "throughput"):
-        from tour.core.models import load_efficientnet_lite0, preprocess
-
-        photos = preprocess()(vision.builtin_photo("chelsea")).unsqueeze(0)
-        rates = vision.throughput(load_efficientnet_lite0(device), photos, vision.Config(quick=cfg.quick), device)
-        base = next(iter(rates))
-        rows += [Row("throughput", "EfficientNet-Lite0", base, label, 1e3 / rates[base], 1e3 / rate,
-                     rate / rates[base], None, "ms per image") for label, rate in list(rates.items())[1:]]
-    return rows
+@dataclass
+class Spec:
+    label: str
+    model: object
+    inputs: tuple
 
 
 # running, table, files ------------------------------------------------------------------------------------------
@@ -187,55 +130,42 @@ def flops_table(result: Result) -> str:
 
 
 def sections(cfg: Config) -> list[str]:
-    unknown = sorted(set(cfg.only) - set(SECTIONS))
-    if unknown:
-        raise TourError(f"--only {' '.join(unknown)}: unknown section; choose from {', '.join(SECTIONS)}")
     wanted = set(cfg.only) | ({"roof"} if "flops" in cfg.only else set())  # a fraction needs its roof
     return [s for s in SECTIONS if not cfg.only or s in wanted]
 
 
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
-    module = {"attention": "tour.attention", "export": "tour.export"}.get(name)
-    if module and optional_import(module) is None:
-        result.skipped[name] = f"{module} is not installed"
+    """One section; a missing optional library skips it with the reason, and the other sections still run."""
+    try:
+        if name == "roof":
+            result.roof_gflops = matmul_roof(cfg.roof_n, device, cfg.reps)
+            print(f"  {cfg.roof_n} x {cfg.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
+        elif name == "flops":
+            result.flops = flops_rows(cfg, device, result.roof_gflops)
+        else:
+            settings = BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, reps=cfg.reps,
+                                     batch=cfg.batch)
+            result.rows += load(name).bench_rows(settings)
+    except (TourError, ImportError) as e:  # e.g. `pip install 'torch-tour[nlp]'` not done: say so, go on
+        result.skipped[name] = str(e).splitlines()[0]
         print(f"  skipped: {result.skipped[name]}")
-    elif name == "roof":
-        result.roof_gflops = matmul_roof(cfg.roof_n, device, cfg.reps)
-        print(f"  {cfg.roof_n} x {cfg.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
-    elif name == "flops":
-        result.flops = flops_rows(cfg, device, result.roof_gflops)
-    else:
-        fn = {"compile": compile_rows, "attention": attention_rows, "export": export_rows,
-              "throughput": throughput_rows}[name]
-        rows = fn(cfg, device)
-        if not rows:
-            result.skipped[name] = "no stop exposes a throughput comparison here"
-        result.rows += rows
 
 
-def quick_sized(cfg: Config) -> Config:
-    from dataclasses import replace
-
-    if not cfg.quick:
-        return cfg
-    return replace(cfg, reps=min(cfg.reps, 5), roof_n=min(cfg.roof_n, 1024), batch=min(cfg.batch, 2))
-
-
+@keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
-    from tour.compile import inductor_cache_dir
+    from tour.core.inductor import inductor_cache
 
-    cfg = quick_sized(cfg)
     names = sections(cfg)
     device = dev.get_device(cfg.device)
     folder = out_dir(cfg, NAME)
-    inductor_cache_dir()  # compiled kernels land in the tour's cache, so a second bench compiles fast
     dev.seed_everything(cfg.seed)
     print(f"[bench] {dev.describe(cfg.device)}\n[bench] sections: {' '.join(names)}")
     result = Result(str(device), names)
-    for i, name in enumerate(names, 1):
-        print(f"{i}) {name}")
-        run_section(name, cfg, device, result)
+    with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
+        for i, name in enumerate(names, 1):
+            print(f"{i}) {name}")
+            run_section(name, cfg, device, result)
     write(result, folder)
     return result
 
