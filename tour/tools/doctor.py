@@ -1,13 +1,30 @@
-"""`tour doctor`: does this PyTorch stack really work? Every probe does a real op and checks a concrete fact.
+"""`tour doctor`: does this PyTorch stack really work, and if not, why and what to type.
 
-    tour doctor                     every probe, on every device present, as a table
+    tour doctor                     every probe, on every device present, as a table, then the diagnoses
     tour doctor --quick             skips the slow probes (torch.compile, torch.export)
-    tour doctor --json              the same report as JSON
+    tour doctor --json              the same report as JSON (schema below)
     tour doctor --device cuda       the device probes on that device only (and it must pass)
+    tour doctor --only torchvision  the system probes plus these groups (comma-separated)
+    tour doctor --model org/name    also check that this model can be loaded here (offline mode vs the cache)
 
-Exit code: 0 when every required probe passes, 1 when one fails (optional pieces such as a GPU or torchcodec never
-fail it), 2 on a usage error. The probes live in tour/doctor_probes.py and run in a worker process, so that a
-library that crashes, hangs or breaks on import is reported as one failed probe and never takes the doctor down.
+Every probe does a real operation and checks a concrete fact. The probes live in tour/tools/doctor_probes.py and run
+in a worker process, so a library that crashes, hangs or breaks on import is one failed probe, never a crash. Then
+the diagnoses (tour/tools/diagnose.py) find root causes: each is one cause with its evidence, one fix command, and
+the failed probes it explains (four failed rows from one torchvision built for another torch are one diagnosis).
+
+Exit code: 0 when every required probe passes and no diagnosis is an error; 1 when a required probe fails or a
+diagnosis is an error (optional pieces such as a GPU or torchcodec never fail it unless named with --device);
+2 on a usage error (a bad flag, an absent --device, an unknown --only group).
+
+JSON (`--json`, schema 1; fields are only ever added):
+    {"schema": 1, "ok": bool, "exit_code": 0|1, "seconds": float, "quick": bool, "device": str|null,
+     "counts": {"ok": int, "failed": int, "skipped": int},
+     "probes": [{"name", "group", "status": "ok"|"failed"|"skipped", "detail", "seconds", "required": bool,
+                 "data": {...}}],
+     "diagnoses": [{"rule": str (a rule id, see tour/tools/diagnose.py), "severity": "error"|"warning",
+                    "cause": str, "evidence": str, "fix": str (the command to type),
+                    "explains": [{"group": str, "name": str}]}],
+     "facts": {...} | null}     (the snapshot the rules read; its fields may change between versions)
 """
 
 from __future__ import annotations
@@ -26,12 +43,15 @@ from pathlib import Path
 from typing import Callable
 
 from tour.core.config import _Parser, guarded
-from tour.tools.doctor_probes import PROBE_MARK
 from tour.core.errors import TourError
+from tour.tools.diagnose import ERROR, Diagnosis, Facts, diagnose, format_diagnoses
+from tour.tools.doctor_probes import PROBE_MARK
 
 PROG = "tour doctor"
 DEFAULT_TIMEOUT = 180.0  # per probe; a cold torch.compile on a busy 2-core machine took ~35 s
 STARTUP_TIMEOUT = 120.0  # the worker's start: importing torch and finding the devices
+FACTS_TIMEOUT = 60.0  # the facts child: metadata, nvidia-smi (15 s limit per call), disk usage
+JSON_SCHEMA = 1
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 
@@ -52,14 +72,20 @@ class Report:
     seconds: float  # the whole run, wall clock
     quick: bool
     device: str | None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    facts: dict | None = None  # the snapshot the diagnoses read (None when it could not be taken)
 
     @property
     def failed_required(self) -> list[ProbeResult]:
         return [p for p in self.probes if p.status == FAILED and p.required]
 
     @property
+    def errors(self) -> list[Diagnosis]:
+        return [d for d in self.diagnoses if d.severity == ERROR]
+
+    @property
     def ok(self) -> bool:
-        return bool(self.probes) and not self.failed_required
+        return bool(self.probes) and not self.failed_required and not self.errors
 
     @property
     def exit_code(self) -> int:
@@ -79,6 +105,7 @@ _TIMED_OUT = object()
 
 
 def _worker_env() -> dict[str, str]:
+    """The children's environment: the caller's, plus this tour package at the end of PYTHONPATH."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parent.parent)  # so the worker imports this same tour package
     # Appended, not prepended: whatever the user put first on PYTHONPATH must still win (the fault-injection
@@ -89,10 +116,11 @@ def _worker_env() -> dict[str, str]:
 
 
 class _Worker:
-    def __init__(self, quick: bool, device: str | None, skip: int):
+    def __init__(self, quick: bool, device: str | None, skip: int, only: tuple[str, ...] = ()):
         cmd = [sys.executable, "-m", "tour.tools.doctor_probes", "--skip", str(skip)]
         cmd += ["--quick"] if quick else []
         cmd += ["--device", device] if device else []
+        cmd += ["--only", ",".join(only)] if only else []
         self.log = tempfile.TemporaryFile()  # the worker's stderr: library warnings, crash messages
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
                                      env=_worker_env(), text=True, start_new_session=True)
@@ -158,9 +186,9 @@ def _cut_off(spec: dict, reason: str, seconds: float) -> ProbeResult:
     return ProbeResult(spec["name"], spec["group"], FAILED, reason, round(seconds, 3), spec["required"])
 
 
-def _run_worker(quick, device, skip, timeout, plan, emit) -> tuple[list | None, int]:
+def _run_worker(quick, device, skip, timeout, plan, emit, only=()) -> tuple[list | None, int]:
     """One worker from probe `skip` on. Returns the plan and the index to restart at (len(plan) when done)."""
-    worker = _Worker(quick, device, skip)
+    worker = _Worker(quick, device, skip, only)
     try:
         event = worker.read(max(timeout, STARTUP_TIMEOUT))
         if event is None or event is _TIMED_OUT:
@@ -188,11 +216,47 @@ def _run_worker(quick, device, skip, timeout, plan, emit) -> tuple[list | None, 
         worker.stop()
 
 
+class FactsChild:
+    """`python -m tour.tools.diagnose --facts` in its own process, started beside the probe worker: it imports no
+    torch, but a wedged driver can hang nvidia-smi, and a child can be killed."""
+
+    def __init__(self, device: str | None = None, models: tuple[str, ...] = ()):
+        cmd = [sys.executable, "-m", "tour.tools.diagnose", "--facts"]
+        cmd += ["--device", device] if device else []
+        for model in models:
+            cmd += ["--model", model]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=_worker_env(), text=True, start_new_session=True)
+
+    def result(self, limit: float = FACTS_TIMEOUT) -> dict | None:
+        try:
+            out, _ = self.proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (AttributeError, ProcessLookupError, PermissionError):
+                self.proc.kill()
+            self.proc.communicate()
+            return None
+        try:
+            return json.loads(out.strip().splitlines()[-1]) if self.proc.returncode == 0 else None
+        except (ValueError, IndexError):
+            return None
+
+
+def diagnoses_for(facts: dict | None, probes: list[ProbeResult]) -> list[Diagnosis]:
+    return diagnose(Facts.from_dict(facts) if facts else None, probes)
+
+
 def collect(quick: bool = False, device: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            on_result: Callable[[ProbeResult], None] | None = None) -> Report:
-    """Run every probe (in a worker process) and gather the results. Raises TourError on a bad --device."""
+            on_result: Callable[[ProbeResult], None] | None = None, only: tuple[str, ...] = (),
+            models: tuple[str, ...] = ()) -> Report:
+    """Run every probe (in a worker process), gather the results and diagnose them. Raises TourError on a bad
+    --device or --only; its `diagnoses` attribute then holds what the facts alone show (a CUDA build that cannot
+    see the GPU makes `--device cuda` a usage error, and the diagnosis says why)."""
     start = time.perf_counter()
     results: list[ProbeResult] = []
+    facts_child = FactsChild(device, models)
 
     def emit(result: ProbeResult) -> None:
         results.append(result)
@@ -200,9 +264,14 @@ def collect(quick: bool = False, device: str | None = None, timeout: float = DEF
             on_result(result)
 
     plan, index = None, 0
-    while plan is None or index < len(plan):
-        plan, index = _run_worker(quick, device, index, timeout, plan, emit)
-    return Report(results, round(time.perf_counter() - start, 2), quick, device)
+    try:
+        while plan is None or index < len(plan):
+            plan, index = _run_worker(quick, device, index, timeout, plan, emit, only)
+    except TourError as e:
+        e.diagnoses = diagnoses_for(facts_child.result(), results)
+        raise
+    facts = facts_child.result()
+    return Report(results, round(time.perf_counter() - start, 2), quick, device, diagnoses_for(facts, results), facts)
 
 
 # -- formatting ---------------------------------------------------------------------------------------------------
@@ -219,20 +288,29 @@ def format_summary(report: Report) -> str:
     c = report.counts()
     line = (f"{len(report.probes)} probes: {c[OK]} ok, {c[FAILED]} failed, {c[SKIPPED]} skipped "
             f"in {report.seconds:.1f} s")
-    if report.ok:
-        verdict = "every required probe passes"
-    else:
-        verdict = "required probes failed: " + ", ".join(f"{p.group} {p.name}" for p in report.failed_required)
+    parts = []
+    if report.failed_required:
+        parts.append("required probes failed: " + ", ".join(f"{p.group} {p.name}" for p in report.failed_required))
+    if report.errors:
+        parts.append("diagnosed errors: " + ", ".join(d.rule for d in report.errors))
+    verdict = "; ".join(parts) or "every required probe passes"
     return f"{line}\n{verdict} (exit code {report.exit_code})"
 
 
+def format_diagnosis_block(report: Report) -> str:
+    return format_diagnoses(report.diagnoses, [p for p in report.probes if p.status == FAILED])
+
+
 def format_table(report: Report) -> str:
-    return "\n".join([_HEADER, *map(format_row, report.probes), "", format_summary(report)])
+    return "\n".join([_HEADER, *map(format_row, report.probes), "", format_diagnosis_block(report), "",
+                      format_summary(report)])
 
 
 def to_json(report: Report) -> str:
-    data = {"ok": report.ok, "exit_code": report.exit_code, "seconds": report.seconds, "quick": report.quick,
-            "device": report.device, "counts": report.counts(), "probes": [asdict(p) for p in report.probes]}
+    data = {"schema": JSON_SCHEMA, "ok": report.ok, "exit_code": report.exit_code, "seconds": report.seconds,
+            "quick": report.quick, "device": report.device, "counts": report.counts(),
+            "probes": [asdict(p) for p in report.probes], "diagnoses": [d.to_dict() for d in report.diagnoses],
+            "facts": report.facts}
     return json.dumps(data, indent=2)
 
 
@@ -259,7 +337,15 @@ def _parser() -> _Parser:
                    help="probe only this device, e.g. cpu or cuda:1 (default: every device present)")
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit per probe; a probe past it is cut off and failed (default: {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--only", type=_groups, default=(), metavar="GROUPS",
+                   help="comma-separated probe groups to run (e.g. torchvision,transformers); system always runs")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="a model you will load (hub name or folder): diagnosed if offline mode cannot load it")
     return p
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    return tuple(g.strip() for g in text.split(",") if g.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,8 +361,17 @@ def main(argv: list[str] | None = None) -> int:
         print(format_row(result), flush=True)
 
     def body() -> int:
-        report = collect(args.quick, args.device, args.timeout, on_result=None if args.json else show)
-        print(to_json(report) if args.json else "\n" + format_summary(report))
+        try:
+            report = collect(args.quick, args.device, args.timeout, on_result=None if args.json else show,
+                             only=args.only, models=tuple(args.model))
+        except TourError as e:
+            if getattr(e, "diagnoses", None):  # e.g. --device cuda where torch cannot see the GPU: say why
+                print(format_diagnoses(e.diagnoses), file=sys.stderr)
+            raise
+        if args.json:
+            print(to_json(report))
+        else:
+            print(f"\n{format_diagnosis_block(report)}\n\n{format_summary(report)}")
         return report.exit_code
 
     return guarded(PROG, body)

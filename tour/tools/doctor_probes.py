@@ -91,27 +91,15 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _pairing(torch_v: str, name: str, version: str | None) -> str:
-    """What the release tables say; the extension probes decide (a table can't see a broken build)."""
-    try:
-        t_minor, minor = int(torch_v.split(".")[1]), int((version or "").split(".")[1])
-    except (IndexError, ValueError):  # not installed, or a version string we can't read: say nothing
-        return ""
-    paired = t_minor + 15 if name == "torchvision" else t_minor  # torchvision 0.(m+15) ships with torch 2.m
-    if minor == paired:
-        return f"{name} {version} is torch's release pair"
-    return f"{name} {version} is not torch's release pair (that is {'0' if name == 'torchvision' else '2'}." \
-           f"{paired}); its extension probe decides"
-
-
 def versions_probe():
     found = {d: _version(d) for d in ECOSYSTEM}  # from metadata: nothing imported, so nothing can break here
     check(found["torch"] is not None, "torch is not installed: pip install torch")
     shown = ", ".join(f"{d} {v}" for d, v in found.items() if v and d in ECOSYSTEM[:12])
     missing = [d for d, v in found.items() if not v]
-    notes = [n for n in (_pairing(found["torch"], d, found[d]) for d in ("torchvision", "torchaudio")) if n]
     extra = f"; not installed: {', '.join(missing)}" if missing else ""
-    return f"{shown}{extra}; {'; '.join(notes)}", {"versions": found}
+    # Whether torchvision/torchaudio fit this torch is the diagnoses' job (tour/tools/diagnose.py): each wheel's
+    # own metadata says which torch it was built for, where a hand-written pairing table goes stale.
+    return f"{shown}{extra}", {"versions": found}
 
 
 def torch_probe():
@@ -127,7 +115,8 @@ def torch_probe():
                    f"{'available' if acc.is_available() else 'built in but not available'}"
     data = {"version": torch.__version__, "cuda_build": torch.version.cuda, "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(), "mkl": torch.backends.mkl.is_available(),
-            "openmp": torch.backends.openmp.is_available()}
+            "openmp": torch.backends.openmp.is_available(), "cuda_available": torch.cuda.is_available(),
+            "cuda_devices": torch.cuda.device_count() if torch.version.cuda else 0}
     return (f"torch {torch.__version__} ({build} build){acc_text}; {data['threads']} intra-op / "
             f"{data['interop_threads']} inter-op threads, MKL {data['mkl']}, OpenMP {data['openmp']}"), data
 
@@ -607,8 +596,20 @@ def _device_probes(devices: list[str], named: str | None) -> list[Probe]:
     return probes
 
 
-def plan(quick: bool = False, device: str | None = None) -> list[Probe]:
-    """Every probe for this machine. `device` limits the device probes to one (a TourError if it is absent)."""
+def plan(quick: bool = False, device: str | None = None, only: tuple[str, ...] = ()) -> list[Probe]:
+    """Every probe for this machine. `device` limits the device probes to one (a TourError if it is absent);
+    `only` keeps the system probes and those groups (a TourError for a group that does not exist)."""
+    probes = _plan(quick, device)
+    if not only:
+        return probes
+    groups = {p.group for p in probes}
+    unknown = [g for g in only if g not in groups]
+    if unknown:
+        raise TourError(f"unknown probe group {unknown[0]!r}; choose from: {', '.join(sorted(groups))}")
+    return [p for p in probes if p.group == "system" or p.group in only]
+
+
+def _plan(quick: bool, device: str | None) -> list[Probe]:
     devices, named = ["cpu"], None
     if device and device.strip().lower() != "auto":
         from tour.core.device import get_device  # validates the name against the devices present
@@ -690,6 +691,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device")
     parser.add_argument("--skip", type=int, default=0, help="start after this many probes (a restart)")
+    parser.add_argument("--only", default="", help="comma-separated probe groups (the system group always runs)")
     args = parser.parse_args(argv)
     out = _protocol_stream()
     faulthandler.enable()  # a crash in a compiled extension leaves its Python stack in the log for the doctor
@@ -699,7 +701,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         out.flush()
 
     try:
-        probes = plan(args.quick, args.device)
+        probes = plan(args.quick, args.device, tuple(g.strip() for g in args.only.split(",") if g.strip()))
     except TourError as e:
         emit(event="error", message=str(e))
         return 2
