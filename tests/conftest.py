@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import ipaddress
 import os
 import random
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -56,42 +56,25 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-# -- network: loopback only -------------------------------------------------------------------------------------
-class NetworkBlocked(RuntimeError):
-    pass
+# -- network: loopback only, in this process and in every Python child ----------------------------------------
+# The guard lives in tests/netguard/ (one copy of its logic); its sitecustomize.py installs it in each child that
+# the tests start (the CLI, doctor workers, torchrun ranks, export's fresh process), as that folder comes first on
+# the PYTHONPATH they inherit.
+_NETGUARD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netguard")
+sys.path.insert(0, _NETGUARD_DIR)
+import tour_netguard  # noqa: E402
 
-
-def _is_local(address) -> bool:
-    if not isinstance(address, tuple):  # AF_UNIX paths and the like
-        return True
-    host = address[0]
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False  # a host name: resolving it would already be network traffic
+sys.path.remove(_NETGUARD_DIR)
+NetworkBlocked = tour_netguard.NetworkBlocked
+_is_local = tour_netguard.is_local
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_NETGUARD_DIR, os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(autouse=True)
 def _block_network(monkeypatch):
     """Any test that opens a non-loopback connection fails; loopback stays open for distributed tests."""
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guard(address):
-        if not _is_local(address):
-            raise NetworkBlocked(f"test tried to reach the network: {address!r}")
-
-    def connect(self, address):
-        guard(address)
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        guard(address)
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    for name, method in tour_netguard.guarded_methods(socket.socket).items():
+        monkeypatch.setattr(socket.socket, name, method)
     yield
 
 
