@@ -231,7 +231,7 @@ def collect_facts(device: str | None = None, models: list[str] | tuple[str, ...]
     env = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
     user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
     facts = Facts(user_site=user_site if user_site in sys.path else None, path=list(sys.path), env=env,
-                  device=device, has_apt=shutil.which("apt-get") is not None,
+                  device=device, has_apt=bool(shutil.which("apt-get") or Path("/usr/bin/apt-get").exists()),
                   root=hasattr(os, "geteuid") and os.geteuid() == 0)
     for name in (*PAIRED, "triton"):
         dists = _dists_named(name)
@@ -462,28 +462,31 @@ def rule_offline_hub_name(facts: Facts, probes) -> list[Diagnosis]:
                       f"HF_HUB_OFFLINE=0 hf download {name}   # once, online; offline runs then load it from the cache")]
 
 
+def _env_int(facts: Facts, name: str) -> int:
+    try:
+        return int(facts.env.get(name, ""))
+    except ValueError:
+        return 0
+
+
 def rule_cpu_oversubscribed(facts: Facts, probes) -> list[Diagnosis]:
     usable = facts.cpu.get("usable") or 0
-    threads = _torch_data(probes).get("threads")
-    if not threads:
-        try:
-            threads = int(facts.env.get("OMP_NUM_THREADS", ""))
-        except ValueError:
-            threads = None
+    threads = _torch_data(probes).get("threads") or 0
+    asked = {v: _env_int(facts, v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if _env_int(facts, v) > usable}
     load = facts.cpu.get("load1") or 0.0
     policy = (facts.env.get("OMP_WAIT_POLICY") or "").upper()
-    too_many = bool(usable and threads and threads > usable)
     spinning = bool(usable and load > usable and policy != "PASSIVE")
-    if not usable or not (too_many or spinning):
+    if not usable or not (threads > usable or asked or spinning):
         return []
     why = []
-    if too_many:
-        source = f" (OMP_NUM_THREADS={facts.env['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in facts.env else ""
-        why.append(f"torch runs {threads} intra-op threads{source} on {usable} usable cores")
+    if threads > usable or asked:
+        # torch may clamp its own pool to the usable cores; OpenMP/MKL in other libraries still use the variable
+        set_by = ", ".join(f"{k}={v}" for k, v in asked.items())
+        why.append(f"{set_by + ' ' if set_by else ''}on {usable} usable cores (torch runs {threads} intra-op threads)")
     if spinning:
         why.append(f"load average {load:.1f} on {usable} usable cores with OMP_WAIT_POLICY "
                    f"{policy or 'unset'}: waiting OpenMP threads spin and steal each other's cores")
-    return [Diagnosis("cpu-oversubscribed", WARNING, "the CPU is oversubscribed: threads wait for cores",
+    return [Diagnosis("cpu-oversubscribed", WARNING, "the CPU is oversubscribed: more busy threads than cores",
                       "; ".join(why), f"export OMP_NUM_THREADS={usable} OMP_WAIT_POLICY=PASSIVE")]
 
 
