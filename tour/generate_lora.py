@@ -1,0 +1,161 @@
+"""The generate stop's probabilities and LoRA fine-tune: chatterbot-corpus question/answer pairs as chat turns,
+held-out loss and perplexity, PEFT LoRA on the top layers, and the adapter's save/reload/merge round trip.
+Imported only by tour/generate.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from tour.core.errors import TourError, require
+
+
+# data: question -> answer pairs of a few chatterbot topics --------------------------------------------------------
+def qa_pairs(topics: list[str]) -> list[tuple[str, str]]:
+    """The first two turns of every conversation in the topic files, whitespace-tidied and de-duplicated."""
+    import yaml
+
+    from tour.core.assets import chatterbot_english_dir
+
+    folder = chatterbot_english_dir()
+    known = sorted(p.stem for p in folder.glob("*.yml"))
+    unknown = [t for t in topics if t not in known]
+    if unknown:
+        raise TourError(f"--topics {', '.join(unknown)}: no such chatterbot topic; choose from {', '.join(known)}")
+    pairs: dict[tuple[str, str], None] = {}
+    for topic in topics:
+        convs = yaml.safe_load((folder / f"{topic}.yml").read_text(encoding="utf-8")).get("conversations") or []
+        for conv in convs:
+            if len(conv) >= 2 and conv[0] and conv[1]:
+                pairs[(" ".join(str(conv[0]).split()), " ".join(str(conv[1]).split()))] = None
+    return list(pairs)
+
+
+def split_pairs(pairs, test_fraction: float, seed: int, max_train: int):
+    """A seeded shuffle, then held-out pairs first; no question appears on both sides."""
+    import random
+
+    pairs = sorted(pairs)
+    random.Random(seed).shuffle(pairs)
+    n_test = max(2, round(test_fraction * len(pairs)))
+    test, train = pairs[:n_test], pairs[n_test:]
+    seen = {q for q, _ in test}
+    train = [p for p in train if p[0] not in seen]
+    if len(train) < 2:
+        raise TourError(f"only {len(pairs)} question/answer pairs in the chosen topics; pick more --topics")
+    return train[:max_train] if max_train else train, test
+
+
+def encode(tokenizer, system: str, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of a whole chat turn, and labels that score only the answer (-100 elsewhere)."""
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)
+    full = tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": answer}], tokenize=True,
+                                         return_dict=True)
+    ids, n = full["input_ids"], len(prompt["input_ids"])
+    return ids, [-100] * n + ids[n:]
+
+
+def batches(tokenizer, system: str, pairs, batch_size: int, device, max_tokens: int = 96) -> list[dict]:
+    """Right-padded training batches (padding is masked out of the loss and the attention)."""
+    import torch
+
+    rows = [encode(tokenizer, system, q, a) for q, a in pairs]
+    rows = [(ids[:max_tokens], labels[:max_tokens]) for ids, labels in rows]  # a few coding answers run long
+    out = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        pad = lambda xs, v: [x + [v] * (width - len(x)) for x in xs]  # noqa: E731
+        out.append({"input_ids": torch.tensor(pad([r[0] for r in chunk], tokenizer.pad_token_id), device=device),
+                    "attention_mask": torch.tensor(pad([[1] * len(r[0]) for r in chunk], 0), device=device),
+                    "labels": torch.tensor(pad([r[1] for r in chunk], -100), device=device)})
+    return out
+
+
+# probabilities ------------------------------------------------------------------------------------------------------
+def heldout_loss(model, held: list[dict]) -> float:
+    """Mean negative log-likelihood per answer token (exp of it is the perplexity)."""
+    import torch
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in held:
+            n = int((batch["labels"][:, 1:] != -100).sum())  # the model shifts labels by one inside
+            total += model(**batch).loss.item() * n
+            count += n
+    return total / count
+
+
+def token_logprobs(model, tokenizer, prompt_ids, device, max_new_tokens: int) -> tuple[list[dict], float]:
+    """Greedy reply with each token's log-probability from generate's scores, checked against one forward pass."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(**prompt_ids, max_new_tokens=max_new_tokens, do_sample=False,
+                             output_scores=True, return_dict_in_generate=True)
+        scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)[0]
+        logits = model(out.sequences).logits[0, prompt_ids["input_ids"].shape[1] - 1:-1]
+        new = out.sequences[0, prompt_ids["input_ids"].shape[1]:]
+        again = logits.log_softmax(-1).gather(-1, new[:, None])[:, 0]
+    rows = [{"token": tokenizer.decode(t), "logprob": round(float(lp), 4), "p": round(math.exp(float(lp)), 4)}
+            for t, lp in zip(new.tolist(), scores)]
+    return rows, float((scores - again).abs().max())
+
+
+# LoRA ---------------------------------------------------------------------------------------------------------------
+def add_lora(model, rank: int, layers: int):
+    """LoRA adapters on every linear layer of the top `layers` blocks: the frozen blocks below need no backward
+    pass, which is what makes this affordable on a CPU."""
+    require("peft", stop="the generate stop's LoRA fine-tune")
+    from peft import LoraConfig, get_peft_model
+
+    total = model.config.num_hidden_layers
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                        layers_to_transform=list(range(max(0, total - layers), total)))
+    return get_peft_model(model, config)
+
+
+def trainable_share(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def train(model, train_batches: list[dict], epochs: int, lr: float, seed: int) -> tuple[list[float], float]:
+    """Plain AdamW over the adapter's weights; returns the loss of every step and the seconds taken."""
+    import random
+
+    import torch
+
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    order, losses, start = list(range(len(train_batches))), [], time.perf_counter()
+    for epoch in range(epochs):
+        random.Random(seed + epoch).shuffle(order)
+        for i in order:
+            loss = model(**train_batches[i]).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        print(f"  epoch {epoch + 1}/{epochs}: mean training loss {sum(losses[-len(order):]) / len(order):.3f}")
+    model.eval()
+    return losses, time.perf_counter() - start
+
+
+def round_trip(peft_model, base_loader, folder: Path, batch: dict) -> tuple[float, float]:
+    """Save the adapter, put it on a fresh base model, merge it in: max |logit diff| for reload and for merge."""
+    import torch
+    from peft import PeftModel
+
+    peft_model.save_pretrained(folder)
+    with torch.inference_mode():
+        want = peft_model(**batch).logits
+        reloaded = PeftModel.from_pretrained(base_loader(), folder).eval()
+        reload_diff = (reloaded(**batch).logits - want).abs().max().item()
+        merged = reloaded.merge_and_unload()  # W + B A folded into W: no adapter cost at inference
+        merge_diff = (merged(**batch).logits - want).abs().max().item()
+    return reload_diff, merge_diff

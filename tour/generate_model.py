@@ -1,0 +1,123 @@
+"""The generate stop's model: SmolLM2-135M-Instruct from its GGUF file, converted once to safetensors; or any
+causal LM the user names. Imported only by tour/generate.py.
+
+Why convert: transformers reads GGUF (`from_pretrained(folder, gguf_file=...)`, with the gguf and accelerate
+packages) by de-quantising every tensor to fp32, ~20-40 s on a small CPU, and refuses `save_pretrained` on the
+result. Building the same architecture from the config, loading the state dict and saving gives a plain
+safetensors folder that later runs load in about a second. `tour.core.assets.converted` builds it in a temporary
+folder and renames it into the cache, so a crash or two runs at once never leave half a model there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tour.core.errors import TourError, require
+
+CACHE_NAME = "smollm2-135m-instruct"  # folder under the tour's cache (tour.core.assets.cache_root())
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # architecture names transformers gives decoder-only LMs
+
+
+def convert_gguf(tmp: Path) -> None:
+    """GGUF -> a safetensors folder (model + tokenizer + chat template) in `tmp`."""
+    from tour.core.assets import smollm2_gguf
+
+    gguf = smollm2_gguf()  # first: a missing weights package is the likelier problem, and its fix differs
+    require("gguf", "accelerate", stop="the generate stop (to read SmolLM2's GGUF file)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"  converting {gguf.name} to safetensors once (de-quantising to fp32; later runs reuse it)")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a model that says it came from GGUF: rebuild it from a config without that note.
+    settings = loaded.config.to_dict()
+    settings.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(settings))
+    plain.load_state_dict(loaded.state_dict())  # strict: every tensor must find its place
+    plain.generation_config = loaded.generation_config
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+
+
+def default_folder() -> Path:
+    from tour.core.assets import converted
+
+    return converted(CACHE_NAME, convert_gguf)
+
+
+def check_causal_lm(folder: Path, flag: str) -> None:
+    """A local folder must hold a causal LM's config: one line saying what it holds instead."""
+    if not (folder / "config.json").is_file():
+        raise TourError(f"{flag} {folder} has no config.json; pass a folder saved with save_pretrained "
+                        "(a causal language model), or leave --model empty for SmolLM2")
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (ValueError, OSError) as e:
+        raise TourError(f"{flag} {folder}: its config.json is not a transformers config ({str(e)[:80]})") from None
+    archs = config.architectures or [config.model_type]
+    if not any(a.endswith(CAUSAL_SUFFIXES) for a in archs):
+        raise TourError(f"{flag} {folder} holds {', '.join(archs)}, not a causal language model; pass a folder "
+                        "with a *ForCausalLM model, or leave --model empty for SmolLM2")
+
+
+def resolve(model: str) -> tuple[str, bool]:
+    """Where to load from, and whether this call converted the GGUF file."""
+    if not model:
+        from tour.core.assets import cache_root
+
+        fresh = not (cache_root() / CACHE_NAME / "config.json").exists()
+        return str(default_folder()), fresh
+    path = Path(model).expanduser()
+    if path.exists():
+        check_causal_lm(path, "--model")
+        return str(path), False
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise TourError(f"--model {model}: no such folder; pass a local model folder or a hub name (org/name)")
+    return model, False  # a hub name: from_pretrained downloads it (online) or finds it in the HF cache
+
+
+def load_tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise TourError(f"--model {source}: no tokenizer could be loaded ({str(e).splitlines()[0][:100]})") from None
+    if tokenizer.pad_token is None:  # batches need a pad token; the end-of-sequence token is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation appends on the right, so padding goes on the left
+    return tokenizer
+
+
+def load_model(source: str, device, attn: str = "sdpa"):
+    """The model in eval mode, fp32 (so batched/single and cached/uncached runs can be compared exactly)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation=attn)
+    except (OSError, ValueError) as e:
+        raise TourError(f"--model {source}: could not load a causal LM ({str(e).splitlines()[0][:100]})") from None
+    return model.to(device).eval()
+
+
+def open_source(model: str):
+    """(source, tokenizer, context length, converted_now): everything but the weights, so prompts can be checked
+    before the (slower) model load."""
+    require("transformers", stop="the generate stop")
+    from transformers import AutoConfig
+
+    source, fresh = resolve(model)
+    tokenizer = load_tokenizer(source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise TourError(f"--model {source}: no config could be loaded ({str(e).splitlines()[0][:100]})") from None
+    return source, tokenizer, context_length(config), fresh
+
+
+def context_length(config) -> int:
+    """Positions the model was trained on (SmolLM2: 8192); prompts plus new tokens must fit."""
+    return int(getattr(config, "max_position_embeddings", 0) or 2048)
