@@ -82,6 +82,14 @@ def test_cpu_probes_check_real_facts(healthy):
     assert probes[("device", "memory [cpu]")]["data"]["total_bytes"] > 2**30
 
 
+def test_the_tested_set_gets_no_mismatch_and_no_error_diagnosis(healthy):
+    data, probes = healthy
+    assert data["schema"] == 1 and data["facts"]["torch_version"] == importlib.metadata.version("torch")
+    assert not [d for d in data["diagnoses"] if d["rule"] == "torch-pair" or d["severity"] == "error"], \
+        data["diagnoses"]
+    assert "release pair" not in probes[("system", "versions")]["detail"]  # the hand-written table is gone
+
+
 def test_versions_come_from_metadata(healthy):
     _, probes = healthy
     versions = probes[("system", "versions")]["data"]["versions"]
@@ -125,6 +133,8 @@ def test_broken_library_fails_its_probes_and_nothing_else(runs):
     for group, name in (("device", "matmul [cpu]"), ("torchaudio", "extension"), ("audio i/o", "soundfile")):
         assert f" {OK} " in _row(out, group, name)
     assert "required probes failed: torchvision model forward" in out
+    # Its metadata is the real, matching torchvision's: no known cause, and the doctor says so.
+    assert "not explained by a known cause: torchvision model forward" in out
 
 
 def test_hanging_import_is_cut_off_and_the_rest_still_runs(runs):
@@ -201,6 +211,12 @@ def test_usage_errors_are_one_line_exit_2(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "positive number of seconds" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_probe_group_is_a_usage_error():
+    proc = _start(["--only", "nope", "--json"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "unknown probe group 'nope'" in err and "Traceback" not in out + err
 
 
 def test_absent_device_is_a_usage_error():

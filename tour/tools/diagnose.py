@@ -594,9 +594,7 @@ def diagnose(facts: Facts | None, probes: list) -> list[Diagnosis]:
 
 def format_diagnoses(diagnoses: list[Diagnosis], failed: list | None = None) -> str:
     """`diagnoses:` then, per cause: the cause and evidence on one line, the fix on the next, what it explains."""
-    if not diagnoses:
-        return "diagnoses: none (no known cause found)" if failed else "diagnoses: none"
-    lines = ["diagnoses:"]
+    lines = ["diagnoses:" if diagnoses else "diagnoses: none"]
     for i, d in enumerate(diagnoses, 1):
         tag = "ERROR" if d.severity == ERROR else "warning"
         lines.append(f"  {i}. [{d.rule}] {tag}: {d.cause} ({d.evidence})")
