@@ -1,7 +1,69 @@
-"""Naive attention vs scaled_dot_product_attention. Same as `tour run attention`; flags are the stop's (see --help)."""
+# %% [markdown]
+# # Attention, measured: the textbook formula vs `scaled_dot_product_attention`
+# `softmax(Q K^T / sqrt(d)) V` written out builds an L x L score matrix per head. `F.scaled_dot_product_attention`
+# (SDPA) computes the same thing in tiles (the Flash idea), so memory grows with L, not L^2. We check they agree,
+# time them, see which SDPA kernels this machine has, and flip the same switch inside a transformers model.
+# `TOUR_QUICK=1` for short sequences.
 
-import sys
+# %%
+import os
 
-from tour.attention import main
+import torch
+import torch.nn.functional as F
 
-sys.exit(main(sys.argv[1:]))
+from tour import attention
+from tour.core import device as dev
+
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+cfg = attention.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
+dev.seed_everything(cfg.seed)
+print(dev.describe(cfg.device), "| dtype", dtype)
+
+# %% [markdown]
+# ## 1) Same answer
+# One batch of queries, keys and values, shaped (batch, heads, length, head_dim).
+
+# %%
+q, k, v = attention.qkv(cfg, 256, device, dtype)
+naive = attention.naive_attention(q, k, v)
+fused = F.scaled_dot_product_attention(q, k, v)
+print(f"output {tuple(fused.shape)}, max |naive - SDPA| = {(naive - fused).abs().max().item():.1e}")
+print(f"the naive version materialised {q.shape[1]} score matrices of {q.shape[2]} x {q.shape[2]}")
+
+# %% [markdown]
+# ## 2) Time and peak memory across lengths
+# Each row times both (one warm-up, then the median) and records the peak memory of one call. On the CPU the
+# profiler's allocation record gives the peak; on a GPU the allocator's counters do.
+
+# %%
+rows = [attention.compare_length(cfg, n, device, dtype) for n in cfg.seq_lens]
+attention.print_rows(rows)
+
+# %% [markdown]
+# ## 3) A causal mask, and the kernels behind SDPA
+# `is_causal=True` must match a triangular mask on the naive side. Then each SDPA backend is forced in turn with
+# `sdpa_kernel`: the ones this device or build cannot run say why.
+
+# %%
+causal = attention.causal_error(cfg, cfg.seq_lens[0], device, dtype)
+print(f"causal max |diff|: {causal:.1e}")
+backends = attention.probe_backends(cfg, cfg.seq_lens[0], device, dtype)
+
+# %% [markdown]
+# ## 4) The same switch inside transformers
+# MiniLM loaded twice from the same weights, with `attn_implementation="eager"` and `"sdpa"`.
+
+# %%
+hf = attention.minilm_switch(cfg, device)
+
+# %% [markdown]
+# The numbers above are what `attention.run(cfg)` collects into its `Result` (a table in a notebook).
+
+# %%
+result = attention.Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
+                          shape=[cfg.batch, cfg.heads, cfg.head_dim], memory_source=rows[0]["memory_source"],
+                          rows=rows, causal_max_abs_err=causal, backends=backends, **hf)
+print(f"attention: {len(rows)} lengths, all allclose: {all(r['allclose'] for r in rows)}")
+result

@@ -1,7 +1,37 @@
-"""The tour's performance claims measured side by side. Same as `tour bench`; see --help for its flags."""
+# %% [markdown]
+# # The bench: the tour's speed claims, measured side by side on this machine
+# Each stop that makes a speed claim offers `bench_rows(settings)`: its baseline and its variant timed in the
+# same process, the ratio, and whether the two agree (parity). `tour bench` collects them into one table plus
+# this machine's fp32 matmul roof. Here we run a couple of sections; `tour bench` runs them all.
+# `TOUR_QUICK=1` for small sizes, `TOUR_OUT` for the folder bench.json and bench.md go to.
 
-import sys
+# %%
+import os
 
-from tour.tools.bench import main
+from tour.core import device as dev
+from tour.tools import bench
 
-sys.exit(main(sys.argv[1:]))
+cfg = bench.Config(quick=os.environ.get("TOUR_QUICK") == "1", only=["roof", "attention"],
+                   out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+print(dev.describe(cfg.device), "| sections:", bench.sections(cfg), "| all of them:", list(bench.SECTIONS))
+
+# %% [markdown]
+# ## 1) The roof
+# An n x n matmul does 2n^3 floating-point operations; its median time gives about the best dense maths this
+# device does. Bigger matrices get closer to it: small ones are dominated by overhead.
+
+# %%
+for n in (256, cfg.roof_n):
+    print(f"{n:>5} x {n}: {bench.matmul_roof(n, device, cfg.reps):8.1f} GFLOP/s")
+
+# %% [markdown]
+# ## 2) The sections, as `tour bench` runs them
+# A section whose optional library is missing is skipped with the reason; the others still run and the JSON is
+# still written. Ratios are baseline ms / variant ms: above 1 the variant is faster. Compare ratios from one run,
+# not times across runs: a shared machine is noisy.
+
+# %%
+result = bench.run(cfg)
+print(bench.table(result))
+print(f"\nbench: {len(result.rows)} rows, roof {result.roof_gflops:.1f} GFLOP/s; saved {result.json_path}")

@@ -1,7 +1,60 @@
-"""Stop 5, torch.compile vs eager. Same as `tour run compile`; flags are the stop's (see --help)."""
+# %% [markdown]
+# # torch.compile: what it costs, what it buys, where it stops
+# `torch.compile` traces a model's Python into graphs (Dynamo) and writes fused kernels for them (Inductor: C++ on the
+# CPU, Triton on GPUs). We time eager vs compiled on a block built to benefit, check the outputs match, then look at
+# a graph break and at recompiles when the batch size changes. `TOUR_QUICK=1` for a short run.
 
-import sys
+# %%
+import os
 
-from tour.compile import main
+from tour import compile as compile_stop  # `compile` alone would hide Python's builtin
+from tour.compile_models import specs
+from tour.core import device as dev
+from tour.core.inductor import compile_problem, inductor_cache
 
-sys.exit(main(sys.argv[1:]))
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+cfg = compile_stop.Config(quick=QUICK, models=["fusion"], out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+dev.seed_everything(cfg.seed)
+problem = compile_problem(device)  # None, or why Inductor cannot build code here (e.g. no C++ compiler)
+print(dev.describe(cfg.device), "| Inductor can build here:", problem or "yes")
+
+# %% [markdown]
+# ## 1) Eager vs compiled on one model
+# `FusionBlock` is LayerNorm, GELU, scale/shift, tanh and a residual, four times: eager makes one pass over memory
+# per op, Inductor fuses each layer into a loop or two. `compare` measures the first call (trace + codegen + build),
+# a warm recompile from the on-disk cache, the steady-state medians, and `allclose` between the two outputs.
+
+# %%
+spec = specs(cfg, device)[0]
+print(spec.label, "| input", tuple(spec.inputs[0].shape))
+with inductor_cache() as cache:  # compiled kernels are kept here, so a second run skips the C++ build
+    if problem:
+        comparisons = compile_stop.comparisons(cfg, device, problem)  # times the eager side only, says why
+    else:
+        comparisons = [compile_stop.compare(spec, "inference", device, cfg.reps)]
+        compile_stop.show(comparisons[0])
+
+# %% [markdown]
+# ## 2) A graph break
+# `.item()` turns a tensor into a Python float, which a graph cannot hold: Dynamo compiles the code before and after
+# it as two graphs and runs the `.item()` in Python. `torch._dynamo.explain` says where and why.
+
+# %%
+import inspect
+
+print(inspect.getsource(compile_stop.rescale))
+result = compile_stop.Result(str(device), problem, str(cache), comparisons)
+if not problem:
+    result.graph_count, result.graph_breaks, result.break_reasons = compile_stop.graph_breaks()
+
+# %% [markdown]
+# ## 3) Dynamic shapes
+# A compiled MLP sees batches of 8, 16, 24 and 32. With `dynamic=False` each new size recompiles; by default the
+# second size makes Dynamo mark the batch dimension symbolic; `dynamic=True` starts symbolic.
+
+# %%
+if not problem:
+    result.compiles, result.dynamic_shape = compile_stop.dynamic_shapes()
+print(f"compile: speedup {comparisons[0].speedup or 0:.2f}x, parity {comparisons[0].parity}")
+result
