@@ -35,6 +35,8 @@ STOPS: dict[str, Stop] = {
     "basics": Stop("tour.basics", "tensors, autograd, nn.Module on real digits, dynamic graphs"),
     "nlp": Stop("tour.nlp", "transformers + datasets: fine-tune MiniLM on a real corpus, reload, semantic search",
                 bench=True),
+    "generate": Stop("tour.generate", "a chat LM offline (SmolLM2): generate, streaming, KV cache, LoRA with PEFT",
+                     bench=True),
     "vision": Stop("tour.vision", "torchvision: pretrained EfficientNet on real photos, a CNN trained on real MNIST"),
     "audio": Stop("tour.audio", "torchaudio transforms on real speech, Silero VAD finds the speech"),
     "compile": Stop("tour.compile", "torch.compile vs eager on the tour's models: speed, parity, graph breaks",
