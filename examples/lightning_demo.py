@@ -1,11 +1,58 @@
-"""Stop 9, PyTorch Lightning. Same as `tour run lightning`; flags are the stop's (see --help).
+# %% [markdown]
+# # PyTorch Lightning: the same model, with the loop handed to a Trainer
+# The basics stop trains a digits MLP with a hand-written loop. Here the same network becomes a `LightningModule`
+# (the model and what to do with one batch) and the data a `LightningDataModule`; a `Trainer` runs the loop, logs,
+# checkpoints. With the same seed, data order and optimiser, both must end with the same weights.
+# (This file is `lightning_demo.py`: a script named lightning.py would shadow the library.) `TOUR_QUICK=1` for short.
 
-Named lightning_demo.py, not lightning.py: running a script puts its folder first on sys.path, and a file called
-lightning.py here would then shadow the real `lightning` package.
-"""
+# %%
+import inspect
+import os
 
-import sys
+from tour import lightning as stop
+from tour.core import device as dev
+from tour.core.config import out_dir
+from tour.core.data import digits_split
+from tour.core.models import accuracy
 
-from tour.lightning import main
+cfg = stop.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+train, test = digits_split(cfg.test_fraction, cfg.seed)
+print(dev.describe(cfg.device), f"| Trainer(accelerator={stop.accelerator_for(device)!r}), {cfg.epochs} epochs")
 
-sys.exit(main(sys.argv[1:]))
+# %% [markdown]
+# ## 1) The plain loop
+# `tour.core.models.train_mlp`: batches, forward, loss, backward, step, written out.
+
+# %%
+plain, plain_losses, plain_acc, plain_s = stop.plain_loop(cfg, device, train, test, cfg.epochs)
+print(f"plain loop: loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, accuracy {plain_acc:.3f} ({plain_s:.1f} s)")
+
+# %% [markdown]
+# ## 2) The LightningModule
+# `training_step` returns the loss; Lightning calls `zero_grad`, `backward` and `step` with it.
+# `save_hyperparameters()` stores `hidden` and `lr` in every checkpoint.
+
+# %%
+from tour.lightning_modules import LitDigits  # noqa: E402  (imports lightning: kept out of the stop's import)
+
+print(inspect.getsource(LitDigits.training_step))
+
+# %% [markdown]
+# ## 3) Fit with a Trainer, and compare
+# `deterministic=True`, a CSV logger and a `ModelCheckpoint` callback; the stop restores the process-wide
+# determinism flag afterwards.
+
+# %%
+lit, test_acc, ckpt, metrics, lit_losses, lit_s = stop.lightning_fit(cfg, device, out_dir(cfg, stop.NAME), cfg.epochs)
+lit_acc = accuracy(lit.net.to(device), test, device)
+print(f"Lightning: loss {lit_losses[0]:.3f} -> {lit_losses[-1]:.3f}, accuracy {lit_acc:.3f} ({lit_s:.1f} s)")
+print(f"largest weight difference from the plain loop: {stop.max_weight_diff(lit.net, plain):.1e}")
+
+# %% [markdown]
+# ## 4) Back from the checkpoint
+# `LitDigits.load_from_checkpoint` rebuilds the module from the hyper-parameters in the file, then loads weights.
+
+# %%
+print(f"lightning: {ckpt} reloads with held-out accuracy {stop.reload_accuracy(ckpt, test, device):.3f} "
+      f"(plain loop {plain_acc:.3f})")
