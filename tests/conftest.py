@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(config, items):
 # the PYTHONPATH they inherit.
 _NETGUARD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netguard")
 sys.path.insert(0, _NETGUARD_DIR)
-import tour_netguard  # noqa: E402
+import tour_netguard
 
 sys.path.remove(_NETGUARD_DIR)
 NetworkBlocked = tour_netguard.NetworkBlocked

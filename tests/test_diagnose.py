@@ -55,6 +55,12 @@ def _start(args, env_changes=None, path_first=None):
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _usable() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -109,6 +115,10 @@ def runs(tmp_path_factory):
     starts["cpu"] = _start(["--only", "system", "--json"], path_first=cpu,
                            env_changes={"PATH": f"{smi}{os.pathsep}{os.environ['PATH']}"})
 
+    # --device cuda where the driver is too old for this CUDA 13 build: a usage error, and the diagnosis says why.
+    if not torch_cuda_available():
+        starts["named"] = _start(["--device", "cuda"], env_changes={"PATH": f"{smi}{os.pathsep}{os.environ['PATH']}"})
+
     results = {}
     for name, proc in starts.items():
         out, err = proc.communicate(timeout=400)
@@ -161,8 +171,19 @@ def test_warnings_are_diagnosed_and_keep_exit_0(runs):
     assert all(d["severity"] == "warning" for d in found.values())
 
 
+def test_named_gpu_that_torch_cannot_use_is_exit_2_with_its_cause(runs):
+    if "named" not in runs:
+        pytest.skip("this machine has a usable CUDA GPU")
+    code, out, err = runs["named"]
+    assert code == 2 and "Traceback" not in out + err, out + err
+    assert "[cuda-unusable] ERROR: torch 2.14.1 is built for CUDA 13.0, newer than the NVIDIA driver runs (CUDA 12.2)" \
+        in err
+    assert "fix: pip install --force-reinstall torch torchvision torchaudio " \
+        "--index-url https://download.pytorch.org/whl/cu121" in err
+
+
 def test_no_cxx_compiler(runs):
-    code, found, data = _json(runs, "nocxx")
+    code, found, _ = _json(runs, "nocxx")
     assert code == 1
     d = found["no-cxx"]
     assert d["severity"] == "error" and d["explains"] == [{"group": "compile", "name": "c++ compiler"}]
@@ -182,7 +203,7 @@ def test_unwritable_hf_home(runs):
 
 
 def test_offline_with_an_uncached_hub_name(runs):
-    code, found, data = _json(runs, "offline")
+    code, found, _ = _json(runs, "offline")
     assert code == 1
     d = found["offline-hub-name"]
     assert "HF_HUB_OFFLINE=1 but the hub model org/not-cached is not in the cache" in d["cause"]
@@ -191,7 +212,7 @@ def test_offline_with_an_uncached_hub_name(runs):
 
 
 def test_cpu_only_build_on_a_gpu_machine(runs):
-    code, found, data = _json(runs, "cpu")
+    code, found, _ = _json(runs, "cpu")
     d = found["cpu-build-on-gpu"]
     assert f"torch {TORCH_VERSION}+cpu is a CPU-only build" in d["cause"] and "NVIDIA A10G" in d["evidence"]
     assert d["fix"].endswith("--index-url https://download.pytorch.org/whl/cu121")
@@ -201,13 +222,13 @@ def test_cpu_only_build_on_a_gpu_machine(runs):
 
 # -- the rules on planted facts -------------------------------------------------------------------------------------
 def _facts(**changes) -> dg.Facts:
-    base = dict(torch_version=TORCH_VERSION, torch_cuda="13.0",
-                torch_installs=[{"version": TORCH_VERSION, "location": "/venv/site", "loaded": True}],
-                dists={"torchvision": {"version": "0.29.1", "location": "/venv/site", "requires": ["torch>=2.14.0"]},
-                       "torchaudio": {"version": "2.11.0", "location": "/venv/site", "requires": []}},
-                triton="3.8.0", torch_triton_req="triton~=3.8.0", cpu={"count": 8, "usable": 8, "load1": 0.5},
-                compilers={"g++": "/usr/bin/g++"}, env={"OMP_WAIT_POLICY": "PASSIVE"},
-                gpu={"dev_nodes": [], "gpus": [], "driver": None})
+    base = {"torch_version": TORCH_VERSION, "torch_cuda": "13.0",
+            "torch_installs": [{"version": TORCH_VERSION, "location": "/venv/site", "loaded": True}],
+            "dists": {"torchvision": {"version": "0.29.1", "location": "/venv/site", "requires": ["torch>=2.14.0"]},
+                      "torchaudio": {"version": "2.11.0", "location": "/venv/site", "requires": []}},
+            "triton": "3.8.0", "torch_triton_req": "triton~=3.8.0", "cpu": {"count": 8, "usable": 8, "load1": 0.5},
+            "compilers": {"g++": "/usr/bin/g++"}, "env": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "gpu": {"dev_nodes": [], "gpus": [], "driver": None}}
     base.update(changes)
     return dg.Facts(**base)
 

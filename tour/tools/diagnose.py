@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes.util
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -37,9 +38,10 @@ import site
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ERROR, WARNING = "error", "warning"
 PAIRED = ("torchvision", "torchaudio", "torchcodec")  # wheels built against one torch release
@@ -83,7 +85,7 @@ class Facts:
     root: bool = False
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Facts":
+    def from_dict(cls, data: dict) -> Facts:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -92,7 +94,7 @@ def _requires(dist: importlib.metadata.Distribution, name: str) -> list[str]:
     found = []
     for req in dist.requires or []:
         head = req.split(";")[0].strip()
-        if re.match(rf"{re.escape(name)}\b(?![-_.\w])", head, re.I):
+        if re.match(rf"{re.escape(name)}\b(?![-_.\w])", head, re.IGNORECASE):
             found.append(head.replace(" ", "").replace("(", "").replace(")", ""))
     return found
 
@@ -101,11 +103,27 @@ def _dist_location(dist: importlib.metadata.Distribution) -> str:
     return str(Path(str(dist.locate_file(""))))
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_WANTED = ("torch", *PAIRED, "triton")
+
+
+@functools.lru_cache(maxsize=1)
+def _dist_index() -> dict[str, list[importlib.metadata.Distribution]]:
+    """The dists the rules care about, each name's in sys.path order: one pass over the installed metadata."""
+    index: dict[str, list] = {}
+    for dist in importlib.metadata.distributions():
+        name = _normal(dist.metadata["Name"] or "")
+        if name in _WANTED:
+            index.setdefault(name, []).append(dist)
+    return index
+
+
 def _dists_named(name: str) -> list[importlib.metadata.Distribution]:
     """Every dist called `name` on sys.path, in path order (importlib.metadata.version() gives the first)."""
-    want = re.sub(r"[-_.]+", "-", name).lower()
-    return [d for d in importlib.metadata.distributions()
-            if re.sub(r"[-_.]+", "-", d.metadata["Name"] or "").lower() == want]
+    return _dist_index().get(_normal(name), [])
 
 
 def _torch_build(origin: Path) -> dict[str, str | None]:
@@ -116,7 +134,7 @@ def _torch_build(origin: Path) -> dict[str, str | None]:
         return {"cuda": None, "hip": None}
     out = {}
     for key in ("cuda", "hip"):
-        m = re.search(rf"^{key}\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        m = re.search(rf"^{key}\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
         out[key] = m.group(1) if m else None
     return out
 
@@ -139,7 +157,8 @@ def _torch_facts(facts: Facts) -> None:
 
 def _run(cmd: list[str]) -> tuple[int, str]:
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SMI_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=SMI_TIMEOUT, stdin=subprocess.DEVNULL,
+                              check=False)
     except subprocess.TimeoutExpired:
         return -1, f"{cmd[0]} did not answer in {SMI_TIMEOUT:g} s"
     except OSError as e:
@@ -377,9 +396,18 @@ def _named_gpu(facts: Facts) -> bool:
     return (facts.device or "").startswith("cuda")
 
 
-def rule_cuda_unusable(facts: Facts, probes) -> list[Diagnosis]:
+def _cuda_available(probes) -> bool | None:
+    """From the torch probe; when the run stopped before it (`--device cuda` refused as absent: the doctor passes
+    that refusal as a "usage" row), from the refusal. None: unknown."""
     data = _torch_data(probes)
-    if not facts.torch_cuda or not _gpu_present(facts) or data.get("cuda_available", True):
+    if "cuda_available" in data:
+        return bool(data["cuda_available"])
+    refusal = next((p for p in probes if p.group == "usage" and "cuda" in p.name), None)
+    return False if refusal is not None and "not available" in refusal.detail else None
+
+
+def rule_cuda_unusable(facts: Facts, probes) -> list[Diagnosis]:
+    if not facts.torch_cuda or not _gpu_present(facts) or _cuda_available(probes) is not False:
         return []
     g, build = facts.gpu, facts.torch_cuda
     visible = facts.env.get("CUDA_VISIBLE_DEVICES")

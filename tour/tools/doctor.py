@@ -268,7 +268,8 @@ def collect(quick: bool = False, device: str | None = None, timeout: float = DEF
         while plan is None or index < len(plan):
             plan, index = _run_worker(quick, device, index, timeout, plan, emit, only)
     except TourError as e:
-        e.diagnoses = diagnoses_for(facts_child.result(), results)
+        refusal = ProbeResult(f"--device {device}", "usage", FAILED, str(e), 0.0, True)
+        e.diagnoses = diagnoses_for(facts_child.result(), [*results, refusal])
         raise
     facts = facts_child.result()
     return Report(results, round(time.perf_counter() - start, 2), quick, device, diagnoses_for(facts, results), facts)

@@ -87,7 +87,7 @@ def gpu_state() -> dict:
             "'torch': torch.__version__, 'build': torch.version.cuda}))")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
         state = json.loads(done.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:
         state = {"cuda": False, "error": f"asking torch for a GPU took over {PROBE_TIMEOUT:g} s"}
@@ -142,8 +142,8 @@ def _tail(path: Path, pick) -> list[str]:
 
 def write_summary(out: Path, state: dict, outcomes: list[Outcome]) -> Path:
     gpus = ", ".join(state.get("names", [])) or "none usable"
-    lines = [f"# gpu-check: {gpus}", "", f"torch {state.get('torch', '?')} (CUDA {state.get('build')} build); "
-             f"python {sys.version.split()[0]}", "", "| step | result | seconds | output |", "|---|---|---|---|"]
+    versions = f"torch {state.get('torch', '?')} (CUDA {state.get('build')} build); python {sys.version.split()[0]}"
+    lines = [f"# gpu-check: {gpus}", "", versions, "", "| step | result | seconds | output |", "|---|---|---|---|"]
     lines += [f"| {o.step.name} | {o.state} | {o.seconds:.0f} | {o.step.log} |" for o in outcomes]
     lines += ["", "## doctor --device cuda", "", *doctor_section(out)]
     names = {o.step.name for o in outcomes}
