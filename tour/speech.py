@@ -63,6 +63,7 @@ class Result(BaseResult):
     long_wer: float | None = None
     rtf_single: float = 0.0  # seconds of audio transcribed per second of compute, one clip at a time
     rtf_batched: float = 0.0  # the same, `batch_size` clips per forward pass
+    batch_same: bool = False  # batched transcripts identical to one-at-a-time ones
     transcript_png: str = ""
 
 
@@ -135,7 +136,7 @@ def load_pipeline(device):
     return asr, folder
 
 
-# 3) word error rate ---------------------------------------------------------------------------------------------
+# 3) transcripts, word timestamps, word error rate, real-time factor ----------------------------------------------
 def normalise(text: str) -> str:
     """Lower case, no punctuation: WER should count words heard wrong, not commas."""
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
@@ -151,9 +152,35 @@ def transcribe(asr, audios: list, cfg: Config, **kw) -> list[dict]:
     return asr(list(audios), generate_kwargs={"num_beams": cfg.num_beams}, **kw)
 
 
-def transcripts_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
-    outs = transcribe(asr, [c["audio"] for c in clips], cfg)
-    for clip, out in zip(clips, outs):
+def timestamps_part(asr, clip: dict, cfg: Config, result: Result) -> None:
+    # word times come from the cross-attention of the alignment heads (dynamic time warping); segment times
+    # are tokens Whisper predicts itself (the long-form part shows those)
+    out = transcribe(asr, [clip["audio"]], cfg, return_timestamps="word")[0]
+    result.words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
+                    for c in out["chunks"]]
+    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in result.words))
+
+
+def timed(fn, device, repeats: int):
+    """(fn's output, median ms): the shared timer, keeping what the call returned."""
+    from tour.core.device import median_ms
+
+    box = {}
+    ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=0)  # warm: the model already ran
+    return box["out"], ms
+
+
+def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result) -> None:
+    """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
+    exactly what single clips do, only faster where the hardware has parallelism to spare."""
+    audios = [c["audio"] for c in clips]
+    single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
+    batched, batched_ms = timed(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device,
+                                cfg.repeats)
+    seconds = sum(len(a) for a in audios) / RATE
+    result.rtf_single, result.rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
+    result.batch_same = [o["text"] for o in single] == [o["text"] for o in batched]
+    for clip, out in zip(clips, single):
         clip["transcript"] = out["text"].strip()
         clip["wer"] = round(wer([clip["text"]], [clip["transcript"]]), 4) if clip["text"] else None
         print(f"  {clip['name']} ({clip['seconds']} s, {clip['rate_in']} Hz x{clip['channels_in']}): "
@@ -162,28 +189,12 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, result: Result) -> Non
     if known:
         result.wer = round(wer([c["text"] for c in known], [c["transcript"] for c in known]), 4)
         print(f"  word error rate over {len(known)} clips with known text: {result.wer:.3f}")
+    print(f"  real-time factor: one at a time {result.rtf_single:.1f}x, batches of {cfg.batch_size} "
+          f"{result.rtf_batched:.1f}x (x{result.rtf_batched / result.rtf_single:.2f}); batched transcripts "
+          f"{'identical' if result.batch_same else 'DIFFER'}")
 
 
-def timestamps_part(asr, clip: dict, cfg: Config, result: Result) -> None:
-    # segment times are tokens Whisper predicts (the long-form part shows them); word times come from the cross-attention of the alignment heads (dynamic time warping)
-    word = transcribe(asr, [clip["audio"]], cfg, return_timestamps="word")[0]
-    result.words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
-                    for c in word["chunks"]]
-    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in result.words))
-
-
-# 4) speed: one at a time vs batched ----------------------------------------------------------------------------
-def realtime_factors(asr, audios: list, cfg: Config, device) -> tuple[float, float]:
-    from tour.core.device import median_ms
-
-    seconds = sum(len(a) for a in audios) / RATE
-    one = median_ms(lambda: [transcribe(asr, [a], cfg) for a in audios], device, cfg.repeats, warmup=0)
-    batched = median_ms(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device, cfg.repeats,
-                        warmup=0)
-    return seconds / (one / 1e3), seconds / (batched / 1e3)
-
-
-# 5) long-form audio: past Whisper's 30 s window ----------------------------------------------------------------
+# 4) long-form audio: past Whisper's 30 s window ----------------------------------------------------------------
 def long_form(clips: list[dict], seconds: float):
     """The clips back to back with half a second of silence, repeated until `seconds` long; and its words."""
     import numpy as np
@@ -250,19 +261,16 @@ def run(cfg: Config) -> Result:
     print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
     asr, model_dir = load_pipeline(device)
     result = Result(device=str(device), model_dir=str(model_dir), n_params=asr.model.num_parameters())
-    print(f"2) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'})")
-    transcripts_part(asr, clips, cfg, result)
-    print("3) word timestamps")
+    print(f"2) word timestamps on {clips[0]['name']}")
     timestamps_part(asr, clips[0], cfg, result)
-    print(f"4) real-time factor: one clip at a time vs batches of {cfg.batch_size}")
-    result.rtf_single, result.rtf_batched = realtime_factors(asr, [c["audio"] for c in clips], cfg, device)
-    print(f"  one at a time {result.rtf_single:.1f}x real time, batched {result.rtf_batched:.1f}x "
-          f"(x{result.rtf_batched / result.rtf_single:.2f})")
-    print("5) long-form audio over 30 s, chunk_length_s=30")
+    print(f"3) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'}), "
+          f"one clip at a time and in batches; word error rate; real-time factor")
+    transcripts_part(asr, clips, cfg, device, result)
+    print("4) long-form audio over 30 s, chunk_length_s=30")
     long_part(asr, clips, cfg, result)
     result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
     result.transcript_png = str(transcript_png(clips[0], result.words, folder / "transcript.png"))
-    print(f"6) picture\n  {result.transcript_png}")
+    print(f"5) picture\n  {result.transcript_png}")
     return result
 
 
@@ -276,12 +284,14 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     clips = gather_clips(cfg)
     device = dev.get_device(cfg.device)
     asr, _ = load_pipeline(device)
-    audios = [c["audio"] for c in clips]
-    single, batched = realtime_factors(asr, audios, cfg, device)
-    per_clip = sum(len(a) for a in audios) / RATE / len(audios) * 1e3  # ms of audio per clip
-    return [BenchRow("speech", f"Whisper tiny.en ASR, {len(audios)} clips", "one at a time",
-                     f"batch of {cfg.batch_size}", per_clip / single, per_clip / batched, batched / single, None,
-                     f"ms per clip; real-time factor {single:.1f}x vs {batched:.1f}x")]
+    timestamps_part(asr, clips[0], cfg, Result(device=str(device), model_dir=""))  # warm-up
+    r = Result(device=str(device), model_dir="")
+    transcripts_part(asr, clips, cfg, device, r)
+    per_clip = sum(c["seconds"] for c in clips) / len(clips) * 1e3  # ms of audio per clip
+    return [BenchRow("speech", f"Whisper tiny.en ASR (greedy), {len(clips)} clips", "one at a time",
+                     f"batch of {cfg.batch_size}", per_clip / r.rtf_single, per_clip / r.rtf_batched,
+                     r.rtf_batched / r.rtf_single, r.batch_same,
+                     f"ms per clip; real-time factor {r.rtf_single:.1f}x vs {r.rtf_batched:.1f}x")]
 
 
 def main(argv: list[str] | None = None) -> int:
