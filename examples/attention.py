@@ -56,6 +56,9 @@ backends = attention.probe_backends(cfg, cfg.seq_lens[0], device, dtype)
 # MiniLM loaded twice from the same weights, with `attn_implementation="eager"` and `"sdpa"`.
 
 # %%
+import transformers  # noqa: E402
+
+transformers.logging.disable_progress_bar()  # no "Loading weights" bar for each of the two loads
 hf = attention.minilm_switch(cfg, device)
 
 # %% [markdown]

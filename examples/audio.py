@@ -20,7 +20,8 @@ path = os.environ.get("TOUR_AUDIO", "")
 args = [a for a in sys.argv[1:] if not a.startswith("-")]
 if "ipykernel" not in sys.modules and args:  # a kernel's argv is its own, not a file of yours
     path = args[0]
-cfg = audio.Config(audio=path, quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+cfg = audio.Config(audio=path, quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
 
 # %% [markdown]
@@ -61,5 +62,6 @@ print(f"speech found at {segments} s")
 
 # %%
 result = audio.run(cfg)
-print(f"audio: {len(result.segments)} speech segment(s); detector's worst boundary error {result.vad_max_error_s:.3f} s")
+print(f"audio: {len(result.segments)} speech segment(s); "
+      f"detector's worst boundary error {result.vad_max_error_s:.3f} s")
 result

@@ -45,5 +45,6 @@ print("torchrun", " ".join(command[3:-2]), "--config '{...}'")
 # %%
 result = distributed.run(cfg)
 print(f"distributed: {result.world_size} ranks, identical weights: {len(set(result.rank_checksums)) == 1}, "
-      f"DDP vs one process max weight gap {result.weight_max_diff:.1e}, tensor parallel gap {result.tp_out_max_diff:.1e}")
+      f"DDP vs one process max weight gap {result.weight_max_diff:.1e}, "
+      f"tensor parallel gap {result.tp_out_max_diff:.1e}")
 result

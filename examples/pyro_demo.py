@@ -57,5 +57,6 @@ print(f"its ELBO sits {gap:.3f} nats below log p(y), whatever the optimiser does
 
 # %%
 result = stop.run(cfg)
-print(f"pyro: SVI mean within {result.mean_rel_error:.2%}, std within {result.std_rel_error:.2%} of the exact posterior")
+print(f"pyro: SVI mean within {result.mean_rel_error:.2%}, std within {result.std_rel_error:.2%} "
+      "of the exact posterior")
 result
