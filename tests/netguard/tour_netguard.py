@@ -8,7 +8,9 @@ ranks, export's fresh process. Set TOUR_NETGUARD=0 to turn it off in children.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import sys
 
 
 class NetworkBlocked(RuntimeError):
@@ -30,6 +32,10 @@ def is_local(address) -> bool:
 
 def check(address) -> None:
     if not is_local(address):
+        log = os.environ.get("TOUR_NETGUARD_LOG")  # a file that collects every refusal, for debugging a child
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} {' '.join(sys.argv)[:200]}: refused {address!r}\n")
         raise NetworkBlocked(f"test tried to reach the network: {address!r}")
 
 
