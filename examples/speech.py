@@ -1,0 +1,74 @@
+# %% [markdown]
+# # Stop 5: speech recognition with Whisper
+# Whisper tiny.en, shipped by a PyPI package in CTranslate2's format, converted once into a transformers folder,
+# then run with `pipeline("automatic-speech-recognition")`. Each cell calls one function of `tour/speech.py`.
+# Runs as a script too: `python examples/speech.py [your.wav ...]` (any rate, any channels; `TOUR_QUICK=1` for a
+# short run, `TOUR_OUT` for the output folder).
+
+# %%
+import os
+import sys
+from pathlib import Path
+
+from tour import speech
+from tour.core import device as dev
+from tour.core.config import out_dir
+
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+files = [a for a in sys.argv[1:] if Path(a).is_file()]  # your own recordings; none: the tour's clips
+cfg = speech.Config(quick=QUICK, audio=files, out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+print(dev.describe(cfg.device))
+
+# %% [markdown]
+# ## 1) Audio in
+# soundfile reads the file; the channels are averaged and torchaudio resamples to the 16 kHz Whisper expects.
+# Without files of your own: the tour's clip plus sentences espeak-ng speaks, so every word is known.
+
+# %%
+clips = speech.gather_clips(cfg)
+for c in clips:
+    print(f"{c['name']}: {c['seconds']} s, was {c['rate_in']} Hz x{c['channels_in']} channels; text: {c['text']}")
+
+# %% [markdown]
+# ## 2) The model
+# `tour/speech_convert.py` reads CTranslate2's `model.bin` (a header, then named float16/float32 arrays), splits
+# the fused attention projections back apart and saves a `WhisperForConditionalGeneration` folder. It is built
+# once into the tour's cache; the pipeline loads it like any Hub checkpoint.
+
+# %%
+asr, folder = speech.load_pipeline(device)
+print(sorted(p.name for p in folder.iterdir()))
+
+# %% [markdown]
+# ## 3) Words and when they were said
+# Word times come from the cross-attention of a few "alignment heads", matched to the audio frames.
+
+# %%
+result = speech.Result(device=str(device), model_dir=str(folder))
+speech.timestamps_part(asr, clips[0], cfg, result)
+
+# %% [markdown]
+# ## 4) Transcripts, word error rate, speed
+# Every clip alone, then in batches (the transcripts must be identical: Whisper pads each clip to 30 s). WER
+# counts substituted, dropped and inserted words over the number of words said (jiwer), after lower-casing.
+
+# %%
+speech.transcripts_part(asr, clips, cfg, device, result)
+
+# %% [markdown]
+# ## 5) Longer than 30 s
+# Whisper hears 30 s at a time. `chunk_length_s=30` cuts longer audio into overlapping windows, transcribes them
+# as a batch and stitches the text where they overlap; here the clips back to back, past 30 s.
+
+# %%
+speech.long_part(asr, clips, cfg, result)
+for chunk in result.long_chunks:
+    print(f"[{chunk['start']:6.2f} - {chunk['end']}] {chunk['text']}")
+
+# %% [markdown]
+# ## The waveform with its words
+
+# %%
+png = speech.transcript_png(clips[0], result.words, out_dir(cfg, speech.NAME) / "transcript.png")
+print(png)
