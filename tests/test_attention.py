@@ -17,7 +17,7 @@ def result(tmp_path_factory):
 
 
 def test_quick_lengths_and_parity(result):
-    assert [r["seq_len"] for r in result.rows] == attention.QUICK_SEQ_LENS
+    assert [r["seq_len"] for r in result.rows] == [128, 256, 512]  # the quick lengths
     for r in result.rows:
         assert r["allclose"] and r["max_abs_err"] < 1e-4, r
         assert r["naive_ms"] > 0 and r["sdpa_ms"] > 0 and r["ratio"] == pytest.approx(r["naive_ms"] / r["sdpa_ms"])
@@ -72,10 +72,11 @@ def test_too_long_is_refused_before_allocating(monkeypatch, tmp_path):
 
 
 def test_bad_sizes_are_refused(tmp_path):
-    with pytest.raises(TourError, match="positive"):
-        attention.run(attention.Config(device="cpu", seq_lens=[0], out=str(tmp_path)))
-    with pytest.raises(TourError, match="512"):
-        attention.minilm_switch(attention.Config(hf_seq_len=4096), None)
+    # Refused when the Config is built, before any work: the same line a notebook and the CLI see.
+    with pytest.raises(TourError, match=r"^--seq-lens 0 is out of range: it must be >= 1$"):
+        attention.Config(device="cpu", seq_lens=[256, 0], out=str(tmp_path))
+    with pytest.raises(TourError, match="--hf-seq-len 4096 is out of range: it must be <= 512"):
+        attention.Config(hf_seq_len=4096)
 
 
 def test_main_writes_result_json(tmp_path, capsys, monkeypatch):

@@ -74,12 +74,12 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
 
 
 def test_out_of_range_batch_is_refused_before_work(tmp_path):
-    with pytest.raises(TourError, match="1..4096"):
-        export.run(export.Config(device="cpu", batch=5000, out=str(tmp_path)))
-    with pytest.raises(TourError, match="1..4096"):
-        export.run(export.Config(device="cpu", batches=[0], out=str(tmp_path)))
-    with pytest.raises(TourError, match="cnn or mlp"):
-        export.run(export.Config(device="cpu", model="resnet", out=str(tmp_path)))
+    with pytest.raises(TourError, match="--batch 5000 is out of range: it must be <= 4096"):
+        export.Config(device="cpu", batch=5000, out=str(tmp_path))
+    with pytest.raises(TourError, match="--batches 0 is out of range: it must be >= 1"):
+        export.Config(device="cpu", batches=[0], out=str(tmp_path))
+    with pytest.raises(TourError, match="--model 'resnet' is not one of: cnn, mlp"):
+        export.Config(device="cpu", model="resnet", out=str(tmp_path))
     assert not Path(tmp_path, "export").exists()
 
 

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from tour.core import errors  # noqa: E402
 from tour import lightning as stop  # noqa: E402
+from tour.core import errors  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, require
 
 NAME = "attention"
 BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")  # SDPBackend names, fastest first

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from tour.audio_checks import RATE, masking_checks, resample_checks, tone_band_checks
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 from tour.core.results import BaseResult
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, require
 
 NAME = "audio"
 VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms

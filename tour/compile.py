@@ -13,10 +13,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from tour.compile_models import MODELS, Spec, specs
 from tour.core.config import BaseConfig, arg, stop_main
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
-from tour.compile_models import MODELS, Spec, specs
 
 NAME = "compile"
 

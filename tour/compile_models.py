@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tour.core.errors import TourError, optional_import
+import torch
+from torch import nn
+
+from tour.core.errors import TourError
 
 MODELS = ("fusion", "vision", "encoder")
 
@@ -24,31 +27,32 @@ class Spec:
     atol: float = 1e-4  # fp32: Inductor reorders sums (LayerNorm, matmul tiles), so bits differ a little
 
 
-def fusion_block(depth: int = 4, width: int = 512):
+class FusionBlock(nn.Module):
     """Elementwise-heavy on purpose: per layer LayerNorm, GELU, scale/shift, tanh, residual. Eager runs every op as
     its own pass over memory; Inductor fuses each layer into one or two loops."""
-    import torch
-    from torch import nn
 
-    class FusionBlock(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
-            self.scale = nn.Parameter(torch.ones(depth, width))
-            self.shift = nn.Parameter(torch.zeros(depth, width))
+    def __init__(self, depth: int = 4, width: int = 512):
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+        self.scale = nn.Parameter(torch.ones(depth, width))
+        self.shift = nn.Parameter(torch.zeros(depth, width))
 
-        def forward(self, x):
-            for i, norm in enumerate(self.norms):
-                h = nn.functional.gelu(norm(x)) * self.scale[i] + self.shift[i]
-                x = x + 0.5 * torch.tanh(h)
-            return x
-
-    return FusionBlock()
+    def forward(self, x):
+        for i, norm in enumerate(self.norms):
+            h = nn.functional.gelu(norm(x)) * self.scale[i] + self.shift[i]
+            x = x + 0.5 * torch.tanh(h)
+        return x
 
 
-def _optional(module: str, attr: str):
-    """A public function or class of another stop, or None where its libraries are not installed."""
-    return getattr(optional_import(module), attr, None)
+class Hidden(nn.Module):
+    """An encoder's last hidden state as a plain tensor, so eager and compiled outputs compare directly."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, ids, mask):
+        return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
 def _mlp_fallback(why: str, device) -> Spec:
@@ -63,18 +67,15 @@ def _mlp_fallback(why: str, device) -> Spec:
 def vision_spec(cfg, device) -> Spec:
     import torch
 
+    from tour.core.models import SmallCNN, load_efficientnet_lite0
+
     if cfg.quick:
-        cnn = _optional("tour.core.models", "SmallCNN")
-        if cnn is None:
-            return _mlp_fallback("the vision stop is not installed", device)
-        return Spec("MNIST SmallCNN (untrained)", cnn().to(device), (torch.randn(64, 1, 28, 28, device=device),), True)
-    load = _optional("tour.core.models", "load_efficientnet_lite0")
+        return Spec("MNIST SmallCNN (untrained)", SmallCNN().to(device), (torch.randn(64, 1, 28, 28, device=device),),
+                    True)
     try:
-        model = load(device) if load else None
-    except TourError as e:  # its weights package is missing: say so, keep going
+        model = load_efficientnet_lite0(device)
+    except (TourError, ImportError) as e:  # torchvision or the weights package is missing: say so, keep going
         return _mlp_fallback(f"EfficientNet-Lite0 unavailable: {e}", device)
-    if model is None:
-        return _mlp_fallback("the vision stop is not installed", device)
     return Spec("EfficientNet-Lite0 (pretrained)", model, (torch.randn(cfg.batch, 3, 224, 224, device=device),), True)
 
 
@@ -83,27 +84,16 @@ SENTENCES = ["torch.compile turns Python into fused kernels.", "The cat sat on t
 
 
 def encoder_spec(cfg, device) -> Spec:
-    from torch import nn
+    from tour.core.models import load_encoder
 
-    load = _optional("tour.core.models", "load_encoder")
     try:
-        tokenizer, encoder = load(device=device) if load else (None, None)
-    except TourError as e:  # transformers or the model package is missing
+        tokenizer, encoder = load_encoder(device=device)
+    except (TourError, ImportError) as e:  # transformers or the model package is missing
         return _mlp_fallback(f"MiniLM unavailable: {e}", device)
-    if encoder is None:
-        return _mlp_fallback("transformers is not installed", device)
-
-    class Hidden(nn.Module):  # a plain tensor out, so eager and compiled outputs compare directly
-        def __init__(self):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, ids, mask):
-            return self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
 
     texts = (SENTENCES * cfg.batch)[:cfg.batch]
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
-    return Spec("MiniLM-L6 encoder (pretrained)", Hidden().eval(), (enc["input_ids"], enc["attention_mask"]), False)
+    return Spec("MiniLM-L6 encoder (pretrained)", Hidden(encoder).eval(), (enc["input_ids"], enc["attention_mask"]), False)
 
 
 def specs(cfg, device) -> list[Spec]:
@@ -113,7 +103,7 @@ def specs(cfg, device) -> list[Spec]:
     for name in cfg.models:  # names checked by Config (choices=MODELS)
         if name == "fusion":
             x = torch.randn(2048 if cfg.quick else 8192, 512, device=device)  # 4 / 16 MB: memory-bound
-            out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", fusion_block().to(device), (x,),
+            out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", FusionBlock().to(device), (x,),
                             not cfg.quick))
         else:
             out.append(vision_spec(cfg, device) if name == "vision" else encoder_spec(cfg, device))

@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError
 from tour.core.results import BaseResult
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError
 
 NAME = "distributed"
 WORKER = "tour.distributed_worker"
 MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
+LAUNCH_TIMEOUT_S = 1800  # torchrun's whole run; the full stop takes seconds, a multi-node rendezvous may wait
 
 
 @dataclass
@@ -146,7 +147,11 @@ def launch(cfg: Config, folder: Path) -> float:
     cmd = launch_command(cfg)
     print(f"  $ torchrun {' '.join(cmd[3:-2])} --config '{{...}}'", flush=True)
     start = time.perf_counter()
-    code = subprocess.run(cmd, env=env).returncode
+    try:  # a rank stuck in a collective must not hang the tour forever
+        code = subprocess.run(cmd, env=env, timeout=LAUNCH_TIMEOUT_S).returncode
+    except subprocess.TimeoutExpired:
+        raise TourError(f"torchrun did not finish within {LAUNCH_TIMEOUT_S} s (a rank may wait for one that died or "
+                        f"for another node); check --rdzv-endpoint and --nnodes, or --resume from {folder}") from None
     if code != 0:
         raise TourError(f"torchrun exited with code {code} (a rank failed; its error is above); "
                         f"add --resume to continue from the last checkpoint in {folder}")

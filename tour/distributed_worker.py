@@ -15,7 +15,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
 from types import SimpleNamespace as Config  # the stop's Config arrives as JSON: a namespace of its fields
 
 NAME = "distributed"  # the stop's output subfolder; imports go one way (the stop imports this file, never back)
@@ -60,8 +59,8 @@ def build(cfg: Config, device):
     import torch
 
     from tour.core.data import digits_split
-    from tour.core.models import make_mlp
     from tour.core.device import seed_everything
+    from tour.core.models import make_mlp
 
     seed_everything(cfg.seed)  # same seed -> same initial weights everywhere (DDP also broadcasts rank 0's)
     model = make_mlp(cfg.hidden).to(device)
@@ -222,8 +221,9 @@ def work(cfg: Config, folder: Path) -> dict:
     import torch.distributed as dist
 
     device = rank_device(cfg)
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # the ranks share the cores; more threads per rank would only oversubscribe them
+    if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
+        # The ranks share the cores: one thread each unless the user (or torchrun) chose a count, which wins.
+        torch.set_num_threads(1)
     dist.init_process_group(backend=backend_for(device))
     rank, world = dist.get_rank(), dist.get_world_size()
     say(rank, f"{world} ranks up, backend {dist.get_backend()}, this rank on {device}")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, is_available, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, is_available, require
 
 NAME = "export"
 MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
@@ -215,7 +215,10 @@ def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> di
     save_file({k: v.contiguous().cpu() for k, v in inputs.items()}, files["inputs"])
     cmd = [sys.executable, "-c", RUNNER, str(pt2), str(files["inputs"]), str(files["outputs"]), str(report),
            str(device), str(repeats), str(torch.get_num_threads())]
-    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)  # cwd: the tour is not next to it
+    try:  # cwd: the tour is not next to it, so the runner can't import it by accident
+        done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise TourError(f"the fresh process running {pt2.name} did not finish within 600 s") from None
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RuntimeError(f"the fresh process failed to run {pt2.name}: {tail}")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, require
 
 NAME = "nlp"
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
@@ -218,7 +218,6 @@ def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int 
 
 
 def load_data(cfg: Config):
-    from tour import nlp_eval
     from tour.core import data as nlp_data
 
     print("1) data with datasets: ClassLabel, stratified split")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 # the baseline: a linear probe on frozen embeddings ---------------------------------------------------------------
 def linear_probe(train_x, train_y, test_x, test_y) -> float:
     from sklearn.linear_model import LogisticRegression

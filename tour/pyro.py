@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.errors import TourError, require
 from tour.core.results import BaseResult
 from tour.core.state import keeps_caller_state
-from tour.core.errors import TourError, require
 
 NAME = "pyro"
 FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")  # load_diabetes' column names

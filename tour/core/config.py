@@ -80,9 +80,10 @@ def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> N
     if isinstance(value, float) and not math.isfinite(value):
         raise TourError(f"{flag} must be a finite number, got {value!r}")
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b)
-        raise TourError(f"{flag} {value} is out of range: it must be {bounds}")
+    if lo is not None and value < lo:
+        raise TourError(f"{flag} {value} is out of range: it must be >= {lo}")
+    if hi is not None and value > hi:
+        raise TourError(f"{flag} {value} is out of range: it must be <= {hi}")
     if choices is not None and value not in choices:
         raise TourError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
 
@@ -190,13 +191,10 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
 
 
 def parse_config(cls: type, argv: list[str] | None, prog: str, description: str | None = None) -> Any:
-    """Flags -> Config. A TourError from Config's own checks becomes a one-line usage error (exit 2)."""
-    parser = build_parser(cls, prog, description)
-    ns = parser.parse_args(argv)
-    try:
-        return cls(**vars(ns))
-    except TourError as e:
-        parser.error(str(e))
+    """Flags -> Config. A flag argparse can't convert exits 2 with a usage line; a TourError from Config's own checks
+    (the same one a notebook gets) propagates to `guarded`, which prints it in one line and returns 2."""
+    ns = build_parser(cls, prog, description).parse_args(argv)
+    return cls(**vars(ns))
 
 
 def to_jsonable(obj: Any) -> Any:

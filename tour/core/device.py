@@ -122,7 +122,8 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
 def supports_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Native bf16 only (Ampere and newer): a T4 or V100 "supports" bf16 by emulation, slower than fp32.
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "xpu":
         return True
     # CPU and MPS can store bf16, but on most CPUs it is emulated and slower than fp32 for training;

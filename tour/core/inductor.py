@@ -17,9 +17,9 @@ def cxx_compiler() -> str | None:
     """The C++ compiler Inductor will call (its own search: $CXX, else g++, clang++ on macOS), as a path, or None."""
     from tour.core.torch_private import inductor_cpp_compiler
 
-    cxx = inductor_cpp_compiler() or os.environ.get("CXX")
-    if not cxx:  # Inductor's search raised or moved: try the usual names
-        cxx = next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+    cxx = inductor_cpp_compiler()
+    if cxx is None:  # this torch's search moved: look where it used to (CXX, then the usual names)
+        cxx = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), "")
     return shutil.which(cxx) if cxx else None
 
 

@@ -13,8 +13,8 @@ It imports torch at the top: stops import it inside functions, so `import tour.<
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn

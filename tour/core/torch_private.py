@@ -11,13 +11,16 @@ from contextlib import nullcontext
 
 
 def inductor_cpp_compiler() -> str | None:
-    """The compiler name Inductor's own search picks (torch._inductor.cpp_builder), or None if it finds none."""
+    """The compiler Inductor's own search picks (torch._inductor.cpp_builder: its cpp.cxx setting, $CXX, g++...):
+    its name, "" when that search finds none (Inductor will fail), None when this torch has no such API."""
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
-
-        return get_cpp_compiler()
-    except Exception:  # noqa: BLE001 - it raises InvalidCxxCompiler when none exists; older torch lacks it
+    except ImportError:
         return None
+    try:
+        return get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - InvalidCxxCompiler when none of its candidates exists
+        return ""
 
 
 def inductor_counters() -> dict[str, int]:

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import importlib.metadata
 import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 from tour.core.results import pictures_html, result_table, rows_table, short
 
@@ -55,7 +53,7 @@ def _versions() -> dict[str, str]:
 
 def _stop_section(outcome, out: Path) -> str:
     state = "ok" if outcome.ok else "failed"
-    body = _result_table(outcome.result) if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
+    body = result_table(outcome.result) if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
             f"{_paragraphs(outcome.doc)}{body}{pictures_html(sorted((out / outcome.name).glob('*.png')))}</section>")
