@@ -25,16 +25,16 @@ class Config(BaseConfig):
     prompts: list[str] = arg(PROMPTS, "your questions to the model", quick=PROMPTS[:2])
     system: str = arg("You are a helpful assistant. Answer in one short sentence.", "the system prompt")
     max_new_tokens: int = arg(40, "new tokens per reply", min=1, max=4096, quick=16)
-    temperature: float = arg(0.7, "sampling temperature (below 1 sharpens the distribution)", min=0.01, max=5.0)
-    top_p: float = arg(0.9, "sampling keeps the smallest set of tokens whose probability reaches top_p", min=0.01,
+    temperature: float = arg(1.0, "sampling temperature (below 1 sharpens the distribution)", min=0.01, max=5.0)
+    top_p: float = arg(0.95, "sampling keeps the smallest set of tokens whose probability reaches top_p", min=0.01,
                        max=1.0)
-    speed_tokens: int = arg(32, "new tokens in each side-by-side timing", min=2, max=512, quick=8)
-    repeats: int = arg(3, "timed runs per side-by-side measurement after one warm-up (median)", min=1, quick=1)
+    speed_tokens: int = arg(24, "new tokens in each side-by-side timing", min=2, max=512, quick=8)
+    repeats: int = arg(2, "timed runs per side-by-side measurement after one warm-up (median)", min=1, quick=1)
     copy_mb: int = arg(256, "size of the tensor copied to measure memory bandwidth", min=8, quick=128)
     topics: list[str] = arg(["ai", "emotion"], "chatterbot topics whose question/answer pairs LoRA learns")
     test_fraction: float = arg(0.2, "share of the pairs held out for the loss/perplexity", min=0.05, max=0.5,
                                 quick=0.1)
-    max_train: int = arg(0, "at most this many training pairs (0: all)", min=0, quick=24)
+    max_train: int = arg(64, "at most this many training pairs (0: all)", min=0, quick=24)
     epochs: int = arg(2, "passes over the training pairs", min=1, quick=1)
     lr: float = arg(2e-3, "AdamW learning rate for the LoRA weights", min=0.0)
     batch_size: int = arg(8, "pairs per training step", min=1)
@@ -157,27 +157,23 @@ def chat(cfg: Config, tokenizer, model, device) -> dict:
 
 # 2) streaming -------------------------------------------------------------------------------------------------------
 def stream(cfg: Config, tokenizer, model, device) -> dict:
-    """generate() runs in a thread and pushes text into TextIteratorStreamer; we print it as it arrives."""
-    from transformers import TextIteratorStreamer
+    """generate() runs in a thread and pushes text into the streamer; we print it as it arrives."""
+    from tour.generate_model import TimedStreamer
 
     inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[-1:], device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    done: dict = {}
-    worker = threading.Thread(target=lambda: done.update(ids=generate(model, inputs, cfg.max_new_tokens,
-                                                                      streamer=streamer)))
+    streamer = TimedStreamer(tokenizer)
+    worker = threading.Thread(target=generate, args=(model, inputs, cfg.max_new_tokens), kwargs={"streamer": streamer})
     start = time.perf_counter()
     worker.start()
-    first = None
     print("  bot> ", end="", flush=True)
     for text in streamer:
-        first = first or time.perf_counter()
         print(text, end="", flush=True)
     worker.join()
-    end, n = time.perf_counter(), done["ids"].shape[1]
-    first = first or end
-    rate = (n - 1) / (end - first) if n > 1 and end > first else 0.0
-    print(f"\n  {n} tokens; first text after {(first - start) * 1e3:.0f} ms, then {rate:.1f} tokens/s")
-    return {"ttft_ms": (first - start) * 1e3, "stream_tokens_per_s": rate}
+    times = streamer.token_times
+    ttft = (times[0] - start) * 1e3
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    print(f"\n  {len(times)} tokens; the first after {ttft:.0f} ms (prompt read + one step), then {rate:.1f} tokens/s")
+    return {"ttft_ms": ttft, "stream_tokens_per_s": rate}
 
 
 # 3) what makes decoding fast, side by side ---------------------------------------------------------------------------
@@ -310,6 +306,7 @@ def plot_losses(losses: list[float], before: float, after: float, folder) -> str
     ax.axhline(before, color="grey", linestyle="--", label=f"held-out before ({before:.2f})")
     ax.axhline(after, color="green", linestyle="--", label=f"held-out after ({after:.2f})")
     ax.set(xlabel="step", ylabel="loss per answer token", title="LoRA fine-tune on chatterbot answers")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
     ax.legend()
     return save(fig, folder / "lora_loss.png")
 

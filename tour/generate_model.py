@@ -10,12 +10,29 @@ folder and renames it into the cache, so a crash or two runs at once never leave
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+from transformers import TextIteratorStreamer
 
 from tour.core.errors import TourError, require
 
 CACHE_NAME = "smollm2-135m-instruct"  # folder under the tour's cache (tour.core.assets.cache_root())
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # architecture names transformers gives decoder-only LMs
+
+
+class TimedStreamer(TextIteratorStreamer):
+    """TextIteratorStreamer that also notes when each new token arrived. Its text comes a word at a time (it
+    waits for a space before it can decode safely), so timing the text would overstate the token rate."""
+
+    def __init__(self, tokenizer, **kw):
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True, **kw)
+        self.token_times: list[float] = []
+
+    def put(self, value):
+        if not self.next_tokens_are_prompt:  # generate() hands over the prompt first, then one token per step
+            self.token_times.append(time.perf_counter())
+        super().put(value)
 
 
 def convert_gguf(tmp: Path) -> None:
