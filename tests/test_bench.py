@@ -70,7 +70,9 @@ def test_missing_library_skips_that_section_and_still_writes_json(monkeypatch, t
 
 
 def test_unknown_section_is_a_one_line_error(tmp_path, capsys):
-    assert bench.main(["--only", "gpu-magic", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error: exit 2, one line
+        bench.main(["--only", "gpu-magic", "--out", str(tmp_path)])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "'gpu-magic' is not one of" in err and len(err.strip().splitlines()) == 1
 

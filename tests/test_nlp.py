@@ -71,7 +71,9 @@ def test_search_finds_texts_of_the_query_topic(result):
 
 def test_batched_embedding_matches_the_pipeline(result):
     assert result.embed_max_diff < 1e-4
-    assert result.naive_per_s > 0 and result.batched_per_s > 0  # speed is printed, never asserted
+    # speed is printed, never asserted; the three ways give the same vectors
+    assert result.naive_per_s > 0 and result.pipeline_batched_per_s > 0 and result.batched_per_s > 0
+    assert result.embed_max_diff < 1e-3
 
 
 def test_length_batches_cap_tokens():
@@ -81,7 +83,9 @@ def test_length_batches_cap_tokens():
 
 @pytest.fixture(scope="module")
 def encoder():
-    return nlp.load_encoder(None, "cpu")
+    from tour.core.models import load_encoder
+
+    return load_encoder(None, "cpu")
 
 
 def test_embed_is_unit_length_and_order_preserving(encoder):
