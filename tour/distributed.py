@@ -143,7 +143,10 @@ def launch_command(cfg: Config) -> list[str]:
 def launch(cfg: Config, folder: Path) -> float:
     for old in folder.glob("rank*.json"):
         old.unlink()  # only this launch's ranks may report
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    from tour.core.threads import for_ranks
+
+    # The ranks split the tour's threads (tour.core.threads); a user's OMP_NUM_THREADS goes to each rank as is.
+    env = for_ranks(cfg.nproc)
     cmd = launch_command(cfg)
     print(f"  $ torchrun {' '.join(cmd[3:-2])} --config '{{...}}'", flush=True)
     start = time.perf_counter()

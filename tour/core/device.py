@@ -215,12 +215,16 @@ def device_name(device: torch.device) -> str:
 
 
 def busy_cpu_note() -> str | None:
-    """A warning when other work already fills the CPU cores: runs will be slow and timings noisy.
+    """A warning when other work already fills the CPU cores and nothing chose this process's threading for it
+    (neither the tour's policy, tour.core.threads, nor the user's OMP_* variables): runs will be slow.
 
-    Measured on a 2-core machine with a load of ~3: the basics MLP trained 38x slower with OpenMP's default
-    (spinning) wait policy than with OMP_WAIT_POLICY=PASSIVE; on an idle machine PASSIVE was ~1.8x slower
-    for such tiny ops, so the tour suggests it rather than setting it.
+    Measured on a 2-core machine beside two small torch jobs: the basics MLP trained 8-19x slower with OpenMP's
+    default (spinning) wait policy and two threads, 1-1.5x with the tour's policy (one thread, PASSIVE).
     """
+    from tour.core import threads
+
+    if threads.current() is not None or any(os.environ.get(v) for v in threads.WAIT_VARS):
+        return None
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on every platform
@@ -228,12 +232,14 @@ def busy_cpu_note() -> str | None:
     cores = os.cpu_count() or 1
     if load <= cores:
         return None
-    hint = "" if os.environ.get("OMP_WAIT_POLICY") else "; OMP_WAIT_POLICY=PASSIVE can make small models much faster"
-    return f"the CPU is busy (load {load:.1f} on {cores} cores): expect slow runs and noisy timings{hint}"
+    return (f"the CPU is busy (load {load:.1f} on {cores} cores): expect slow runs; call "
+            "tour.core.threads.configure() before importing torch (the `tour` command does), or set "
+            "OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1")
 
 
 def describe(device: str | torch.device | None = None) -> str:
-    """What was picked and why: name, count, memory, dtype, threads (and a warning if the CPU is busy)."""
+    """What was picked and why: name, count, memory, dtype, threads (on cpu: the tour's threading choice and its
+    reason, or a warning if the CPU is busy and nothing chose)."""
     choice = choose(device)
     dev = choice.device
     mem = memory_bytes(dev)
@@ -241,5 +247,10 @@ def describe(device: str | torch.device | None = None) -> str:
     extra = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
     text = (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
             f"dtype {str(get_dtype(dev)).removeprefix('torch.')}) - {choice.reason}")
+    if dev.type == "cpu":
+        from tour.core import threads
+
+        policy = threads.current()
+        text += f"\n  threads: {policy.reason}" if policy else ""
     note = busy_cpu_note() if dev.type == "cpu" else None
     return f"{text}\n  note: {note}" if note else text

@@ -3,7 +3,9 @@
 Eager vs torch.compile, naive attention vs SDPA, eager vs an AOTInductor package, batched vs naive throughput, and
 this machine's fp32 matmul roof with the fraction of it MiniLM and EfficientNet inference reach. Ratios from one
 run are what count (shared machines are noisy). Writes bench.json and bench.md into OUT/bench.
-Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...]`.
+`--load N` adds the busy-machine section: a few stops' core steps quiet and beside N competing torch processes,
+with OpenMP's default threading and with the tour's (tour.core.threads), each in a fresh process.
+Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...] [--load 2]`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tour.tools.registry import bench_stops, load
 
 NAME = "bench"
 # The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
-SECTIONS = ("roof", "flops", *bench_stops())
+SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (--load N or --only load)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Config(BaseConfig):
     reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
     roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof", min=1, quick=1024)
     batch: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
+    load: int = arg(0, "competing torch processes for the 'load' section; 0: no load section unless --only load "
+                    "(then 2)", min=0, max=16)
 
 
 Row = BenchRow  # one shape for every row, declared in the core so stops can build them
@@ -131,7 +135,13 @@ def flops_table(result: Result) -> str:
 
 def sections(cfg: Config) -> list[str]:
     wanted = set(cfg.only) | ({"roof"} if "flops" in cfg.only else set())  # a fraction needs its roof
-    return [s for s in SECTIONS if not cfg.only or s in wanted]
+    wanted |= {"load"} if cfg.load else set()
+    return [s for s in SECTIONS if (not cfg.only and s != "load") or s in wanted]
+
+
+def settings_of(cfg: Config) -> BenchSettings:
+    return BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, reps=cfg.reps,
+                         batch=cfg.batch)
 
 
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
@@ -142,10 +152,12 @@ def run_section(name: str, cfg: Config, device, result: Result) -> None:
             print(f"  {cfg.roof_n} x {cfg.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
         elif name == "flops":
             result.flops = flops_rows(cfg, device, result.roof_gflops)
+        elif name == "load":
+            from tour.tools.bench_load import bench_rows as load_rows
+
+            result.rows += load_rows(settings_of(cfg), n=cfg.load or 2)
         else:
-            settings = BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, reps=cfg.reps,
-                                     batch=cfg.batch)
-            result.rows += load(name).bench_rows(settings)
+            result.rows += load(name).bench_rows(settings_of(cfg))
     except (TourError, ImportError) as e:  # e.g. `pip install 'torch-tour[nlp]'` not done: say so, go on
         result.skipped[name] = str(e).splitlines()[0]
         print(f"  skipped: {result.skipped[name]}")

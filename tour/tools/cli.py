@@ -6,7 +6,9 @@
     tour doctor [--json]           smoke-test the installed PyTorch stack
     tour bench                     side-by-side performance ratios
 
-Start-up imports no torch: each command imports only what it runs.
+Start-up imports no torch: each command imports only what it runs. Before any of them, the tour chooses its CPU
+threading for what the machine is doing (tour.core.threads): the wait policy only takes effect if it is in the
+environment when torch starts OpenMP, and child processes inherit it from there.
 """
 
 from __future__ import annotations
@@ -64,7 +66,19 @@ def _run(stop: str | None, args: list[str]) -> int:
     return load(stop).main(args)
 
 
+def start_up() -> None:
+    """The tour's threading policy, applied while torch is not imported yet. A process that already runs torch
+    keeps its own threading: changing it there would outlive the call."""
+    if "torch" not in sys.modules:
+        from tour.core import threads
+
+        threads.configure()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Only as the `tour` command: a notebook or test calling main([...]) keeps its own process's threading.
+    if argv is None and sys.argv[1:2] and sys.argv[1] in ("run", *COMMANDS):
+        start_up()
     argv = sys.argv[1:] if argv is None else list(argv)
     # Commands that pass their flags on are dispatched by hand: argparse's REMAINDER would not capture a
     # leading flag (`tour bench --quick`). The parser below still gives help, version and one-line errors.

@@ -1,0 +1,261 @@
+"""How many CPU threads the tour uses, and how they wait: its fair share of the cores on a busy machine.
+
+PyTorch's CPU kernels run on an OpenMP thread pool (libgomp in the Linux wheels, Intel's libiomp elsewhere). By
+default the pool has one thread per core and a thread that finishes its part *spins* (~300,000 turns of a busy
+loop in libgomp) before it sleeps. On an idle machine that is the fastest choice. Beside another OpenMP program
+it is the slowest: our spinning threads and theirs take each other's cores, a parallel region waits for a
+thread that is not running, and the digits MLP trained 8-19x slower beside two small torch jobs (fair share: 3x).
+
+`choose()` decides, from what the machine is doing, the thread count and the wait policy; `apply()` puts them in
+the environment; `configure()` does both on this machine. The tour's CLI calls `configure()` at start-up, before
+torch is imported, and every child process (torchrun ranks, export's fresh process, the doctor's workers)
+inherits the choice through the environment.
+
+What must happen BEFORE `import torch`: the wait policy (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `KMP_BLOCKTIME`)
+is read once, when OpenMP starts with torch, and `OMP_NUM_THREADS` sizes the first pool. In a notebook, call
+
+    import tour.core.threads; tour.core.threads.configure()   # first cell, before `import torch`
+
+What still works AFTER: the thread count (`torch.set_num_threads`); `configure()` applies that part and says the
+wait policy will only reach child processes. threadpoolctl (`threadpool_limits`) can likewise cap threads at run
+time, but no library can change a running OpenMP's wait policy.
+
+Never overridden: `OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `KMP_BLOCKTIME`, `OMP_NUM_THREADS` (and `MKL_NUM_THREADS`)
+set by the user, and a thread count passed to `configure(threads=...)`. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # how waiting OpenMP threads behave
+COUNT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # how many threads
+REASON_VAR = "TOUR_THREADS"  # the choice, for child processes and their device line
+SET_VAR = "TOUR_THREADS_SET"  # which variables the tour set (all others are the user's)
+# Other work worth at least one core counts as busy: a quiet desktop idles at a load of 0.1-0.8.
+BUSY_AT = 1.0
+# A busy machine's wait policy. Measured beside two torch jobs on 2 cores (tour bench --only load): PASSIVE and a
+# short spin were both within noise of each other and far ahead of the default spin; PASSIVE is the standard
+# variable that libgomp and Intel's/LLVM's OpenMP all read.
+BUSY_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}
+OPENMP_LIBS = ("libgomp", "libiomp", "libomp")  # a process mapping one of these runs an OpenMP pool
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What `choose()` looks at; `observe()` reads it from this machine, tests build it by hand."""
+
+    cores: int = 1  # os.cpu_count()
+    affinity: int | None = None  # CPUs this process may run on (sched_getaffinity), None if unknown
+    quota: float | None = None  # cgroup CPU quota in cores (docker --cpus=1.5 -> 1.5), None if unlimited
+    load: float = 0.0  # other work in cores: max(1-min load average, threads runnable right now)
+    others: int = 0  # other processes running an OpenMP pool right now (torch, numpy+MKL, ...)
+
+
+@dataclass(frozen=True)
+class Policy:
+    threads: int | None  # torch's intra-op thread count; None: torch's own default
+    env: dict[str, str] = field(default_factory=dict)  # variables to set (never one the user set)
+    reason: str = ""  # one line for the device line: what was chosen and why
+    busy: bool = False
+
+
+def usable_cores(m: Machine) -> int:
+    """Cores this process can really use: the CPU count, cut by affinity (taskset, cpusets) and by the cgroup
+    quota. OpenMP sizes its pool from the affinity mask but knows nothing of the quota, so `docker --cpus=1` on
+    a 16-core host would otherwise run 16 threads in one core's time."""
+    n = m.cores
+    if m.affinity:
+        n = min(n, m.affinity)
+    if m.quota:
+        n = min(n, max(1, math.floor(m.quota)))
+    return max(1, n)
+
+
+def _user_set(env, names) -> list[str]:
+    ours = set(env.get(SET_VAR, "").split(","))
+    return [n for n in names if env.get(n, "").strip() and n not in ours]
+
+
+def choose(env=None, machine: Machine | None = None, threads: int | None = None) -> Policy:
+    """The tour's threading for `machine` (pure: reads nothing else). `env`: the environment to respect
+    (default os.environ); `threads`: an explicit count, which wins like a user's OMP_NUM_THREADS.
+
+    Rules, in order:
+    1. A choice inherited from a parent tour process (TOUR_THREADS set) is kept as it is.
+    2. Threads: the user's OMP_NUM_THREADS / MKL_NUM_THREADS or `threads` if given; else on a quiet machine
+       the usable cores (affinity, quota), and on a busy one the cores nobody else is using, at least 1.
+    3. Wait policy: the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME if any is set; else OpenMP's
+       default spin on a quiet machine (fastest there: PASSIVE made tiny ops 1.7x slower) and PASSIVE on a
+       busy one, where spinning threads take each other's cores.
+    """
+    env = os.environ if env is None else env
+    m = machine or Machine()
+    if env.get(REASON_VAR):
+        return Policy(threads=None, reason=f"inherited: {env[REASON_VAR]}")
+    usable, busy = usable_cores(m), max(m.load, m.others) >= BUSY_AT
+    why = [f"load {m.load:.1f}" + (f", {m.others} other OpenMP process(es)" if m.others else "")
+           + f" on {usable} usable core(s)" + (f" of {m.cores}" if usable < m.cores else "")]
+    user_count, user_wait = _user_set(env, COUNT_VARS), _user_set(env, WAIT_VARS)
+    new_env: dict[str, str] = {}
+    if threads is not None:
+        count, why_count = max(1, threads), f"{threads} thread(s) as asked"
+    elif user_count:
+        count, why_count = None, f"threads from your {user_count[0]}={env[user_count[0]]}"
+    else:
+        count = max(1, round(usable - m.load)) if busy else usable
+        count = min(count, usable)
+        why_count = f"{count} thread(s)" + (" (the idle cores)" if busy else "")
+    if count is not None and not user_count:
+        new_env["OMP_NUM_THREADS"] = str(count)
+    if user_wait:
+        why_wait = f"wait policy from your {user_wait[0]}={env[user_wait[0]]}"
+    elif busy:
+        new_env.update(BUSY_WAIT)
+        why_wait = "waiting threads sleep (" + " ".join(f"{k}={v}" for k, v in BUSY_WAIT.items()) + ")"
+    else:
+        why_wait = "OpenMP's default spin-wait"
+    state = "busy" if busy else "quiet"
+    reason = f"{why_count}, {why_wait}: {state}, {'; '.join(why)}"
+    return Policy(threads=count, env=new_env, reason=reason, busy=busy)
+
+
+# reading this machine -------------------------------------------------------------------------------------------
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def cgroup_quota(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPU quota in cores from cgroup v2 `cpu.max` ("150000 100000" = 1.5) or v1 `cpu.cfs_quota_us` /
+    `cpu.cfs_period_us`; None when unlimited or unknown. Looks at the root (what a container sees) and at this
+    process's own group."""
+    own = [line.split(":", 2)[2].strip() for line in _read(proc_cgroup).splitlines() if line.startswith("0::")]
+    found = []
+    for d in {Path(root), *(Path(root + p) for p in own if p != "/")}:
+        parts = _read(d / "cpu.max").split()
+        if len(parts) == 2 and parts[0] != "max":
+            found.append(int(parts[0]) / int(parts[1]))
+    for v1 in ("cpu", "cpu,cpuacct"):
+        q, p = _read(f"{root}/{v1}/cpu.cfs_quota_us").strip(), _read(f"{root}/{v1}/cpu.cfs_period_us").strip()
+        if q.lstrip("-").isdigit() and int(q) > 0 and p.isdigit() and int(p) > 0:
+            found.append(int(q) / int(p))
+    return min(found) if found else None
+
+
+def runnable_now(samples: int = 5, gap_s: float = 0.004) -> float:
+    """Threads runnable right now, not counting this one (the 4th field of /proc/loadavg, median of a few
+    samples). The load average lags by a minute; a job started a second ago shows here at once."""
+    counts = []
+    for i in range(samples):
+        fields = _read("/proc/loadavg").split()
+        if len(fields) >= 4 and "/" in fields[3]:
+            counts.append(max(0, int(fields[3].split("/")[0]) - 1))
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return statistics.median(counts) if counts else 0.0
+
+
+def openmp_processes(limit: int = 500) -> int:
+    """Other processes with an OpenMP pool that are running now: multi-threaded, state R, and mapping libgomp,
+    libiomp or libomp. Reads only /proc/PID/stat for most processes, /proc/PID/maps for the few candidates."""
+    me, count = os.getpid(), 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me][:limit]
+    except OSError:
+        return 0
+    for pid in pids:
+        stat = _read(f"/proc/{pid}/stat").rsplit(")", 1)
+        fields = stat[1].split() if len(stat) == 2 else []
+        if len(fields) < 18 or fields[0] != "R" or int(fields[17]) < 2:  # state, num_threads
+            continue
+        maps = _read(f"/proc/{pid}/maps")
+        count += any(lib in maps for lib in OPENMP_LIBS)
+    return count
+
+
+def cores_here() -> Machine:
+    """Only the fixed part of this machine: cores, affinity, quota (cheap; no load, no process scan)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    quota = cgroup_quota() if sys.platform.startswith("linux") else None
+    return Machine(cores=os.cpu_count() or 1, affinity=affinity, quota=quota)
+
+
+def observe() -> Machine:
+    """This machine now: cores, affinity, cgroup quota, load, other OpenMP processes. Costs ~20-100 ms."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        load = 0.0
+    linux = sys.platform.startswith("linux")
+    return replace(cores_here(), load=max(load, runnable_now() if linux else 0.0),
+                   others=openmp_processes() if linux else 0)
+
+
+# applying it ----------------------------------------------------------------------------------------------------
+_applied: Policy | None = None  # what this process applied, for the device line
+
+
+def apply(policy: Policy, env=None) -> Policy:
+    """Put `policy` into `env` (default os.environ) for this process's OpenMP, if torch is not loaded yet, and
+    for every child process. With torch already imported only the thread count can still change here
+    (torch.set_num_threads); the reason then says so."""
+    global _applied
+    env = os.environ if env is None else env
+    if policy.reason.startswith("inherited"):
+        return policy
+    env.update(policy.env)
+    env[SET_VAR] = ",".join(policy.env)
+    env[REASON_VAR] = policy.reason
+    torch = sys.modules.get("torch")
+    if torch is not None and policy.threads is not None and env is os.environ:
+        torch.set_num_threads(policy.threads)
+        if policy.env.keys() & set(WAIT_VARS):
+            policy = Policy(policy.threads, policy.env, policy.reason + " (torch was already imported: the wait "
+                            "policy reaches child processes only)", policy.busy)
+    if env is os.environ:
+        _applied = policy
+    return policy
+
+
+def configure(threads: int | None = None) -> Policy:
+    """Choose for this machine now and apply it. Call it first thing, before `import torch` (see above)."""
+    return apply(choose(machine=observe(), threads=threads))
+
+
+def current() -> Policy | None:
+    """What governs this process's threads: the policy applied here, or the one inherited from a parent tour
+    process through the environment; None when the tour chose nothing (torch's defaults, or the user's)."""
+    if _applied is not None:
+        return _applied
+    if os.environ.get(REASON_VAR):
+        return choose()
+    return None
+
+
+def without_tour(env) -> dict[str, str]:
+    """`env` minus what the tour set: OpenMP's defaults plus only what the user chose (the bench's baseline)."""
+    ours = {n for n in env.get(SET_VAR, "").split(",") if n}
+    return {k: v for k, v in env.items() if k not in ours | {SET_VAR, REASON_VAR}}
+
+
+def for_ranks(ranks: int, env=None, machine: Machine | None = None) -> dict[str, str]:
+    """A copy of `env` for `ranks` processes sharing this machine (torchrun's local ranks): each gets its share
+    of the tour's thread count, at least 1 (torchrun's own default is 1 per rank). A user's OMP_NUM_THREADS is
+    passed on untouched."""
+    env = dict(os.environ if env is None else env)
+    if _user_set(env, ("OMP_NUM_THREADS",)):
+        return env
+    ours = env.get("OMP_NUM_THREADS", "")
+    total = int(ours) if ours.isdigit() else usable_cores(machine or cores_here())
+    env["OMP_NUM_THREADS"] = str(max(1, total // max(1, ranks)))
+    env[SET_VAR] = ",".join(sorted({*filter(None, env.get(SET_VAR, "").split(",")), "OMP_NUM_THREADS"}))
+    return env
