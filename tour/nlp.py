@@ -27,6 +27,8 @@ SENTENCES = ["how do i write a for loop in python?", "i am so happy i could danc
 class Config(BaseConfig):
     model: str | None = arg(None, "encoder: a local folder or hub name (unset: all-MiniLM-L6-v2, offline)")
     data: str | None = arg(None, "your own CSV/JSON file with text,label columns (unset: chatterbot-corpus topics)")
+    max_per_topic: int | None = arg(None, "at most this many texts per topic, drawn at random (unset: all)", min=2,
+                                    quick=80)
     min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)",
                               min=2)
     drop_topics: list[str] = arg(["conversations", "psychology"],
@@ -221,8 +223,7 @@ def load_data(cfg: Config):
     from tour.core import data as nlp_data
 
     print("1) data with datasets: ClassLabel, stratified split")
-    cap = 80 if cfg.quick else None  # quick mode: 80 texts per topic
-    full = nlp_data.labelled_dataset(cfg.data, cfg.min_per_topic, cfg.drop_topics, cap, cfg.seed)
+    full = nlp_data.labelled_dataset(cfg.data, cfg.min_per_topic, cfg.drop_topics, cfg.max_per_topic, cfg.seed)
     train, test = nlp_data.split(full, cfg.test_fraction, cfg.seed)
     labels = full.features["label"].names
     print(f"  {len(full)} texts, {len(labels)} labels {labels}: train {len(train)}, test {len(test)}")

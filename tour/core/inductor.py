@@ -44,9 +44,14 @@ def compile_problem(device) -> str | None:
 
 
 def default_cache_dir() -> Path:
-    """Where the tour keeps Inductor's artefacts: the user's TORCHINDUCTOR_CACHE_DIR, else a user cache folder."""
-    if os.environ.get(CACHE_VAR):
-        return Path(os.environ[CACHE_VAR])
+    """Where the tour keeps Inductor's artefacts: the user's TORCHINDUCTOR_CACHE_DIR, else a user cache folder that
+    survives reboots (Inductor's own fallback is in /tmp, and Inductor sets the variable to it on first use: that
+    value is not a user's choice, so it does not count)."""
+    from tour.core.torch_private import inductor_default_cache_dir
+
+    chosen = os.environ.get(CACHE_VAR)
+    if chosen and os.path.abspath(chosen) != inductor_default_cache_dir():
+        return Path(chosen)
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "torch-tour" / "inductor"
 

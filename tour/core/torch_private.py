@@ -7,6 +7,7 @@ which piece moved. Imports no torch at the top.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 
@@ -21,6 +22,16 @@ def inductor_cpp_compiler() -> str | None:
         return get_cpp_compiler()
     except Exception:  # noqa: BLE001 - InvalidCxxCompiler when none of its candidates exists
         return ""
+
+
+def inductor_default_cache_dir() -> str | None:
+    """The folder Inductor falls back to when TORCHINDUCTOR_CACHE_DIR is unset (/tmp/torchinductor_<user>). Inductor
+    writes that fallback into os.environ itself on first use, so a set variable may not be the user's choice."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return os.path.abspath(default_cache_dir())
 
 
 def inductor_counters() -> dict[str, int]:
