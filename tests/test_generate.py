@@ -80,6 +80,24 @@ def test_converted_folder_is_plain_safetensors(result, tour_cache):
     assert not [p for p in tour_cache.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
 
 
+def test_bench_rows_shape(monkeypatch):
+    """The rows `tour bench` gets, from made-up timings (the real ones are the stop's, tested above)."""
+    import tour.generate_model as gm
+
+    monkeypatch.setattr(gm, "load_model", lambda source, device: None)
+    timings = {"kv_off_ms": 40.0, "kv_on_ms": 10.0, "kv_ratio": 4.0, "kv_same": True, "single_ms": 30.0,
+               "batched_ms": 20.0, "batched_ratio": 1.5, "batched_same": True, "eager_ms": 12.0, "sdpa_ms": 10.0,
+               "sdpa_ratio": 1.2, "sdpa_same": True, "bandwidth_gb_s": 10.0, "weights_mb": 500.0,
+               "decode_tokens_per_s": 10.0, "decode_limit_tokens_per_s": 20.0}
+    monkeypatch.setattr(generate, "speed", lambda *a: timings)
+    rows = generate.bench_rows(generate.BenchSettings(device="cpu", quick=True))
+    assert [(r.baseline, r.variant) for r in rows] == [("no KV cache", "KV cache"), ("one at a time", "left-padded batch"),
+                                                        ("eager attention", "sdpa"), ("bandwidth limit", "measured")]
+    assert rows[0].ratio == 4.0 and rows[0].parity is True
+    assert rows[3].baseline_ms == 50.0 and rows[3].variant_ms == 100.0 and rows[3].ratio == 0.5
+    assert "20.0 tok/s" in rows[3].note and "500 MB" in rows[3].note
+
+
 # -- bad input: one line, exit 2, nothing written --------------------------------------------------------------------
 def fails(capsys, argv, out) -> str:
     try:
