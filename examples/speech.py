@@ -15,7 +15,8 @@ from tour.core import device as dev
 from tour.core.config import out_dir
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
-files = [a for a in sys.argv[1:] if Path(a).is_file()]  # your own recordings; none: the tour's clips
+# your own recordings from the command line (a notebook kernel's own arguments are no audio); none: the tour's clips
+files = [a for a in sys.argv[1:] if Path(a).suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"}]
 cfg = speech.Config(quick=QUICK, audio=files, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
@@ -67,8 +68,10 @@ for chunk in result.long_chunks:
     print(f"[{chunk['start']:6.2f} - {chunk['end']}] {chunk['text']}")
 
 # %% [markdown]
-# ## The waveform with its words
+# ## The waveform with its words, and the whole Result
 
 # %%
-png = speech.transcript_png(clips[0], result.words, out_dir(cfg, speech.NAME) / "transcript.png")
-print(png)
+result.transcript_png = str(speech.transcript_png(clips[0], result.words,
+                                                  out_dir(cfg, speech.NAME) / "transcript.png"))
+result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
+result  # in a notebook: the numbers as a table, the picture inline
