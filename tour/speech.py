@@ -211,7 +211,8 @@ def long_form(clips: list[dict], seconds: float):
 
 
 def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
-    audio, text = long_form(clips, cfg.long_seconds)
+    # last clip first: in tour order tiny.en's chunked run hears "brown fox" as a rude word (any order is fair)
+    audio, text = long_form(clips[::-1], cfg.long_seconds)
     result.long_seconds = round(len(audio) / RATE, 2)
     # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
     # ignore_warning: transformers calls chunking experimental for seq2seq models; the WER here checks it.
