@@ -23,8 +23,8 @@ def _nothing_applied(monkeypatch):
 
 def test_quiet_machine_keeps_openmp_defaults():
     p = choose(CLEAN, Machine(cores=8, load=0.3))
-    assert not p.busy and p.threads == 8 and p.env == {"OMP_NUM_THREADS": "8"}
-    assert "OMP_WAIT_POLICY" not in p.env and "quiet" in p.reason and "default spin" in p.reason
+    assert not p.busy and p.threads is None and p.env == {}  # exactly what torch does without the tour
+    assert p.reason.startswith("8 thread(s), OpenMP's default spin-wait: quiet")
 
 
 def test_busy_machine_takes_the_idle_cores_and_sleeps_while_waiting():
@@ -49,8 +49,11 @@ def test_other_openmp_processes_count_before_the_load_average_catches_up():
 ])
 def test_affinity_and_quota_bound_the_threads(machine, usable):
     p = choose(CLEAN, machine)
-    assert threads.usable_cores(machine) == usable and p.threads == usable
-    assert p.env["OMP_NUM_THREADS"] == str(usable) and f"{usable} usable core(s) of 16" in p.reason
+    assert threads.usable_cores(machine) == usable and f"{usable} usable core(s) of 16" in p.reason
+    if machine.quota:  # OpenMP knows nothing of quotas: the tour sets the count
+        assert p.threads == usable and p.env["OMP_NUM_THREADS"] == str(usable)
+    else:  # OpenMP already sizes its pool by the affinity mask
+        assert p.threads is None and p.env == {}
 
 
 def test_busy_under_a_quota_still_gets_at_least_one_thread():
@@ -74,6 +77,13 @@ def test_a_users_thread_count_always_wins(name):
 def test_an_explicit_thread_count_wins():
     assert choose(CLEAN, Machine(cores=2, load=8.0), threads=3).env["OMP_NUM_THREADS"] == "3"
     assert choose(CLEAN, Machine(cores=64), threads=1).threads == 1
+
+
+def test_off_means_torchs_defaults():
+    env = {threads.REASON_VAR: "off"}
+    p = threads.apply(choose(env, Machine(cores=2, load=9.0)), env)
+    assert p.env == {} and p.threads is None and "TOUR_THREADS=off" in p.reason
+    assert env == {threads.REASON_VAR: "off"}
 
 
 def test_apply_sets_only_the_chosen_variables_and_says_which():
@@ -133,8 +143,11 @@ def test_a_child_process_inherits_the_choice():
     env = {k: v for k, v in os.environ.items() if k not in (*threads.WAIT_VARS, *threads.COUNT_VARS,
                                                              threads.SET_VAR, threads.REASON_VAR)}
     got = _child_report(env)
-    assert got["env"]["TOUR_THREADS"] and got["threads"] == int(got["env"]["OMP_NUM_THREADS"])
-    assert 1 <= got["threads"] <= os.cpu_count()
+    assert got["env"]["TOUR_THREADS"] and 1 <= got["threads"] <= os.cpu_count()
+    if got["env"]["OMP_NUM_THREADS"]:  # chosen (a busy machine or a quota): the child's torch follows it
+        assert got["threads"] == int(got["env"]["OMP_NUM_THREADS"])
+    busy = ": busy," in got["env"]["TOUR_THREADS"]
+    assert (got["env"]["OMP_WAIT_POLICY"] == "PASSIVE") == busy
 
 
 def test_a_child_keeps_the_users_settings():

@@ -146,7 +146,9 @@ def launch(cfg: Config, folder: Path) -> float:
     from tour.core.threads import for_ranks
 
     # The ranks split the tour's threads (tour.core.threads); a user's OMP_NUM_THREADS goes to each rank as is.
-    env = for_ranks(cfg.nproc)
+    # Split by the whole world, not this node's ranks: the same world then runs the same thread count per rank
+    # (so the same float sums) however it is launched, also when every "node" is this machine.
+    env = for_ranks(cfg.nproc * cfg.nnodes)
     cmd = launch_command(cfg)
     print(f"  $ torchrun {' '.join(cmd[3:-2])} --config '{{...}}'", flush=True)
     start = time.perf_counter()

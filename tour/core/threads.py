@@ -21,7 +21,8 @@ wait policy will only reach child processes. threadpoolctl (`threadpool_limits`)
 time, but no library can change a running OpenMP's wait policy.
 
 Never overridden: `OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `KMP_BLOCKTIME`, `OMP_NUM_THREADS` (and `MKL_NUM_THREADS`)
-set by the user, and a thread count passed to `configure(threads=...)`. Imports no torch.
+set by the user, and a thread count passed to `configure(threads=...)`. `TOUR_THREADS=off` turns the policy off
+(torch's own defaults, e.g. to compare). Imports no torch.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
     (default os.environ); `threads`: an explicit count, which wins like a user's OMP_NUM_THREADS.
 
     Rules, in order:
-    1. A choice inherited from a parent tour process (TOUR_THREADS set) is kept as it is.
+    1. TOUR_THREADS=off: nothing is set. A choice inherited from a parent tour process (TOUR_THREADS set to its
+       reason) is kept as it is.
     2. Threads: the user's OMP_NUM_THREADS / MKL_NUM_THREADS or `threads` if given; else on a quiet machine
        the usable cores (affinity, quota), and on a busy one the cores nobody else is using, at least 1.
     3. Wait policy: the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME if any is set; else OpenMP's
@@ -97,6 +99,8 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
     """
     env = os.environ if env is None else env
     m = machine or Machine()
+    if env.get(REASON_VAR, "").strip().lower() == "off":  # the user's opt-out: exactly torch's own behaviour
+        return Policy(threads=None, reason="torch's and OpenMP's defaults (TOUR_THREADS=off)")
     if env.get(REASON_VAR):
         return Policy(threads=None, reason=f"inherited: {env[REASON_VAR]}")
     usable, busy = usable_cores(m), max(m.load, m.others) >= BUSY_AT
@@ -108,10 +112,12 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
         count, why_count = max(1, threads), f"{threads} thread(s) as asked"
     elif user_count:
         count, why_count = None, f"threads from your {user_count[0]}={env[user_count[0]]}"
-    else:
-        count = max(1, round(usable - m.load)) if busy else usable
-        count = min(count, usable)
-        why_count = f"{count} thread(s)" + (" (the idle cores)" if busy else "")
+    elif busy:
+        count = min(usable, max(1, round(usable - m.load)))
+        why_count = f"{count} thread(s) (the idle cores)"
+    else:  # OpenMP sizes its pool by the affinity mask itself; only a quota below that needs saying
+        count = usable if usable < (m.affinity or m.cores) else None
+        why_count = f"{usable} thread(s)" + (" (the quota)" if count else "")
     if count is not None and not user_count:
         new_env["OMP_NUM_THREADS"] = str(count)
     if user_wait:
@@ -210,7 +216,7 @@ def apply(policy: Policy, env=None) -> Policy:
     (torch.set_num_threads); the reason then says so."""
     global _applied
     env = os.environ if env is None else env
-    if policy.reason.startswith("inherited"):
+    if not policy.env and policy.threads is None and env.get(REASON_VAR):  # off, or inherited: nothing to do
         return policy
     env.update(policy.env)
     env[SET_VAR] = ",".join(policy.env)
