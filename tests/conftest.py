@@ -20,6 +20,8 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "HF_HOME": os.path.join(_CACHE_ROOT, "hf"),
     "TORCHINDUCTOR_CACHE_DIR": os.path.join(_CACHE_ROOT, "inductor"),
+    "TORCH_HOME": os.path.join(_CACHE_ROOT, "torch"),  # torch.hub's checkpoints (the staged MobileNetV2 file)
+    "TOUR_CACHE_DIR": os.path.join(_CACHE_ROOT, "tour"),  # converted models (SmolLM2, Whisper): once per session
     "MPLBACKEND": "Agg",
 }
 # On a busy 2-core machine torch's OpenMP threads spin while waiting for each other; passive waiting made
