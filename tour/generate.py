@@ -159,11 +159,11 @@ def reply_to(cfg, tokenizer, model, question, device) -> str:
                                       cfg.max_new_tokens))[0]
 
 
-def lora(cfg: Config, tokenizer, model, source: str, device) -> dict:
+def lora(cfg: Config, tokenizer, model, source: str, device, pairs: list[tuple[str, str]] | None = None) -> dict:
     from tour import generate_lora as gl
     from tour.generate_model import load_model
 
-    train_pairs, test_pairs = gl.split_pairs(gl.qa_pairs(cfg.topics), cfg.test_fraction, cfg.seed, cfg.max_train)
+    train_pairs, test_pairs = gl.split_pairs(pairs or gl.qa_pairs(cfg.topics), cfg.test_fraction, cfg.seed, cfg.max_train)
     held = gl.batches(tokenizer, cfg.system, test_pairs, cfg.batch_size, device)
     before = gl.heldout_loss(model, held)
     print(f"  held-out {', '.join(cfg.topics)} answers ({len(test_pairs)} pairs): loss {before:.3f}, "
@@ -216,6 +216,9 @@ def run(cfg: Config) -> Result:
     start = time.perf_counter()
     source, tokenizer, context, fresh = open_source(cfg.model)
     check_prompts(tokenizer, cfg.system, cfg.prompts, max(cfg.max_new_tokens, cfg.speed_tokens), context)
+    from tour.generate_lora import qa_pairs
+
+    pairs = qa_pairs(cfg.topics)  # now, so an unknown --topics fails before minutes of work
     model = load_model(source, device)
     loaded = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
@@ -230,7 +233,7 @@ def run(cfg: Config) -> Result:
     print("4) per-token probabilities of the first reply")
     found |= probabilities(cfg, tokenizer, model, device)
     print("5) LoRA fine-tune with PEFT on chatterbot question/answer pairs")
-    found |= lora(cfg, tokenizer, model, source, device)
+    found |= lora(cfg, tokenizer, model, source, device, pairs)
     return Result(device=str(device), model=source, params_m=params / 1e6, load_seconds=loaded, converted_now=fresh,
                   **found)
 
