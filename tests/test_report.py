@@ -88,6 +88,13 @@ def test_report_renders_bench_and_doctor(tmp_path):
     assert "20 values: 0 … 19" in page
 
 
+def test_report_lists_the_doctors_diagnoses(tmp_path):
+    doctor = {"probes": [], "diagnoses": [{"rule": "no-cxx", "severity": "error", "cause": "no C++ compiler found",
+                                           "fix": "apt-get install -y g++", "explains": []}]}
+    page = report.render(tmp_path, [], doctor, run_all.Config(), 1.0)
+    assert "no C++ compiler found" in page and "<code>apt-get install -y g++</code>" in page
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")
 def test_page_in_headless_chromium(tour_out, tmp_path):
     url = (tour_out / "index.html").as_uri()

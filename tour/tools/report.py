@@ -88,7 +88,11 @@ def _doctor_section(doctor: dict | None) -> str:
         for c in cols) + "</tr>" for p in probes)
     counts = {s: sum(p.get("status") == s for p in probes) for s in ("ok", "failed", "skipped")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return (f'<section id="doctor"><h2>tour doctor (quick)</h2><p>{summary}</p>'
+    diagnoses = "".join(f'<li class="{"failed" if d.get("severity") == "error" else "skipped"}">'
+                        f'{html.escape(d.get("cause", ""))}<br><code>{html.escape(d.get("fix", ""))}</code></li>'
+                        for d in doctor.get("diagnoses") or [])
+    diagnoses = f"<p>Diagnoses (one cause, one fix):</p><ul>{diagnoses}</ul>" if diagnoses else ""
+    return (f'<section id="doctor"><h2>tour doctor (quick)</h2><p>{summary}</p>{diagnoses}'
             f'<table><tr>{"".join(f"<th>{c}</th>" for c in cols)}</tr>{rows}</table></section>')
 
 
