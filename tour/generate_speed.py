@@ -1,15 +1,10 @@
 """The generate stop's side-by-side timings: KV cache on/off, batched vs one at a time, eager vs SDPA attention,
 and decode speed against the limit memory bandwidth sets. Each pair is checked to give the same tokens.
-Imported only by tour/generate.py."""
+Imported only by tour/generate.py; `cfg` is that stop's Config (not imported here: the stop imports this module)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tour.generate_model import chat_inputs, decode, generate
-
-if TYPE_CHECKING:  # the stop's Config, for the annotations only (the stop imports this module)
-    from tour.generate import Config
 
 
 def timed(model, inputs, n: int, reps: int, device, **kw):
@@ -19,7 +14,7 @@ def timed(model, inputs, n: int, reps: int, device, **kw):
     return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, reps, warmup=0), ids  # warm already
 
 
-def kv_cache(cfg: Config, model, inputs, device) -> dict:
+def kv_cache(cfg, model, inputs, device) -> dict:
     """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token."""
     on, ids_on = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
     off, ids_off = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
@@ -28,7 +23,7 @@ def kv_cache(cfg: Config, model, inputs, device) -> dict:
     return {"kv_on_ms": on, "kv_off_ms": off, "kv_ratio": off / on, "kv_same": same}
 
 
-def batching(cfg: Config, tokenizer, model, device) -> dict:
+def batching(cfg, tokenizer, model, device) -> dict:
     """Left padding lets prompts of different lengths decode together; the attention mask hides the pads."""
     from tour.core.device import median_ms
 
@@ -45,7 +40,7 @@ def batching(cfg: Config, tokenizer, model, device) -> dict:
             "batched_same": same}
 
 
-def attention_impls(cfg: Config, model, inputs, device) -> dict:
+def attention_impls(cfg, model, inputs, device) -> dict:
     """The same weights with transformers' eager attention (explicit softmax) and with PyTorch's SDPA kernel."""
     model.set_attn_implementation("eager")
     try:
@@ -58,7 +53,7 @@ def attention_impls(cfg: Config, model, inputs, device) -> dict:
     return {"eager_ms": eager, "sdpa_ms": sdpa, "sdpa_ratio": eager / sdpa, "sdpa_same": same}
 
 
-def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> dict:
+def bandwidth(cfg, model, device, kv_on_ms: float, n: int) -> dict:
     """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1."""
     import torch
 
@@ -76,7 +71,7 @@ def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> dict:
             "decode_limit_tokens_per_s": limit}
 
 
-def speed(cfg: Config, tokenizer, model, device) -> dict:
+def speed(cfg, tokenizer, model, device) -> dict:
     inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device)
     found = kv_cache(cfg, model, inputs, device)
     found |= batching(cfg, tokenizer, model, device)
