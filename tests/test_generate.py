@@ -15,28 +15,14 @@ from tour.core.errors import TourError  # noqa: E402
 from tour.generate_model import CACHE_NAME  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tour_cache(tmp_path_factory):
-    """A temporary cache for this module. A conversion the user already has is linked in (read only), so the
-    ~20-70 s GGUF conversion runs at most once per session, and never into the user's own cache."""
-    real = assets.cache_root() / CACHE_NAME
-    cache = tmp_path_factory.mktemp("tour-cache")
-    if (real / "config.json").exists():
-        (cache / CACHE_NAME).symlink_to(real, target_is_directory=True)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("TOUR_CACHE_DIR", str(cache))
-    try:
-        yield cache
-    finally:
-        patch.undo()
-
-
 @pytest.fixture(scope="module")
-def result(tour_cache, tmp_path_factory):
+def result(tmp_path_factory):
+    """One quick run for the module. conftest points TOUR_CACHE_DIR at the session's temp folder, so the GGUF
+    conversion (20-70 s) happens once per session and never in the user's own cache."""
     try:
         assets.smollm2_gguf()
     except TourError as e:
-        if not (tour_cache / CACHE_NAME / "config.json").exists():
+        if not (assets.cache_root() / CACHE_NAME / "config.json").exists():
             pytest.skip(str(e))
     out = tmp_path_factory.mktemp("out")
     return generate.run(generate.Config(quick=True, device="cpu", out=str(out)))
@@ -73,11 +59,11 @@ def test_lora_learns_and_round_trips(result):
     assert len(result.train_losses) == 3  # 24 pairs, batches of 8, one epoch
 
 
-def test_converted_folder_is_plain_safetensors(result, tour_cache):
-    folder = tour_cache / CACHE_NAME
+def test_converted_folder_is_plain_safetensors(result):
+    folder = assets.cache_root() / CACHE_NAME
     assert (folder / "model.safetensors").exists() and (folder / "chat_template.jinja").exists()
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
-    assert not [p for p in tour_cache.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    assert not list(folder.parent.glob(f".{CACHE_NAME}-*"))  # no temporary folder left behind
 
 
 def test_bench_rows_shape(monkeypatch):
