@@ -35,8 +35,8 @@ def test_busy_machine_takes_the_idle_cores_and_sleeps_while_waiting():
     assert "2 other OpenMP process(es) on 2 usable core(s)" in two.reason
 
 
-def test_other_openmp_processes_count_before_the_load_average_catches_up():
-    p = choose(CLEAN, Machine(cores=4, load=0.2, others=2))  # just started: the 1-min average has not moved
+def test_other_openmp_processes_count_even_between_their_bursts():
+    p = choose(CLEAN, Machine(cores=4, load=0.2, others=2))  # their threads between two parallel regions
     assert p.busy and p.env["OMP_WAIT_POLICY"] == "PASSIVE"
 
 

@@ -55,7 +55,7 @@ class Machine:
     cores: int = 1  # os.cpu_count()
     affinity: int | None = None  # CPUs this process may run on (sched_getaffinity), None if unknown
     quota: float | None = None  # cgroup CPU quota in cores (docker --cpus=1.5 -> 1.5), None if unlimited
-    load: float = 0.0  # other work in cores: max(1-min load average, threads runnable right now)
+    load: float = 0.0  # other work in cores right now: threads runnable (not the load average: it lags a minute)
     others: int = 0  # other processes running an OpenMP pool right now (torch, numpy+MKL, ...)
 
 
@@ -104,7 +104,7 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
     if env.get(REASON_VAR):
         return Policy(threads=None, reason=f"inherited: {env[REASON_VAR]}")
     usable, busy = usable_cores(m), max(m.load, m.others) >= BUSY_AT
-    why = [f"load {m.load:.1f}" + (f", {m.others} other OpenMP process(es)" if m.others else "")
+    why = [f"{m.load:.1f} other thread(s) running" + (f", {m.others} other OpenMP process(es)" if m.others else "")
            + f" on {usable} usable core(s)" + (f" of {m.cores}" if usable < m.cores else "")]
     user_count, user_wait = _user_set(env, COUNT_VARS), _user_set(env, WAIT_VARS)
     new_env: dict[str, str] = {}
@@ -157,9 +157,10 @@ def cgroup_quota(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cg
     return min(found) if found else None
 
 
-def runnable_now(samples: int = 5, gap_s: float = 0.004) -> float:
-    """Threads runnable right now, not counting this one (the 4th field of /proc/loadavg, median of a few
-    samples). The load average lags by a minute; a job started a second ago shows here at once."""
+def runnable_now(samples: int = 10, gap_s: float = 0.005) -> float:
+    """Threads runnable right now, not counting this one: the 4th field of /proc/loadavg, averaged over ~50 ms.
+    The load average lags a minute both ways: a job started a second ago shows here at once, and one that just
+    ended no longer counts (with the load average, the tour ran 1.6x slower for a minute after a neighbour quit)."""
     counts = []
     for i in range(samples):
         fields = _read("/proc/loadavg").split()
@@ -167,7 +168,7 @@ def runnable_now(samples: int = 5, gap_s: float = 0.004) -> float:
             counts.append(max(0, int(fields[3].split("/")[0]) - 1))
         if i + 1 < samples:
             time.sleep(gap_s)
-    return statistics.median(counts) if counts else 0.0
+    return statistics.fmean(counts) if counts else 0.0
 
 
 def openmp_processes(limit: int = 500) -> int:
@@ -196,14 +197,14 @@ def cores_here() -> Machine:
 
 
 def observe() -> Machine:
-    """This machine now: cores, affinity, cgroup quota, load, other OpenMP processes. Costs ~20-100 ms."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        load = 0.0
-    linux = sys.platform.startswith("linux")
-    return replace(cores_here(), load=max(load, runnable_now() if linux else 0.0),
-                   others=openmp_processes() if linux else 0)
+    """This machine now: cores, affinity, cgroup quota, threads running, other OpenMP processes (~50-150 ms).
+    Without /proc (macOS, Windows) the 1-minute load average stands in for the threads running."""
+    if not Path("/proc/loadavg").exists():
+        try:
+            return replace(cores_here(), load=os.getloadavg()[0])
+        except (AttributeError, OSError):  # not on every platform
+            return cores_here()
+    return replace(cores_here(), load=runnable_now(), others=openmp_processes())
 
 
 # applying it ----------------------------------------------------------------------------------------------------
