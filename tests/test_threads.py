@@ -176,3 +176,11 @@ def test_bench_load_arms(monkeypatch):
     tour = bench_load.arm_env("tour")
     assert tour["OMP_WAIT_POLICY"] == "PASSIVE" and tour[threads.REASON_VAR]
     assert bench_load.arm_env("GOMP_SPINCOUNT=1000")["GOMP_SPINCOUNT"] == "1000"
+
+
+def test_bench_runs_the_load_section_only_when_asked():
+    from tour.tools import bench
+
+    assert "load" not in bench.sections(bench.Config())  # a plain `tour bench` starts no competitors
+    assert bench.sections(bench.Config(load=2))[-1] == "load"
+    assert bench.sections(bench.Config(only=["load"])) == ["load"]
