@@ -219,7 +219,7 @@ def busy_cpu_note() -> str | None:
     (neither the tour's policy, tour.core.threads, nor the user's OMP_* variables): runs will be slow.
 
     Measured on a 2-core machine beside two small torch jobs: the basics MLP trained 8-19x slower with OpenMP's
-    default (spinning) wait policy and two threads, 1-1.5x with the tour's policy (one thread, PASSIVE).
+    default (spinning) wait policy and two threads (8-32x), 1.5x with the tour's policy (one thread, PASSIVE).
     """
     from tour.core import threads
 

@@ -4,7 +4,7 @@ PyTorch's CPU kernels run on an OpenMP thread pool (libgomp in the Linux wheels,
 default the pool has one thread per core and a thread that finishes its part *spins* (~300,000 turns of a busy
 loop in libgomp) before it sleeps. On an idle machine that is the fastest choice. Beside another OpenMP program
 it is the slowest: our spinning threads and theirs take each other's cores, a parallel region waits for a
-thread that is not running, and the digits MLP trained 8-19x slower beside two small torch jobs (fair share: 3x).
+thread that is not running, and the digits MLP trained 8-32x slower beside two small torch jobs (fair share: 3x).
 
 `choose()` decides, from what the machine is doing, the thread count and the wait policy; `apply()` puts them in
 the environment; `configure()` does both on this machine. The tour's CLI calls `configure()` at start-up, before
@@ -39,11 +39,13 @@ WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # how waitin
 COUNT_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # how many threads
 REASON_VAR = "TOUR_THREADS"  # the choice, for child processes and their device line
 SET_VAR = "TOUR_THREADS_SET"  # which variables the tour set (all others are the user's)
-# Other work worth at least one core counts as busy: a quiet desktop idles at a load of 0.1-0.8.
+# Other work worth at least one core counts as busy: on a quiet desktop, fewer than one thread is runnable on
+# average (an editor, a browser tab wake up for microseconds).
 BUSY_AT = 1.0
-# A busy machine's wait policy. Measured beside two torch jobs on 2 cores (tour bench --only load): PASSIVE and a
-# short spin were both within noise of each other and far ahead of the default spin; PASSIVE is the standard
-# variable that libgomp and Intel's/LLVM's OpenMP all read.
+# A busy machine's wait policy. Measured beside two torch jobs on 2 cores (python -m tour.tools.bench_load
+# --compare): one thread + PASSIVE 113 ms per EfficientNet call, one thread alone 124, two threads + PASSIVE 164,
+# GOMP_SPINCOUNT=1000 203, OpenMP's default 3,504. PASSIVE is also the standard variable that libgomp and
+# Intel's/LLVM's OpenMP all read (GOMP_SPINCOUNT is libgomp's only, KMP_BLOCKTIME Intel's only).
 BUSY_WAIT = {"OMP_WAIT_POLICY": "PASSIVE"}
 OPENMP_LIBS = ("libgomp", "libiomp", "libomp")  # a process mapping one of these runs an OpenMP pool
 
