@@ -218,7 +218,7 @@ def busy_cpu_note() -> str | None:
     """A warning when other work already fills the CPU cores and nothing chose this process's threading for it
     (neither the tour's policy, tour.core.threads, nor the user's OMP_* variables): runs will be slow.
 
-    Measured on a 2-core machine beside two small torch jobs: the basics MLP trained 8-19x slower with OpenMP's
+    Measured on a 2-core machine beside two small torch jobs: the basics MLP trained slower with OpenMP's
     default (spinning) wait policy and two threads (8-32x), 1.5x with the tour's policy (one thread, PASSIVE).
     """
     from tour.core import threads
