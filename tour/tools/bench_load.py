@@ -33,12 +33,12 @@ STEPS = ("basics", "efficientnet", "minilm")
 def _basics(reps: int) -> float:
     import torch
 
-    from tour.basics import Config
+    from tour.core.config import DigitsConfig  # the basics stop's training settings, from the core
     from tour.core.data import digits_split
     from tour.core.device import median_ms
     from tour.core.models import train_mlp
 
-    cfg = Config(quick=True)
+    cfg = DigitsConfig(quick=True)
     train, _ = digits_split(cfg.test_fraction, cfg.seed)
     return median_ms(lambda: train_mlp(cfg, torch.device("cpu"), train, 2), torch.device("cpu"), reps)
 

@@ -53,7 +53,7 @@ CUDA_INDEXES = ("11.8", "12.1", "12.4", "12.6", "12.8", "12.9", "13.0")
 ENV_VARS = ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "XDG_CACHE_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
             "HF_DATASETS_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "CXX", "PATH",
             "PYTHONPATH", "PYTHONNOUSERSITE", "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR", "TOUR_CACHE_DIR",
-            "TOUR_DEVICE", MIN_FREE_VAR)
+            "TOUR_DEVICE", "TOUR_THREADS", MIN_FREE_VAR)
 
 
 # -- facts --------------------------------------------------------------------------------------------------------
@@ -503,7 +503,10 @@ def rule_cpu_oversubscribed(facts: Facts, probes) -> list[Diagnosis]:
     asked = {v: _env_int(facts, v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if _env_int(facts, v) > usable}
     load = facts.cpu.get("load1") or 0.0
     policy = (facts.env.get("OMP_WAIT_POLICY") or "").upper()
-    spinning = bool(usable and load > usable and policy != "PASSIVE")
+    # The 1-minute load lags; when the tour chose the threading (tour.core.threads, from what runs right now), its
+    # choice already answers spinning, so only the user's own settings are judged then.
+    chosen = (facts.env.get("TOUR_THREADS") or "off") != "off"
+    spinning = bool(usable and load > usable and policy != "PASSIVE" and not chosen)
     if not usable or not (threads > usable or asked or spinning):
         return []
     why = []
