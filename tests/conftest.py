@@ -42,6 +42,14 @@ def pytest_report_header(config):
     return ["torch-tour stack: " + ", ".join(found), f"caches under {_CACHE_ROOT} (HF offline)"]
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The session's caches hold converted models (~0.5 GB): remove them, or every `make test` leaves a copy."""
+    if not os.environ.get("TOUR_KEEP_TEST_CACHE"):
+        import shutil
+
+        shutil.rmtree(_CACHE_ROOT, ignore_errors=True)
+
+
 def _cuda_available() -> bool:
     try:
         import torch
