@@ -13,9 +13,10 @@ from tour.core.device import get_device, seed_everything
 from tour.generate_model import load_model, open_source
 
 quick = "--quick" in sys.argv or os.environ.get("TOUR_QUICK") == "1"
-words = [a for a in sys.argv[1:] if not a.startswith("--")]
+# In a notebook, sys.argv is the kernel's (a connection file), not a question: read argv only as a script.
+words = [a for a in sys.argv[1:] if not a.startswith("--")] if "ipykernel" not in sys.modules else []
 question = " ".join(words) or os.environ.get("TOUR_PROMPT") or "What is the capital of Japan?"
-cfg = g.Config(quick=quick, prompts=[question, "Name a primary colour."])
+cfg = g.Config(quick=quick, prompts=[question, "Name a primary colour."], out=os.environ.get("TOUR_OUT", "tour-output"))
 device = get_device(cfg.device)
 seed_everything(cfg.seed)
 source, tokenizer, context, converted_now = open_source(cfg.model)  # converts the GGUF file on the first run
