@@ -124,9 +124,8 @@ def prepare_checkpoint(cfg: Config, folder: Path) -> None:
 
 # 1) launch ------------------------------------------------------------------------------------------------------
 def resolve(cfg: Config) -> Config:
-    """The config every rank gets: quick mode's epochs applied, the output folder absolute."""
-    epochs = cfg.epochs
-    return replace(cfg, epochs=epochs, out=str(out_dir(cfg, NAME).resolve().parent))
+    """The config every rank gets: the output folder absolute (quick mode's values are already in the Config)."""
+    return replace(cfg, out=str(out_dir(cfg, NAME).resolve().parent))
 
 
 def launch_command(cfg: Config) -> list[str]:

@@ -70,13 +70,12 @@ def resolve(model: str) -> tuple[str, bool]:
 
         fresh = not (cache_root() / CACHE_NAME / "config.json").exists()
         return str(default_folder()), fresh
-    path = Path(model).expanduser()
-    if path.exists():
-        check_causal_lm(path, "--model")
-        return str(path), False
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise TourError(f"--model {model}: no such folder; pass a local model folder or a hub name (org/name)")
-    return model, False  # a hub name: from_pretrained downloads it (online) or finds it in the HF cache
+    from tour.core.models import resolve_model
+
+    source = resolve_model(model)  # a folder, or a hub name (a mistyped path is a one-line error there)
+    if Path(source).exists():
+        check_causal_lm(Path(source), "--model")
+    return source, False  # a hub name: from_pretrained downloads it (online) or finds it in the HF cache
 
 
 def load_tokenizer(source: str):

@@ -36,7 +36,6 @@ class Config(BaseConfig):
                     "(then 2)", min=0, max=16)
 
 
-Row = BenchRow  # one shape for every row, declared in the core so stops can build them
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Result:
     device: str
     sections: list[str]
     roof_gflops: float = 0.0  # median fp32 matmul GFLOP/s
-    rows: list[Row] = field(default_factory=list)
+    rows: list[BenchRow] = field(default_factory=list)  # one shape, declared in the core so stops build them
     flops: list[dict] = field(default_factory=list)  # model, GFLOP per call, ms, GFLOP/s, fraction of the roof
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run
     json_path: str = ""

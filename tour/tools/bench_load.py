@@ -111,8 +111,8 @@ def arm_env(arm: str) -> dict[str, str]:
     if arm == "tour":
         user = threads.without_tour(os.environ)
         base = {k: user[k] for k in user if k in (*threads.WAIT_VARS, *threads.COUNT_VARS)} | base
-        policy = threads.choose(env=base, machine=threads.observe())
-        return {**base, **policy.env, threads.SET_VAR: ",".join(policy.env), threads.REASON_VAR: policy.reason}
+        threads.apply(threads.choose(env=base, machine=threads.observe()), env=base)  # into the copy, not ours
+        return base
     return {**base, **dict(kv.split("=", 1) for kv in arm.split(","))}
 
 
