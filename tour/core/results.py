@@ -12,13 +12,50 @@ from __future__ import annotations
 import base64
 import html
 import json
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
+def check(help: str, default: Any = dataclasses.MISSING) -> Any:
+    """A Result field that is a check: True passed, False failed (the stop fails), None not run here (a skip).
+
+    Declared beside the field, so `run all`, the report, `tour bench` and gpu-check read the same list:
+    `parity: bool | None = check("compiled output allclose to eager (fp32, atol 1e-4)", None)`.
+    """
+    meta = {"check": True, "help": help}
+    return field(metadata=meta) if default is dataclasses.MISSING else field(default=default, metadata=meta)
+
+
+def _checks_of(obj: Any, prefix: str) -> dict[str, bool | None]:
+    """Check fields of a dataclass instance, and of dataclasses nested in its fields and lists (key.path[i])."""
+    found: dict[str, bool | None] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if f.metadata.get("check"):
+            found[key] = None if value is None else bool(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            found.update(_checks_of(value, key + "."))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                    label = getattr(item, "name", None) or getattr(item, "what", None) or i
+                    found.update(_checks_of(item, f"{key}[{label}]."))
+    return found
+
+
 class BaseResult:
     """Mixin for a stop's Result dataclass (no fields of its own)."""
+
+    def checks(self) -> dict[str, bool | None]:
+        """Every check this Result declares (fields made with `check()`), by name: True, False, or None (not run)."""
+        return _checks_of(self, "")
+
+    def failed_checks(self) -> list[str]:
+        """The names of the checks that failed; a stop whose list is not empty has failed, on any device."""
+        return [name for name, ok in self.checks().items() if ok is False]
 
     def __str__(self) -> str:
         from tour.core.config import format_result

@@ -51,9 +51,20 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _checks_list(checks: dict) -> str:
+    """The stop's declared checks as pass / fail / not-run marks."""
+    if not checks:
+        return ""
+    mark = {True: ("ok", "✓ pass"), False: ("failed", "✗ FAIL"), None: ("skipped", "– not run")}
+    items = "".join(f'<li class="{mark[ok][0]}">{mark[ok][1]} {html.escape(name)}</li>' for name, ok in checks.items())
+    return f'<ul class="checks">{items}</ul>'
+
+
 def _stop_section(outcome, out: Path) -> str:
     state = "ok" if outcome.ok else "failed"
-    body = result_table(outcome.result) if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
+    error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
+    body = error + _checks_list(getattr(outcome, "checks", {})) + (result_table(outcome.result) if outcome.result
+                                                                 else "")
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
             f"{_paragraphs(outcome.doc)}{body}{pictures_html(sorted((out / outcome.name).glob('*.png')))}</section>")

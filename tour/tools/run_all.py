@@ -32,6 +32,7 @@ class StopOutcome:
     doc: str = ""  # the stop's docstring: what it teaches
     error: str = ""  # one line: why it failed
     result: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)  # the Result's declared checks: name -> True / False / None (not run)
 
 
 def _names(text: str, flag: str) -> list[str]:
@@ -60,7 +61,11 @@ def run_stop(name: str, cfg: Config) -> StopOutcome:
         stop_cfg = module.Config(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed)
         result = module.run(stop_cfg)
         write_result(result, out_dir(stop_cfg, name))
-        return StopOutcome(name, True, time.perf_counter() - start, doc, result=to_jsonable(result))
+        checks, failed = result.checks(), result.failed_checks()
+        # A stop that ran but whose check failed (parity False, accuracy under its floor) has failed, on any device.
+        error = f"failed check(s): {', '.join(failed)}" if failed else ""
+        return StopOutcome(name, not failed, time.perf_counter() - start, doc, error=error,
+                           result=to_jsonable(result), checks=checks)
     except TourError as e:
         reason = str(e)
     except Exception as e:  # noqa: BLE001 - one broken stop must not end the tour
