@@ -1,4 +1,5 @@
-"""Inductor's needs, in one place: the C++ compiler it calls on CPU, Triton on GPUs, and the cache it writes to.
+"""Inductor's needs, in one place: the C++ compiler it calls on CPU, Triton (with a C compiler and Python.h) on
+GPUs, AOTInductor's CUDA toolkit, and the cache it writes to.
 
 Used by the compile and export stops, the bench and the doctor. Imports no torch at the top.
 """
@@ -7,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 CACHE_VAR = "TORCHINDUCTOR_CACHE_DIR"
+DEFAULT_CUDA_HOME = "/usr/local/cuda"  # where NVIDIA's installers put the toolkit; torch's last guess too
+NO_CXX = ("no C++ compiler found (Inductor compiles C++ on CPU, and AOTInductor on every device): install g++ "
+          "(Debian/Ubuntu: apt install g++, macOS: xcode-select --install) or set CXX")
 
 
 def cxx_compiler() -> str | None:
@@ -23,9 +28,43 @@ def cxx_compiler() -> str | None:
     return shutil.which(cxx) if cxx else None
 
 
+def c_compiler() -> str | None:
+    """The C compiler Triton builds its kernel launcher with (its own search: $CC, else gcc, else clang), as a path,
+    or None."""
+    cc = os.environ.get("CC") or next((c for c in ("gcc", "clang") if shutil.which(c)), "")
+    return shutil.which(cc) if cc else None
+
+
+def python_header() -> Path | None:
+    """Python.h where Triton looks for it (sysconfig's include folder, as triton/runtime/build.py picks it), or None.
+    Triton compiles its launcher as a Python extension, so it needs this interpreter's headers."""
+    import sysconfig
+
+    scheme = sysconfig.get_default_scheme()
+    scheme = "posix_prefix" if scheme == "posix_local" else scheme  # Debian's custom scheme, as Triton maps it
+    header = Path(sysconfig.get_paths(scheme=scheme)["include"]) / "Python.h"
+    return header if header.is_file() else None
+
+
+def triton_problem() -> str | None:
+    """Why Triton cannot build kernels here (the package, a C compiler, Python.h), or None."""
+    from torch.utils._triton import has_triton
+
+    if not has_triton():
+        return "Triton is not installed; Inductor needs it on this GPU: pip install triton"
+    if c_compiler() is None:
+        return ("no C compiler found; Triton builds its kernel launcher with one: apt install gcc (macOS: "
+                "xcode-select --install) or set CC")
+    if python_header() is None:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return (f"Python.h for Python {version} not found; Triton compiles its launcher against it: "
+                f"apt install python3-dev (or python{version}-dev)")
+    return None
+
+
 def compile_problem(device) -> str | None:
-    """Why torch.compile (or AOTInductor) cannot build code on `device` here, or None. Inductor writes C++ on CPU
-    and Triton on GPUs."""
+    """Why torch.compile cannot build code on `device` here, or None. Inductor writes C++ on CPU and Triton on
+    GPUs."""
     import torch
 
     from tour.core.device import TRITON_TYPES
@@ -33,14 +72,84 @@ def compile_problem(device) -> str | None:
     if not torch._dynamo.is_dynamo_supported():
         return "TorchDynamo does not support this Python version"
     if device.type == "cpu" and cxx_compiler() is None:
-        return ("no C++ compiler found; Inductor needs one on CPU: install g++ (Debian/Ubuntu: apt install g++, "
-                "macOS: xcode-select --install) or set CXX")
+        return NO_CXX
     if device.type in TRITON_TYPES:
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            return "Triton is not installed; Inductor needs it on this GPU: pip install triton"
+        return triton_problem()
     return None
+
+
+def cuda_home() -> Path | None:
+    """The CUDA toolkit torch's extension builder would use (its search: $CUDA_HOME, $CUDA_PATH, nvcc on PATH,
+    /usr/local/cuda), or None."""
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if not home and shutil.which("nvcc"):
+        home = str(Path(shutil.which("nvcc")).resolve().parent.parent)
+    if not home and os.path.exists(DEFAULT_CUDA_HOME):
+        home = DEFAULT_CUDA_HOME
+    return Path(home) if home else None
+
+
+def libcuda_dev(home: Path) -> Path | None:
+    """The unversioned libcuda.so the linker needs for -lcuda: the toolkit's stub, else the driver's (found in
+    LIBRARY_PATH or the ldconfig cache). A driver alone often ships only libcuda.so.1, which -lcuda does not find."""
+    folders = [home / sub for sub in ("lib64/stubs", "lib/stubs", "lib64", "lib")]
+    folders += [Path(p) for p in os.environ.get("LIBRARY_PATH", "").split(os.pathsep) if p]
+    found = next((f / "libcuda.so" for f in folders if (f / "libcuda.so").exists()), None)
+    return found or _ldconfig_path("libcuda.so")
+
+
+def _ldconfig_path(name: str) -> Path | None:
+    """Where the dynamic linker's cache has exactly `name` (not a versioned .so.N), or None."""
+    import subprocess
+
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in listing.splitlines():
+        if line.strip().startswith(f"{name} ") and "=>" in line:
+            return Path(line.split("=>")[-1].strip())
+    return None
+
+
+def toolkit_fix() -> str:
+    """The fix line for a missing or partial toolkit, naming the CUDA version this torch was built with."""
+    import torch
+
+    cuda = torch.version.cuda or "?"
+    package = "cuda-toolkit-" + cuda.replace(".", "-")
+    return (f"install the CUDA {cuda} toolkit (NVIDIA's apt package {package}, or conda's cuda-toolkit={cuda}) "
+            "and set CUDA_HOME to it")
+
+
+def cuda_toolkit_problem() -> str | None:
+    """Why AOTInductor cannot build a CUDA package here: it compiles a C++ wrapper that includes cuda.h and
+    cuda_runtime_api.h (which pulls in crt/), and links -lcuda. pip's CUDA wheels ship no crt/ and no nvcc."""
+    fix = toolkit_fix()
+    home = cuda_home()
+    if home is None:
+        return f"no CUDA toolkit found (CUDA_HOME, CUDA_PATH, nvcc on PATH); AOTInductor on CUDA needs one: {fix}"
+    include = home / "include"
+    missing = [p for p in ("cuda.h", "crt") if not (include / p).exists()]
+    if missing:
+        return f"the CUDA toolkit at {home} lacks include/{' and include/'.join(missing)}: {fix}"
+    if libcuda_dev(home) is None:
+        return (f"no libcuda.so to link against (neither {home}/lib64/stubs/libcuda.so nor the driver's): {fix}, "
+                "or link the driver's libcuda.so.1 as libcuda.so in a folder on LIBRARY_PATH")
+    return None
+
+
+def aoti_problem(device) -> str | None:
+    """Why AOTInductor cannot build a package for `device` here, or None: a C++ compiler always (it compiles a C++
+    wrapper, whatever the device), what torch.compile needs on the device, and on CUDA a CUDA toolkit."""
+    import torch
+
+    if cxx_compiler() is None:
+        return NO_CXX
+    problem = compile_problem(device)
+    if problem is None and device.type == "cuda" and torch.version.hip is None:
+        problem = cuda_toolkit_problem()
+    return problem
 
 
 def default_cache_dir() -> Path:
