@@ -136,6 +136,91 @@ def get_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if supports_bf16(device) else torch.float32
 
 
+# Low-precision fast paths by the dtype they speed up. CPU names are the instruction sets oneDNN's kernels use
+# (Linux /proc/cpuinfo flags in upper case); GPU names say which tensor-core generation the compute capability has.
+FAST_PATHS_FOR = {
+    torch.bfloat16: ("AMX-BF16", "AVX512-BF16", "tensor cores (bf16)", "XMX (bf16)"),
+    torch.float16: ("AMX-FP16", "AVX512-FP16", "tensor cores (fp16)", "XMX (fp16)", "Metal (fp16)"),
+    torch.int8: ("AMX-INT8", "AVX512-VNNI", "AVX-VNNI", "tensor cores (int8)"),
+}
+_CPU_FLAGS = {"amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8", "amx_fp16": "AMX-FP16", "avx512_bf16": "AVX512-BF16",
+              "avx512_fp16": "AVX512-FP16", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI"}
+# (compute capability, what it added): Volta fp16 tensor cores, Turing int8 (torch._int_mm), Ampere bf16 + TF32
+_CUDA_PATHS = (((7, 0), "tensor cores (fp16)"), ((7, 5), "tensor cores (int8)"), ((8, 0), "tensor cores (bf16)"),
+               ((8, 0), "TF32"))
+DTYPE_NAMES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:  # not Linux: torch's own capability string is all we know
+        return set()
+
+
+def fast_paths(device: torch.device) -> tuple[str, ...]:
+    """The low-precision fast paths this hardware has, by name (AMX-BF16, AVX512-BF16, tensor cores (bf16), TF32...).
+    Empty means fp32 is the only dtype that runs at full speed here; others work but are emulated."""
+    if device.type == "cpu":
+        flags = _cpu_flags()
+        return tuple(name for flag, name in _CPU_FLAGS.items() if flag in flags)
+    if device.type == "cuda":
+        cc = torch.cuda.get_device_capability(device)
+        return tuple(name for need, name in _CUDA_PATHS if cc >= need)
+    if device.type == "xpu":
+        return ("XMX (bf16)", "XMX (fp16)")
+    if device.type == "mps":
+        return ("Metal (fp16)",)
+    return ()
+
+
+def supports_dtype(device: torch.device, dtype: torch.dtype) -> bool:
+    """Does this hardware run `dtype` natively (a fast path), not by emulation slower than fp32? fp32 always."""
+    if dtype == torch.float32:
+        return True
+    paths = fast_paths(device)  # looked up at call time, so a test can force a device without fast paths
+    return any(p in paths for p in FAST_PATHS_FOR.get(dtype, ()))
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """The dtype to run inference in on this device: bf16 where it is native (fp32's range, so no overflow), else
+    fp16 on a GPU with fp16 fast paths, else fp32. Training keeps `get_dtype` (fp32 on CPU)."""
+    if supports_dtype(device, torch.bfloat16):
+        return torch.bfloat16
+    if device.type != "cpu" and supports_dtype(device, torch.float16):
+        return torch.float16
+    return torch.float32
+
+
+def parse_dtype(name: str, device: torch.device, flag: str = "--dtype") -> torch.dtype:
+    """'auto' (inference_dtype) or one of DTYPE_NAMES -> a torch dtype; anything else is a one-line error."""
+    if name == "auto":
+        return inference_dtype(device)
+    if name not in DTYPE_NAMES:
+        raise TourError(f"{flag} {name!r} is not a dtype the tour knows; choose one of: auto, "
+                        f"{', '.join(DTYPE_NAMES)}")
+    return DTYPE_NAMES[name]
+
+
+def cache_sizes() -> dict[str, int]:
+    """CPU cache sizes in bytes by level ("L1d", "L2", "L3"), from sysfs (Linux); empty where unknown."""
+    import glob
+    from pathlib import Path
+
+    sizes = {}
+    for folder in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            level, kind, size = (Path(folder, name).read_text().strip() for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        sizes[f"L{level}" + ("d" if kind == "Data" else "")] = int(size.rstrip("KMG")) * units.get(size[-1], 1)
+    return sizes
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None = None):
     """An autocast context where it helps (a bf16-capable accelerator), a no-op context elsewhere."""
     dtype = dtype or get_dtype(device)
