@@ -66,7 +66,7 @@ hf = attention.minilm_switch(cfg, device)
 
 # %%
 result = attention.Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
-                          shape=[cfg.batch, cfg.heads, cfg.head_dim], memory_source=rows[0]["memory_source"],
+                          shape=[cfg.batch_size, cfg.heads, cfg.head_dim], memory_source=rows[0]["memory_source"],
                           rows=rows, causal_max_abs_err=causal, backends=backends, **hf)
 print(f"attention: {len(rows)} lengths, all allclose: {all(r['allclose'] for r in rows)}")
 result

@@ -23,7 +23,7 @@ print(dev.describe(cfg.device), "| sections:", bench.sections(cfg), "| all of th
 
 # %%
 for n in (256, cfg.roof_n):
-    print(f"{n:>5} x {n}: {bench.matmul_roof(n, device, cfg.reps):8.1f} GFLOP/s")
+    print(f"{n:>5} x {n}: {bench.matmul_roof(n, device, cfg.repeats):8.1f} GFLOP/s")
 
 # %% [markdown]
 # ## 2) The sections, as `tour bench` runs them

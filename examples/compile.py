@@ -32,7 +32,7 @@ with inductor_cache() as cache:  # compiled kernels are kept here, so a second r
     if problem:
         comparisons = compile_stop.comparisons(cfg, device, problem)  # times the eager side only, says why
     else:
-        comparisons = [compile_stop.compare(spec, "inference", device, cfg.reps)]
+        comparisons = [compile_stop.compare(spec, "inference", device, cfg.repeats)]
         compile_stop.show(comparisons[0])
 
 # %% [markdown]

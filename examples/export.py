@@ -19,7 +19,7 @@ cfg = export.check_config(cfg)  # falls back to the digits MLP when torchvision/
 device = dev.get_device(cfg.device)
 dev.seed_everything(cfg.seed)
 folder = out_dir(cfg, export.NAME)
-print(dev.describe(cfg.device), "| model:", cfg.model)
+print(dev.describe(cfg.device), "| arch:", cfg.arch)
 
 # %% [markdown]
 # ## 1) A real model to ship
@@ -47,7 +47,7 @@ rejected = export.rejects_wrong_shape(ep, x_test[:2].to(device))
 
 # %%
 problem = export.compiler_problem()
-pt2 = folder / f"{cfg.model}.pt2"
+pt2 = folder / f"{cfg.arch}.pt2"
 if problem:
     print("skipped:", problem)
 else:
@@ -62,9 +62,9 @@ else:
 # %%
 if not problem:
     # real test digits at three batch sizes; clones, because safetensors refuses tensors that share memory
-    inputs = {f"batch_{b}": x_test[:b].clone() for b in (1, 7, 64)} | {"timing": x_test[: cfg.batch].clone()}
+    inputs = {f"batch_{b}": x_test[:b].clone() for b in (1, 7, 64)} | {"timing": x_test[: cfg.batch_size].clone()}
     fresh = export.run_fresh(folder, pt2, inputs, device, cfg.repeats)
     check = export.compare(model, fresh, inputs, cfg, device)
     print(f"tour modules imported by the fresh process: {check['fresh_process_tour_modules'] or 'none'}")
     print(f"export: parity {check['parity']}, max |diff| {check['max_abs_err']:.1e}; "
-          f"eager {check['eager_ms']:.2f} ms vs .pt2 {check['aoti_ms']:.2f} ms at batch {cfg.batch}")
+          f"eager {check['eager_ms']:.2f} ms vs .pt2 {check['aoti_ms']:.2f} ms at batch {cfg.batch_size}")

@@ -18,7 +18,7 @@ def result(tmp_path_factory):
 
 
 def test_exports_a_trained_cnn(result):
-    assert result.model == "cnn"
+    assert result.arch == "cnn"
     assert result.test_accuracy >= 0.8  # one short epoch on 2,000 real MNIST digits
     assert result.n_params > 10_000
 
@@ -62,7 +62,7 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
     import torch._inductor.config as inductor_config
 
     # config.patch, not monkeypatch: undoing a monkeypatch on Inductor's config module deletes the option.
-    argv = ["--quick", "--device", "cpu", "--model", "mlp", "--epochs", "0", "--out", str(tmp_path)]
+    argv = ["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--out", str(tmp_path)]
     with inductor_config.patch({"cpp.cxx": (None, "no-such-compiler++")}):
         assert "no C++ compiler" in export.compiler_problem()
         assert export.main(argv) == 0
@@ -74,18 +74,18 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
 
 
 def test_out_of_range_batch_is_refused_before_work(tmp_path):
-    with pytest.raises(TourError, match="--batch 5000 is out of range: it must be <= 4096"):
-        export.Config(device="cpu", batch=5000, out=str(tmp_path))
+    with pytest.raises(TourError, match="--batch-size 5000 is out of range: it must be <= 4096"):
+        export.Config(device="cpu", batch_size=5000, out=str(tmp_path))
     with pytest.raises(TourError, match="--batches 0 is out of range: it must be >= 1"):
         export.Config(device="cpu", batches=[0], out=str(tmp_path))
     with pytest.raises(TourError, match="--model 'resnet' is not one of: cnn, mlp"):
-        export.Config(device="cpu", model="resnet", out=str(tmp_path))
+        export.Config(device="cpu", arch="resnet", out=str(tmp_path))
     assert not Path(tmp_path, "export").exists()
 
 
 def test_default_relative_out_folder_works(tmp_path, monkeypatch):
     # The fresh process runs in the output folder: a relative --out (the default) must still find the .pt2.
     monkeypatch.chdir(tmp_path)
-    assert export.main(["--quick", "--device", "cpu", "--model", "mlp", "--epochs", "0", "--batches", "3"]) == 0
+    assert export.main(["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--batches", "3"]) == 0
     saved = json.loads(Path(tmp_path, "tour-output", "export", "result.json").read_text())
     assert saved["parity"] == {"3": True}

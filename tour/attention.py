@@ -26,12 +26,12 @@ BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
 class Config(BaseConfig):
     seq_lens: list[int] = arg([256, 512, 1024, 2048, 4096], "sequence lengths to compare", min=1,
                               quick=[128, 256, 512])
-    batch: int = arg(1, "sequences per call", min=1)
+    batch_size: int = arg(1, "sequences per call", min=1)
     heads: int = arg(8, "attention heads", min=1)
     head_dim: int = arg(64, "size of each head's query/key/value vectors", min=1)
     repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported", min=1, quick=3)
     model: str = arg("", "MiniLM for the transformers half: a path or hub name (default: the offline copy)")
-    hf_batch: int = arg(8, "texts per MiniLM call", min=1, quick=2)
+    eval_batch_size: int = arg(8, "texts per MiniLM call", min=1, quick=2)
     hf_seq_len: int = arg(256, "tokens per MiniLM text (MiniLM takes at most 512)", min=1, max=512, quick=64)
 
 
@@ -76,18 +76,18 @@ def available_bytes(device) -> int | None:
 
 def check_fits(cfg: Config, device, itemsize: int) -> None:
     """Refuse, before allocating anything, a length whose naive score matrices would not fit in memory."""
-    if not cfg.seq_lens or min(cfg.seq_lens) < 1 or min(cfg.batch, cfg.heads, cfg.head_dim, cfg.repeats) < 1:
+    if not cfg.seq_lens or min(cfg.seq_lens) < 1 or min(cfg.batch_size, cfg.heads, cfg.head_dim, cfg.repeats) < 1:
         raise TourError("seq_lens, batch, heads, head_dim and repeats must all be positive; e.g. --seq-lens 256 512")
     longest = max(cfg.seq_lens)
-    per_head = cfg.batch * cfg.heads * itemsize
+    per_head = cfg.batch_size * cfg.heads * itemsize
     # naive keeps the scores and their softmax alive together (2 x L x L per head), beside q, k, v and the output
     need = per_head * (2 * longest * longest + 4 * longest * cfg.head_dim)
     have = available_bytes(device)
     if have is not None and need > 0.8 * have:
         fits = int(math.sqrt(0.8 * have / (2 * per_head)))
-        raise TourError(f"--seq-lens {longest} with batch {cfg.batch} x {cfg.heads} heads needs "
+        raise TourError(f"--seq-lens {longest} with batch {cfg.batch_size} x {cfg.heads} heads needs "
                         f"~{need / 2**30:.1f} GiB for the naive L x L scores, but only {have / 2**30:.1f} GiB is free "
-                        f"on {device}; use lengths up to ~{fits} or a smaller --batch/--heads")
+                        f"on {device}; use lengths up to ~{fits} or a smaller --batch-size/--heads")
 
 
 @contextmanager
@@ -142,7 +142,7 @@ def naive_attention(q, k, v, causal: bool = False):
 def qkv(cfg: Config, length: int, device, dtype):
     import torch
 
-    shape = (cfg.batch, cfg.heads, length, cfg.head_dim)
+    shape = (cfg.batch_size, cfg.heads, length, cfg.head_dim)
     return tuple(torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
 
 
@@ -235,7 +235,7 @@ def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
 def minilm_inputs(tokenizer, cfg: Config, device):
     """Texts of different lengths padded to one size, so the attention mask matters in both implementations."""
     sentence = "Attention lets every token look at every other token and weigh what it sees. "
-    texts = [sentence * (4 * (i + 1)) for i in range(cfg.hf_batch)]
+    texts = [sentence * (4 * (i + 1)) for i in range(cfg.eval_batch_size)]
     enc = tokenizer(texts, padding="max_length", truncation=True, max_length=cfg.hf_seq_len, return_tensors="pt")
     return {k: v.to(device) for k, v in enc.items()}
 
@@ -275,7 +275,7 @@ def run(cfg: Config) -> Result:
     check_fits(cfg, device, itemsize=dtype.itemsize)
     dev.seed_everything(cfg.seed)
     print(f"[attention] {dev.describe(cfg.device)}")
-    print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch} x {cfg.heads} "
+    print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch_size} x {cfg.heads} "
           f"heads x head_dim {cfg.head_dim}, median of {cfg.repeats}")
     rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
     print_rows(rows)
@@ -290,7 +290,7 @@ def run(cfg: Config) -> Result:
     print("4) the same switch inside transformers: MiniLM eager vs sdpa attention")
     hf = minilm_switch(cfg, device)
     return Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
-                  shape=[cfg.batch, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
+                  shape=[cfg.batch_size, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
                   causal_max_abs_err=causal, backends=backends, **hf)
 
 

@@ -27,8 +27,8 @@ class Config(BaseConfig):
                                           "quick: the MNIST CNN), encoder (MiniLM)", choices=MODELS,
                             quick=["fusion", "vision"])
     train: bool = arg(True, "also time one training step (forward + backward) where the model has one")
-    reps: int = arg(10, "timed repetitions per side after warm-up; medians are reported", min=1, quick=5)
-    batch: int = arg(8, "images / sentences per batch for the vision and encoder models", min=1)
+    repeats: int = arg(10, "timed repetitions per side after warm-up; medians are reported", min=1, quick=5)
+    batch_size: int = arg(8, "images / sentences per batch for the vision and encoder models", min=1)
     fresh_cache: bool = arg(False, "compile into an empty throwaway Inductor cache: the first compile is truly cold")
 
 
@@ -66,10 +66,10 @@ class Result(BaseResult):
 
 
 # 2) timing, compile time, parity ---------------------------------------------------------------------------------
-def median_ms(fn, device, reps: int) -> float:
+def median_ms(fn, device, repeats: int) -> float:
     from tour.core.device import median_ms as timer
 
-    return timer(fn, device, reps, warmup=2)  # two warm-ups: a compiled function may still settle on the first
+    return timer(fn, device, repeats, warmup=2)  # two warm-ups: a compiled function may still settle on the first
 
 
 def first_call(model, call, device) -> tuple[Any, float, str]:
@@ -110,7 +110,7 @@ def _flat(out) -> list:
     return [t.float() for t in (out if isinstance(out, (list, tuple)) else [out]) if hasattr(t, "float")]
 
 
-def compare(spec: Spec, mode: str, device, reps: int) -> Comparison:
+def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
     import torch
 
     from tour.core.device import seed_everything
@@ -128,8 +128,8 @@ def compare(spec: Spec, mode: str, device, reps: int) -> Comparison:
         pairs = list(zip(_flat(seeded(spec.model)), _flat(seeded(compiled))))
     diff = max(((a - b).abs().max().item() if a.numel() else 0.0) for a, b in pairs)
     parity = all(torch.allclose(a, b, atol=spec.atol, rtol=1e-3) for a, b in pairs)
-    eager = median_ms(lambda: step(spec.model), device, reps)
-    fast = median_ms(lambda: step(compiled), device, reps)
+    eager = median_ms(lambda: step(spec.model), device, repeats)
+    fast = median_ms(lambda: step(compiled), device, repeats)
     return Comparison(spec.label, mode, eager, fast, eager / fast, parity, diff, first_s, cache, warm_s)
 
 
@@ -144,7 +144,7 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
-    reps = cfg.reps
+    repeats = cfg.repeats
     out = []
     for spec in specs(cfg, device):
         modes = ["inference"] + (["training step"] if cfg.train and spec.train else [])
@@ -153,9 +153,9 @@ def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
                 spec.model.train(mode != "inference")
                 step = (lambda: infer(spec.model, spec.inputs)) if mode == "inference" else (
                     lambda: train_step(spec.model, spec.inputs))
-                out.append(Comparison(spec.label, mode, median_ms(step, device, reps)))
+                out.append(Comparison(spec.label, mode, median_ms(step, device, repeats)))
             else:
-                out.append(compare(spec, mode, device, reps))
+                out.append(compare(spec, mode, device, repeats))
             show(out[-1])
     return out
 
@@ -251,7 +251,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.core.inductor import compile_problem
 
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed,
-                 reps=settings.reps, batch=settings.batch)
+                 repeats=settings.repeats, batch_size=settings.batch_size)
     device = get_device(cfg.device)
     problem = compile_problem(device)
     rows = []

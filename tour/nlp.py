@@ -35,8 +35,8 @@ class Config(BaseConfig):
                                  "corpus files of small talk, not a subject ('you are cruel', 'hello'): dropped")
     epochs: int = arg(3, "fine-tuning passes over the training split", min=1)
     batch_size: int = arg(16, "texts per training step", min=1)
-    lr: float = arg(1e-4, "AdamW learning rate of the pretrained encoder", min=0.0)
-    head_lr: float = arg(2e-3, "learning rate of the new classification head: it starts from random weights", min=0.0)
+    lr: float = arg(1e-4, "AdamW learning rate of the pretrained encoder", gt=0)
+    head_lr: float = arg(2e-3, "learning rate of the new classification head: it starts from random weights", gt=0)
     max_length: int = arg(64, "tokens kept per text when training", min=8, quick=32)
     test_fraction: float = arg(0.2, "share of each topic held out for testing", min=0.05, max=0.9)
     queries: list[str] = arg(QUERIES, "semantic-search queries")
@@ -316,7 +316,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     device = get_device(settings.device)
     texts = [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1)][:64 if settings.quick else 256]
     tokenizer, encoder = load_encoder(device=device)
-    speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.reps)
+    speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats)
     base_name, base = list(speed["rates"].items())[1]  # the batched pipeline: the fair baseline
     return [BenchRow("throughput", f"MiniLM, {len(texts)} texts", base_name, name, 1e3 / base, 1e3 / rate,
                      rate / base, speed["max_diff"] < 1e-3, "ms per text")

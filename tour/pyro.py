@@ -22,10 +22,10 @@ FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")  # lo
 @dataclass
 class Config(BaseConfig):
     features: list[str] = arg(["bmi", "bp", "s5"], "diabetes columns used as predictors", choices=FEATURES)
-    prior_scale: float = arg(1.0, "prior std of each weight: w ~ Normal(0, prior_scale)", min=1e-12)
+    prior_scale: float = arg(1.0, "prior std of each weight: w ~ Normal(0, prior_scale)", gt=0)
     steps: int = arg(1000, "SVI steps per guide", min=1, quick=300)
     particles: int = arg(64, "samples per ELBO estimate, drawn in one vectorised batch", min=1)
-    lr: float = arg(0.05, "Adam learning rate at the start; it decays 100x over the run", min=1e-12)
+    lr: float = arg(0.05, "Adam learning rate at the start; it decays 100x over the run", gt=0)
 
     def validate(self) -> None:
         if not self.features or len(set(self.features)) != len(self.features):

@@ -281,7 +281,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.core import device as dev
 
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, num_beams=1,
-                 batch_size=max(settings.batch, 2), repeats=max(1, settings.reps // 3))
+                 batch_size=max(settings.batch_size, 2), repeats=max(1, settings.repeats // 3))
     clips = gather_clips(cfg)
     device = dev.get_device(cfg.device)
     asr, _ = load_pipeline(device)

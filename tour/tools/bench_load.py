@@ -30,7 +30,7 @@ STEPS = ("basics", "efficientnet", "minilm")
 
 
 # the steps, run inside the fresh process ------------------------------------------------------------------------
-def _basics(reps: int) -> float:
+def _basics(repeats: int) -> float:
     import torch
 
     from tour.core.config import DigitsConfig  # the basics stop's training settings, from the core
@@ -40,10 +40,10 @@ def _basics(reps: int) -> float:
 
     cfg = DigitsConfig(quick=True)
     train, _ = digits_split(cfg.test_fraction, cfg.seed)
-    return median_ms(lambda: train_mlp(cfg, torch.device("cpu"), train, 2), torch.device("cpu"), reps)
+    return median_ms(lambda: train_mlp(cfg, torch.device("cpu"), train, 2), torch.device("cpu"), repeats)
 
 
-def _efficientnet(reps: int) -> float:
+def _efficientnet(repeats: int) -> float:
     import torch
 
     from tour.core.device import median_ms
@@ -51,10 +51,10 @@ def _efficientnet(reps: int) -> float:
 
     model, x = load_efficientnet_lite0("cpu"), torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
-        return median_ms(lambda: model(x), torch.device("cpu"), reps)
+        return median_ms(lambda: model(x), torch.device("cpu"), repeats)
 
 
-def _minilm(reps: int) -> float:
+def _minilm(repeats: int) -> float:
     import torch
 
     from tour.core.device import median_ms
@@ -63,17 +63,17 @@ def _minilm(reps: int) -> float:
     tok, enc = load_encoder(device="cpu")
     batch = tok(["How busy is this machine?"] * 8, padding="max_length", max_length=128, return_tensors="pt")
     with torch.inference_mode():
-        return median_ms(lambda: enc(**batch), torch.device("cpu"), reps)
+        return median_ms(lambda: enc(**batch), torch.device("cpu"), repeats)
 
 
 WHAT = {"basics": "basics: digits MLP, 2 training epochs", "efficientnet": "vision: EfficientNet-Lite0, 2 images",
         "minilm": "nlp: MiniLM-L6 encoder, 8 sentences"}
 
 
-def measure_here(step: str, reps: int) -> dict:
+def measure_here(step: str, repeats: int) -> dict:
     import torch
 
-    ms = {"basics": _basics, "efficientnet": _efficientnet, "minilm": _minilm}[step](reps)
+    ms = {"basics": _basics, "efficientnet": _efficientnet, "minilm": _minilm}[step](repeats)
     return {"step": step, "ms": ms, "threads": torch.get_num_threads(),
             "wait": {k: os.environ[k] for k in threads.WAIT_VARS if k in os.environ}}
 
@@ -116,9 +116,9 @@ def arm_env(arm: str) -> dict[str, str]:
     return {**base, **dict(kv.split("=", 1) for kv in arm.split(","))}
 
 
-def measure(step: str, arm: str, reps: int) -> dict:
+def measure(step: str, arm: str, repeats: int) -> dict:
     env = arm_env(arm)
-    cmd = [sys.executable, "-m", "tour.tools.bench_load", step, str(reps)]
+    cmd = [sys.executable, "-m", "tour.tools.bench_load", step, str(repeats)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
                           stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
@@ -127,16 +127,16 @@ def measure(step: str, arm: str, reps: int) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "reason": env.get(threads.REASON_VAR, "")}
 
 
-def compare(steps, arms, n: int, reps: int) -> dict:
+def compare(steps, arms, n: int, repeats: int) -> dict:
     """{(step, arm, 'quiet'|'loaded'): result}. Quiet first: the load average lags a minute behind."""
     out = {}
     for step in steps:
         for arm in arms:
-            out[step, arm, "quiet"] = measure(step, arm, reps)
+            out[step, arm, "quiet"] = measure(step, arm, repeats)
     with competing(n, seconds=CHILD_TIMEOUT_S * len(steps) * len(arms)):
         for step in steps:
             for arm in arms:
-                out[step, arm, "loaded"] = measure(step, arm, reps)
+                out[step, arm, "loaded"] = measure(step, arm, repeats)
                 print(f"  {step:<12} {arm:<8} quiet {out[step, arm, 'quiet']['ms']:8.1f} ms, beside {n} torch "
                       f"processes {out[step, arm, 'loaded']['ms']:8.1f} ms", flush=True)
     return out
@@ -149,9 +149,9 @@ def _arm_text(r: dict) -> str:
 def bench_rows(settings: BenchSettings, n: int = 2) -> list[BenchRow]:
     """Per step two rows, default vs the tour's policy: quiet, and beside `n` torch processes."""
     steps = ("basics", "minilm") if settings.quick else STEPS
-    reps = 3 if settings.quick else 5
+    repeats = 3 if settings.quick else 5
     print(f"  {', '.join(steps)}: each in a fresh process, quiet then beside {n} torch processes")
-    got = compare(steps, ("default", "tour"), n, reps)
+    got = compare(steps, ("default", "tour"), n, repeats)
     rows = []
     for step in steps:
         quiet = {a: got[step, a, "quiet"]["ms"] for a in ("default", "tour")}
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     `python -m tour.tools.bench_load --compare STEP[,STEP] ARM[;ARM] N REPS` for side-by-side trials."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--compare":
-        steps, arms, n, reps = argv[1].split(","), argv[2].split(";"), int(argv[3]), int(argv[4])
-        got = compare(steps, arms, n, reps)
+        steps, arms, n, repeats = argv[1].split(","), argv[2].split(";"), int(argv[3]), int(argv[4])
+        got = compare(steps, arms, n, repeats)
         for (step, arm, when), r in got.items():
             print(json.dumps({"step": step, "arm": arm, "when": when, "ms": round(r["ms"], 1),
                               "threads": r["threads"], "wait": r["wait"], "reason": r["reason"]}))
