@@ -101,7 +101,8 @@ def test_commands_take_their_own_flags(command):
 
 @pytest.mark.parametrize("flag,value,needle", [("--epochs", "0", "must be >= 1"),
                                                ("--test-fraction", "1.5", "must be <= 0.9"),
-                                               ("--lr", "inf", "finite number")])
+                                               ("--lr", "inf", "finite number"),
+                                               ("--lr", "0", "must be > 0")])
 def test_out_of_range_values_are_refused_by_the_parser(flag, value, needle, capsys):
     from tour import basics
 
@@ -127,3 +128,18 @@ def test_guarded_turns_user_errors_and_ctrl_c_into_exit_codes(capsys):
     assert capsys.readouterr().err == "tour x: error: what was wrong; what to do\ntour x: interrupted\n"
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         guarded("tour x", lambda: 1 // 0)
+
+
+def test_one_name_per_concept_across_the_stops_flags():
+    """Timed repetitions are `repeats` and items per call `batch_size` in every stop; no old synonyms remain."""
+    import dataclasses
+
+    from tour.tools.registry import STOPS, load
+
+    synonyms = {"reps", "bench_iters", "batch", "bench_batch", "hf_batch"}
+    for name in STOPS:
+        fields = {f.name for f in dataclasses.fields(load(name).Config)}
+        assert not fields & synonyms, f"{name} still has {fields & synonyms}"
+    from tour.tools import bench
+
+    assert not {f.name for f in dataclasses.fields(bench.Config)} & synonyms
