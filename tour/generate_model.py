@@ -4,8 +4,9 @@ causal LM the user names. Imported only by tour/generate.py.
 Why convert: transformers reads GGUF (`from_pretrained(folder, gguf_file=...)`, with the gguf and accelerate
 packages) by de-quantising every tensor to fp32, ~20-40 s on a small CPU, and refuses `save_pretrained` on the
 result. Building the same architecture from the config, loading the state dict and saving gives a plain
-safetensors folder that later runs load in about a second. `tour.core.assets.converted` builds it in a temporary
-folder and renames it into the cache, so a crash or two runs at once never leave half a model there.
+safetensors folder that later runs load in about a second (`tour.core.assets.convert_smollm2`, shared with the
+precision stop); `converted` builds it in a temporary folder and renames it into the cache, so a crash or two
+runs at once never leave half a model there.
 """
 
 from __future__ import annotations
@@ -15,35 +16,11 @@ from pathlib import Path
 
 from tour.core.errors import TourError, require
 
-CACHE_NAME = "smollm2-135m-instruct"  # folder under the tour's cache (tour.core.assets.cache_root())
+from tour.core.assets import SMOLLM2_CACHE as CACHE_NAME  # noqa: F401  (the tests find the folder by it)
+from tour.core.assets import convert_smollm2 as convert_gguf  # noqa: F401  (the conversion lives in the core)
+from tour.core.assets import smollm2_dir as default_folder
+
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # architecture names transformers gives decoder-only LMs
-
-
-def convert_gguf(tmp: Path) -> None:
-    """GGUF -> a safetensors folder (model + tokenizer + chat template) in `tmp`."""
-    from tour.core.assets import smollm2_gguf
-
-    gguf = smollm2_gguf()  # first: a missing weights package is the likelier problem, and its fix differs
-    require("gguf", "accelerate", stop="the generate stop (to read SmolLM2's GGUF file)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    print(f"  converting {gguf.name} to safetensors once (de-quantising to fp32; later runs reuse it)")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # save_pretrained refuses a model that says it came from GGUF: rebuild it from a config without that note.
-    settings = loaded.config.to_dict()
-    settings.pop("quantization_config", None)
-    plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(settings))
-    plain.load_state_dict(loaded.state_dict())  # strict: every tensor must find its place
-    plain.generation_config = loaded.generation_config
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-
-
-def default_folder() -> Path:
-    from tour.core.assets import converted
-
-    return converted(CACHE_NAME, convert_gguf)
 
 
 def check_causal_lm(folder: Path, flag: str) -> None:

@@ -182,3 +182,36 @@ def converted(name: str, build: Callable[[Path], None], marker: str = "config.js
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# SmolLM2, converted once from its GGUF file (the generate and precision stops) ----------------------------------
+SMOLLM2_CACHE = "smollm2-135m-instruct"  # folder under cache_root()
+
+
+def convert_smollm2(tmp: Path) -> None:
+    """GGUF -> a safetensors folder (model + tokenizer + chat template) in `tmp`.
+
+    Why convert: transformers reads GGUF (with the gguf and accelerate packages) by de-quantising every tensor to
+    fp32, ~20-40 s on a small CPU, and refuses `save_pretrained` on the result. Building the same architecture from
+    the config, loading the state dict and saving gives a plain safetensors folder that loads in about a second.
+    """
+    gguf = smollm2_gguf()  # first: a missing weights package is the likelier problem, and its fix differs
+    require("gguf", "accelerate", stop="the generate stop (to read SmolLM2's GGUF file)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"  converting {gguf.name} to safetensors once (de-quantising to fp32; later runs reuse it)")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a model that says it came from GGUF: rebuild it from a config without that note.
+    settings = loaded.config.to_dict()
+    settings.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(settings))
+    plain.load_state_dict(loaded.state_dict())  # strict: every tensor must find its place
+    plain.generation_config = loaded.generation_config
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder in the tour's cache, converted on first use."""
+    return converted(SMOLLM2_CACHE, convert_smollm2)

@@ -72,11 +72,11 @@ def _parse(spec: str, source: str) -> torch.device:
         raise TourError(f"unsupported device {spec!r} from {source}; choose one of: {choices}")
     if not _backend_available(dev.type):
         raise TourError(f"device {spec!r} from {source} is not available on this machine "
-                        f"(best available: {_auto()[0]}); use --device auto or cpu")
+                        f"(best available: {_auto()[0]}); use --device auto or cpu", kind="device_absent")
     count = _device_count(dev.type)
     if dev.index is not None and dev.index >= count:
         raise TourError(f"device {spec!r} from {source} does not exist: this machine has {count} {dev.type} "
-                        f"device(s)")
+                        f"device(s)", kind="device_absent")
     return dev
 
 
@@ -222,9 +222,11 @@ def cache_sizes() -> dict[str, int]:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None = None):
-    """An autocast context where it helps (a bf16-capable accelerator), a no-op context elsewhere."""
+    """An autocast context where it helps (a bf16-capable accelerator), a no-op context elsewhere. On CPU only an
+    explicit `dtype` (e.g. `inference_dtype(device)`, which the precision stop checks against fp32) autocasts:
+    the default stays fp32 there, so the other stops' numbers match their fp32 references."""
     dtype = dtype or get_dtype(device)
-    if device.type == "cpu" or dtype == torch.float32:
+    if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
