@@ -73,10 +73,9 @@ class Result(BaseResult):
 
 def mean_pool(hidden, mask):
     """Average the token vectors a sentence really has (padding masked out), as all-MiniLM-L6-v2 was trained."""
-    import torch
+    from tour.core.models import mean_pool as pool  # one copy, shared with the precision stop
 
-    mask = mask.unsqueeze(-1).to(hidden.dtype)
-    return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+    return pool(hidden, mask)
 
 
 def embed(texts, tokenizer, model, device, batch_size: int = 64, max_tokens: int = 512):

