@@ -86,3 +86,15 @@ def test_main_writes_result_json(tmp_path, capsys, monkeypatch):
     saved = json.loads(Path(tmp_path, "attention", "result.json").read_text())
     assert [r["seq_len"] for r in saved["rows"]] == [64] and saved["rows"][0]["allclose"]
     assert "naive/SDPA" in capsys.readouterr().out
+
+
+def test_a_model_that_does_not_load_is_one_line(tmp_path, capsys):
+    """A typo fails before any work, an empty folder fails at the load: one line each, exit 2, no traceback."""
+    from tour import attention
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for model in (str(tmp_path / "typo" / "x"), str(empty)):
+        assert attention.main(["--quick", "--device", "cpu", "--seq-lens", "16", "--model", model]) == 2
+        err = capsys.readouterr().err
+        assert f"--model {model}" in err and "Traceback" not in err

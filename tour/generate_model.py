@@ -58,10 +58,9 @@ def resolve(model: str) -> tuple[str, bool]:
 def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise TourError(f"--model {source}: no tokenizer could be loaded ({str(e).splitlines()[0][:100]})") from None
+    from tour.core.models import from_pretrained
+
+    tokenizer = from_pretrained(AutoTokenizer, source)
     if tokenizer.pad_token is None:  # batches need a pad token; the end-of-sequence token is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # generation appends on the right, so padding goes on the left
@@ -73,10 +72,9 @@ def load_model(source: str, device, attn: str = "sdpa"):
     import torch
     from transformers import AutoModelForCausalLM
 
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation=attn)
-    except (OSError, ValueError) as e:
-        raise TourError(f"--model {source}: could not load a causal LM ({str(e).splitlines()[0][:100]})") from None
+    from tour.core.models import from_pretrained
+
+    model = from_pretrained(AutoModelForCausalLM, source, dtype=torch.float32, attn_implementation=attn)
     return model.to(device).eval()
 
 
@@ -86,12 +84,11 @@ def open_source(model: str):
     require("transformers", stop="the generate stop")
     from transformers import AutoConfig
 
+    from tour.core.models import from_pretrained
+
     source, fresh = resolve(model)
     tokenizer = load_tokenizer(source)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise TourError(f"--model {source}: no config could be loaded ({str(e).splitlines()[0][:100]})") from None
+    config = from_pretrained(AutoConfig, source)
     return source, tokenizer, context_length(config), fresh
 
 

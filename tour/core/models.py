@@ -199,11 +199,16 @@ def resolve_model(model: str | None) -> str:
 
 
 def from_pretrained(cls, name: str, **kw):
-    """from_pretrained, with a one-line error when the name is neither a model folder nor reachable on the hub."""
+    """`cls.from_pretrained(name, **kw)` (a model, tokenizer, config or PEFT adapter), with a one-line error when
+    the name is neither a folder holding one nor reachable on the hub. The tour's one wrapper: every stop loads
+    through it after `resolve_model`, so a typo reads the same everywhere."""
     try:
         return cls.from_pretrained(name, **kw)
-    except (OSError, ValueError) as e:  # not on the hub / offline / a folder that holds no model
-        raise TourError(f"cannot load model {name!r} ({str(e).strip().splitlines()[0][:120]}); pass a model folder "
+    except (OSError, ValueError, AttributeError) as e:  # not on the hub / offline / a folder that holds no model
+        # AttributeError: some transformers releases fail inside from_pretrained on a folder without a config
+        what = getattr(cls, "__name__", "model")
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise TourError(f"--model {name}: {what} could not be loaded ({reason}); pass a model folder "
                         "(config.json, weights, tokenizer) or, online, a hub name") from None
 
 
