@@ -171,6 +171,68 @@ def test_bad_input_is_one_line_and_launches_nothing(flags, message, tmp_path, ca
     assert not (tmp_path / "distributed").exists()  # nothing half-written
 
 
+# the process count and the device, without a GPU: a faked device count ---------------------------------------
+@pytest.mark.parametrize("device, count, nproc", [("cpu", 0, 2), ("cuda", 1, 1), ("cuda", 4, 2), ("cuda:1", 4, 1)])
+def test_default_process_count_follows_the_devices_present(device, count, nproc, monkeypatch, tmp_path):
+    # One GPU must run one rank: `tour run all --device cuda` (which cannot pass --nproc) on a single-GPU machine.
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: count)
+    cfg = distributed.Config(quick=True, device=device, out=str(tmp_path))
+    settled = distributed.resolve(cfg, torch.device(device))
+    assert cfg.nproc is None and settled.nproc == nproc
+    cmd = distributed.launch_command(settled)
+    assert cmd[cmd.index("--nproc-per-node") + 1] == str(nproc)
+
+
+def test_default_process_count_is_said_in_help(capsys):
+    with pytest.raises(SystemExit):
+        distributed.main(["--help"])
+    assert "unset: 2 on CPU, one per accelerator device up to 2" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_named_device_is_one_device(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 4)
+    cfg = distributed.Config(quick=True, device="cuda:1", nproc=2, out=str(tmp_path))
+    with pytest.raises(TourError, match="--device cuda:1 names one device but --nproc 2 processes need one each"):
+        distributed.resolve(cfg, torch.device("cuda", 1))
+
+
+def test_a_rank_honours_a_named_device(monkeypatch):
+    from tour import distributed_worker as worker
+
+    chosen = []
+    monkeypatch.setattr("tour.core.device.get_device", lambda spec: torch.device(spec))
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.accelerator, "set_device_index", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert worker.rank_device(worker.Config(device="cuda:3")) == torch.device("cuda", 3)  # not LOCAL_RANK's cuda:0
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert worker.rank_device(worker.Config(device="cuda")) == torch.device("cuda", 1)
+    assert chosen == [3, 1]
+
+
+@pytest.mark.parametrize("has_device_id", [True, False])
+def test_process_group_gets_a_timeout_and_its_device(has_device_id, monkeypatch):
+    import torch.distributed as dist
+
+    from tour import distributed_worker as worker
+
+    calls = []
+
+    def init(backend=None, timeout=None, device_id=None):
+        calls.append({"backend": backend, "timeout": timeout, **({"device_id": device_id} if device_id else {})})
+
+    def old_init(backend=None, timeout=None):  # a torch from before device_id=
+        calls.append({"backend": backend, "timeout": timeout})
+
+    monkeypatch.setattr(dist, "init_process_group", init if has_device_id else old_init)
+    worker.init_group(torch.device("cuda", 1))
+    worker.init_group(torch.device("cpu"))
+    limit = worker.COLLECTIVE_TIMEOUT_S
+    assert calls[0]["backend"] == "nccl" and calls[0]["timeout"].total_seconds() == limit
+    assert calls[0].get("device_id") == (torch.device("cuda", 1) if has_device_id else None)
+    assert calls[1] == {"backend": "gloo", "timeout": calls[0]["timeout"]}  # no device to bind on CPU
+
+
 @pytest.mark.needs_cuda
 def test_gpus_train_over_nccl(tmp_path):
     kind = torch.accelerator.current_accelerator().type

@@ -31,7 +31,8 @@ LAUNCH_TIMEOUT_S = 1800  # torchrun's whole run; the full stop takes seconds, a 
 
 @dataclass
 class Config(BaseConfig):
-    nproc: int = arg(2, "processes on this machine (torchrun --nproc-per-node)", min=1)
+    nproc: int | None = arg(None, "processes on this machine (torchrun --nproc-per-node); unset: 2 on CPU, one per "
+                                  "accelerator device up to 2 (1 on one GPU or a named one, cuda:N)", min=1)
     epochs: int = arg(12, "passes over the digits training set", min=1, quick=5)
     batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
     lr: float = arg(0.1, "SGD learning rate", min=1e-12)
@@ -80,19 +81,18 @@ def check(cfg: Config) -> None:
         raise TourError("several nodes need a meeting point: pass --rdzv-endpoint HOST:PORT (same on every node)")
     if cfg.rdzv_endpoint and not cfg.rdzv_endpoint.rpartition(":")[2].isdigit():
         raise TourError(f"--rdzv-endpoint must be HOST:PORT, got {cfg.rdzv_endpoint!r}")
+    if cfg.nproc is None:
+        return  # the split is checked again once the device has settled the process count (resolve)
     world = cfg.nproc * cfg.nnodes
     if cfg.batch_size < world or cfg.batch_size % world:
         raise TourError(f"the global batch {cfg.batch_size} must split evenly over {world} processes; "
                         f"pass --batch-size as a multiple of {world} or fewer processes")
 
 
-def check_device(cfg: Config):
-    """CPU ranks share the cores, accelerator ranks need one device each."""
+def check_device(cfg: Config, device) -> None:
+    """CPU ranks share the cores, accelerator ranks need one device each; a named device (cuda:1) is one device."""
     import torch
 
-    from tour.core.device import get_device
-
-    device = get_device(cfg.device)
     cores = os.cpu_count() or 1
     if device.type == "cpu" and cfg.nproc > MAX_PROCS_PER_CORE * cores:
         raise TourError(f"{cfg.nproc} processes on {cores} CPU cores would only queue for them; "
@@ -100,7 +100,10 @@ def check_device(cfg: Config):
     if device.type != "cpu" and cfg.nproc > torch.accelerator.device_count():
         raise TourError(f"{cfg.nproc} processes but {torch.accelerator.device_count()} {device.type} device(s) "
                         f"here: one process per device, so pass --nproc {torch.accelerator.device_count()}")
-    return device
+    if device.index is not None and cfg.nproc > 1:
+        # Honoured with one process (it runs on that device); several would need a device each.
+        raise TourError(f"--device {device} names one device but --nproc {cfg.nproc} processes need one each; pass "
+                        f"--device {device.type} (rank r takes {device.type}:r) or --nproc 1")
 
 
 def prepare_checkpoint(cfg: Config, folder: Path) -> None:
@@ -123,8 +126,24 @@ def prepare_checkpoint(cfg: Config, folder: Path) -> None:
 
 
 # 1) launch ------------------------------------------------------------------------------------------------------
-def resolve(cfg: Config) -> Config:
-    """The config every rank gets: the output folder absolute (quick mode's values are already in the Config)."""
+def default_nproc(device) -> int:
+    """Processes when --nproc is unset: 2 on CPU (they share the cores), else one per device present, at most 2
+    (so one GPU runs one rank), and 1 for a named device such as cuda:1."""
+    import torch
+
+    if device.type == "cpu":
+        return 2
+    return 1 if device.index is not None else max(1, min(2, torch.accelerator.device_count()))
+
+
+def resolve(cfg: Config, device=None) -> Config:
+    """The config every rank gets: the process count settled (--nproc, else `default_nproc`) and checked against the
+    device, the output folder absolute (quick mode's values are already in the Config)."""
+    from tour.core.device import get_device
+
+    device = device or get_device(cfg.device)
+    cfg = replace(cfg, nproc=cfg.nproc or default_nproc(device))  # replace() runs validate(): the batch split
+    check_device(cfg, device)
     return replace(cfg, out=str(out_dir(cfg, NAME).resolve().parent))
 
 
@@ -212,8 +231,8 @@ def run(cfg: Config) -> Result:
     from tour.core import device as dev
     from tour.distributed_worker import CHECKPOINT
 
-    device = check_device(cfg)
-    cfg = resolve(cfg)
+    device = dev.get_device(cfg.device)
+    cfg = resolve(cfg, device)
     folder = Path(cfg.out) / NAME
     print(f"[{NAME}] {dev.describe(cfg.device)}")
     print(f"1) launch: {cfg.nproc} process(es) on this machine x {cfg.nnodes} machine(s) under torchrun")

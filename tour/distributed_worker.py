@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace as Config  # the stop's Config arrives as JSON: a namespace of its fields
 
@@ -22,6 +23,9 @@ NAME = "distributed"  # the stop's output subfolder; imports go one way (the sto
 CHECKPOINT = "checkpoint.pt"
 # What must match for a checkpoint to be resumed: anything that changes the maths of the run.
 FINGERPRINT = ("batch_size", "lr", "momentum", "hidden", "seed", "test_fraction")
+# How long a collective may wait for the other ranks before it fails (torch's default: 10 min for NCCL, 30 for
+# gloo). The whole stop takes seconds; a rank that died or wedged should end the run soon, not after an hour.
+COLLECTIVE_TIMEOUT_S = 300
 
 
 def say(rank: int, text: str) -> None:
@@ -34,7 +38,8 @@ def local_rank() -> int:
 
 
 def rank_device(cfg: Config):
-    """The helper's device for this machine, pinned to this process's accelerator (LOCAL_RANK) if there is one."""
+    """The helper's device for this machine, pinned to this process's accelerator: the one --device names (cuda:1;
+    the stop then runs one process here), else the one numbered LOCAL_RANK."""
     import torch
 
     from tour.core.device import get_device
@@ -42,9 +47,23 @@ def rank_device(cfg: Config):
     device = get_device(cfg.device)
     if device.type == "cpu":
         return device
-    device = torch.device(device.type, local_rank() % torch.accelerator.device_count())
+    if device.index is None:
+        device = torch.device(device.type, local_rank() % torch.accelerator.device_count())
     torch.accelerator.set_device_index(device.index)
     return device
+
+
+def init_group(device) -> None:
+    """The process group, with a collective timeout, and bound to this rank's accelerator where this torch can
+    (device_id=: NCCL connects at once, and a collective never guesses the device)."""
+    import inspect
+
+    import torch.distributed as dist
+
+    kwargs = {"backend": backend_for(device), "timeout": timedelta(seconds=COLLECTIVE_TIMEOUT_S)}
+    if device.type != "cpu" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+        kwargs["device_id"] = device
+    dist.init_process_group(**kwargs)
 
 
 def backend_for(device) -> str:
@@ -224,7 +243,7 @@ def work(cfg: Config, folder: Path) -> dict:
     if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
         # The ranks share the cores: one thread each unless the user (or torchrun) chose a count, which wins.
         torch.set_num_threads(1)
-    dist.init_process_group(backend=backend_for(device))
+    init_group(device)
     rank, world = dist.get_rank(), dist.get_world_size()
     say(rank, f"{world} ranks up, backend {dist.get_backend()}, this rank on {device}")
     say(rank, "1) DDP: the digits MLP, each rank a slice of every global batch")
