@@ -128,3 +128,93 @@ def test_one_thread_restores_the_thread_count():
     with pytest.raises(RuntimeError), dev.one_thread():
         raise RuntimeError("even when the work fails")
     assert torch.get_num_threads() == 2
+
+
+# a device index, the CUDA timer, TF32: CUDA's functions faked, so these run (and fail when broken) on a CPU --------
+class FakeGPU:
+    """torch.cuda's timing surface on a CPU: a GPU clock that each kernel advances, events that read it, and a
+    record of every synchronize (with the device it was asked for) and of the current-device context."""
+
+    def __init__(self, kernel_ms: float):
+        self.clock, self.kernel_ms, self.syncs, self.contexts = 0.0, kernel_ms, [], []
+        gpu = self
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                assert enable_timing
+                self.at = None
+
+            def record(self, stream=None):
+                self.at = gpu.clock
+
+            def elapsed_time(self, end):
+                return end.at - self.at
+
+        self.Event = Event
+
+    def kernel(self):
+        self.clock += self.kernel_ms
+
+    def device(self, d):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def current():
+            self.contexts.append(d)
+            yield
+
+        return current()
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    gpu = FakeGPU(kernel_ms=0.02)  # a 20 us kernel: a host timer and a sync per call would dominate it
+    monkeypatch.setattr(torch.cuda, "Event", gpu.Event)
+    monkeypatch.setattr(torch.cuda, "device", gpu.device)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: gpu.syncs.append(device))
+    return gpu
+
+
+def test_synchronize_waits_for_the_named_device(fake_gpu):
+    dev.synchronize(torch.device("cuda", 1))
+    dev.synchronize(torch.device("cpu"))
+    assert fake_gpu.syncs == [torch.device("cuda", 1)]  # cuda:1 itself, not the current GPU
+
+
+def test_cuda_timer_uses_events_around_many_calls_and_one_sync(fake_gpu):
+    calls = []
+    ms = dev.median_ms(lambda: (calls.append(1), fake_gpu.kernel()), torch.device("cuda", 1), repeats=5, warmup=1)
+    assert ms == pytest.approx(0.02)  # the GPU's time per call, no host overhead added
+    per_sample = -(-dev.MIN_SAMPLE_MS // 0.02)  # k calls fill a sample of MIN_SAMPLE_MS
+    assert len(calls) == 1 + 1 + 5 * per_sample  # warm-up, the call that sizes k, then 5 samples of k
+    assert fake_gpu.syncs == [torch.device("cuda", 1)] * 2  # after sizing k and at the end: never per call
+    assert fake_gpu.contexts == [torch.device("cuda", 1)]  # events recorded on cuda:1's stream
+
+
+def test_cpu_timer_is_unchanged(monkeypatch):
+    ticks = iter(range(100))
+    monkeypatch.setattr(dev.time, "perf_counter", lambda: next(ticks) * 1e-3)
+    assert dev.median_ms(lambda: None, torch.device("cpu"), repeats=3) == pytest.approx(1.0)  # one call per sample
+
+
+def test_ieee_fp32_turns_tf32_off_and_restores(monkeypatch):
+    cuda = torch.device("cuda")
+    before = dev.precision_note(cuda)
+    assert before == "TF32 matmul off, cuDNN conv on"  # torch's defaults: IEEE matmul, TF32 convolutions
+    with dev.ieee_fp32():
+        assert dev.tf32_enabled() == {"matmul": False, "conv": False}
+    assert dev.precision_note(cuda) == before
+    with pytest.raises(RuntimeError), dev.ieee_fp32():
+        raise RuntimeError("even when the work fails")
+    assert dev.precision_note(cuda) == before and dev.precision_note(torch.device("cpu")) == ""
+
+
+def test_device_line_says_the_tf32_state(monkeypatch):
+    monkeypatch.setattr(dev, "choose", lambda device=None: dev.Choice(torch.device("cuda", 1), "--device cuda:1"))
+    monkeypatch.setattr(dev, "device_name", lambda d: "NVIDIA H100")
+    monkeypatch.setattr(dev, "memory_bytes", lambda d: 80 * 2**30)
+    monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
+    monkeypatch.setattr(dev, "supports_bf16", lambda d: True)
+    line = dev.describe("cuda:1")
+    assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bfloat16, TF32 matmul off, cuDNN "
+                           "conv on)")

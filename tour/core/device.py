@@ -6,6 +6,7 @@ Order: an explicit `device=` argument, then the TOUR_DEVICE environment variable
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import statistics
@@ -241,10 +242,69 @@ def seed_everything(seed: int) -> None:
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels, so a timer measures work and not just launches."""
+    """Wait for the kernels queued on this device (its index honoured: cuda:1, not the current GPU)."""
     mod = getattr(torch, device.type, None)
-    if device.type != "cpu" and mod is not None and hasattr(mod, "synchronize"):
+    if device.type == "cpu" or mod is None or not hasattr(mod, "synchronize"):
+        return
+    if device.type in ("cuda", "xpu"):
+        mod.synchronize(device)
+    else:  # mps: one device, no argument
         mod.synchronize()
+
+
+# TF32 -----------------------------------------------------------------------------------------------------------
+# On Ampere and newer, fp32 matmuls and cuDNN convolutions may run in TF32 (10-bit mantissa): faster, but off from
+# an IEEE fp32 reference by ~1e-3. torch's defaults: matmul IEEE, cuDNN convolutions TF32. torch 2.9 added a
+# per-operator API (fp32_precision = "ieee" / "tf32"); reading the legacy flags after using it raises, so the new
+# one is used where it exists.
+
+
+def _precision_slots() -> dict | None:
+    """The new API's settings objects by operator, or None on a torch without them."""
+    b = torch.backends
+    slots = {"matmul": b.cuda.matmul, "conv": getattr(b.cudnn, "conv", None), "rnn": getattr(b.cudnn, "rnn", None)}
+    return slots if all(hasattr(v, "fp32_precision") for v in slots.values()) else None
+
+
+def tf32_enabled() -> dict[str, bool]:
+    """Whether TF32 is allowed now for fp32 matmuls and for cuDNN convolutions."""
+    slots = _precision_slots()
+    if slots is None:
+        return {"matmul": torch.backends.cuda.matmul.allow_tf32, "conv": torch.backends.cudnn.allow_tf32}
+    inherited = getattr(torch.backends, "fp32_precision", "none")  # "none" on an operator: the global setting
+    return {op: (slots[op].fp32_precision if slots[op].fp32_precision != "none" else inherited) == "tf32"
+            for op in ("matmul", "conv")}
+
+
+def precision_note(device: torch.device) -> str:
+    """The fp32 precision in force, for the device line and the bench files: "TF32 matmul off, cuDNN conv on" on
+    CUDA; "" elsewhere (TF32 is a CUDA tensor-core mode)."""
+    if device.type != "cuda":
+        return ""
+    state = tf32_enabled()
+    return f"TF32 matmul {'on' if state['matmul'] else 'off'}, cuDNN conv {'on' if state['conv'] else 'off'}"
+
+
+@contextmanager
+def ieee_fp32():
+    """fp32 matmuls and cuDNN convolutions in IEEE fp32 (TF32 off) for the duration, then the caller's settings back.
+    Parity checks (eager vs compiled, vs a package) run inside, so a TF32 rounding difference is not a failure."""
+    slots = _precision_slots()
+    if slots is None:
+        before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    else:
+        before = {op: slot.fp32_precision for op, slot in slots.items()}
+        for slot in slots.values():
+            slot.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        if slots is None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        else:
+            for op, slot in slots.items():
+                slot.fp32_precision = before[op]
 
 
 @contextmanager
@@ -260,11 +320,21 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+# A CUDA sample spans at least this long (k calls back to back between two events): a kernel of a few microseconds
+# is then timed by the GPU's clock, not drowned in a host timer's and a sync's 10-30 us.
+MIN_SAMPLE_MS = 1.0
+MAX_CALLS_PER_SAMPLE = 100
+
+
 def median_ms(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `fn()` in ms after `warmup` calls. Waits for the device around each call, so a GPU's
-    work is measured and not just its launch. The one timer every stop and `tour bench` use."""
+    """Median time of one `fn()` call in ms, after `warmup` calls. The one timer every stop and `tour bench` use.
+    On CUDA: `repeats` samples of k calls each between CUDA events on the device's stream, one sync at the end
+    (`cuda_median_ms`). Elsewhere: host wall time, waiting for the device around each call, so a GPU's work is
+    measured and not just its launch."""
     for _ in range(warmup):
         fn()
+    if device.type == "cuda":
+        return cuda_median_ms(fn, device, repeats)
     times = []
     for _ in range(repeats):
         synchronize(device)
@@ -273,6 +343,27 @@ def median_ms(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
         synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def cuda_median_ms(fn, device: torch.device, repeats: int) -> float:
+    """`median_ms` on CUDA: k calls per sample, k chosen from one timed call so a sample lasts MIN_SAMPLE_MS."""
+    with torch.cuda.device(device):  # events and kernels on this device's stream, also for cuda:1
+        first = _cuda_sample(fn, 1)
+        torch.cuda.synchronize(device)
+        one = first[0].elapsed_time(first[1])
+        calls = max(1, min(MAX_CALLS_PER_SAMPLE, math.ceil(MIN_SAMPLE_MS / max(one, 1e-3))))
+        samples = [_cuda_sample(fn, calls) for _ in range(repeats)]
+        torch.cuda.synchronize(device)  # the one host wait: every event has happened
+    return statistics.median(start.elapsed_time(end) / calls for start, end in samples)
+
+
+def _cuda_sample(fn, calls: int):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    return start, end
 
 
 def memory_bytes(device: torch.device) -> int | None:
@@ -332,8 +423,9 @@ def describe(device: str | torch.device | None = None) -> str:
     mem = memory_bytes(dev)
     mem_txt = f", {mem / 2**30:.1f} GiB" if mem else ""
     extra = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
+    precision = f", {precision_note(dev)}" if precision_note(dev) else ""
     text = (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
-            f"dtype {str(get_dtype(dev)).removeprefix('torch.')}) - {choice.reason}")
+            f"dtype {str(get_dtype(dev)).removeprefix('torch.')}{precision}) - {choice.reason}")
     if dev.type == "cpu":
         from tour.core import threads
 
