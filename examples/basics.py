@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Stop 1: the building blocks
+# # The building blocks
 # Tensors, autograd, an `nn.Module` trained on real handwritten digits, and a graph that Python builds as it runs.
 # Each cell calls one function of `tour/basics.py`, so you can read the code next to what it prints.
 # Runs as a script too: `python examples/basics.py` (`TOUR_QUICK=1` for a short run, `TOUR_OUT` for the folder).

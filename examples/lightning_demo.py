@@ -25,7 +25,7 @@ print(dev.describe(cfg.device), f"| Trainer(accelerator={stop.accelerator_for(de
 # `tour.core.models.train_mlp`: batches, forward, loss, backward, step, written out.
 
 # %%
-plain, plain_losses, plain_acc, plain_s = stop.plain_loop(cfg, device, train, test, cfg.epochs)
+plain, plain_losses, plain_acc, plain_s = stop.plain_loop(cfg, device, train, test)
 print(f"plain loop: loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, accuracy {plain_acc:.3f} ({plain_s:.1f} s)")
 
 # %% [markdown]
@@ -44,7 +44,7 @@ print(inspect.getsource(LitDigits.training_step))
 # determinism flag afterwards.
 
 # %%
-lit, test_acc, ckpt, metrics, lit_losses, lit_s = stop.lightning_fit(cfg, device, out_dir(cfg, stop.NAME), cfg.epochs)
+lit, test_acc, ckpt, metrics, lit_losses, lit_s = stop.lightning_fit(cfg, device, out_dir(cfg, stop.NAME))
 lit_acc = accuracy(lit.net.to(device), test, device)
 print(f"Lightning: loss {lit_losses[0]:.3f} -> {lit_losses[-1]:.3f}, accuracy {lit_acc:.3f} ({lit_s:.1f} s)")
 print(f"largest weight difference from the plain loop: {stop.max_weight_diff(lit.net, plain):.1e}")

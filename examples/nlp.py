@@ -71,7 +71,6 @@ print(f"linear probe: held-out accuracy {probe:.3f}")
 
 # %%
 folder = out_dir(cfg, nlp.NAME)
-model, losses, seconds, acc, f1 = nlp.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder,
-                                                         cfg.max_length)
+model, losses, seconds, acc, f1 = nlp.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
 preds, same, diff = nlp.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length)
 print(f"nlp: fine-tuned accuracy {acc:.3f} (probe {probe:.3f}); reloaded pipeline agrees: {same}")

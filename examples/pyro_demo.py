@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Stop 10: Bayesian regression with Pyro, checked against the exact answer
+# # Bayesian regression with Pyro, checked against the exact answer
 # A linear model on scikit-learn's diabetes study (442 patients). With a Normal prior and a known noise level the
 # posterior has a closed form, so we can see how close stochastic variational inference (SVI) gets.
 # (This file is `pyro_demo.py`, not `pyro.py`: a script named pyro.py would shadow the library.)
@@ -35,7 +35,7 @@ print(f"exact posterior mean {stop.fmt(mean)}, std {stop.fmt(cov.diagonal().sqrt
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 model = stop.make_model(sigma, cfg.prior_scale)
-guide, elbo = stop.fit(cfg, model, AutoMultivariateNormal, x.float(), y.float(), cfg.steps)
+guide, elbo = stop.fit(cfg, model, AutoMultivariateNormal, x.float(), y.float())
 svi_mean, svi_std = stop.guide_moments(guide)
 print(f"SVI mean {stop.fmt(svi_mean)}: within {stop.rel_error(svi_mean, mean):.2%} of exact")
 print(f"final ELBO {stop.tail_mean(elbo):.2f} <= log p(y) {log_evidence:.2f}")

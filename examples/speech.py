@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Stop 5: speech recognition with Whisper
+# # Speech recognition with Whisper
 # Whisper tiny.en, shipped by a PyPI package in CTranslate2's format, converted once into a transformers folder,
 # then run with `pipeline("automatic-speech-recognition")`. Each cell calls one function of `tour/speech.py`.
 # Runs as a script too: `python examples/speech.py [your.wav ...]` (any rate, any channels; `TOUR_QUICK=1` for a

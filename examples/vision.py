@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Stop 3: torchvision end to end
+# # torchvision end to end
 # Two pretrained ImageNet classifiers on real photos, loaded the way their users load them, then a small CNN
 # trained on real MNIST digits. Each cell calls a function of `tour/vision.py` or `tour/vision_weights.py`.
 # Runs as a script too: `python examples/vision.py [my_photo.jpg ...]` (`TOUR_QUICK=1` for a short run,

@@ -69,7 +69,7 @@ def test_plots_are_written(result):
     (["--features", "bmi", "shoe_size"], "argument --features: 'shoe_size' is not one of: age, sex, bmi"),
     (["--features", "bmi", "bmi"], "--features must be distinct names"),
     (["--steps", "0"], "argument --steps: 0 is out of range: it must be >= 1"),
-    (["--prior-scale", "-1"], "argument --prior-scale: -1.0 is out of range: it must be >= 1e-12"),
+    (["--prior-scale", "-1"], "argument --prior-scale: -1.0 is out of range: it must be > 0"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, tmp_path, capsys):
     try:  # a flag out of its own bounds is argparse's usage error (SystemExit); the rest come back as exit 2

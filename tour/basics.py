@@ -1,4 +1,4 @@
-"""Stop 1, the building blocks: tensors, autograd, nn.Module trained on real digits, dynamic graphs.
+"""The building blocks: tensors, autograd, nn.Module trained on real digits, dynamic graphs.
 
 Each section prints what it shows and returns the numbers the tests check.
 Run: `tour run basics` (or `python -m tour.basics`, `python examples/basics.py`); `--quick` for a short run.
@@ -174,13 +174,12 @@ def run(cfg: Config) -> Result:
           f"gradcheck on a custom SoftPlus Function: {'passed' if passed else 'FAILED'}")
     print("3) nn.Module: an MLP on scikit-learn's real 8x8 digits")
     train, test = digits_split(cfg.test_fraction, cfg.seed)
-    epochs = cfg.epochs
     start = time.perf_counter()
-    model, losses = train_mlp(cfg, device, train, epochs)
+    model, losses = train_mlp(cfg, device, train, cfg.epochs)
     seconds = time.perf_counter() - start
     acc = accuracy(model, test, device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"  {n_params:,} parameters, {epochs} epochs on {len(train[0])} digits in {seconds:.1f} s: "
+    print(f"  {n_params:,} parameters, {cfg.epochs} epochs on {len(train[0])} digits in {seconds:.1f} s: "
           f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, held-out accuracy {acc:.3f} on {len(test[0])} digits")
     plot = plot_losses(losses, acc, out_dir(cfg, NAME) / "digits_loss.png")
     print("4) dynamic graphs: Python control flow decided by the data")

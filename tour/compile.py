@@ -1,4 +1,4 @@
-"""Stop 5, torch.compile: eager vs compiled on the tour's own models, measured on this machine, parity checked.
+"""torch.compile: eager vs compiled on the tour's own models, measured on this machine, parity checked.
 
 For each model: compile time (first call, then again from a warm cache), steady-state medians, the speedup (or the
 loss: some models get slower), allclose parity for inference and one training step; then where graph breaks happen
@@ -153,7 +153,6 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
-    repeats = cfg.repeats
     out = []
     for spec in specs(cfg, device):
         modes = ["inference"] + (["training step"] if cfg.train and spec.train else [])
@@ -162,9 +161,9 @@ def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
                 spec.model.train(mode != "inference")
                 step = (lambda: infer(spec.model, spec.inputs)) if mode == "inference" else (
                     lambda: train_step(spec.model, spec.inputs))
-                out.append(Comparison(spec.label, mode, median_ms(step, device, repeats)))
+                out.append(Comparison(spec.label, mode, median_ms(step, device, cfg.repeats)))
             else:
-                out.append(compare(spec, mode, device, repeats))
+                out.append(compare(spec, mode, device, cfg.repeats))
             show(out[-1])
     return out
 

@@ -1,4 +1,4 @@
-"""Stop 8, beyond one process: DDP and tensor parallel on the real torch.distributed engine, under torchrun.
+"""Beyond one process: DDP and tensor parallel on the real torch.distributed engine, under torchrun.
 
 `tour run distributed` launches itself under torchrun with --nproc processes (gloo on CPU, nccl on CUDA; the backend
 follows the device tour.core.device picks): DDP trains the digits MLP with a DistributedSampler, every rank must end with

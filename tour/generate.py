@@ -1,4 +1,4 @@
-"""Stop: text generation with a pretrained chat model (SmolLM2-135M-Instruct, offline): chat templates, greedy and
+"""Text generation with a pretrained chat model (SmolLM2-135M-Instruct, offline): chat templates, greedy and
 seeded sampling, streaming, what makes decoding fast (KV cache, batching, SDPA, memory bandwidth), token
 log-probabilities and perplexity, and a LoRA fine-tune with PEFT whose adapter reloads and merges exactly.
 Run: `tour run generate` (or `python -m tour.generate`, `python examples/generate.py`); `--quick` for a short run."""

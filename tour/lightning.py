@@ -1,4 +1,4 @@
-"""Stop 9, PyTorch Lightning: the basics stop's digits MLP as a LightningModule + LightningDataModule, trained by
+"""PyTorch Lightning: the basics stop's digits MLP as a LightningModule + LightningDataModule, trained by
 a Trainer with a checkpoint callback, and checked against the plain training loop it replaces.
 
 Run: `tour run lightning` (or `python -m tour.lightning`, `python examples/lightning_demo.py`); `--quick` for a
@@ -56,19 +56,19 @@ def accelerator_for(device) -> str:
 
 
 # 1) the plain loop, from the basics stop ----------------------------------------------------------------------
-def plain_loop(cfg: Config, device, train, test, epochs: int):
+def plain_loop(cfg: Config, device, train, test):
     from tour.core import device as dev
     from tour.core.models import accuracy, train_mlp
 
     dev.seed_everything(cfg.seed)  # same seed before building the model: both start from identical weights
     start = time.perf_counter()
-    model, losses = train_mlp(cfg, device, train, epochs)
+    model, losses = train_mlp(cfg, device, train, cfg.epochs)
     seconds = time.perf_counter() - start
     return model, losses, accuracy(model, test, device), seconds
 
 
 # 2) the same model under a Trainer ----------------------------------------------------------------------------
-def make_trainer(cfg: Config, device, folder, epochs: int):
+def make_trainer(cfg: Config, device, folder):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -78,7 +78,7 @@ def make_trainer(cfg: Config, device, folder, epochs: int):
         accelerator=accelerator_for(device),
         devices=[device.index] if device.index is not None else 1,
         deterministic=True,  # deterministic kernels, so a rerun gives the same weights
-        max_epochs=epochs,
+        max_epochs=cfg.epochs,
         default_root_dir=folder,  # everything Lightning writes stays in the stop's folder, not the cwd
         logger=CSVLogger(folder, name="logs"),  # metrics.csv per run; TensorBoard is not needed
         callbacks=[checkpoint],
@@ -97,7 +97,7 @@ def epoch_losses(metrics_csv) -> list[float]:
         return [float(row["train_loss"]) for row in csv.DictReader(f) if row.get("train_loss")]
 
 
-def lightning_fit(cfg: Config, device, folder, epochs: int):
+def lightning_fit(cfg: Config, device, folder):
     import torch
 
     from tour.core import device as dev
@@ -107,7 +107,7 @@ def lightning_fit(cfg: Config, device, folder, epochs: int):
     model = LitDigits(cfg.hidden, cfg.lr)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        trainer, checkpoint = make_trainer(cfg, device, folder, epochs)  # deterministic=True applies here
+        trainer, checkpoint = make_trainer(cfg, device, folder)  # deterministic=True applies here
         with warnings.catch_warnings():
             # the digits live in memory: worker processes would only add start-up time
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -148,14 +148,13 @@ def run(cfg: Config) -> Result:
     accelerator = accelerator_for(device)
     folder = out_dir(cfg, NAME)
     print(f"[lightning] {dev.describe(cfg.device)}\n[lightning] Trainer(accelerator={accelerator!r})")
-    epochs = cfg.epochs
     train, test = digits_split(cfg.test_fraction, cfg.seed)
-    print(f"1) the plain loop (tour.core.models.train_mlp): {epochs} epochs on {len(train[0])} real digits")
-    plain, plain_losses, plain_acc, plain_s = plain_loop(cfg, device, train, test, epochs)
+    print(f"1) the plain loop (tour.core.models.train_mlp): {cfg.epochs} epochs on {len(train[0])} real digits")
+    plain, plain_losses, plain_acc, plain_s = plain_loop(cfg, device, train, test)
     print(f"  loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, held-out accuracy {plain_acc:.3f} "
           f"({plain_s:.1f} s)")
     print("2) the same model as a LightningModule, data as a LightningDataModule, loop by the Trainer")
-    lit, test_acc, ckpt, metrics, lit_losses, lit_s = lightning_fit(cfg, device, folder, epochs)
+    lit, test_acc, ckpt, metrics, lit_losses, lit_s = lightning_fit(cfg, device, folder)
     lit_acc = accuracy(lit.net.to(device), test, device)
     diff = max_weight_diff(lit.net, plain)
     print(f"  loss {lit_losses[0]:.3f} -> {lit_losses[-1]:.3f}, held-out accuracy {lit_acc:.3f} ({lit_s:.1f} s); "
@@ -163,7 +162,7 @@ def run(cfg: Config) -> Result:
     print("3) the checkpoint ModelCheckpoint wrote, loaded back with load_from_checkpoint")
     reloaded = reload_accuracy(ckpt, test, device)
     print(f"  {ckpt}: held-out accuracy {reloaded:.3f}; per-epoch metrics in {metrics}")
-    return Result(device=str(device), accelerator=accelerator, epochs=epochs, train_size=len(train[0]),
+    return Result(device=str(device), accelerator=accelerator, epochs=cfg.epochs, train_size=len(train[0]),
                   test_size=len(test[0]), plain_accuracy=plain_acc, lightning_accuracy=lit_acc,
                   lightning_test_acc=test_acc, accuracy_gap=abs(lit_acc - plain_acc), max_weight_diff=diff,
                   plain_losses=plain_losses, lightning_losses=lit_losses, checkpoint=ckpt,

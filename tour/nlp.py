@@ -1,4 +1,4 @@
-"""Stop 2, NLP with transformers + datasets: fine-tune all-MiniLM-L6-v2 on a real corpus, offline, end to end.
+"""NLP with transformers + datasets: fine-tune all-MiniLM-L6-v2 on a real corpus, offline, end to end.
 
 Topic classification on chatterbot-corpus (or your CSV/JSON via --data): a linear-probe baseline, fine-tuning,
 accuracy/macro-F1 and a confusion matrix, save + reload through pipeline(), semantic search, fast batched embedding.
@@ -229,7 +229,7 @@ def load_data(cfg: Config):
     return full, train, test, labels
 
 
-def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path, max_length: int):
+def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path):
     from transformers import DataCollatorWithPadding
 
     from tour import nlp_eval
@@ -239,10 +239,10 @@ def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device
     model = classifier(name, labels, device)
     collator = DataCollatorWithPadding(tokenizer)  # pads each batch to its own longest text
     start = time.perf_counter()
-    losses = fine_tune(cfg, model, nlp_data.tokenized(train, tokenizer, max_length), collator, device, cfg.epochs)
+    losses = fine_tune(cfg, model, nlp_data.tokenized(train, tokenizer, cfg.max_length), collator, device, cfg.epochs)
     seconds = time.perf_counter() - start
     print("4) evaluation on the held-out split")
-    pred = predict(model, tokenizer, test["text"], device, max_length).argmax(-1).tolist()
+    pred = predict(model, tokenizer, test["text"], device, cfg.max_length).argmax(-1).tolist()
     acc, f1 = nlp_eval.evaluate(test["label"], pred, labels, folder / "confusion_matrix.png")
     print(f"  accuracy {acc:.3f}, macro-F1 {f1:.3f} on {len(test)} texts; {cfg.epochs} epochs in {seconds:.0f} s; "
           f"confusion matrix: {folder / 'confusion_matrix.png'}")
@@ -274,11 +274,9 @@ def run(cfg: Config) -> Result:
     print(f"  logistic regression: held-out accuracy {probe:.3f}")
 
     folder = out_dir(cfg, NAME)
-    max_length = cfg.max_length
-    model, losses, seconds, acc, f1 = train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder,
-                                                         max_length)
+    model, losses, seconds, acc, f1 = train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
     print("5) save_pretrained, reload with pipeline('text-classification')")
-    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", SENTENCES, device, max_length)
+    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", SENTENCES, device, cfg.max_length)
     print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
 
     print("6) semantic search with the encoder (mean pooling + normalisation)")

@@ -1,4 +1,4 @@
-"""Stop 10, Pyro: Bayesian linear regression on real data (scikit-learn's diabetes study), fitted by stochastic
+"""Pyro: Bayesian linear regression on real data (scikit-learn's diabetes study), fitted by stochastic
 variational inference with an autoguide and checked against the posterior worked out in closed form.
 
 Run: `tour run pyro` (or `python -m tour.pyro`, `python examples/pyro_demo.py`); `--quick` for fewer SVI steps.
@@ -109,7 +109,7 @@ def make_model(sigma: float, tau: float):
     return model
 
 
-def fit(cfg: Config, model, guide_cls, x, y, steps: int):
+def fit(cfg: Config, model, guide_cls, x, y):
     import pyro
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import ClippedAdam
@@ -119,11 +119,11 @@ def fit(cfg: Config, model, guide_cls, x, y, steps: int):
     pyro.clear_param_store()  # parameters live in a global store: start each guide from nothing
     pyro.set_rng_seed(cfg.seed)
     guide = guide_cls(model, init_scale=0.05)
-    optim = ClippedAdam({"lr": cfg.lr, "lrd": 0.01 ** (1 / steps)})  # big steps first, fine ones at the end
+    optim = ClippedAdam({"lr": cfg.lr, "lrd": 0.01 ** (1 / cfg.steps)})  # big steps first, fine ones at the end
     elbo = Trace_ELBO(num_particles=cfg.particles, vectorize_particles=True, max_plate_nesting=1)
     svi = SVI(model, guide, optim, elbo)
     with one_thread():  # a 442 x 3 problem: its cost is Python per step, not maths to split between threads
-        losses = [svi.step(x, y) for _ in range(steps)]  # each step returns the -ELBO estimate it descended
+        losses = [svi.step(x, y) for _ in range(cfg.steps)]  # each step returns the -ELBO estimate it descended
     return guide, [-v for v in losses]
 
 
@@ -181,14 +181,14 @@ def plot_densities(path, features, mean, cov, svi, meanfield, samples):
     return str(path)
 
 
-def svi_both(cfg: Config, model, x, y, steps: int, device):
+def svi_both(cfg: Config, model, x, y, device):
     """Fit the full-covariance guide and the mean-field one on the same model, data, seed and schedule."""
     from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
 
     x32, y32 = x.float().to(device), y.float().to(device)  # Pyro runs in float32, the default a user gets
     start = time.perf_counter()
     guides = (AutoMultivariateNormal, AutoDiagonalNormal)
-    fits = {cls.__name__: fit(cfg, model, cls, x32, y32, steps) for cls in guides}
+    fits = {cls.__name__: fit(cfg, model, cls, x32, y32) for cls in guides}
     return fits, time.perf_counter() - start
 
 
@@ -213,7 +213,6 @@ def run(cfg: Config) -> Result:
     device = dev.get_device(cfg.device)  # a model this small is launch-bound on a GPU, but --device is honoured
     folder = out_dir(cfg, NAME)
     print(f"[pyro] {dev.describe(cfg.device)}")
-    steps = cfg.steps
     print("1) data: scikit-learn's diabetes study, standardised; y = disease progression a year on")
     x, y = diabetes(cfg.features)
     sigma = noise_std(x, y)
@@ -222,8 +221,8 @@ def run(cfg: Config) -> Result:
     mean, cov, precision, log_evidence = posterior(x, y, sigma, cfg.prior_scale)
     std = cov.diagonal().sqrt()
     print(f"  posterior mean {fmt(mean)}, std {fmt(std)}; log evidence log p(y) = {log_evidence:.2f}")
-    print(f"3) SVI, {steps} steps x {cfg.particles} particles, ClippedAdam lr {cfg.lr:g} decaying 100x")
-    fits, seconds = svi_both(cfg, make_model(sigma, cfg.prior_scale), x, y, steps, device)
+    print(f"3) SVI, {cfg.steps} steps x {cfg.particles} particles, ClippedAdam lr {cfg.lr:g} decaying 100x")
+    fits, seconds = svi_both(cfg, make_model(sigma, cfg.prior_scale), x, y, device)
     (mvn, elbo), (mf, elbo_mf) = fits.values()
     svi_mean, svi_std = guide_moments(mvn)
     mf_std = guide_moments(mf)[1]
@@ -241,7 +240,7 @@ def run(cfg: Config) -> Result:
              plot_densities(folder / "posterior.png", cfg.features, mean, cov, (svi_mean, svi_std),
                             guide_moments(mf), mvn.get_posterior().sample((4000,)).cpu())]
     print(f"5) plots: {', '.join(plots)}")
-    return Result(device=str(device), n=len(y), features=list(cfg.features), noise_std=sigma, steps=steps,
+    return Result(device=str(device), n=len(y), features=list(cfg.features), noise_std=sigma, steps=cfg.steps,
                   analytic_mean=mean.tolist(), analytic_std=std.tolist(), svi_mean=svi_mean.tolist(),
                   svi_std=svi_std.tolist(), mean_rel_error=mean_err, std_rel_error=std_err,
                   meanfield_std=mf_std.tolist(), meanfield_theory_std=theory_mf.tolist(),

@@ -1,4 +1,4 @@
-"""Stop 5, speech recognition: Whisper tiny.en through transformers' `pipeline("automatic-speech-recognition")`.
+"""Speech recognition: Whisper tiny.en through transformers' `pipeline("automatic-speech-recognition")`.
 
 The model ships in CTranslate2 format (what faster-whisper runs); a small reader converts it once into a
 transformers folder. Then: transcripts and word error rate (jiwer) on speech with known text, word timestamps,

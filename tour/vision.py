@@ -1,4 +1,4 @@
-"""Stop 3, torchvision end to end: pretrained ImageNet classifiers on real photos, a CNN trained on real MNIST.
+"""torchvision end to end: pretrained ImageNet classifiers on real photos, a CNN trained on real MNIST.
 
 Models (MobileNetV2 loaded the canonical way, `mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`, offline;
 EfficientNet-Lite0 built from torchvision's own blocks, checked against an independent implementation),
@@ -108,15 +108,14 @@ def train_cnn(cfg: Config, train, test, device):
     from tour.core.data import DigitsDataset
     from tour.core.models import SmallCNN
 
-    epochs = cfg.epochs
     loader = DataLoader(DigitsDataset(*train, train=True), batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
     test_loader = DataLoader(DigitsDataset(*test, train=False), batch_size=500)
     model = SmallCNN().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=epochs * len(loader))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader))
     train_acc, test_acc = [], []
-    for epoch in range(epochs):
+    for epoch in range(cfg.epochs):
         model.train()
         correct = 0
         for xb, yb in loader:
@@ -129,7 +128,7 @@ def train_cnn(cfg: Config, train, test, device):
             correct += (logits.argmax(1).cpu() == yb).sum().item()
         train_acc.append(round(correct / len(loader.dataset), 4))
         test_acc.append(round((predict(model, test_loader, device) == test[1]).float().mean().item(), 4))
-        print(f"  epoch {epoch + 1}/{epochs}: train accuracy {train_acc[-1]:.3f}, held-out {test_acc[-1]:.3f}")
+        print(f"  epoch {epoch + 1}/{cfg.epochs}: train accuracy {train_acc[-1]:.3f}, held-out {test_acc[-1]:.3f}")
     return model, test_loader, train_acc, test_acc
 
 

@@ -66,7 +66,7 @@ def silero_vad_jit() -> Path:
 
 
 def speech_clip() -> Path:
-    """The tour's own short speech clip (made with espeak-ng by tour/assets/make_speech.sh)."""
+    """The tour's own short speech clip (made with espeak-ng by tour/core/assets_data/make_speech.sh)."""
     return _existing(PACKAGE_DATA / "speech.wav", "the tour's speech clip", "torch-tour")
 
 
