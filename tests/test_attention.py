@@ -98,3 +98,19 @@ def test_a_model_that_does_not_load_is_one_line(tmp_path, capsys):
         assert attention.main(["--quick", "--device", "cpu", "--seq-lens", "16", "--model", model]) == 2
         err = capsys.readouterr().err
         assert f"--model {model}" in err and "Traceback" not in err
+
+
+def test_peak_memory_is_read_on_the_device_measured(monkeypatch):
+    # cuda:1's counters, not the current GPU's: every allocator call names the device (faked here, on a CPU).
+    import torch
+
+    asked, allocated = [], iter([100 * 2**20, 164 * 2**20])
+    monkeypatch.setattr(torch.accelerator, "reset_peak_memory_stats", lambda d: asked.append(("reset", d)))
+    monkeypatch.setattr(torch.accelerator, "memory_allocated", lambda d: (asked.append(("now", d)), next(allocated))[1])
+    monkeypatch.setattr(torch.accelerator, "max_memory_allocated", lambda d: (asked.append(("peak", d)),
+                                                                              next(allocated))[1])
+    monkeypatch.setattr("tour.core.device.synchronize", lambda d: asked.append(("sync", d)))
+    gpu1 = torch.device("cuda", 1)
+    mb, source = attention.peak_mb(lambda: None, gpu1)
+    assert mb == 64 and source == "torch.accelerator.max_memory_allocated"
+    assert asked == [("reset", gpu1), ("now", gpu1), ("sync", gpu1), ("peak", gpu1)]

@@ -108,10 +108,15 @@ def peak_mb(fn, device) -> tuple[float, str]:
     import torch
 
     if device.type != "cpu" and hasattr(torch.accelerator, "max_memory_allocated"):
-        torch.accelerator.reset_peak_memory_stats()
-        before = torch.accelerator.memory_allocated()
+        # The device's own counters (cuda:1's, not the current GPU's); fn() queues kernels, the sync lets them run.
+        from tour.core.device import synchronize
+
+        torch.accelerator.reset_peak_memory_stats(device)
+        before = torch.accelerator.memory_allocated(device)
         fn()
-        return (torch.accelerator.max_memory_allocated() - before) / 2**20, "torch.accelerator.max_memory_allocated"
+        synchronize(device)
+        return ((torch.accelerator.max_memory_allocated(device) - before) / 2**20,
+                "torch.accelerator.max_memory_allocated")
     # CPU: torch has no allocator counters, so replay the profiler's record of every allocation and free.
     from torch.profiler import ProfilerActivity, profile
 
