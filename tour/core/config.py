@@ -222,16 +222,10 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def format_result(result: Any) -> str:
-    """The Result as aligned `key: value` lines, long lists shortened."""
-    data = to_jsonable(result)
-    width = max((len(k) for k in data), default=0)
-    lines = []
-    for key, value in data.items():
-        text = json.dumps(value) if not isinstance(value, str) else value
-        if len(text) > 160:
-            text = text[:157] + "..."
-        lines.append(f"  {key:<{width}}  {text}")
-    return "\n".join(lines)
+    """The Result as aligned `label  value unit` lines (its declared labels, see tour.core.results.labelled)."""
+    from tour.core.results import as_text
+
+    return as_text(result)
 
 
 def write_result(result: Any, folder: Path) -> Path:

@@ -2,17 +2,21 @@
 
 Every stop's `Result` is a dataclass that subclasses `BaseResult`. In a notebook, a cell that ends with
 `basics.run(cfg)` renders `_repr_html_`: the numbers as a table and the PNGs the stop wrote, inlined as data URIs.
-`str(result)` is the aligned `key: value` text the CLI prints. `tour run all`'s report uses the same functions,
-so a stop looks the same in a notebook and on the report page. `BenchRow` is the one row shape the stops hand to
-`tour bench` (through their `bench_rows(settings)`). Imports no torch.
+`str(result)` is the aligned `label  value unit` text the CLI prints. `tour run all`'s report uses the same
+functions, so a stop looks the same in a notebook and on the report page. A field says how it reads beside its
+declaration: `check(help)` makes it a check (shown as a pass / fail mark), `labelled(label, unit)` gives it a label
+and a unit (a ratio "x" with its parity field, a figure with its roof); a field with neither shows its name.
+`BenchRow` is the one row shape the stops hand to `tour bench` (through their `bench_rows(settings)`).
+Imports no torch.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
-import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,73 @@ def check(help: str, default: Any = dataclasses.MISSING) -> Any:
     """
     meta = {"check": True, "help": help}
     return field(metadata=meta) if default is dataclasses.MISSING else field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Label:
+    """How one Result field reads on a page: what it is, in which unit (see `labelled`)."""
+
+    text: str
+    unit: str = ""
+    parity: str | None = None  # unit "x": the sibling field saying whether both sides gave the same answer
+    roof: str | None = None  # the sibling field holding the limit this figure is measured against
+    columns: tuple = ()  # a table's (a list of dicts') columns: (key, label, unit[, parity column])
+    check: bool = False  # a check() field: its label is the check's help
+
+
+def labelled(label: str, unit: str = "", default: Any = dataclasses.MISSING, *,
+             default_factory: Any = dataclasses.MISSING, parity: str | None = None, roof: str | None = None,
+             columns: dict | None = None) -> Any:
+    """A Result field with the label and unit the report, a notebook and the CLI show it with, declared beside it:
+    `kv_ratio: float = labelled("KV cache speed-up", "x", 0.0, parity="kv_same")`. A field without one shows its name.
+
+    Units: "x" is a side-by-side ratio (baseline time / variant time: above 1 the variant is faster); `parity=`
+    names the field that says whether both sides gave the same answer (a bool or a dict of bools), and the report's
+    chart draws every such ratio with its parity mark. "%" is a fraction shown as a percentage (0.97 -> 97 %).
+    `roof=` names the field holding the limit this figure is measured against (same unit): the chart shows the
+    share reached. `columns={"seq_len": ("sequence length", "tokens"), "ratio": ("naive / SDPA", "x", "allclose")}`
+    labels a table's (a list of dicts') columns, a ratio column naming its parity column; a list of dataclasses
+    takes its columns' labels from that dataclass's own fields.
+    """
+    cols = tuple((key, *spec) for key, spec in (columns or {}).items())
+    meta = {"label": Label(label, unit, parity, roof, cols)}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(metadata=meta) if default is dataclasses.MISSING else field(default=default, metadata=meta)
+
+
+def _label_of(f: dataclasses.Field) -> Label | None:
+    if f.metadata.get("check"):
+        return Label(f.metadata["help"], check=True)
+    return f.metadata.get("label")
+
+
+def _row_class(hint: Any) -> type | None:
+    """The dataclass a field holds a list of (`list[Comparison]` -> Comparison), or None."""
+    if typing.get_origin(hint) in (list, tuple):
+        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        return inner[0] if inner else None
+    return None
+
+
+def labels_of(cls: Any) -> dict[str, Label]:
+    """Every declared label of a Result class (or instance), by field path: `kv_ratio`, `comparisons[].speedup`
+    (the fields of a list of dataclasses), `rows[].seq_len` (a table's declared columns)."""
+    cls = cls if isinstance(cls, type) else type(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation costs the nested labels, never the page
+        hints = {}
+    found: dict[str, Label] = {}
+    for f in dataclasses.fields(cls):
+        label = _label_of(f)
+        if label:
+            found[f.name] = label
+            found.update({f"{f.name}[].{key}": Label(*spec) for key, *spec in label.columns})
+        row = _row_class(hints.get(f.name))
+        if row is not None:
+            found.update({f"{f.name}[].{k}": v for k, v in labels_of(row).items()})
+    return found
 
 
 def _checks_of(obj: Any, prefix: str) -> dict[str, bool | None]:
@@ -58,9 +129,7 @@ class BaseResult:
         return [name for name, ok in self.checks().items() if ok is False]
 
     def __str__(self) -> str:
-        from tour.core.config import format_result
-
-        return format_result(self)
+        return as_text(self)
 
     def pictures(self) -> list[Path]:
         """The PNG files this Result names (fields whose value is a path ending in .png)."""
@@ -76,8 +145,10 @@ class BaseResult:
     def _repr_html_(self) -> str:
         from tour.core.config import to_jsonable
 
+        labels = labels_of(self)
         title = f"<b>{html.escape(type(self).__module__)}.{type(self).__name__}</b>"
-        return f"<div>{title}{result_table(to_jsonable(self))}{pictures_html(self.pictures())}</div>"
+        return (f"<div>{title}{checks_html(self.checks(), labels)}{result_table(to_jsonable(self), labels)}"
+                f"{pictures_html(self.pictures())}</div>")
 
 
 @dataclass
@@ -93,6 +164,7 @@ class BenchRow:
     ratio: float | None  # baseline_ms / variant_ms: above 1 the variant is faster, below 1 it lost
     parity: bool | None  # allclose(baseline, variant); None where the row has nothing to compare
     note: str = ""
+    roof: bool = False  # the baseline is a limit, not a rival: the ratio is the share of it reached
 
 
 @dataclass
@@ -105,6 +177,10 @@ class BenchSettings:
     seed: int = 0
     repeats: int = 10  # timed repetitions after warm-up (medians are reported)
     batch_size: int = 8  # images / sentences per call
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def short(value: Any) -> str:
@@ -121,25 +197,167 @@ def short(value: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "…"
 
 
-def rows_table(rows: list[dict]) -> str:
+def with_unit(value: Any, unit: str = "") -> str:
+    """A value in its unit: 0.9722 "%" -> "97.22 %", 3.214 "x" -> "3.21×", 12.5 "ms" -> "12.5 ms"; numbers in a
+    list or a dict each get theirs. None is "–" (not measured here), a bool is yes / no."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if _is_number(value):
+        if unit == "%":
+            return f"{value * 100:.4g} %"
+        return f"{value:.3g}×" if unit == "x" else f"{short(value)} {unit}".rstrip()
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+        if len(value) > 8:
+            return f"{len(value)} values: {with_unit(value[0], unit)} … {with_unit(value[-1], unit)}"
+        return ", ".join(with_unit(v, unit) for v in value)
+    if isinstance(value, dict) and value and all(_is_number(v) or isinstance(v, bool) for v in value.values()):
+        return ", ".join(f"{k}: {with_unit(v, unit)}" for k, v in value.items())
+    return short(value)
+
+
+MARKS = {True: ("ok", "✓ pass"), False: ("failed", "✗ FAIL"), None: ("skipped", "– not run")}
+_MARK_COLOURS = {"ok": "#137333", "failed": "#c5221f", "skipped": "#8a6d00"}  # inline: a notebook has no CSS
+
+
+def _name(key: str, label: Label | None) -> str:
+    """A row's heading: the label, with the field's name small beside it (what `result.<name>` reads)."""
+    if label is None:
+        return f"<code>{html.escape(key)}</code>"
+    return f'{html.escape(label.text)} <small class="f" style="color:#777"><code>{html.escape(key)}</code></small>'
+
+
+def checks_html(checks: dict[str, bool | None], labels: dict[str, Label] | None = None) -> str:
+    """Checks as pass / fail / not-run marks, each with what it checks (the check's help)."""
+    if not checks:
+        return ""
+    items = []
+    for name, ok in checks.items():
+        css, mark = MARKS[None if ok is None else bool(ok)]
+        label = (labels or {}).get(_path(name))
+        items.append(f'<li class="{css}" style="color:{_MARK_COLOURS[css]}"><b>{mark}</b> '
+                     f'<span style="color:#1b1f24">{_name(name, label)}</span></li>')
+    return f'<ul class="checks">{"".join(items)}</ul>'
+
+
+def _path(name: str) -> str:
+    """A check's name as its label's path: `comparisons[mlp, inference].parity` -> `comparisons[].parity`."""
+    head, bracket, rest = name.partition("[")
+    return f"{head}[]{rest.partition(']')[2]}" if bracket else name
+
+
+def _columns(key: str, labels: dict[str, Label]) -> dict[str, Label]:
+    prefix = f"{key}[]."
+    return {path[len(prefix):]: label for path, label in labels.items() if path.startswith(prefix)}
+
+
+def _head(col: str, label: Label | None) -> str:
+    if label is None:
+        return f"<th>{html.escape(col)}</th>"
+    unit = f" ({label.unit})" if label.unit and label.unit not in ("%", "x") else ""
+    return f'<th title="{html.escape(col)}">{html.escape(label.text + unit)}</th>'
+
+
+def _cell(value: Any, label: Label | None) -> str:
+    """A table cell; units sit in the column's heading, except × and %, which read better on the number."""
+    if label is not None and label.check:
+        css, mark = MARKS[None if value is None else bool(value)]
+        return f'<td class="{css}" style="color:{_MARK_COLOURS[css]}">{mark}</td>'
+    unit = label.unit if label is not None and label.unit in ("%", "x") else ""
+    return f"<td>{html.escape(with_unit(value, unit) if value != '' else '')}</td>"
+
+
+def rows_table(rows: list[dict], columns: dict[str, Label] | None = None) -> str:
+    """A list of dicts as a table: one row each, headed by the columns' labels and units where declared."""
+    columns = columns or {}
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(short(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
+    head = "".join(_head(c, columns.get(c)) for c in cols)
+    body = "".join("<tr>" + "".join(_cell(r.get(c, ""), columns.get(c)) for c in cols) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def result_table(result: dict) -> str:
+def grouped_table(groups: dict[str, list], columns: dict[str, Label] | None = None) -> str:
+    """A dict of lists of rows (query -> [[text, label, cosine], ...]) as one table: the key heads its group.
+    Declared columns name the key first, then each position of a row."""
+    labels = list((columns or {}).items())
+    width = max(len(r) for rows in groups.values() for r in rows)
+    names = [(k, v) for k, v in labels] or [("", None)]
+    names += [(f"#{i + 1}", None) for i in range(len(names) - 1, width)]
+    head = "".join(_head(k, v) for k, v in names)
+    body = []
+    for key, rows in groups.items():
+        for i, row in enumerate(rows):
+            first = f'<th rowspan="{len(rows)}" scope="rowgroup">{html.escape(str(key))}</th>' if i == 0 else ""
+            cells = "".join(_cell(v, names[j + 1][1] if j + 1 < len(names) else None) for j, v in enumerate(row))
+            body.append(f"<tr>{first}{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list) and 0 < len(value) <= 30 and all(isinstance(v, dict) for v in value)
+
+
+def _is_groups(value: Any) -> bool:
+    return (isinstance(value, dict) and bool(value) and all(isinstance(v, list) and v for v in value.values())
+            and all(isinstance(r, list) for v in value.values() for r in v))
+
+
+def _is_keyed_rows(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, dict) for v in value.values())
+
+
+def value_html(key: str, value: Any, labels: dict[str, Label]) -> str:
+    """One Result value: a table for a table (a list of dicts, a dict of lists of rows, a dict of dicts), else text."""
+    columns = _columns(key, labels)
+    if _is_rows(value):
+        return rows_table(value, columns)
+    if _is_groups(value):
+        return grouped_table(value, columns)
+    if _is_keyed_rows(value):
+        first = next(iter(columns.items()), ("", None))
+        return rows_table([{first[0]: k, **v} for k, v in value.items()], columns)
+    label = labels.get(key)
+    return html.escape(with_unit(value, label.unit if label else ""))
+
+
+def result_table(result: dict, labels: dict[str, Label] | None = None) -> str:
+    """A Result (as JSON) as a table of labelled figures; checks are left out (`checks_html` shows them as marks)
+    and so are pictures (`pictures_html` inlines them)."""
+    labels = labels or {}
     rows = []
     for key, value in result.items():
-        if isinstance(value, str) and value.endswith(".png"):
-            continue  # shown as a picture
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and len(value) <= 30:
-            cell = rows_table(value)
-        else:
-            cell = html.escape(short(value))
-        rows.append(f"<tr><td class=k>{html.escape(key)}</td><td>{cell}</td></tr>")
+        label = labels.get(key)
+        if (label is not None and label.check) or (isinstance(value, str) and value.endswith(".png")):
+            continue
+        rows.append(f"<tr><td class=k>{_name(key, label)}</td><td>{value_html(key, value, labels)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
+
+
+def as_text(result: Any) -> str:
+    """A Result as aligned `label  value unit` lines for the terminal; checks as ✓ / ✗ marks, long values cut."""
+    from tour.core.config import to_jsonable
+
+    data = to_jsonable(result)
+    labels = labels_of(result) if dataclasses.is_dataclass(result) else {}
+    names = {k: k if labels.get(k) is None or labels[k].check else labels[k].text for k in data}
+    width = min(max((len(n) for n in names.values()), default=0), 40)
+    lines = []
+    for key, value in data.items():
+        label = labels.get(key)
+        if label is not None and label.check:
+            text = MARKS[None if value is None else bool(value)][1]
+        elif isinstance(value, (str, int, float)) or value is None or _is_number_list(value):
+            text = value if isinstance(value, str) else with_unit(value, label.unit if label else "")
+        else:
+            text = json.dumps(value)
+        lines.append(f"  {names[key]:<{width}}  {text if len(text) <= 160 else text[:157] + '...'}")
+    return "\n".join(lines)
+
+
+def _is_number_list(value: Any) -> bool:
+    return isinstance(value, (list, dict)) and bool(value) and all(
+        _is_number(v) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def pictures_html(pngs) -> str:

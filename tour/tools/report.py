@@ -1,17 +1,24 @@
 """The tour's report: `index.html` (self-contained: pictures inlined, no network, readable on a phone) and
-`results.json` with every stop's Result. Written by `tour run all`; imports no torch.
+`results.json` with every stop's Result. Written by `tour run all`.
+
+The page opens with one chart of every side-by-side ratio the run measured (with its parity mark) and the roofs;
+then each stop's checks as marks and its figures under their labels and units, read from the labels its Result
+class declares (`tour.core.results.labelled`). Imports no torch of its own (the stops it ran already did).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.metadata
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from tour.core.results import pictures_html, result_table, rows_table, short
+from tour.core.results import Label, checks_html, labels_of, pictures_html, result_table, rows_table, short
+from tour.tools.registry import STOPS, load
 
 VERSIONED = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl",
              "torch-tour"]
@@ -27,10 +34,12 @@ h2{margin:.2rem 0 .5rem;font-size:1.3rem}.ok{color:#137333}.failed{color:#c5221f
 .badge{font-size:.85rem;font-weight:600;margin-left:.5rem}.doc{color:#444}
 table{border-collapse:collapse;width:100%;font-size:.9rem;display:block;overflow-x:auto}
 td,th{border-bottom:1px solid #e3e5e8;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f0f1f3}td.k{font-family:ui-monospace,monospace;white-space:nowrap}
+th{background:#f0f1f3}td.k{min-width:12rem}
 .pics{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.8rem;margin-top:.8rem}
 figure{margin:0;max-width:720px}figure img{width:100%;height:auto;border:1px solid #e3e5e8;border-radius:6px}
-figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}
+figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}figure.chart{max-width:none}
+ul.checks{list-style:none;padding-left:0}small.f code{font-size:.75rem}details{margin-top:.5rem}
+td table{font-size:.85rem}th[scope]{background:#fafbfc;font-weight:600}
 """
 
 # Lets a browser test (and a curious reader's console) see that every picture decoded.
@@ -51,20 +60,149 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _checks_list(checks: dict) -> str:
-    """The stop's declared checks as pass / fail / not-run marks."""
-    if not checks:
+@functools.lru_cache(maxsize=None)
+def _labels(name: str) -> dict[str, Label]:
+    """The labels a stop's Result class declares; none (so field names show) for a stop that cannot load."""
+    try:
+        return labels_of(load(name).Result) if name in STOPS else {}
+    except Exception:  # noqa: BLE001 - a stop that failed to import still gets its section
+        return {}
+
+
+@dataclass
+class Ratio:
+    what: str  # where it was measured and what: "generate · KV cache speed-up"
+    value: float  # baseline time / variant time: above 1 the variant is faster
+    parity: bool | None  # both sides gave the same answer; None: nothing compared
+
+
+@dataclass
+class Roof:
+    what: str
+    share: float  # of the limit this machine allows
+    detail: str  # "12.3 of 45.6 tokens/s (memory-bandwidth limit)"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parity(value, key: str | None = None) -> bool | None:
+    """A parity field as one mark: a bool, or a dict of them (per batch size...) that must all hold."""
+    if isinstance(value, dict):
+        if key in value:
+            return _parity(value[key])
+        return all(map(bool, value.values())) if value else None
+    return None if value is None else bool(value)
+
+
+def _row_name(row: dict, table: str, labels: dict[str, Label]) -> str:
+    """A table row's name: its leading words and whole numbers (`mlp, inference`; `sequence length 512`)."""
+    parts = []
+    for key, value in row.items():
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or len(parts) == 2:
+            break
+        label = labels.get(f"{table}[].{key}")
+        parts.append(value if isinstance(value, str) else f"{label.text if label else key} {value}")
+    return ", ".join(parts)
+
+
+def ratios_of(name: str, result: dict, labels: dict[str, Label]) -> list[Ratio]:
+    """Every side-by-side ratio a Result holds: the fields (or table columns) its class labels with unit "x"."""
+    found = []
+    for path, label in labels.items():
+        if label.unit != "x":
+            continue
+        table, _, column = path.partition("[].")
+        if column:
+            found += [Ratio(f"{name} · {label.text}: {_row_name(row, table, labels)}", row[column],
+                            _parity(row.get(label.parity)))
+                      for row in result.get(table) or [] if isinstance(row, dict) and _is_number(row.get(column))]
+            continue
+        value, parity = result.get(path), result.get(label.parity) if label.parity else None
+        if _is_number(value):
+            found.append(Ratio(f"{name} · {label.text}", value, _parity(parity)))
+        elif isinstance(value, dict):  # variant -> ratio; the baseline over itself (exactly 1) compares nothing
+            found += [Ratio(f"{name} · {label.text}: {k}", v, _parity(parity, k))
+                      for k, v in value.items() if _is_number(v) and v != 1.0]
+    return found
+
+
+def roofs_of(name: str, result: dict, labels: dict[str, Label]) -> list[Roof]:
+    """Every figure a Result measures against a limit (`labelled(..., roof="field")`), as the share reached."""
+    found = []
+    for path, label in labels.items():
+        value, limit = result.get(path), result.get(label.roof) if label.roof else None
+        if _is_number(value) and _is_number(limit) and limit > 0:
+            roof = labels[label.roof].text if label.roof in labels else label.roof
+            found.append(Roof(f"{name} · {label.text}", value / limit,
+                              f"{short(float(value))} of {short(float(limit))} {label.unit} ({roof})"))
+    return found
+
+
+def _bench_data(out: Path) -> dict:
+    path = out / "bench" / "bench.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return data if isinstance(data, dict) else {"rows": data}
+
+
+def bench_bars(data: dict) -> tuple[list[Ratio], list[Roof]]:
+    """`tour bench`'s rows (BenchRow) as ratios, its roof rows and FLOP rates as roofs."""
+    ratios, roofs = [], []
+    for row in data.get("rows") or []:
+        if not isinstance(row, dict) or not _is_number(row.get("ratio")):
+            continue
+        what = f"bench {row.get('section', '')} · {row.get('baseline', '')} → {row.get('variant', '')}"
+        if row.get("roof"):
+            roofs.append(Roof(f"bench {row.get('section', '')} · {row.get('what', '')}", row["ratio"],
+                              row.get("note") or f"limit {row.get('baseline', '')}"))
+        else:
+            ratios.append(Ratio(what, row["ratio"], _parity(row.get("parity"))))
+    roof = data.get("roof_gflops")
+    for f in data.get("flops") or []:
+        if _is_number(f.get("fraction_of_roof")) and roof:
+            roofs.append(Roof(f"bench · {f.get('model', '')}", f["fraction_of_roof"],
+                              f"{f.get('gflops', 0):.1f} of {roof:.1f} GFLOP/s (fp32 matmul)"))
+    return ratios, roofs
+
+
+def measured(outcomes: list, out: Path) -> tuple[list[Ratio], list[Roof]]:
+    """The run's ratios and roofs, stop by stop in tour order, then `tour bench`'s if it wrote into `out`."""
+    ratios, roofs = [], []
+    for o in outcomes:
+        labels = _labels(o.name)
+        ratios += ratios_of(o.name, o.result or {}, labels)
+        roofs += roofs_of(o.name, o.result or {}, labels)
+    more = bench_bars(_bench_data(out))
+    return ratios + more[0], roofs + more[1]
+
+
+def _chart_section(outcomes: list, out: Path) -> str:
+    """The top of the page: one chart of every ratio with its parity mark, and the roofs; the numbers beneath."""
+    ratios, roofs = measured(outcomes, out)
+    if not ratios and not roofs:
         return ""
-    mark = {True: ("ok", "✓ pass"), False: ("failed", "✗ FAIL"), None: ("skipped", "– not run")}
-    items = "".join(f'<li class="{mark[ok][0]}">{mark[ok][1]} {html.escape(name)}</li>' for name, ok in checks.items())
-    return f'<ul class="checks">{items}</ul>'
+    from tour.core import plots
+
+    uri = plots.data_uri(plots.ratios_chart([(r.what, r.value, r.parity) for r in ratios],
+                                            [(r.what, r.share, r.detail) for r in roofs]))
+    marks = {True: "✓ same answer", False: "✗ answers differ", None: "– no parity check"}
+    numbers = rows_table([{"measured": r.what, "ratio": f"{r.value:.2f}×", "parity": marks[r.parity]} for r in ratios]
+                         + [{"measured": r.what, "ratio": f"{r.share:.0%} of the roof", "parity": r.detail}
+                            for r in roofs])
+    return ('<section id="ratios"><h2>What each trick bought</h2><p>Each bar is one side-by-side measurement from '
+            "this run: the baseline's time over the variant's, so right of 1× the variant was faster. The mark says "
+            "whether both gave the same answer. Roofs are the share of this machine's limit a step reached.</p>"
+            f'<figure class="chart"><img alt="chart of every side-by-side ratio and roof" src="{uri}"></figure>'
+            f"<details><summary>the numbers</summary>{numbers}</details></section>")
 
 
 def _stop_section(outcome, out: Path) -> str:
+    labels = _labels(outcome.name)
     state = "ok" if outcome.ok else "failed"
     error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
-    body = error + _checks_list(getattr(outcome, "checks", {})) + (result_table(outcome.result) if outcome.result
-                                                                 else "")
+    body = error + checks_html(getattr(outcome, "checks", {}), labels)
+    body += result_table(outcome.result, labels) if outcome.result else ""
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
             f"{_paragraphs(outcome.doc)}{body}{pictures_html(sorted((out / outcome.name).glob('*.png')))}</section>")
@@ -77,13 +215,11 @@ def _paragraphs(doc: str) -> str:
 
 
 def _bench_section(out: Path) -> str:
-    path = out / "bench" / "bench.json"
-    if not path.exists():
+    rows = _bench_data(out).get("rows")
+    if not rows:
         return ""
-    data = json.loads(path.read_text())
-    rows = data.get("rows", data) if isinstance(data, dict) else data
-    table = rows_table(rows) if isinstance(rows, list) and rows and isinstance(rows[0], dict) else \
-        f"<pre>{html.escape(json.dumps(data, indent=1)[:4000])}</pre>"
+    table = rows_table(rows) if all(isinstance(r, dict) for r in rows) else \
+        f"<pre>{html.escape(json.dumps(rows, indent=1)[:4000])}</pre>"
     return f'<section id="bench"><h2>tour bench</h2><p>Ratios measured side by side in one run.</p>{table}</section>'
 
 
@@ -121,7 +257,8 @@ def render(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) 
     return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>torch-tour report</title><style>{CSS}</style></head><body>{head}<main>"
-            f"<p><code>{html.escape(machine)}; {html.escape(env)}</code></p><nav>{nav}</nav>{sections}"
+            f"<p><code>{html.escape(machine)}; {html.escape(env)}</code></p><nav>{nav}</nav>"
+            f"{_chart_section(outcomes, out)}{sections}"
             f"{_bench_section(out)}{_doctor_section(doctor)}</main><script>{SCRIPT}</script></body></html>")
 
 
