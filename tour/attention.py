@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "attention"
@@ -43,14 +43,24 @@ class Result(BaseResult):
     memory_source: str  # how the peak_mb figures were obtained (measured by which tool, or estimated)
     # one row per length: seq_len, naive_ms, sdpa_ms, ratio (naive/sdpa), naive_peak_mb, sdpa_peak_mb,
     # max_abs_err, allclose, memory_source
-    rows: list[dict] = field(default_factory=list)
-    causal_max_abs_err: float = 0.0  # naive with a triangular mask vs SDPA is_causal=True
+    rows: list[dict] = labelled("naive attention vs SDPA by sequence length", default_factory=list,
+                                columns={"seq_len": ("sequence length", "tokens"),
+                                         "naive_ms": ("naive", "ms"),
+                                         "sdpa_ms": ("SDPA", "ms"),
+                                         "ratio": ("naive / SDPA", "x", "allclose"),
+                                         "naive_peak_mb": ("naive peak", "MB"),
+                                         "sdpa_peak_mb": ("SDPA peak", "MB"),
+                                         "max_abs_err": ("max |error|", ""),
+                                         "allclose": ("allclose", "")})
+    # naive with a triangular mask vs SDPA is_causal=True
+    causal_max_abs_err: float = labelled("causal mask vs is_causal=True, max |error|", "", 0.0)
     # SDPBackend name -> {ran, ms, max_abs_err, reason}; forced one at a time with sdpa_kernel
     backends: dict[str, dict] = field(default_factory=dict)
-    hf_eager_ms: float = 0.0  # MiniLM forward, attn_implementation="eager"
-    hf_sdpa_ms: float = 0.0  # same weights, attn_implementation="sdpa"
-    hf_ratio: float = 0.0  # eager / sdpa
-    hf_max_abs_err: float = 0.0  # between the two last_hidden_states
+    # MiniLM forward, attn_implementation="eager"
+    hf_eager_ms: float = labelled('MiniLM forward, attn "eager"', "ms", 0.0)
+    hf_sdpa_ms: float = labelled('MiniLM forward, attn "sdpa"', "ms", 0.0)  # same weights, attn_implementation="sdpa"
+    hf_ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0)
+    hf_max_abs_err: float = labelled("MiniLM eager vs sdpa, max |error|", "", 0.0)  # between the two last_hidden_states
     hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from tour.audio_checks import RATE, masking_checks, resample_checks, tone_band_checks
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult
+from tour.core.results import BaseResult, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "audio"
@@ -45,23 +45,27 @@ class Config(BaseConfig):
 class Result(BaseResult):
     device: str
     audio_path: str
-    sample_rate_in: int
+    sample_rate_in: int = labelled("input sample rate", "Hz")
     channels_in: int
-    duration_s: float
-    sample_rate_out: int
+    duration_s: float = labelled("input duration", "s")
+    sample_rate_out: int = labelled("resampled to", "Hz")
     waveform_shape: list[int]  # mono, resampled
     mel_shape: list[int]  # (1, n_mels, frames)
     mfcc_shape: list[int]  # (1, n_mfcc, frames)
     resample_peaks: list[dict] = field(default_factory=list)  # tone in -> FFT peak after resampling
-    alias_db: float = 0.0  # a tone above the new Nyquist, after resampling (dB re. input level)
+    # a tone above the new Nyquist, after resampling (dB re. input level)
+    alias_db: float = labelled("a tone above the new Nyquist, after resampling", "dB", 0.0)
     tone_bands: list[dict] = field(default_factory=list)  # tone -> mel band with most energy, and its edges
     masks: list[dict] = field(default_factory=list)  # per copy: zeroed bands/frames and whether only they changed
     segments: list[list[float]] = field(default_factory=list)  # detected speech in the input, seconds
     vad_true: list[list[float]] = field(default_factory=list)  # known speech in the built check clip
     vad_detected: list[list[float]] = field(default_factory=list)  # what Silero found there
-    vad_max_error_s: float = math.inf  # worst boundary error (inf if the segment counts differ)
-    noise_segments: int = -1  # segments found in pure noise (should be 0)
-    realtime_factor: float = 0.0  # seconds of audio featurised per second of compute
+    # worst boundary error (inf if the segment counts differ)
+    vad_max_error_s: float = labelled("VAD's worst boundary error", "s", math.inf)
+    # segments found in pure noise (should be 0)
+    noise_segments: int = labelled("speech segments found in pure noise", "", -1)
+    # seconds of audio featurised per second of compute
+    realtime_factor: float = labelled("featurised per second of compute", "× real time", 0.0)
     waveform_png: str = ""
     mel_png: str = ""
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tour.core.config import DigitsConfig, out_dir, stop_main
-from tour.core.results import BaseResult, check
+from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "basics"
@@ -32,16 +32,17 @@ class Config(DigitsConfig):
 @dataclass
 class Result(BaseResult):
     device: str
-    broadcast_shape: list[int]  # (3,1) + (4,) -> (3,4)
+    broadcast_shape: list[int] = labelled("(3,1) + (4,) broadcasts to")  # (3,1) + (4,) -> (3,4)
     numpy_shares_memory: bool = check("torch.from_numpy shares memory: a write through NumPy is seen by the tensor")
-    grad_max_error: float  # autograd vs the analytic derivative
+    grad_max_error: float = labelled("autograd vs the analytic derivative, max error")
     gradcheck_passed: bool = check("a custom autograd.Function's backward passes torch.autograd.gradcheck (float64)")
-    train_size: int
-    test_size: int
-    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
-    test_accuracy: float = 0.0
-    train_seconds: float = 0.0
-    dynamic_steps: list[int] = field(default_factory=list)  # steps the data-dependent loop took per input
+    train_size: int = labelled("training digits")
+    test_size: int = labelled("held-out digits")
+    losses: list[float] = labelled("training loss per epoch", default_factory=list)  # mean training loss per epoch
+    test_accuracy: float = labelled("held-out accuracy", "%", 0.0)
+    train_seconds: float = labelled("training time", "s", 0.0)
+    # steps the data-dependent loop took per input
+    dynamic_steps: list[int] = labelled("loop steps per input (data-dependent)", default_factory=list)
     dynamic_grads: dict[str, bool] = field(default_factory=dict)  # which branch got gradients
     loss_plot: str = ""  # PNG of the training curve
     grad_matches: bool | None = check(f"autograd's derivative of x^3 + sin x equals 3x^2 + cos x (float64, max error "

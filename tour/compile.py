@@ -15,7 +15,7 @@ from typing import Any
 
 from tour.compile_models import MODELS, Spec, specs
 from tour.core.config import BaseConfig, arg, stop_main
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "compile"
@@ -36,14 +36,17 @@ class Config(BaseConfig):
 class Comparison:
     model: str  # which model really ran (a fallback says so)
     mode: str  # "inference" or "training step"
-    eager_ms: float
-    compiled_ms: float | None = None  # None: compiling was not possible here
-    speedup: float | None = None  # eager / compiled: < 1 means compiling made it slower
+    eager_ms: float = labelled("eager", "ms")
+    compiled_ms: float | None = labelled("compiled", "ms", None)  # None: compiling was not possible here
+    # eager / compiled: < 1 means compiling made it slower
+    speedup: float | None = labelled("speed-up (eager / compiled)", "x", None, parity="parity")
     parity: bool | None = None  # torch.allclose(eager, compiled) (outputs, and gradients for training)
-    max_abs_diff: float | None = None
-    first_compile_s: float | None = None  # first call of the compiled model: trace + codegen + C++ build
+    max_abs_diff: float | None = labelled("max |difference|", "", None)
+    # first call of the compiled model: trace + codegen + C++ build
+    first_compile_s: float | None = labelled("first compile", "s", None)
     first_compile_cache: str = ""  # "miss" (cold), "hit" (warm from an earlier run) or "mixed"
-    warm_compile_s: float | None = None  # after torch._dynamo.reset(), same cache: what a second run pays
+    # after torch._dynamo.reset(), same cache: what a second run pays
+    warm_compile_s: float | None = labelled("compile again, warm cache", "s", None)
 
 
 @dataclass
@@ -51,9 +54,10 @@ class Result(BaseResult):
     device: str
     compiler: str | None  # why compiling was skipped; None when it ran
     cache_dir: str
-    comparisons: list[Comparison] = field(default_factory=list)
-    graph_count: int = 0  # graphs torch._dynamo.explain found in the function with a deliberate break
-    graph_breaks: int = 0
+    comparisons: list[Comparison] = labelled("eager vs torch.compile", default_factory=list)
+    # graphs torch._dynamo.explain found in the function with a deliberate break
+    graph_count: int = labelled("graphs in the function with a deliberate break", "", 0)
+    graph_breaks: int = labelled("graph breaks", "", 0)
     break_reasons: list[str] = field(default_factory=list)
     compiles: dict[str, int] = field(default_factory=dict)  # dynamic=False/None/True -> compiles for 4 batch sizes
     dynamic_shape: str = ""  # the input shape the dynamic=True graph was traced with (symbolic batch)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError
-from tour.core.results import BaseResult
+from tour.core.results import BaseResult, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "distributed"
@@ -52,24 +52,27 @@ class Config(BaseConfig):
 class Result(BaseResult):
     device: str
     backend: str  # gloo on cpu, nccl on cuda
-    world_size: int
+    world_size: int = labelled("processes")
     nnodes: int
     ranks_reporting: list[int]  # the ranks that ran on this machine (their rank<N>.json files)
     rank_checksums: list[str]  # sha256 of every rank's final weights, all-gathered
-    rank_max_diff: float  # largest |w_rank - w_rank0| over all ranks
-    losses: list[float] = field(default_factory=list)  # DDP mean loss per epoch (global batches)
+    rank_max_diff: float = labelled("ranks' weights, max |difference|")  # largest |w_rank - w_rank0| over all ranks
+    # DDP mean loss per epoch (global batches)
+    losses: list[float] = labelled("DDP loss per epoch", default_factory=list)
     single_losses: list[float] = field(default_factory=list)  # one process, same global batches
     loss_max_diff: float = 0.0
-    weight_max_diff: float = 0.0  # DDP final weights vs the single-process run's
-    test_accuracy: float = 0.0
+    # DDP final weights vs the single-process run's
+    weight_max_diff: float = labelled("DDP vs one process, max |weight difference|", "", 0.0)
+    test_accuracy: float = labelled("held-out accuracy", "%", 0.0)
     tp_out_max_diff: float = 0.0  # tensor-parallel output vs the unsharded MLP
     tp_grad_max_diff: float = 0.0
     tp_shard_shapes: list[list[int]] = field(default_factory=list)  # rank 0's slices of the two weights
     start_epoch: int = 0  # >0: resumed from a checkpoint that had this many epochs done
     checkpoint: str = ""
     weights: str = ""
-    train_seconds: float = 0.0
-    launch_seconds: float = 0.0  # torchrun start to finish, process start-up included
+    train_seconds: float = labelled("training time", "s", 0.0)
+    # torchrun start to finish, process start-up included
+    launch_seconds: float = labelled("torchrun, start to finish", "s", 0.0)
 
 
 # 0) checks before launching -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, is_available, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "export"
@@ -72,23 +72,27 @@ class Config(BaseConfig):
 class Result(BaseResult):
     device: str
     arch: str  # which tour architecture was exported (cnn or mlp)
-    test_accuracy: float  # eager model on held-out digits, so the exported thing is a real trained model
+    # eager model on held-out digits, so the exported thing is a real trained model
+    test_accuracy: float = labelled("eager model's held-out accuracy", "%")
     n_params: int  # parameter tensors' total elements, as lifted into the graph signature
     signature: dict  # user_inputs, user_outputs, parameters, buffers (counts) and graph nodes
     dynamic_batch: str  # the range the exported batch dimension accepts
-    export_s: float  # torch.export.export wall time
+    export_s: float = labelled("torch.export time", "s")  # torch.export.export wall time
     wrong_shape_rejected: bool  # the exported program's guards refuse an input of the wrong shape
     package: str = ""  # path of the .pt2 (empty when AOTInductor could not run)
-    package_mb: float = 0.0
-    aoti_compile_s: float = 0.0  # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
+    package_mb: float = labelled(".pt2 package size", "MB", 0.0)
+    # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
+    aoti_compile_s: float = labelled("AOTInductor compile time", "s", 0.0)
     aoti_skipped: str = ""  # why AOTInductor did not run (e.g. no C++ compiler); empty when it ran
     fresh_process_tour_modules: list[str] = field(default_factory=list)  # tour modules the runner imported: none
-    import_s: float = 0.0  # fresh process: import torch + safetensors
-    load_s: float = 0.0  # fresh process: aoti_load_package of the .pt2
-    eager_ms: float = 0.0  # median eager forward at `batch_size` (this process)
-    aoti_ms: float = 0.0  # median .pt2 forward at `batch_size` (fresh process, same thread count)
-    ratio: float = 0.0  # eager_ms / aoti_ms: above 1 means the package is faster
-    max_abs_err: float = 0.0  # .pt2 vs eager, worst over every batch size
+    import_s: float = labelled("fresh process: import torch", "s", 0.0)  # fresh process: import torch + safetensors
+    load_s: float = labelled("fresh process: load the .pt2", "s", 0.0)  # fresh process: aoti_load_package of the .pt2
+    eager_ms: float = labelled("eager forward", "ms", 0.0)  # median eager forward at `batch_size` (this process)
+    # median .pt2 forward at `batch_size` (fresh process, same thread count)
+    aoti_ms: float = labelled(".pt2 forward, fresh process", "ms", 0.0)
+    # eager_ms / aoti_ms: above 1 means the package is faster
+    ratio: float = labelled("AOTInductor .pt2 (eager / package)", "x", 0.0, parity="parity")
+    max_abs_err: float = labelled(".pt2 vs eager, max |error|", "", 0.0)  # .pt2 vs eager, worst over every batch size
     parity: dict[str, bool] = field(default_factory=dict)  # batch size -> allclose(eager, .pt2)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 from tour.generate_model import chat_inputs, check_prompts, decode, generate, timed_streamer
 from tour.generate_speed import bandwidth, kv_cache, speed  # noqa: F401  (the example uses them)
@@ -58,42 +58,48 @@ class Config(BaseConfig):
 class Result(BaseResult):
     device: str
     model: str  # where the weights came from
-    params_m: float  # parameters, millions
-    load_seconds: float  # conversion (first run only) + load
+    params_m: float = labelled("parameters", "M")  # parameters, millions
+    load_seconds: float = labelled("load time", "s")  # conversion (first run only) + load
     converted_now: bool  # this run built the safetensors folder from the GGUF file
     transcript: list[dict] = field(default_factory=list)  # prompt, greedy reply
     greedy_repeat_same: bool = False  # greedy twice -> same tokens
     sampled_reply: str = ""  # first prompt, sampled with the seed
     sample_reproducible: bool = False  # same seed -> same sample
-    ttft_ms: float = 0.0  # streaming: time to first text
-    stream_tokens_per_s: float = 0.0  # streaming: decode rate after the first token
-    kv_on_ms: float = 0.0
-    kv_off_ms: float = 0.0
-    kv_ratio: float = 0.0  # off / on
+    ttft_ms: float = labelled("streaming: time to first text", "ms", 0.0)
+    # streaming: decode rate after the first token
+    stream_tokens_per_s: float = labelled("streaming: decode rate", "tokens/s", 0.0)
+    kv_on_ms: float = labelled("greedy, KV cache on", "ms", 0.0)
+    kv_off_ms: float = labelled("greedy, KV cache off", "ms", 0.0)
+    kv_ratio: float = labelled("KV cache (off / on)", "x", 0.0, parity="kv_same")
     kv_same: bool = False
-    single_ms: float = 0.0  # all prompts, one at a time
-    batched_ms: float = 0.0  # all prompts in one left-padded batch
-    batched_ratio: float = 0.0  # single / batched
+    single_ms: float = labelled("prompts one at a time", "ms", 0.0)  # all prompts, one at a time
+    batched_ms: float = labelled("prompts in one left-padded batch", "ms", 0.0)  # all prompts in one left-padded batch
+    # single / batched
+    batched_ratio: float = labelled("batching (one at a time / batch)", "x", 0.0, parity="batched_same")
     batched_same: bool = False
-    eager_ms: float = 0.0
-    sdpa_ms: float = 0.0
-    sdpa_ratio: float = 0.0  # eager / sdpa
+    eager_ms: float = labelled('attention "eager"', "ms", 0.0)
+    sdpa_ms: float = labelled('attention "sdpa"', "ms", 0.0)
+    sdpa_ratio: float = labelled("SDPA attention (eager / sdpa)", "x", 0.0, parity="sdpa_same")
     sdpa_same: bool = False
-    bandwidth_gb_s: float = 0.0  # (read + written) bytes / time of a large tensor copy
-    weights_mb: float = 0.0  # bytes every decode step reads
-    decode_tokens_per_s: float = 0.0  # KV cache on, batch 1
-    decode_limit_tokens_per_s: float = 0.0  # bandwidth / weight bytes
+    # (read + written) bytes / time of a large tensor copy
+    bandwidth_gb_s: float = labelled("memory copy bandwidth", "GB/s", 0.0)
+    weights_mb: float = labelled("weights read per decoded token", "MB", 0.0)  # bytes every decode step reads
+    # KV cache on, batch 1
+    decode_tokens_per_s: float = labelled("decode rate, KV cache, batch 1", "tokens/s", 0.0,
+                                          roof="decode_limit_tokens_per_s")
+    decode_limit_tokens_per_s: float = labelled("memory-bandwidth limit", "tokens/s", 0.0)  # bandwidth / weight bytes
     token_logprobs: list[dict] = field(default_factory=list)  # the first reply's tokens, log p, p
     logprob_check: float = 0.0  # max |generate's scores - one forward pass's log-softmax|
     heldout_pairs: int = 0
-    loss_before: float = 0.0  # held-out loss per answer token, before LoRA
-    ppl_before: float = 0.0
-    loss_after: float = 0.0
-    ppl_after: float = 0.0
-    trainable_params: int = 0
-    trainable_share: float = 0.0  # trainable / all
+    # held-out loss per answer token, before LoRA
+    loss_before: float = labelled("held-out loss before LoRA", "nats/token", 0.0)
+    ppl_before: float = labelled("held-out perplexity before LoRA", "", 0.0)
+    loss_after: float = labelled("held-out loss after LoRA", "nats/token", 0.0)
+    ppl_after: float = labelled("held-out perplexity after LoRA", "", 0.0)
+    trainable_params: int = labelled("LoRA's trainable parameters", "", 0)
+    trainable_share: float = labelled("trainable share of all parameters", "%", 0.0)  # trainable / all
     train_losses: list[float] = field(default_factory=list)
-    train_seconds: float = 0.0
+    train_seconds: float = labelled("LoRA training time", "s", 0.0)
     changed_question: str = ""
     reply_before: str = ""
     reply_after: str = ""
@@ -262,7 +268,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
         # ms per token at the limit vs measured: the ratio is the share of the memory roof that decoding reaches
         BenchRow("generate", "decode ms/token, batch 1, KV cache", "bandwidth limit", "measured",
                  1e3 / s["decode_limit_tokens_per_s"], 1e3 / s["decode_tokens_per_s"],
-                 s["decode_tokens_per_s"] / s["decode_limit_tokens_per_s"], None,
+                 s["decode_tokens_per_s"] / s["decode_limit_tokens_per_s"], None, roof=True,
                  note=f"{s['decode_tokens_per_s']:.1f} tok/s vs {s['decode_limit_tokens_per_s']:.1f} tok/s = "
                       f"{s['bandwidth_gb_s']:.1f} GB/s copy bandwidth / {s['weights_mb']:.0f} MB of weights per token"),
     ]

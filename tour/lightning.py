@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tour.core.config import DigitsConfig, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult
+from tour.core.results import BaseResult, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "lightning"
@@ -31,17 +31,19 @@ class Result(BaseResult):
     epochs: int
     train_size: int
     test_size: int
-    plain_accuracy: float  # held-out accuracy of tour.core.models.train_mlp (the hand-written loop)
-    lightning_accuracy: float  # held-out accuracy of the Trainer-trained model, same seed/data/hyper-parameters
+    # held-out accuracy of tour.core.models.train_mlp (the hand-written loop)
+    plain_accuracy: float = labelled("hand-written loop: held-out accuracy", "%")
+    # held-out accuracy of the Trainer-trained model, same seed/data/hyper-parameters
+    lightning_accuracy: float = labelled("Lightning Trainer: held-out accuracy", "%")
     lightning_test_acc: float  # the same number as Lightning's own trainer.test() logged it
-    accuracy_gap: float  # |lightning - plain|
-    max_weight_diff: float  # largest |w_lightning - w_plain| over all parameters
+    accuracy_gap: float = labelled("accuracy gap", "%")  # |lightning - plain|
+    max_weight_diff: float = labelled("max |weight difference|")  # largest |w_lightning - w_plain| over all parameters
     plain_losses: list[float] = field(default_factory=list)  # mean training loss per epoch
     lightning_losses: list[float] = field(default_factory=list)
     checkpoint: str = ""  # the file ModelCheckpoint wrote
     reloaded_accuracy: float = 0.0  # accuracy after LitDigits.load_from_checkpoint
-    plain_seconds: float = 0.0
-    lightning_seconds: float = 0.0
+    plain_seconds: float = labelled("hand-written loop: time", "s", 0.0)
+    lightning_seconds: float = labelled("Lightning Trainer: time", "s", 0.0)
 
 
 def accelerator_for(device) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "nlp"
@@ -50,22 +50,33 @@ class Result(BaseResult):
     labels: list[str]
     train_size: int
     test_size: int
-    probe_accuracy: float  # logistic regression on frozen, pooled embeddings: the baseline to beat
-    accuracy: float  # fine-tuned, on the held-out split
-    macro_f1: float
-    losses: list[float] = field(default_factory=list)  # mean training loss per epoch
-    train_seconds: float = 0.0
+    # logistic regression on frozen, pooled embeddings: the baseline to beat
+    probe_accuracy: float = labelled("frozen embeddings + logistic regression (the baseline)", "%")
+    accuracy: float = labelled("fine-tuned accuracy, held out", "%")  # fine-tuned, on the held-out split
+    macro_f1: float = labelled("fine-tuned macro F1, held out")
+    losses: list[float] = labelled("training loss per epoch", default_factory=list)  # mean training loss per epoch
+    train_seconds: float = labelled("fine-tuning time", "s", 0.0)
     confusion_png: str = ""
     saved_dir: str = ""
     reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
     reload_matches: bool = False  # same labels as the in-memory model
-    reload_max_score_diff: float = 0.0
-    search_hits: dict[str, list[list]] = field(default_factory=dict)  # query -> [text, label, cosine] best first
-    naive_per_s: float = 0.0  # per-sentence pipeline("feature-extraction")
-    pipeline_batched_per_s: float = 0.0  # the same pipeline with batch_size=64: the fair baseline
-    batched_per_s: float = 0.0  # embed(): batched, length-sorted, inference_mode
-    speedup: float = 0.0  # embed() over the batched pipeline
-    embed_max_diff: float = 0.0  # batched vs naive sentence vectors
+    reload_max_score_diff: float = labelled("reloaded vs in-memory model, max score difference", "", 0.0)
+    # query -> [text, label, cosine] best first
+    search_hits: dict[str, list[list]] = labelled("semantic search: best matches per query", default_factory=dict,
+                                                  columns={"query": ("query", ""),
+                                                           "text": ("sentence", ""),
+                                                           "label": ("label", ""),
+                                                           "cosine": ("cosine similarity", "")})
+    # per-sentence pipeline("feature-extraction")
+    naive_per_s: float = labelled("pipeline, one sentence at a time", "sentences/s", 0.0)
+    # the same pipeline with batch_size=64: the fair baseline
+    pipeline_batched_per_s: float = labelled("pipeline, batch_size=64", "sentences/s", 0.0)
+    # embed(): batched, length-sorted, inference_mode
+    batched_per_s: float = labelled("embed(): batched, length-sorted", "sentences/s", 0.0)
+    # embed() over the batched pipeline
+    speedup: float = labelled("embedding: embed() vs the batched pipeline", "x", 0.0)
+    # batched vs naive sentence vectors
+    embed_max_diff: float = labelled("embed() vs one at a time, max difference", "", 0.0)
 
 
 # the encoder: tour.core.models.load_encoder (MiniLM offline, or --model), shared with compile and bench -----

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult
+from tour.core.results import BaseResult, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "pyro"
@@ -35,7 +35,7 @@ class Config(BaseConfig):
 @dataclass
 class Result(BaseResult):
     device: str
-    n: int  # patients
+    n: int = labelled("patients")
     features: list[str]
     noise_std: float  # the likelihood's sigma, treated as known (so the posterior is Gaussian in closed form)
     steps: int
@@ -43,17 +43,21 @@ class Result(BaseResult):
     analytic_std: list[float] = field(default_factory=list)
     svi_mean: list[float] = field(default_factory=list)  # AutoMultivariateNormal guide
     svi_std: list[float] = field(default_factory=list)
-    mean_rel_error: float = 0.0  # max |svi - analytic| / |analytic| over the weights
-    std_rel_error: float = 0.0  # max |svi - analytic| / analytic over the weights
+    # max |svi - analytic| / |analytic| over the weights
+    mean_rel_error: float = labelled("posterior means: SVI vs closed form, max relative error", "%", 0.0)
+    # max |svi - analytic| / analytic over the weights
+    std_rel_error: float = labelled("posterior std: SVI vs closed form, max relative error", "%", 0.0)
     meanfield_std: list[float] = field(default_factory=list)  # AutoDiagonalNormal guide (independent weights)
     meanfield_theory_std: list[float] = field(default_factory=list)  # its known optimum: 1/sqrt(diag(precision))
     meanfield_std_rel_error: float = 0.0  # AutoDiagonalNormal vs that optimum
-    log_evidence: float = 0.0  # log p(y), closed form: the ELBO's ceiling
-    final_elbo: float = 0.0  # AutoMultivariateNormal, mean of the last 10% of steps
-    final_elbo_meanfield: float = 0.0
+    # log p(y), closed form: the ELBO's ceiling
+    log_evidence: float = labelled("log evidence, closed form (the ELBO's ceiling)", "nats", 0.0)
+    # AutoMultivariateNormal, mean of the last 10% of steps
+    final_elbo: float = labelled("ELBO, AutoMultivariateNormal", "nats", 0.0)
+    final_elbo_meanfield: float = labelled("ELBO, AutoDiagonalNormal", "nats", 0.0)
     meanfield_theory_gap: float = 0.0  # log p(y) - best mean-field ELBO, closed form: what ignoring correlation costs
     elbo: list[float] = field(default_factory=list)  # per step, AutoMultivariateNormal
-    svi_seconds: float = 0.0
+    svi_seconds: float = labelled("SVI time", "s", 0.0)
     plots: list[str] = field(default_factory=list)
 
 

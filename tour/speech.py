@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "speech"
@@ -54,15 +54,18 @@ class Config(BaseConfig):
 class Result(BaseResult):
     device: str
     model_dir: str  # the converted transformers folder (cached)
-    n_params: int = 0
+    n_params: int = labelled("Whisper parameters", "", 0)
     clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, text, transcript, wer
-    wer: float | None = None  # over every clip with known text (jiwer, after lower-casing, no punctuation)
+    # over every clip with known text (jiwer, after lower-casing, no punctuation)
+    wer: float | None = labelled("word error rate", "%", None)
     words: list[dict] = field(default_factory=list)  # first clip: word, start, end (seconds)
     long_seconds: float = 0.0
     long_chunks: list[dict] = field(default_factory=list)  # long-form: text with its timestamps per segment
-    long_wer: float | None = None
-    rtf_single: float = 0.0  # seconds of audio transcribed per second of compute, one clip at a time
-    rtf_batched: float = 0.0  # the same, `batch_size` clips per forward pass
+    long_wer: float | None = labelled("long-form word error rate", "%", None)
+    # seconds of audio transcribed per second of compute, one clip at a time
+    rtf_single: float = labelled("transcribed per second, one clip at a time", "× real time", 0.0)
+    # the same, `batch_size` clips per forward pass
+    rtf_batched: float = labelled("transcribed per second, batched", "× real time", 0.0)
     batch_same: bool = False  # batched transcripts identical to one-at-a-time ones
     transcript_png: str = ""
 

