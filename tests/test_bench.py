@@ -83,3 +83,41 @@ def test_nlp_throughput_rows_are_against_the_batched_pipeline():
     rows = registry.load("nlp").bench_rows(BenchSettings(quick=True, device="cpu"))
     assert [r.variant for r in rows] == ["pipeline per sentence", "batched embed()"]
     assert all(r.baseline == "pipeline(batch_size=64)" and r.parity is True and r.ratio > 0 for r in rows)
+
+
+def test_a_section_that_raises_is_recorded_and_the_files_still_written(monkeypatch, tmp_path, capsys):
+    # Triton's and AOTInductor's errors are RuntimeError/OSError, not TourError: one section fails, not the bench.
+    def broken(settings):
+        raise RuntimeError("\nTriton failed to build its launcher\n(a page of compiler output)")
+
+    monkeypatch.setattr(registry.load("nlp"), "bench_rows", broken)
+    argv = ["--quick", "--device", "cpu", "--out", str(tmp_path), "--only", "roof", "nlp"]
+    assert bench.main(argv) == 1  # a failed section fails the command
+    data = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert data["failed"] == {"nlp": "RuntimeError: Triton failed to build its launcher"} and data["skipped"] == {}
+    assert data["roof_gflops"] > 0  # the section before it kept its figure
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "- nlp FAILED: RuntimeError: Triton failed to build its launcher" in md
+    assert "nlp FAILED: RuntimeError" in capsys.readouterr().out
+
+
+def test_files_are_written_when_the_first_section_raises(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "matmul_roof", lambda *a: (_ for _ in ()).throw(OSError("libcuda.so: not found")))
+    res = bench.run(bench.Config(quick=True, device="cpu", out=str(tmp_path), only=["roof"]))
+    assert res.failed == {"roof": "OSError: libcuda.so: not found"}
+    assert json.loads(Path(res.json_path).read_text())["failed"] == res.failed
+
+
+def test_precision_and_roof_size_are_recorded(saved):
+    data, md = saved
+    assert data["precision"] == "fp32 in IEEE for the roof and FLOP rows; elsewhere no TF32 on cpu"
+    assert data["precision"] in md and data["roof_n"] == 1024  # the quick CPU size, as before
+    assert f"GFLOP/s (fp32, n={data['roof_n']})" in md
+
+
+def test_gpu_roof_is_big_enough_to_time(monkeypatch):
+    import torch
+
+    cfg = bench.Config(quick=True, device="cpu")
+    assert bench.roof_size(cfg, torch.device("cpu")) == 1024
+    assert bench.roof_size(cfg, torch.device("cuda")) == bench.GPU_ROOF_N

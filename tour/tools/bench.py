@@ -2,7 +2,8 @@
 
 Eager vs torch.compile, naive attention vs SDPA, eager vs an AOTInductor package, batched vs naive throughput, and
 this machine's fp32 matmul roof with the fraction of it MiniLM and EfficientNet inference reach. Ratios from one
-run are what count (shared machines are noisy). Writes bench.json and bench.md into OUT/bench.
+run are what count (shared machines are noisy). Writes bench.json and bench.md into OUT/bench, always: a section
+that raises is recorded with its one-line reason (exit code 1) and the others still run.
 `--load N` adds the busy-machine section: a few stops' core steps quiet and beside N competing torch processes,
 with OpenMP's default threading and with the tour's (tour.core.threads), each in a fresh process.
 Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...] [--load 2]`.
@@ -24,13 +25,15 @@ from tour.tools.registry import bench_stops, load
 NAME = "bench"
 # The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
 SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (--load N or --only load)
+GPU_ROOF_N = 4096  # 137 GFLOP: milliseconds on a datacentre GPU, where n=1024 is over in ~50 us
 
 
 @dataclass
 class Config(BaseConfig):
     only: list[str] = arg([], "sections to run (default: all)", choices=SECTIONS)
     repeats: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
-    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof", min=1, quick=1024)
+    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof (on a GPU at least "
+                      f"{GPU_ROOF_N}, so one call lasts milliseconds)", min=1, quick=1024)
     batch_size: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
     load: int = arg(0, "competing torch processes for the 'load' section; 0: no load section unless --only load "
                     "(then 2)", min=0, max=16)
@@ -42,10 +45,13 @@ class Config(BaseConfig):
 class Result:
     device: str
     sections: list[str]
+    precision: str = ""  # the fp32 precision the rows ran in (TF32 on or off for matmuls and cuDNN convolutions)
+    roof_n: int = 0  # the n of the n x n matmul that measured the roof
     roof_gflops: float = 0.0  # median fp32 matmul GFLOP/s
     rows: list[BenchRow] = field(default_factory=list)  # one shape, declared in the core so stops build them
     flops: list[dict] = field(default_factory=list)  # model, GFLOP per call, ms, GFLOP/s, fraction of the roof
-    skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run
+    skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run (an optional piece missing)
+    failed: dict[str, str] = field(default_factory=dict)  # section -> the error it raised, in one line
     json_path: str = ""
     md_path: str = ""
 
@@ -124,7 +130,7 @@ def table(result: Result) -> str:
 def flops_table(result: Result) -> str:
     if not result.roof_gflops:
         return ""
-    lines = [f"matmul roof: {result.roof_gflops:.1f} GFLOP/s (fp32)", "",
+    lines = [f"matmul roof: {result.roof_gflops:.1f} GFLOP/s (fp32, n={result.roof_n})", "",
              "| model | input | GFLOP/call | ms | GFLOP/s | of roof |", "|---|---|---:|---:|---:|---:|"]
     for f in result.flops:
         lines.append(f"| {f['model']} | {f['input']} | {f['gflop_per_call']:.2f} | {f['ms']:.2f} | "
@@ -143,14 +149,31 @@ def settings_of(cfg: Config) -> BenchSettings:
                          batch_size=cfg.batch_size)
 
 
+def roof_size(cfg: Config, device) -> int:
+    """The roof's n: the flag's on CPU (its numbers stay comparable), at least GPU_ROOF_N on an accelerator."""
+    return cfg.roof_n if device.type == "cpu" else max(cfg.roof_n, GPU_ROOF_N)
+
+
+def one_line(e: Exception) -> str:
+    """An error in one line: its type and first non-empty line (Triton's and Inductor's span pages)."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}"[:300]
+
+
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
-    """One section; a missing optional library skips it with the reason, and the other sections still run."""
+    """One section. A missing optional library skips it with the reason; any other error fails it with a one-line
+    reason; either way the other sections still run."""
+    from tour.core.device import ieee_fp32
+
     try:
         if name == "roof":
-            result.roof_gflops = matmul_roof(cfg.roof_n, device, cfg.repeats)
-            print(f"  {cfg.roof_n} x {cfg.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
+            result.roof_n = roof_size(cfg, device)
+            with ieee_fp32():  # an IEEE fp32 roof, and the FLOP rows below in the same maths
+                result.roof_gflops = matmul_roof(result.roof_n, device, cfg.repeats)
+            print(f"  {result.roof_n} x {result.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
         elif name == "flops":
-            result.flops = flops_rows(cfg, device, result.roof_gflops)
+            with ieee_fp32():  # cuDNN's convolutions default to TF32 on a GPU: not the roof's maths
+                result.flops = flops_rows(cfg, device, result.roof_gflops)
         elif name == "load":
             from tour.tools.bench_load import bench_rows as load_rows
 
@@ -160,6 +183,9 @@ def run_section(name: str, cfg: Config, device, result: Result) -> None:
     except (TourError, ImportError) as e:  # e.g. `pip install 'torch-tour[nlp]'` not done: say so, go on
         result.skipped[name] = str(e).splitlines()[0]
         print(f"  skipped: {result.skipped[name]}")
+    except Exception as e:  # noqa: BLE001 - Triton's RuntimeError, a linker's OSError: one section, not the bench
+        result.failed[name] = one_line(e)
+        print(f"  FAILED: {result.failed[name]}")
 
 
 @keeps_caller_state
@@ -172,21 +198,31 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     dev.seed_everything(cfg.seed)
     print(f"[bench] {dev.describe(cfg.device)}\n[bench] sections: {' '.join(names)}")
-    result = Result(str(device), names)
-    with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
-        for i, name in enumerate(names, 1):
-            print(f"{i}) {name}")
-            run_section(name, cfg, device, result)
-    write(result, folder)
+    result = Result(str(device), names, precision=precision(device))
+    try:
+        with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
+            for i, name in enumerate(names, 1):
+                print(f"{i}) {name}")
+                run_section(name, cfg, device, result)
+    finally:  # what was measured is kept, also when a run is interrupted
+        write(result, folder)
     return result
+
+
+def precision(device) -> str:
+    from tour.core.device import precision_note
+
+    note = precision_note(device) or f"no TF32 on {device.type}"
+    return f"fp32 in IEEE for the roof and FLOP rows; elsewhere {note}"
 
 
 def write(result: Result, folder: Path) -> None:
     result.json_path, result.md_path = str(folder / "bench.json"), str(folder / "bench.md")
     Path(result.json_path).write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
     skipped = "".join(f"\n- {k} skipped: {v}" for k, v in result.skipped.items())
+    skipped += "".join(f"\n- {k} FAILED: {v}" for k, v in result.failed.items())
     Path(result.md_path).write_text(f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
-                                    f"(above 1: the variant is faster)\n\n{table(result)}\n\n"
+                                    f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
                                     f"{flops_table(result)}\n{skipped}\n")
 
 
@@ -202,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + flops_table(result))
         for name, why in result.skipped.items():
             print(f"  {name} skipped: {why}")
+        for name, why in result.failed.items():
+            print(f"  {name} FAILED: {why}")
         print(f"\nsaved {result.json_path} and {result.md_path}")
-        return 0
+        return 1 if result.failed else 0
 
     return guarded(prog, body)
 
