@@ -118,9 +118,40 @@ def test_missing_model_path_is_one_line(tmp_path, capsys):
 
 
 def test_folder_without_a_model_is_one_line(tmp_path, capsys):
+    # transformers 4.57 raised AttributeError deep inside from_pretrained here; the folder is checked first
     (tmp_path / "empty-model").mkdir()
     err = _fails(capsys, "--out", str(tmp_path / "out"), "--model", str(tmp_path / "empty-model"))
-    assert "cannot load model" in err and not (tmp_path / "out").exists()  # nothing half-written
+    assert "has no config.json, no weights" in err and "no tokenizer" in err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_folder_missing_weights_and_tokenizer_names_them(tmp_path, capsys):
+    folder = tmp_path / "half-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    err = _fails(capsys, "--out", str(tmp_path / "out"), "--model", str(folder))
+    assert "has no weights" in err and "no tokenizer" in err and "no config.json" not in err
+
+
+def test_complete_model_folder_passes_the_check():
+    from tour.core.assets import minilm_dir
+    from tour.core.models import missing_model_files, resolve_model
+
+    assert missing_model_files(minilm_dir()) == [] and resolve_model(str(minilm_dir())) == str(minilm_dir())
+
+
+def test_mixed_number_and_text_labels_load_as_strings(tmp_path):
+    # pandas types each 10,000-row CSV chunk on its own: 0/1 labels first and "a"/"b" later made one chunk int64
+    # and the next text (pyarrow ArrowInvalid on datasets 4.x); JSON's mixed column was decoded back to numbers
+    rows = [(f"sentence number {i}", str(i % 2)) for i in range(10_050)] + [("another text", "a"), ("more text", "b")]
+    csv = tmp_path / "mine.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows) + "no label here,\n")
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": int(lab) if lab.isdigit() else lab}) + "\n"
+                             for t, lab in rows) + json.dumps({"text": "no label", "label": None}) + "\n")
+    for path in (csv, jsonl):
+        ds = nlp_data.labelled_dataset(str(path), 2, [], None, 0)
+        assert ds.features["label"].names == ["0", "1", "a", "b"] and len(ds) == len(rows)  # unlabelled row dropped
 
 
 def test_data_without_label_column_is_one_line(tmp_path, capsys):

@@ -122,8 +122,8 @@ def corpus_rows(folder: Path, min_per_topic: int, drop: list[str] = ()) -> list[
 
 
 def user_dataset(path: str):
-    """A user's CSV or JSON file with `text` and `label` columns."""
-    from datasets import Dataset
+    """A user's CSV or JSON file with `text` and `label` columns, both read as strings."""
+    from datasets import Dataset, Features, Value
 
     file = Path(path)
     if not file.is_file():
@@ -131,17 +131,26 @@ def user_dataset(path: str):
     loader = LOADERS.get(file.suffix.lower())
     if loader is None:
         raise TourError(f"--data {path}: unknown file type {file.suffix!r}; use .csv, .json or .jsonl")
+    # Every CSV cell is read as text: pandas infers each 10,000-row chunk's types on its own, so labels 0/1 then
+    # "a" further down made one chunk int64 and the next a string (ArrowInvalid on datasets 4.x). Empty cells stay
+    # "" (not NaN/"None") and are dropped below.
+    kwargs = {"converters": {"text": str, "label": str}, "keep_default_na": False} if loader == "from_csv" else {}
     try:
-        ds = getattr(Dataset, loader)(str(file))
+        ds = getattr(Dataset, loader)(str(file), **kwargs)
     except Exception as e:  # pyarrow/pandas raise many kinds for a malformed file
         raise TourError(f"--data {path} could not be read ({type(e).__name__}); check the file") from None
     missing = {"text", "label"} - set(ds.column_names)
     if missing:
         raise TourError(f"--data {path} lacks column(s) {', '.join(sorted(missing))} (has: "
                         f"{', '.join(ds.column_names) or 'none'}); it needs text and label columns")
-    ds = ds.select_columns(["text", "label"]).map(lambda b: {"label": [str(x) for x in b["label"]],
-                                                             "text": [str(x) for x in b["text"]]}, batched=True)
-    return ds.filter(lambda b: [bool(t.strip()) for t in b["text"]], batched=True)
+    # Labels may be numbers, strings or both; the declared string features keep datasets from inferring (or,
+    # for JSON's mixed columns, decoding) them back into numbers. A missing value becomes "" and its row goes.
+    as_text = lambda values: ["" if x is None else str(x) for x in values]  # noqa: E731
+    ds = ds.select_columns(["text", "label"]).map(lambda b: {"label": as_text(b["label"]), "text": as_text(b["text"])},
+                                                  batched=True, features=Features(text=Value("string"),
+                                                                                  label=Value("string")))
+    return ds.filter(lambda b: [bool(t.strip() and lab.strip()) for t, lab in zip(b["text"], b["label"])],
+                     batched=True)
 
 
 def labelled_dataset(data: str | None, min_per_topic: int, drop: list[str], max_per_topic: int | None, seed: int):

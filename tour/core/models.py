@@ -190,12 +190,31 @@ def resolve_model(model: str | None) -> str:
     if not model:
         return str(minilm_dir())
     path = Path(model).expanduser()
+    if path.is_dir():
+        missing = missing_model_files(path)
+        if missing:  # checked here: some transformers releases crash inside from_pretrained on such a folder
+            raise TourError(f"--model {model}: the folder has no {', no '.join(missing)}; pass a folder written by "
+                            "save_pretrained (config.json, weights, tokenizer files)")
     if path.exists():
         return str(path)
     # "org/name" or "name" may be a hub id; anything else that looks like a path (./x, /x, a/b/c) is a typo
     if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
         raise TourError(f"--model {model}: no such folder; pass an existing model folder or a hub name")
     return model
+
+
+# What save_pretrained writes: a config, weights (one file, shards, or their index) and a tokenizer's files.
+MODEL_FILES = {"config.json": ("config.json",),
+               "weights (*.safetensors or pytorch_model*.bin)": ("*.safetensors", "*.safetensors.index.json",
+                                                                 "pytorch_model*.bin", "pytorch_model*.bin.index.json"),
+               "tokenizer (tokenizer.json, vocab.txt, ...)": ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                                                              "vocab.json", "*.model")}
+
+
+def missing_model_files(folder: Path) -> list[str]:
+    """The parts of a saved model (MODEL_FILES' keys) that `folder` lacks; empty when it looks complete."""
+    return [what for what, patterns in MODEL_FILES.items()
+            if not any(next(folder.glob(p), None) for p in patterns)]
 
 
 def from_pretrained(cls, name: str, **kw):
