@@ -13,10 +13,13 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "nlp"
+ACCURACY_FLOOR = 0.85  # fine-tuned, held out, on the tour's corpus: quick mode (80 texts a topic) clears it, full ~0.92
+RELOAD_TOL = 1e-4  # reloaded pipeline's scores vs the in-memory model's (probabilities, fp32)
+EMBED_TOL = 1e-3  # embed() vs the pipelines' sentence vectors (unit length, fp32; padding changes the kernels)
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
            "who was the first president of the united states?", "can a machine ever really think?"]
 SENTENCES = ["how do i write a for loop in python?", "i am so happy i could dance", "who painted the mona lisa?",
@@ -59,7 +62,8 @@ class Result(BaseResult):
     confusion_png: str = ""
     saved_dir: str = ""
     reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
-    reload_matches: bool = False  # same labels as the in-memory model
+    reload_matches: bool | None = check("the saved folder, reloaded with pipeline(), predicts the same labels as "
+                                        "the in-memory model", None)
     reload_max_score_diff: float = labelled("reloaded vs in-memory model, max score difference", "", 0.0)
     # query -> [text, label, cosine] best first
     search_hits: dict[str, list[list]] = labelled("semantic search: best matches per query", default_factory=dict,
@@ -77,6 +81,11 @@ class Result(BaseResult):
     speedup: float = labelled("embedding: embed() vs the batched pipeline", "x", 0.0)
     # batched vs naive sentence vectors
     embed_max_diff: float = labelled("embed() vs one at a time, max difference", "", 0.0)
+    reload_scores_close: bool | None = check(f"reloaded scores within {RELOAD_TOL:g} of the in-memory model's", None)
+    embed_same: bool | None = check(f"embed() and both pipelines give the same sentence vectors (max diff "
+                                    f"< {EMBED_TOL:g})", None)
+    learned: bool | None = check(f"fine-tuned accuracy >= {ACCURACY_FLOOR} on the tour's corpus (not run on your "
+                                 "own --data or --model)", None)
 
 
 # the encoder: tour.core.models.load_encoder (MiniLM offline, or --model), shared with compile and bench -----
@@ -302,7 +311,9 @@ def run(cfg: Config) -> Result:
                   confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),
                   reload_predictions=preds, reload_matches=same, reload_max_score_diff=diff, search_hits=hits,
                   naive_per_s=rates[0], pipeline_batched_per_s=rates[1], batched_per_s=rates[2],
-                  speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"])
+                  speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"], reload_scores_close=diff < RELOAD_TOL,
+                  embed_same=speed["max_diff"] < EMBED_TOL,
+                  learned=None if cfg.data or cfg.model else acc >= ACCURACY_FLOOR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,5 +338,5 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats)
     base_name, base = list(speed["rates"].items())[1]  # the batched pipeline: the fair baseline
     return [BenchRow("throughput", f"MiniLM, {len(texts)} texts", base_name, name, 1e3 / base, 1e3 / rate,
-                     rate / base, speed["max_diff"] < 1e-3, "ms per text")
+                     rate / base, speed["max_diff"] < EMBED_TOL, "ms per text")
             for name, rate in speed["rates"].items() if name != base_name]
