@@ -103,12 +103,17 @@ def test_cuda_device_and_bf16():
 
 
 def test_busy_cpu_is_reported(monkeypatch):
-    monkeypatch.setattr(dev.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    from tour.core import threads
+
+    # the threads policy's signal (threads running now), never the 1-minute load average, which lags
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0), raising=False)
+    monkeypatch.setattr(threads, "observe", lambda: threads.Machine(cores=2, load=64.0))
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     note = dev.busy_cpu_note()
-    assert note and "the CPU is busy (load 64.0" in note and "OMP_WAIT_POLICY=PASSIVE" in note
+    assert note and "the CPU is busy (64.0 other threads running" in note and "OMP_WAIT_POLICY=PASSIVE" in note
     assert "note: the CPU is busy" in dev.describe("cpu")
-    monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (64.0, 0.0, 0.0), raising=False)
+    monkeypatch.setattr(threads, "observe", lambda: threads.Machine(cores=2, load=0.0))
     assert dev.busy_cpu_note() is None and "\n" not in dev.describe("cpu")
 
 
@@ -218,3 +223,49 @@ def test_device_line_says_the_tf32_state(monkeypatch):
     line = dev.describe("cuda:1")
     assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bfloat16, TF32 matmul off, cuDNN "
                            "conv on)")
+
+
+# warm before timing: what a GPU pays once must not land in a timed region -------------------------------------------
+def test_warm_up_is_free_on_cpu_and_runs_forward_and_backward_elsewhere(monkeypatch):
+    waited = []
+    monkeypatch.setattr(dev, "synchronize", waited.append)
+    dev.warm_up(torch.device("cpu"))
+    assert waited == []  # CPU timings stay as they were
+    dev.warm_up(torch.device("meta"))  # any non-CPU device: a small GEMM there, forward and backward, then a wait
+    assert waited == [torch.device("meta")]
+
+
+def test_basics_warms_the_device_before_timing_training(monkeypatch):
+    from tour import basics
+
+    order = []
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(dev, "warm_up", lambda d: order.append(("warm", d)))
+    def train(*args, **kwargs):
+        order.append(("train",))
+        raise Stop  # the timed region has started: enough
+
+    monkeypatch.setattr("tour.core.models.train_mlp", train)
+    with pytest.raises(Stop):
+        basics.run(basics.Config(quick=True, device="cpu"))
+    assert order == [("warm", torch.device("cpu")), ("train",)]
+
+
+def test_speech_times_the_batched_path_warm(monkeypatch):
+    import numpy as np
+
+    from tour import speech
+
+    calls = []
+    monkeypatch.setattr(speech, "transcribe", lambda asr, audios, cfg, **kw: (calls.append(kw.get("batch_size")),
+                                                                              [{"text": "hi"}] * len(audios))[1])
+    clips = [{"audio": np.zeros(1600, dtype=np.float32), "text": "", "name": f"c{i}", "seconds": 0.1, "rate_in": 16000,
+              "channels_in": 1} for i in range(2)]
+    cfg = speech.Config(quick=True, device="cpu", repeats=3, batch_size=2)
+    result = type("R", (), {})()
+    speech.transcripts_part(None, clips, cfg, torch.device("cpu"), result)
+    assert calls.count(2) == 1 + 3  # the batched call: one warm-up, then the three timed
+    assert calls.count(None) == 2 * 3  # one at a time: already warm (the timestamps part ran it)

@@ -164,12 +164,13 @@ def timestamps_part(asr, clip: dict, cfg: Config, result: Result) -> None:
     print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in result.words))
 
 
-def timed(fn, device, repeats: int):
-    """(fn's output, median ms): the shared timer, keeping what the call returned."""
+def timed(fn, device, repeats: int, warmup: int = 0):
+    """(fn's output, median ms): the shared timer, keeping what the call returned. warmup=0 where the same path
+    already ran (one clip at a time did, for the timestamps)."""
     from tour.core.device import median_ms
 
     box = {}
-    ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=0)  # warm: the model already ran
+    ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=warmup)
     return box["out"], ms
 
 
@@ -179,7 +180,7 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result
     audios = [c["audio"] for c in clips]
     single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
     batched, batched_ms = timed(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device,
-                                cfg.repeats)
+                                cfg.repeats, warmup=1)
     seconds = sum(len(a) for a in audios) / RATE
     result.rtf_single, result.rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
     result.batch_same = [o["text"] for o in single] == [o["text"] for o in batched]

@@ -366,6 +366,16 @@ def _cuda_sample(fn, calls: int):
     return start, end
 
 
+def warm_up(device: torch.device) -> None:
+    """Pay an accelerator's one-time costs (its context, the cuBLAS handle and workspace: 100s of ms on the first
+    matmul) before a timed region starts. Nothing on CPU, whose timings stay as they were."""
+    if device.type == "cpu":
+        return
+    a = torch.ones(64, 64, device=device, requires_grad=True)
+    (a @ a).sum().backward()  # forward and backward GEMMs both
+    synchronize(device)
+
+
 def memory_bytes(device: torch.device) -> int | None:
     """Total memory of the device where torch can tell; None where it cannot."""
     try:
