@@ -103,12 +103,17 @@ def test_cuda_device_and_bf16():
 
 
 def test_busy_cpu_is_reported(monkeypatch):
-    monkeypatch.setattr(dev.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    from tour.core import threads
+
+    # the threads policy's signal (threads running now), never the 1-minute load average, which lags
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0), raising=False)
+    monkeypatch.setattr(threads, "observe", lambda: threads.Machine(cores=2, load=64.0))
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     note = dev.busy_cpu_note()
-    assert note and "the CPU is busy (load 64.0" in note and "OMP_WAIT_POLICY=PASSIVE" in note
+    assert note and "the CPU is busy (64.0 other threads running" in note and "OMP_WAIT_POLICY=PASSIVE" in note
     assert "note: the CPU is busy" in dev.describe("cpu")
-    monkeypatch.setattr(dev.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: (64.0, 0.0, 0.0), raising=False)
+    monkeypatch.setattr(threads, "observe", lambda: threads.Machine(cores=2, load=0.0))
     assert dev.busy_cpu_note() is None and "\n" not in dev.describe("cpu")
 
 

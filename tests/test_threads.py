@@ -184,3 +184,105 @@ def test_bench_runs_the_load_section_only_when_asked():
     assert "load" not in bench.sections(bench.Config())  # a plain `tour bench` starts no competitors
     assert bench.sections(bench.Config(load=2))[-1] == "load"
     assert bench.sections(bench.Config(only=["load"])) == ["load"]
+
+
+# the policy through the import API: every stop's run() -------------------------------------------------------------
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend this machine is busy or quiet (what observe() sees), with no thread choice in the environment."""
+    for name in (*threads.COUNT_VARS, threads.SET_VAR, threads.REASON_VAR):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_run", None)
+
+    def set_load(load: float) -> None:
+        monkeypatch.setattr(threads, "observe", lambda: Machine(cores=4, load=load))
+
+    return set_load
+
+
+def _threads_inside(fn=None):
+    import torch
+
+    from tour.core.state import keeps_caller_state
+
+    @keeps_caller_state
+    def run(cfg=None):  # a stop's run() as the registry sees it
+        if fn:
+            fn()
+        return torch.get_num_threads(), threads.current()
+
+    return run()
+
+
+def test_a_busy_machine_runs_a_stop_on_the_idle_cores_and_restores_the_callers_count(machine):
+    import torch
+
+    machine(3.0)  # 3 of 4 cores taken by others
+    torch.set_num_threads(4)
+    inside, policy = _threads_inside()
+    assert inside == 1 and torch.get_num_threads() == 4
+    assert policy.busy and "1 thread(s) for this run (the idle cores; 4 again after it): busy" in policy.reason
+    assert threads.current() is None  # the run's share ends with the run
+
+
+def test_the_run_never_takes_more_threads_than_the_caller_had(machine):
+    import torch
+
+    machine(2.0)  # 2 idle cores, but the caller chose 1
+    torch.set_num_threads(1)
+    assert _threads_inside()[0] == 1 and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("setting", ["quiet", "OMP_NUM_THREADS", "TOUR_THREADS=off"])
+def test_a_quiet_machine_or_the_users_choice_leaves_the_count(machine, monkeypatch, setting):
+    import torch
+
+    machine(0.2 if setting == "quiet" else 3.0)
+    if setting == "OMP_NUM_THREADS":
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    if setting == "TOUR_THREADS=off":
+        monkeypatch.setenv(threads.REASON_VAR, "off")
+    torch.set_num_threads(4)
+    assert _threads_inside()[0] == 4
+
+
+def test_the_count_comes_back_when_the_run_fails(machine):
+    import torch
+
+    machine(3.5)
+    torch.set_num_threads(3)
+    with pytest.raises(ZeroDivisionError):
+        _threads_inside(lambda: 1 / 0)
+    assert torch.get_num_threads() == 3 and threads.current() is None
+
+
+def test_a_run_inside_a_run_keeps_the_outer_share(machine, monkeypatch):
+    import torch
+
+    machine(3.0)
+    torch.set_num_threads(4)
+    looks = []
+    monkeypatch.setattr(threads, "observe", lambda: looks.append(1) or Machine(cores=4, load=3.0))
+    inner = []
+    _threads_inside(lambda: inner.append(_threads_inside()[0]))
+    assert inner == [1] and len(looks) == 1 and torch.get_num_threads() == 4
+
+
+def test_every_stops_run_passes_through_the_policy():
+    """One place, not one edit per stop: each registered stop's run() is wrapped by keeps_caller_state."""
+    from tour.core.state import keeps_caller_state
+    from tour.tools import registry
+
+    wrapper_code = keeps_caller_state(lambda: None).__code__
+    for name in registry.STOPS:
+        try:
+            run = registry.load(name).run
+        except ImportError as e:  # an optional stack not installed here
+            print(f"{name}: not importable here ({e})")
+            continue
+        assert run.__code__ is wrapper_code, f"{name}.run is not wrapped by keeps_caller_state"
+
+
+def test_own_spinning_threads_are_not_other_work():
+    assert threads.own_running() >= 1  # this thread at least, however many torch threads spin
+    assert threads.runnable_now(samples=2, gap_s=0.0) >= 0

@@ -413,14 +413,11 @@ def busy_cpu_note() -> str | None:
 
     if threads.current() is not None or any(os.environ.get(v) for v in threads.WAIT_VARS):
         return None
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
+    machine = threads.observe()  # the threads policy's own signal: what runs now, not the lagging load average
+    cores = threads.usable_cores(machine)
+    if machine.load <= cores:
         return None
-    cores = os.cpu_count() or 1
-    if load <= cores:
-        return None
-    return (f"the CPU is busy (load {load:.1f} on {cores} cores): expect slow runs; call "
+    return (f"the CPU is busy ({machine.load:.1f} other threads running on {cores} cores): expect slow runs; call "
             "tour.core.threads.configure() before importing torch (the `tour` command does), or set "
             "OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1")
 

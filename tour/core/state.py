@@ -3,7 +3,7 @@
 `@keeps_caller_state` on a stop's `run()` snapshots what a stop may change on the way (Python's, NumPy's and
 torch's random state on every device, torch's CPU thread counts, the environment variables the tour sets, e.g.
 Inductor's cache folder) and puts it all back when `run()` returns or raises. Inside, a stop seeds freely, so its
-own numbers stay reproducible. Imports no torch at the top.
+own numbers stay reproducible; on a busy machine it runs on the idle cores' threads (tour.core.threads). Imports no torch at the top.
 """
 
 from __future__ import annotations
@@ -40,11 +40,15 @@ def caller_state_restored():
 
 
 def keeps_caller_state(fn):
-    """Decorator form of `caller_state_restored`, for a stop's `run(cfg)`."""
+    """Decorator form of `caller_state_restored`, for a stop's `run(cfg)`; also the one place every stop's run
+    passes through, so it applies the threading policy there (tour.core.threads.during_run: on a busy machine,
+    the idle cores' threads for the run, the caller's count after), through the import API as on the CLI."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with caller_state_restored():
+        from tour.core import threads
+
+        with caller_state_restored(), threads.during_run():
             return fn(*args, **kwargs)
 
     return wrapper

@@ -9,7 +9,9 @@ thread that is not running, and the digits MLP trained 8-32x slower beside two s
 `choose()` decides, from what the machine is doing, the thread count and the wait policy; `apply()` puts them in
 the environment; `configure()` does both on this machine. The tour's CLI calls `configure()` at start-up, before
 torch is imported, and every child process (torchrun ranks, export's fresh process, the doctor's workers)
-inherits the choice through the environment.
+inherits the choice through the environment. Through the import API (`from tour import nlp; nlp.run(...)`),
+`during_run()` wraps every stop's run(): on a machine busy at that moment it lowers torch's thread count to the
+idle cores for the run, and gives the caller's count back after.
 
 What must happen BEFORE `import torch`: the wait policy (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `KMP_BLOCKTIME`)
 is read once, when OpenMP starts with torch, and `OMP_NUM_THREADS` sizes the first pool. In a notebook, call
@@ -32,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -81,6 +84,17 @@ def usable_cores(m: Machine) -> int:
     return max(1, n)
 
 
+def is_busy(m: Machine) -> bool:
+    """The one test of "is the CPU busy": other work worth a core, or another OpenMP pool running."""
+    return max(m.load, m.others) >= BUSY_AT
+
+
+def _situation(m: Machine) -> str:
+    usable = usable_cores(m)
+    return (f"{m.load:.1f} other thread(s) running" + (f", {m.others} other OpenMP process(es)" if m.others else "")
+            + f" on {usable} usable core(s)" + (f" of {m.cores}" if usable < m.cores else ""))
+
+
 def _user_set(env, names) -> list[str]:
     ours = set(env.get(SET_VAR, "").split(","))
     return [n for n in names if env.get(n, "").strip() and n not in ours]
@@ -105,9 +119,7 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
         return Policy(threads=None, reason="torch's and OpenMP's defaults (TOUR_THREADS=off)")
     if env.get(REASON_VAR):
         return Policy(threads=None, reason=f"inherited: {env[REASON_VAR]}")
-    usable, busy = usable_cores(m), max(m.load, m.others) >= BUSY_AT
-    why = [f"{m.load:.1f} other thread(s) running" + (f", {m.others} other OpenMP process(es)" if m.others else "")
-           + f" on {usable} usable core(s)" + (f" of {m.cores}" if usable < m.cores else "")]
+    usable, busy = usable_cores(m), is_busy(m)
     user_count, user_wait = _user_set(env, COUNT_VARS), _user_set(env, WAIT_VARS)
     new_env: dict[str, str] = {}
     if threads is not None:
@@ -129,8 +141,7 @@ def choose(env=None, machine: Machine | None = None, threads: int | None = None)
         why_wait = "waiting threads sleep (" + " ".join(f"{k}={v}" for k, v in BUSY_WAIT.items()) + ")"
     else:
         why_wait = "OpenMP's default spin-wait"
-    state = "busy" if busy else "quiet"
-    reason = f"{why_count}, {why_wait}: {state}, {'; '.join(why)}"
+    reason = f"{why_count}, {why_wait}: {'busy' if busy else 'quiet'}, {_situation(m)}"
     return Policy(threads=count, env=new_env, reason=reason, busy=busy)
 
 
@@ -160,17 +171,29 @@ def cgroup_quota(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cg
 
 
 def runnable_now(samples: int = 10, gap_s: float = 0.005) -> float:
-    """Threads runnable right now, not counting this one: the 4th field of /proc/loadavg, averaged over ~50 ms.
-    The load average lags a minute both ways: a job started a second ago shows here at once, and one that just
-    ended no longer counts (with the load average, the tour ran 1.6x slower for a minute after a neighbour quit)."""
+    """Threads of OTHER processes runnable right now: the 4th field of /proc/loadavg less this process's own
+    running threads, averaged over ~50 ms. The tour's one "is the CPU busy" signal (the doctor and the device
+    line read it too). The 1-minute load average lags both ways: a job started a second ago shows here at once,
+    and one that just ended no longer counts (with the load average, the tour ran 1.6x slower for a minute after a
+    neighbour quit). Our own OpenMP threads, still spinning after the last op, are not someone else's work."""
     counts = []
     for i in range(samples):
         fields = _read("/proc/loadavg").split()
         if len(fields) >= 4 and "/" in fields[3]:
-            counts.append(max(0, int(fields[3].split("/")[0]) - 1))
+            counts.append(max(0, int(fields[3].split("/")[0]) - own_running()))
         if i + 1 < samples:
             time.sleep(gap_s)
     return statistics.fmean(counts) if counts else 0.0
+
+
+def own_running() -> int:
+    """This process's threads in state R (running or runnable), this one included: at least 1."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    states = (_read(f"/proc/self/task/{t}/stat").rsplit(")", 1)[-1].split()[:1] for t in tasks)
+    return max(1, sum(st == ["R"] for st in states))
 
 
 def openmp_processes(limit: int = 500) -> int:
@@ -241,13 +264,59 @@ def configure(threads: int | None = None) -> Policy:
 
 
 def current() -> Policy | None:
-    """What governs this process's threads: the policy applied here, or the one inherited from a parent tour
-    process through the environment; None when the tour chose nothing (torch's defaults, or the user's)."""
+    """What governs this process's threads: a running stop's busy-machine share (`during_run`), the policy applied
+    here, or the one inherited from a parent tour process through the environment; None when the tour chose
+    nothing (torch's defaults, or the user's)."""
+    if _run is not None:
+        return _run
     if _applied is not None:
         return _applied
     if os.environ.get(REASON_VAR):
         return choose()
     return None
+
+
+# while a stop runs ----------------------------------------------------------------------------------------------
+_run: Policy | None = None  # the share a running stop took on a busy machine, for its device line
+
+
+@contextmanager
+def during_run():
+    """Around every stop's `run()` (tour.core.state.keeps_caller_state applies it), so a stop imported in a
+    notebook or script gets the policy the `tour` command gets: on a machine that is busy NOW, torch runs on the
+    idle cores' worth of threads (never more than the caller had), and the caller's count comes back after.
+    Beside other torch jobs, all cores' threads made `nlp.run()` 10x slower than the command line.
+
+    Only the thread count: the wait policy is fixed once torch has started (configure() before `import torch`
+    sets it). Nothing changes with TOUR_THREADS=off, with the user's OMP_NUM_THREADS / MKL_NUM_THREADS, on a
+    quiet machine, or inside another stop's run (the outer one chose)."""
+    global _run
+    if _run is not None or os.environ.get(REASON_VAR, "").strip().lower() == "off" or \
+            _user_set(os.environ, COUNT_VARS):
+        yield
+        return
+    m = observe()
+    policy = choose(without_tour(os.environ), m)  # what a fresh `tour` process would pick now
+    if not policy.busy or policy.threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    share = min(before, policy.threads)
+    if share == before:  # already no more than the idle cores (the `tour` command chose at start-up, or the caller)
+        yield
+        return
+    spins = "" if any(os.environ.get(v) for v in WAIT_VARS) else (
+        "; waiting threads still spin: tour.core.threads.configure() before `import torch` makes them sleep")
+    _run = Policy(share, {}, f"{share} thread(s) for this run (the idle cores; {before} again after it): busy, "
+                             f"{_situation(m)}{spins}", busy=True)
+    torch.set_num_threads(share)
+    try:
+        yield
+    finally:
+        _run = None
+        torch.set_num_threads(before)
 
 
 def without_tour(env) -> dict[str, str]:
