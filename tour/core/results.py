@@ -145,10 +145,10 @@ class BaseResult:
     def _repr_html_(self) -> str:
         from tour.core.config import to_jsonable
 
-        labels = labels_of(self)
+        labels, data = labels_of(self), to_jsonable(self)
         title = f"<b>{html.escape(type(self).__module__)}.{type(self).__name__}</b>"
-        return (f"<div>{title}{checks_html(self.checks(), labels)}{result_table(to_jsonable(self), labels)}"
-                f"{pictures_html(self.pictures())}</div>")
+        return (f"<div>{title}{checks_html(self.checks(), labels)}{result_table(data, labels)}"
+                f"{pictures_html(self.pictures(), captions(data, labels))}</div>")
 
 
 @dataclass
@@ -159,10 +159,11 @@ class BenchRow:
     what: str
     baseline: str
     variant: str
-    baseline_ms: float | None
-    variant_ms: float | None
-    ratio: float | None  # baseline_ms / variant_ms: above 1 the variant is faster, below 1 it lost
-    parity: bool | None  # allclose(baseline, variant); None where the row has nothing to compare
+    baseline_ms: float | None = labelled("baseline", "ms")
+    variant_ms: float | None = labelled("variant", "ms")
+    # baseline_ms / variant_ms: above 1 the variant is faster, below 1 it lost
+    ratio: float | None = labelled("baseline / variant", "x", parity="parity")
+    parity: bool | None = labelled("same answer")  # allclose(baseline, variant); None: nothing to compare
     note: str = ""
     roof: bool = False  # the baseline is a limit, not a rival: the ratio is the share of it reached
 
@@ -341,7 +342,7 @@ def as_text(result: Any) -> str:
     data = to_jsonable(result)
     labels = labels_of(result) if dataclasses.is_dataclass(result) else {}
     names = {k: k if labels.get(k) is None or labels[k].check else labels[k].text for k in data}
-    width = min(max((len(n) for n in names.values()), default=0), 40)
+    width = min(max((len(n) for n in names.values()), default=0), 44)
     lines = []
     for key, value in data.items():
         label = labels.get(key)
@@ -360,15 +361,27 @@ def _is_number_list(value: Any) -> bool:
         _is_number(v) for v in (value.values() if isinstance(value, dict) else value))
 
 
-def pictures_html(pngs) -> str:
-    """PNG files inlined as data URIs: the page (or notebook cell) needs no files beside it."""
+def captions(result: dict, labels: dict[str, Label]) -> dict[str, str]:
+    """PNG file name -> the label of the Result field that names it (a picture's caption)."""
+    found = {}
+    for key, value in result.items():
+        for v in value if isinstance(value, list) else [value]:
+            if key in labels and isinstance(v, str) and v.endswith(".png"):
+                found[Path(v).name] = labels[key].text
+    return found
+
+
+def pictures_html(pngs, captions: dict[str, str] | None = None) -> str:
+    """PNG files inlined as data URIs: the page (or notebook cell) needs no files beside it. A caption is the
+    label of the field that names the file (`captions`), else the file's name."""
     figs = []
     for png in map(Path, pngs):
         if not png.is_file():
             continue
         data = base64.b64encode(png.read_bytes()).decode()
-        figs.append(f'<figure><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{html.escape(png.name)}</figcaption></figure>")
+        caption = (captions or {}).get(png.name, png.name)
+        figs.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     return f'<div class="pics">{"".join(figs)}</div>' if figs else ""
 
 

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tour.core.results import Label, checks_html, labels_of, pictures_html, result_table, rows_table, short
+from tour.core.results import (BenchRow, Label, captions, checks_html, labels_of, pictures_html, result_table,
+                                rows_table, short)
 from tour.tools.registry import STOPS, load
 
 VERSIONED = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl",
@@ -198,14 +199,14 @@ def _chart_section(outcomes: list, out: Path) -> str:
 
 
 def _stop_section(outcome, out: Path) -> str:
-    labels = _labels(outcome.name)
+    labels, pngs = _labels(outcome.name), sorted((out / outcome.name).glob("*.png"))
     state = "ok" if outcome.ok else "failed"
     error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
     body = error + checks_html(getattr(outcome, "checks", {}), labels)
     body += result_table(outcome.result, labels) if outcome.result else ""
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
-            f"{_paragraphs(outcome.doc)}{body}{pictures_html(sorted((out / outcome.name).glob('*.png')))}</section>")
+            f"{_paragraphs(outcome.doc)}{body}{pictures_html(pngs, captions(outcome.result, labels))}</section>")
 
 
 def _paragraphs(doc: str) -> str:
@@ -218,7 +219,7 @@ def _bench_section(out: Path) -> str:
     rows = _bench_data(out).get("rows")
     if not rows:
         return ""
-    table = rows_table(rows) if all(isinstance(r, dict) for r in rows) else \
+    table = rows_table(rows, labels_of(BenchRow)) if all(isinstance(r, dict) for r in rows) else \
         f"<pre>{html.escape(json.dumps(rows, indent=1)[:4000])}</pre>"
     return f'<section id="bench"><h2>tour bench</h2><p>Ratios measured side by side in one run.</p>{table}</section>'
 
