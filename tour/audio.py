@@ -66,8 +66,8 @@ class Result(BaseResult):
     noise_segments: int = labelled("speech segments found in pure noise", "", -1)
     # seconds of audio featurised per second of compute
     realtime_factor: float = labelled("featurised per second of compute", "× real time", 0.0)
-    waveform_png: str = ""
-    mel_png: str = ""
+    waveform_png: str = labelled("waveforms with the speech Silero VAD found", "", "")
+    mel_png: str = labelled("the input's log-mel spectrogram", "", "")
 
 
 # 1) audio in --------------------------------------------------------------------------------------------------

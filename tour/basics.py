@@ -34,7 +34,7 @@ class Result(BaseResult):
     device: str
     broadcast_shape: list[int] = labelled("(3,1) + (4,) broadcasts to")  # (3,1) + (4,) -> (3,4)
     numpy_shares_memory: bool = check("torch.from_numpy shares memory: a write through NumPy is seen by the tensor")
-    grad_max_error: float = labelled("autograd vs the analytic derivative, max error")
+    grad_max_error: float = labelled("autograd vs calculus, max error")
     gradcheck_passed: bool = check("a custom autograd.Function's backward passes torch.autograd.gradcheck (float64)")
     train_size: int = labelled("training digits")
     test_size: int = labelled("held-out digits")
@@ -44,7 +44,7 @@ class Result(BaseResult):
     # steps the data-dependent loop took per input
     dynamic_steps: list[int] = labelled("loop steps per input (data-dependent)", default_factory=list)
     dynamic_grads: dict[str, bool] = field(default_factory=dict)  # which branch got gradients
-    loss_plot: str = ""  # PNG of the training curve
+    loss_plot: str = labelled("training loss per epoch (log scale)", "", "")  # PNG of the training curve
     grad_matches: bool | None = check(f"autograd's derivative of x^3 + sin x equals 3x^2 + cos x (float64, max error "
                                       f"< {GRAD_TOL:g})", None)
     learned: bool | None = check(f"the MLP learned the real digits: held-out accuracy >= {ACCURACY_FLOOR}", None)

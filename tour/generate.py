@@ -106,7 +106,7 @@ class Result(BaseResult):
     adapter_dir: str = ""
     reload_max_diff: float = 0.0  # adapter reloaded on a fresh base model vs the trained one
     merged_max_diff: float = 0.0  # after merge_and_unload
-    loss_png: str = ""
+    loss_png: str = labelled("LoRA training loss", "", "")
 
 
 # 1) chat -----------------------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ class Result(BaseResult):
     macro_f1: float = labelled("fine-tuned macro F1, held out")
     losses: list[float] = labelled("training loss per epoch", default_factory=list)  # mean training loss per epoch
     train_seconds: float = labelled("fine-tuning time", "s", 0.0)
-    confusion_png: str = ""
+    confusion_png: str = labelled("confusion matrix on the held-out split", "", "")
     saved_dir: str = ""
     reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
     reload_matches: bool | None = check("the saved folder, reloaded with pipeline(), predicts the same labels as "

@@ -67,7 +67,7 @@ class Result(BaseResult):
     # the same, `batch_size` clips per forward pass
     rtf_batched: float = labelled("transcribed per second, batched", "× real time", 0.0)
     batch_same: bool = False  # batched transcripts identical to one-at-a-time ones
-    transcript_png: str = ""
+    transcript_png: str = labelled("the first clip's words on its waveform", "", "")
 
 
 # 1) audio in: any file soundfile reads, mixed down and resampled to 16 kHz -------------------------------------

@@ -71,8 +71,8 @@ class Result(BaseResult):
     train_seconds: float = labelled("training time", "s", 0.0)
     reload_identical: bool = False  # the safetensors round trip predicts exactly the same
     weights_path: str = ""
-    photos_png: str = ""
-    digits_png: str = ""
+    photos_png: str = labelled("the photos with EfficientNet-Lite0's top 3", "", "")
+    digits_png: str = labelled("held-out MNIST digits, predicted / true (mistakes first)", "", "")
 
 
 # 0) images: built-in photos or the user's files ---------------------------------------------------------------
