@@ -1,0 +1,275 @@
+"""The precision stop's measurements, each side by side with fp32 on the same inputs: matmul roofs per dtype and
+memory bandwidth, MiniLM (speed, embeddings, a classifier's accuracy, a training step), the vision models' top-1,
+SmolLM2's greedy decode in fp32, bf16 and int8 weights, and compile's fusion gain across cache sizes.
+Imported only by tour/precision.py; `cfg` is that stop's Config.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from tour.core.device import autocast, median_ms, synchronize
+
+NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int8: "int8"}
+
+
+@dataclass
+class Variant:
+    """One way of running a model, timed beside its fp32 eager baseline."""
+
+    model: str  # "MiniLM inference", "SmolLM2 decode", ...
+    variant: str  # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
+    ms: float
+    speedup: float = 1.0  # fp32 eager ms / this ms: above 1 it is faster
+    keeps: bool | None = True  # keeps the model's check (accuracy, top-1, loss, greedy reply)
+    detail: str = ""  # what the check measured
+
+
+def name(dtype) -> str:
+    return NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def tolerance(dtype) -> float:
+    """Relative error a dtype's rounding allows: its machine epsilon (bf16 2^-7, fp16 2^-10, fp32 2^-23)."""
+    return torch.finfo(dtype).eps
+
+
+def timed_variants(model: str, fns: dict, device, reps: int) -> list[Variant]:
+    """Median ms of each callable after a warm-up, in turn, with its speed-up over the first (fp32 eager)."""
+    rows = [Variant(model, label, median_ms(fn, device, reps, warmup=1)) for label, fn in fns.items()]
+    for row in rows:
+        row.speedup = rows[0].ms / row.ms
+    return rows
+
+
+# 1) roofs ----------------------------------------------------------------------------------------------------------
+def matmul_roof(dtype, n: int, device, reps: int) -> tuple[float, float]:
+    """(ms, G(FL)OP/s) of an n x n matmul in `dtype`; int8 through torch._int_mm (int32 accumulators)."""
+    from tour.core.torch_private import int_mm
+
+    if dtype == torch.int8:
+        a, b = (torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device) for _ in range(2))
+        fn = lambda: int_mm()(a, b)  # noqa: E731
+    else:
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        fn = lambda: a @ b  # noqa: E731
+    ms = median_ms(fn, device, reps, warmup=2)
+    return ms, 2 * n**3 / ms / 1e6
+
+
+def bandwidth_gb_s(mb: int, device, reps: int) -> float:
+    """(read + written) bytes / time of a large tensor copy: the memory roof decoding runs into."""
+    src = torch.ones(mb * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, max(3, reps), warmup=1)
+    return 2 * src.numel() * 4 / ms / 1e6
+
+
+# 2) MiniLM: inference, a classifier on its embeddings, a training step ---------------------------------------------
+def encoder_fns(encoder, enc, low, device) -> dict:
+    """fp32 eager, autocast to `low`, and the weights themselves in `low` (only fp32 when `low` is None):
+    callables returning hidden states."""
+    def run(model, ctx):
+        def fn():
+            with torch.inference_mode(), ctx():
+                return model(**enc).last_hidden_state.float()
+        return fn
+
+    return {label: run(model, ctx) for label, (model, ctx) in ways(encoder, low, device).items()}
+
+
+def ways(model, low, device, weights: bool = True) -> dict:
+    """label -> (model, context): fp32 eager, autocast to `low`, the weights cast to `low`; fp32 only without low."""
+    found = {"fp32 eager": (model, nullcontext)}
+    if low is not None:
+        found[f"{name(low)} autocast"] = (model, lambda: autocast(device, low))
+    if low is not None and weights:
+        found[f"{name(low)} weights"] = (copy.deepcopy(model).to(low), nullcontext)
+    return found
+
+
+def pooled(fn_model, ctx, tokenizer, texts, device, batch: int = 64):
+    """Mean-pooled unit sentence vectors (fp32, CPU) of `texts` under `ctx`, in input order."""
+    from tour.core.models import mean_pool
+
+    out = []
+    with torch.inference_mode(), ctx():
+        for start in range(0, len(texts), batch):
+            enc = tokenizer(texts[start:start + batch], padding=True, truncation=True, max_length=64,
+                            return_tensors="pt").to(device)
+            out.append(mean_pool(fn_model(**enc).last_hidden_state.float(), enc["attention_mask"]).cpu())
+    return torch.cat(out)
+
+
+def classifier_accuracy(encoder, low, tokenizer, train, test, device) -> dict:
+    """A logistic head fitted on fp32 embeddings of the training texts; held-out accuracy and logits with the test
+    texts embedded in fp32 and in each lower-precision way."""
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(max_iter=2000, C=10.0).fit(
+        pooled(encoder, nullcontext, tokenizer, train["text"], device).numpy(), train["label"])
+    found = {}
+    for label, (model, ctx) in ways(encoder, low, device).items():
+        x = pooled(model, ctx, tokenizer, test["text"], device).numpy()
+        found[label] = (float(head.score(x, test["label"])), head.decision_function(x))
+    return found
+
+
+def train_step_fn(model, opt, batch, ctx, scaler):
+    """One optimiser step under `ctx` (autocast or nothing); a GradScaler only for fp16 (bf16 has fp32's range)."""
+    def step() -> float:
+        with ctx():
+            loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        return loss.item()
+    return step
+
+
+def training(clf, batches, low, device, reps: int) -> tuple[dict, dict]:
+    """The same classifier from the same start, trained on the same batches in fp32 and under autocast:
+    ({way: losses per step}, {way: median ms of one more step})."""
+    losses, ms = {}, {}
+    for label, (_, ctx) in ways(clf, low, device, weights=False).items():  # training keeps fp32 master weights
+        model = copy.deepcopy(clf).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-5)
+        scaler = torch.amp.GradScaler(device.type) if low == torch.float16 and label != "fp32 eager" else None
+        losses[label] = [train_step_fn(model, opt, b, ctx, scaler)() for b in batches]
+        ms[label] = median_ms(train_step_fn(model, opt, batches[0], ctx, scaler), device, reps, warmup=1)
+    return losses, ms
+
+
+# 2b) the vision models on the tour's photos -----------------------------------------------------------------------
+def mobilenet_v2(device):
+    """(model, its transforms): the packaged file staged where torch.hub looks, then torchvision's own builder."""
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2 as build
+
+    from tour.core import assets
+
+    weights = MobileNet_V2_Weights.IMAGENET1K_V1
+    assets.stage_hub_checkpoint(assets.mobilenet_v2_weights(), weights.url)
+    return build(weights=weights).eval().to(device), weights.transforms()
+
+
+def vision_fns(model, batch, low, device) -> dict:
+    """fp32 eager, autocast, and autocast with channels_last (NHWC: convolutions read a pixel's channels at once)."""
+    def run(net, x, ctx):
+        def fn():
+            with torch.inference_mode(), ctx():
+                return net(x).float()
+        return fn
+
+    if low is None:
+        return {"fp32 eager": run(model, batch, nullcontext)}
+    amp = lambda: autocast(device, low)  # noqa: E731
+    last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    batch_last = batch.contiguous(memory_format=torch.channels_last)
+    return {"fp32 eager": run(model, batch, nullcontext), f"{name(low)} autocast": run(model, batch, amp),
+            f"channels_last + {name(low)} autocast": run(last, batch_last, amp)}
+
+
+# 3) generation: SmolLM2 in fp32, bf16 weights and int8 weight-only ------------------------------------------------
+def weight_bytes(model) -> int:
+    """Bytes a decode step reads: every parameter once; a quantised tensor counts its stored parts (int8 + scales)."""
+    total = 0
+    for p in model.parameters():
+        flatten = getattr(p, "__tensor_flatten__", None)
+        if flatten is not None and type(p) not in (torch.Tensor, torch.nn.Parameter):
+            total += sum(getattr(p, n).numel() * getattr(p, n).element_size() for n in flatten()[0])
+        else:
+            total += p.numel() * p.element_size()
+    return total
+
+
+def int8_weight_only(model):
+    """A copy with every Linear's weights stored as int8 with a scale per output channel (torchao), or None."""
+    from tour.core.errors import is_available
+
+    if not is_available("torchao"):
+        return None
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    quantised = copy.deepcopy(model)
+    quantize_(quantised, Int8WeightOnlyConfig())
+    return quantised
+
+
+def greedy(model, chats, n: int, exact: bool = False) -> list:
+    """Greedy new token ids per prompt (batch 1 each); `exact` forces n tokens so timings compare like with like."""
+    outs = []
+    with torch.inference_mode():
+        for enc in chats:
+            out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False)
+            outs.append(out[0, enc["input_ids"].shape[1]:])
+    return outs
+
+
+def perplexity(model, tokenizer, texts: list[str], device) -> float:
+    """exp(mean next-token loss) over `texts` (held-out corpus sentences), padding ignored."""
+    enc = tokenizer(texts, padding=True, return_tensors="pt").to(device)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    with torch.inference_mode():
+        return math.exp(model(**enc, labels=labels).loss.float().item())
+
+
+def decode_rate(model, chat, n: int, device, reps: int) -> float:
+    """ms for n new tokens of one prompt (KV cache on, batch 1)."""
+    return median_ms(lambda: greedy(model, [chat], n, exact=True), device, reps, warmup=1)
+
+
+# 4) compile on this CPU: fusion vs tensor size -------------------------------------------------------------------
+def elementwise_block(x, scale, shift):
+    """Four rounds of LayerNorm, GELU, scale/shift, tanh, residual: eager makes ~8 passes over x per round,
+    Inductor fuses a round into one or two loops. What fusing saves is memory traffic."""
+    for i in range(scale.shape[0]):
+        h = torch.nn.functional.gelu(torch.nn.functional.layer_norm(x, x.shape[-1:])) * scale[i] + shift[i]
+        x = x + 0.5 * torch.tanh(h)
+    return x
+
+
+def fusion_sweep(sizes_mb: list[int], device, reps: int) -> list[dict]:
+    """Eager vs compiled at each tensor size (width 512 fp32); one dynamic-shape compile serves every size."""
+    width = 512
+    scale, shift = torch.ones(4, width, device=device), torch.zeros(4, width, device=device)
+    compiled = torch.compile(elementwise_block, dynamic=True)
+    rows = []
+    for mb in sizes_mb:
+        x = torch.randn(max(1, mb * 2**20 // (4 * width)), width, device=device)
+        same = torch.allclose(compiled(x, scale, shift), elementwise_block(x, scale, shift), atol=1e-4)
+        eager = median_ms(lambda: elementwise_block(x, scale, shift), device, reps, warmup=1)
+        comp = median_ms(lambda: compiled(x, scale, shift), device, reps, warmup=1)
+        rows.append({"mb": mb, "eager_ms": eager, "compiled_ms": comp, "ratio": eager / comp, "parity": same})
+        del x
+        synchronize(device)
+    return rows
+
+
+def cache_level(mb: int, caches: dict[str, int]) -> str:
+    """The smallest cache that holds a tensor of `mb` MB plus its output, or "DRAM"."""
+    for level in ("L2", "L3"):
+        if level in caches and 2 * mb * 2**20 <= caches[level]:
+            return level
+    return "DRAM" if caches else "?"
+
+
+def fusion_reason(rows: list[dict], caches: dict[str, int]) -> str:
+    """Why the ratio is what it is here, from the measured rows and this CPU's caches."""
+    sizes = ", ".join(f"{k} {v / 2**20:g} MB" for k, v in caches.items()) or "cache sizes unknown"
+    by_level = {}
+    for r in rows:
+        by_level.setdefault(cache_level(r["mb"], caches), []).append(r["ratio"])
+    spread = "; ".join(f"in {lvl}: {min(v):.2f}-{max(v):.2f}x" for lvl, v in by_level.items())
+    return (f"caches {sizes}. Fusing saves passes over memory: while input and output fit in a cache, eager's "
+            f"extra passes are cheap and the gain is small; once they spill to DRAM each pass costs bandwidth and "
+            f"fusing pays most. Measured {spread}.")
