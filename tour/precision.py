@@ -27,15 +27,15 @@ class Config(BaseConfig):
     dtype: str = arg("auto", "lower precision compared with fp32: auto (the device helper's pick: bf16 where the "
                      "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=DTYPES)
     parts: list[str] = arg(list(PARTS), "what to measure", choices=PARTS)
-    reps: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
+    repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
     roof_n: int = arg(2048, "size n of the n x n matmuls that measure each dtype's roof", min=64, quick=1024)
     copy_mb: int = arg(256, "MB copied to measure memory bandwidth (larger than the last-level cache share)", min=8)
-    batch: int = arg(32, "sentences of 128 tokens per MiniLM timing batch", min=1, quick=8)
+    batch_size: int = arg(32, "sentences of 128 tokens per MiniLM timing batch", min=1, quick=8)
     # All 963 texts also in quick mode: embedding them is cheap, and 193 held out make one flip half a point
     max_per_topic: int | None = arg(None, "at most this many corpus texts per topic for the classifier (unset: all)",
                                     min=10)
-    train_steps: int = arg(6, "training steps compared (loss curve), each on the same batch in both precisions",
-                           min=1, quick=3)
+    train_steps: int = arg(6, "MiniLM training steps compared (the loss curve): the same batches of 16 texts in "
+                           "both precisions", min=1, quick=3)
     images: int = arg(16, "images per vision timing batch (the tour's six photos, repeated)", min=1, quick=6)
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2])
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
@@ -117,9 +117,9 @@ def roofs(cfg: Config, device, low, result: Result) -> None:
         if dtype == torch.int8 and int_mm() is None:
             result.skipped["int8 roof"] = "this torch has no torch._int_mm"
             continue
-        ms, rate = pp.matmul_roof(dtype, cfg.roof_n, device, cfg.reps)
+        ms, rate = pp.matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
         result.roofs_ms[pp.name(dtype)], result.roofs_gflops[pp.name(dtype)] = ms, rate
-    result.bandwidth_gb_s = pp.bandwidth_gb_s(cfg.copy_mb, device, cfg.reps)
+    result.bandwidth_gb_s = pp.bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
     base = result.roofs_gflops["fp32"]
     for k, v in result.roofs_gflops.items():
         print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} G{'OP' if k == 'int8' else 'FLOP'}/s  ({v / base:.1f}x fp32)")
@@ -149,10 +149,10 @@ def encoder_part(cfg: Config, device, low, tokenizer, encoder, result: Result) -
     from tour.core.models import mean_pool
 
     data = corpus(cfg.max_per_topic, cfg.seed)
-    texts = (data["test"]["text"] * cfg.batch)[:cfg.batch]
+    texts = (data["test"]["text"] * cfg.batch_size)[:cfg.batch_size]
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
     fns = pp.encoder_fns(encoder, enc, low, device)
-    rows = pp.timed_variants("MiniLM inference", fns, device, cfg.reps)
+    rows = pp.timed_variants("MiniLM inference", fns, device, cfg.repeats)
     outs = {label: fn() for label, fn in fns.items()}
     ref, pool = outs["fp32 eager"], lambda h: mean_pool(h, enc["attention_mask"])  # noqa: E731
     cos = {label: float((pool(out) * pool(ref)).sum(-1).min()) for label, out in outs.items()}
@@ -187,7 +187,7 @@ def train_part(cfg: Config, device, low, tokenizer, result: Result) -> None:
                          return_tensors="pt").to(device) | {"labels": torch.tensor(ys[i * 16:(i + 1) * 16],
                                                                                   device=device)}
                for i in range(cfg.train_steps)]
-    losses, ms = pp.training(clf, batches, low, device, cfg.reps)
+    losses, ms = pp.training(clf, batches, low, device, cfg.repeats)
     result.train_losses = losses
     base = losses["fp32 eager"]
     rows = []
@@ -218,7 +218,7 @@ def vision_part(cfg: Config, device, low, result: Result) -> None:
         batch = torch.stack([transform(im) for im in photos]).to(device)
         timing = batch.repeat((cfg.images + len(photos) - 1) // len(photos), 1, 1, 1)[:cfg.images]
         fns = pp.vision_fns(model, timing, low, device)
-        rows = pp.timed_variants(f"{label} inference", fns, device, cfg.reps)
+        rows = pp.timed_variants(f"{label} inference", fns, device, cfg.repeats)
         ids = {k: fn()[: len(photos)].argmax(1).tolist() for k, fn in fns.items()}
         result.top1[label] = ids
         for row in rows:
@@ -276,7 +276,7 @@ def decode(cfg: Config, device, ways: dict, tokenizer, chats, heldout, result: R
         ids = pp.greedy(model, chats, cfg.new_tokens)
         result.replies[label] = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in ids]
         result.perplexity[label] = pp.perplexity(model, tokenizer, heldout, device)
-        ms = pp.decode_rate(model, chats[0], cfg.new_tokens, device, cfg.reps)
+        ms = pp.decode_rate(model, chats[0], cfg.new_tokens, device, cfg.repeats)
         nbytes = pp.weight_bytes(model)
         limit = result.bandwidth_gb_s * 1e9 / nbytes if result.bandwidth_gb_s else float("nan")
         result.decode_limit_tokens_s[label] = limit
@@ -310,7 +310,7 @@ def compile_part(cfg: Config, device, result: Result) -> None:
         print(f"  skipped: {problem}")
         return
     with inductor_cache():  # the tour's cache: a second run compiles from it
-        rows = pp.fusion_sweep(cfg.fusion_mb, device, cfg.reps)
+        rows = pp.fusion_sweep(cfg.fusion_mb, device, cfg.repeats)
     caches = cache_sizes() if device.type == "cpu" else {}
     for r in rows:
         r["where"] = pp.cache_level(r["mb"], caches)
@@ -381,7 +381,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     """`tour bench`'s precision rows: each dtype's matmul roof against fp32's, then every model's variants against
     its fp32 eager run (parity: the variant keeps the model's check)."""
     cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
-                 reps=settings.reps)
+                 repeats=settings.repeats)
     result = run(cfg)
     rows = [BenchRow("precision roof", f"matmul {cfg.roof_n}²", "fp32", k, result.roofs_ms["fp32"], ms,
                      result.roofs_ms["fp32"] / ms, None, f"{result.roofs_gflops[k]:.0f} G(FL)OP/s")

@@ -43,6 +43,7 @@ _PIP = {
     "silero_vad": ("silero-vad", "audio"),
     "lightning": ("lightning", "lightning"),
     "pyro": ("pyro-ppl", "pyro"),
+    "torchao": ("torchao", "precision"),
     "gguf": ("gguf", "generate"),
     "accelerate": ("accelerate", "generate"),
     "peft": ("peft", "generate"),

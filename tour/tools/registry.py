@@ -48,6 +48,8 @@ STOPS: dict[str, Stop] = {
     "attention": Stop("tour.attention", "naive attention vs scaled_dot_product_attention (Flash): time, memory",
                       bench=True),
     "export": Stop("tour.export", "torch.export + AOTInductor: a .pt2 package run in a fresh process", bench=True),
+    "precision": Stop("tour.precision", "bf16, fp16, int8 against this machine's roofs: autocast, low-precision "
+                      "weights, int8 decoding, each checked against fp32", bench=True),
     "distributed": Stop("tour.distributed", "DDP and tensor parallel under torchrun, checkpoint and resume"),
     "lightning": Stop("tour.lightning", "the same model as a LightningModule with a Trainer"),
     "pyro": Stop("tour.pyro", "Bayesian inference with Pyro checked against the closed-form posterior"),
