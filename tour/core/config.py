@@ -114,10 +114,18 @@ class BaseConfig:
     def validate(self) -> None:
         """Checks that involve several fields (e.g. n_mfcc <= n_mels): a stop overrides this and raises TourError."""
 
+    def stock(self, *names: str) -> bool:
+        """The named fields hold the tour's own values (each its default or its quick value): the settings a
+        Result's floor (accuracy >= 0.93) was measured with. On settings the user chose, that check is None."""
+        meta = {f.name: f.metadata for f in dataclasses.fields(self)}
+        return all(getattr(self, n) in (meta[n]["default"], meta[n].get("quick", meta[n]["default"])) for n in names)
+
 
 @dataclass
 class DigitsConfig(BaseConfig):
     """The digits MLP's training settings, shared by the stops that train it (basics, lightning)."""
+
+    TRAINING = ("epochs", "batch_size", "lr", "hidden", "test_fraction")  # what `stock(*TRAINING)` asks about
 
     epochs: int = arg(40, "passes over the digits training set", min=1, quick=15)
     batch_size: int = arg(64, "digits per training step", min=1)
