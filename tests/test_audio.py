@@ -12,7 +12,7 @@ import pytest
 from tour import audio, audio_checks
 from tour.core.assets import speech_clip
 
-TOLERANCE_S = 0.15  # the bound on VAD boundary error
+TOLERANCE_S = audio_checks.VAD_TOL_S  # the bound on VAD boundary error
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,20 @@ def test_masks_zero_exactly_what_they_say(result):
             assert m["bands"][1] - m["bands"][0] < 8
         if m["frames"]:
             assert m["frames"][1] - m["frames"][0] < 30
+
+
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"resample_keeps_tones", "filtered_not_aliased", "tones_in_their_band",
+                                    "masks_exact", "vad_finds_speech", "vad_ignores_noise"}
+    assert result.failed_checks() == []
+
+
+def test_a_missed_segment_fails_the_vad_check():
+    rows = dict(peaks=[{"peak_hz": 1000.0, "tone_hz": 1000.0}], alias_db=-80.0, bands=[{"contained": True}],
+                masks=[{"exact": True}])
+    assert all(audio_checks.verdicts(**rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
+    failed = audio_checks.verdicts(**rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
+    assert not failed["vad_finds_speech"] and not failed["vad_ignores_noise"] and failed["masks_exact"]
 
 
 def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):

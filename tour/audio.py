@@ -12,10 +12,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.audio_checks import RATE, masking_checks, resample_checks, tone_band_checks
+from tour.audio_checks import (ALIAS_DB, PEAK_TOL_HZ, RATE, VAD_TOL_S, masking_checks, resample_checks,
+                               tone_band_checks, verdicts)
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, labelled
+from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "audio"
@@ -68,6 +69,16 @@ class Result(BaseResult):
     realtime_factor: float = labelled("featurised per second of compute", "× real time", 0.0)
     waveform_png: str = labelled("waveforms with the speech Silero VAD found", "", "")
     mel_png: str = labelled("the input's log-mel spectrogram", "", "")
+    resample_keeps_tones: bool | None = check(f"Resample keeps a tone's frequency (FFT peak within {PEAK_TOL_HZ:g} Hz)",
+                                              None)
+    filtered_not_aliased: bool | None = check(f"a tone above the new Nyquist is low-passed (< {ALIAS_DB:g} dB), not "
+                                              "folded back", None)
+    tones_in_their_band: bool | None = check("each tone's energy peaks in a mel band whose filter spans it", None)
+    masks_exact: bool | None = check("SpecAugment zeroes one block of bands and frames, no wider than its "
+                                     "parameter, and nothing else", None)
+    vad_finds_speech: bool | None = check(f"Silero VAD finds the built clip's speech within {VAD_TOL_S:g} s of the "
+                                          "true boundaries", None)
+    vad_ignores_noise: bool | None = check("Silero VAD finds no speech in white noise", None)
 
 
 # 1) audio in --------------------------------------------------------------------------------------------------
@@ -291,7 +302,8 @@ def run(cfg: Config) -> Result:
                   duration_s=round(wave.shape[1] / rate, 3), sample_rate_out=RATE,
                   waveform_shape=list(audio.shape), mel_shape=list(logmel.shape), mfcc_shape=list(mfcc.shape),
                   resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, realtime_factor=rtf,
-                  waveform_png=str(wave_png), mel_png=str(mel_png), **vad)
+                  waveform_png=str(wave_png), mel_png=str(mel_png), **vad,
+                  **verdicts(peaks, alias_db, bands, masks, vad))
 
 
 def main(argv: list[str] | None = None) -> int:

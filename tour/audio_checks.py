@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 
 RATE = 16_000  # every clip is resampled to 16 kHz: speech models (Silero VAD too) expect it
+PEAK_TOL_HZ = 1.0  # a resampled tone's FFT peak vs its frequency: 1 Hz bins for 1 s of audio
+ALIAS_DB = -40.0  # a tone above the new Nyquist must come out below this (unfiltered, it would fold back at ~0 dB)
+VAD_TOL_S = 0.15  # Silero's worst boundary error on the built clip (speech and silence of known length)
 
 
 def tone(freq: float, rate: int, device, seconds: float = 1.0):
@@ -81,6 +84,16 @@ def masking_checks(cfg, logmel) -> list[dict]:
         print(f"  SpecAugment copy {len(rows)}: zeroed bands {rows[-1]['bands']}, frames {rows[-1]['frames']}; "
               f"{'nothing else changed' if exact else 'MISMATCH'}")
     return rows
+
+
+def verdicts(peaks: list[dict], alias_db: float, bands: list[dict], masks: list[dict], vad: dict) -> dict:
+    """The Result's checks, from the sections' rows: each physical claim as one True/False."""
+    return {"resample_keeps_tones": all(abs(p["peak_hz"] - p["tone_hz"]) <= PEAK_TOL_HZ for p in peaks),
+            "filtered_not_aliased": alias_db < ALIAS_DB,
+            "tones_in_their_band": all(b["contained"] for b in bands),
+            "masks_exact": all(m["exact"] for m in masks),
+            "vad_finds_speech": vad["vad_max_error_s"] <= VAD_TOL_S,
+            "vad_ignores_noise": vad["noise_segments"] == 0}
 
 
 def _block(idx: list[int], widest: int) -> bool:

@@ -256,6 +256,8 @@ def _columns(key: str, labels: dict[str, Label]) -> dict[str, Label]:
 def _head(col: str, label: Label | None) -> str:
     if label is None:
         return f"<th>{html.escape(col)}</th>"
+    if label.check:  # a check's help is a sentence: the column keeps its short name, the help shows on hover
+        return f'<th title="{html.escape(label.text)}">{html.escape(col)} (check)</th>'
     unit = f" ({label.unit})" if label.unit and label.unit not in ("%", "x") else ""
     return f'<th title="{html.escape(col)}">{html.escape(label.text + unit)}</th>'
 

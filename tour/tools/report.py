@@ -109,21 +109,22 @@ def _row_name(row: dict, table: str, labels: dict[str, Label]) -> str:
 
 
 def ratios_of(name: str, result: dict, labels: dict[str, Label]) -> list[Ratio]:
-    """Every side-by-side ratio a Result holds: the fields (or table columns) its class labels with unit "x"."""
+    """Every side-by-side ratio a Result holds: the fields (or table columns) its class labels with unit "x". A
+    baseline over itself (exactly 1, the first row of a variants table) compares nothing and is left out."""
     found = []
     for path, label in labels.items():
         if label.unit != "x":
             continue
         table, _, column = path.partition("[].")
         if column:
+            rows = [r for r in result.get(table) or [] if isinstance(r, dict) and _is_number(r.get(column))]
             found += [Ratio(f"{name} · {label.text}: {_row_name(row, table, labels)}", row[column],
-                            _parity(row.get(label.parity)))
-                      for row in result.get(table) or [] if isinstance(row, dict) and _is_number(row.get(column))]
+                            _parity(row.get(label.parity))) for row in rows if row[column] != 1.0]
             continue
         value, parity = result.get(path), result.get(label.parity) if label.parity else None
         if _is_number(value):
             found.append(Ratio(f"{name} · {label.text}", value, _parity(parity)))
-        elif isinstance(value, dict):  # variant -> ratio; the baseline over itself (exactly 1) compares nothing
+        elif isinstance(value, dict):  # variant -> ratio
             found += [Ratio(f"{name} · {label.text}: {k}", v, _parity(parity, k))
                       for k, v in value.items() if _is_number(v) and v != 1.0]
     return found
