@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from tour import export
 from tour.core.errors import TourError
@@ -64,7 +65,7 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
     # config.patch, not monkeypatch: undoing a monkeypatch on Inductor's config module deletes the option.
     argv = ["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--out", str(tmp_path)]
     with inductor_config.patch({"cpp.cxx": (None, "no-such-compiler++")}):
-        assert "no C++ compiler" in export.compiler_problem()
+        assert "no C++ compiler" in export.aoti_problem(torch.device("cpu"))
         assert export.main(argv) == 0
     saved = json.loads(Path(tmp_path, "export", "result.json").read_text())
     assert "no C++ compiler" in saved["aoti_skipped"] and saved["package"] == ""
@@ -78,7 +79,7 @@ def test_out_of_range_batch_is_refused_before_work(tmp_path):
         export.Config(device="cpu", batch_size=5000, out=str(tmp_path))
     with pytest.raises(TourError, match="--batches 0 is out of range: it must be >= 1"):
         export.Config(device="cpu", batches=[0], out=str(tmp_path))
-    with pytest.raises(TourError, match="--model 'resnet' is not one of: cnn, mlp"):
+    with pytest.raises(TourError, match="--arch 'resnet' is not one of: cnn, mlp"):
         export.Config(device="cpu", arch="resnet", out=str(tmp_path))
     assert not Path(tmp_path, "export").exists()
 

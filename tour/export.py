@@ -18,36 +18,71 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, is_available, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.inductor import aoti_problem
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "export"
 MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
 
 # The fresh process: only torch, safetensors and the .pt2 file. It reports whether anything of the tour got imported.
+# It times the way tour.core.device.median_ms does (which it may not import): on CUDA, samples of k calls between
+# CUDA events, k such that a sample lasts ~1 ms; elsewhere host time around each call with the device synchronized.
+# On CUDA it computes in IEEE fp32 (TF32 off), as the parent's eager side does inside tour.core.device.ieee_fp32.
 RUNNER = """
-import json, statistics, sys, time
+import json, math, statistics, sys, time
 t0 = time.perf_counter()
 import torch
 from safetensors.torch import load_file, save_file
 from torch._inductor import aoti_load_package
 pt2, inputs, outputs, report, device, repeats, threads = sys.argv[1:8]
 torch.set_num_threads(int(threads))
+device, repeats = torch.device(device), int(repeats)
 import_s = time.perf_counter() - t0
 t0 = time.perf_counter()
-model = aoti_load_package(pt2)
+model = aoti_load_package(pt2, device_index=-1 if device.index is None else device.index)
 load_s = time.perf_counter() - t0
+if device.type == "cuda":
+    slots = (torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None),
+             getattr(torch.backends.cudnn, "rnn", None))
+    if all(hasattr(s, "fp32_precision") for s in slots):
+        for s in slots:
+            s.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 xs = {k: v.to(device) for k, v in load_file(inputs).items()}
-sync = torch.accelerator.synchronize if device != "cpu" else (lambda: None)
+
+def sample(fn, calls):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    return start, end
+
+def median_ms(fn):
+    fn()
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            one = sample(fn, 1)
+            torch.cuda.synchronize(device)
+            calls = max(1, min(100, math.ceil(1.0 / max(one[0].elapsed_time(one[1]), 1e-3))))
+            pairs = [sample(fn, calls) for _ in range(repeats)]
+            torch.cuda.synchronize(device)
+        return statistics.median(s.elapsed_time(e) / calls for s, e in pairs)
+    sync = (lambda: torch.accelerator.synchronize(device)) if device.type != "cpu" else (lambda: None)
+    times = []
+    for _ in range(repeats):
+        sync(); start = time.perf_counter(); fn(); sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
 with torch.inference_mode():
     outs = {k: model(x).cpu() for k, x in xs.items()}
-    times = []
-    for _ in range(int(repeats)):
-        sync(); start = time.perf_counter(); model(xs["timing"]); sync()
-        times.append((time.perf_counter() - start) * 1e3)
+    aoti_ms = median_ms(lambda: model(xs["timing"]))
 save_file(outs, outputs)
 tour = sorted(m for m in sys.modules if m == "tour" or m.startswith("tour."))
-json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": statistics.median(times), "tour_modules": tour,
+json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": aoti_ms, "tour_modules": tour,
            "python": sys.executable}, open(report, "w"))
 """
 
@@ -176,21 +211,13 @@ def rejects_wrong_shape(ep, example) -> bool:
 
 
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
-def compiler_problem() -> str:
-    """Why AOTInductor cannot build here (it always compiles a C++ wrapper, whatever the device), or ""."""
-    from tour.core.inductor import cxx_compiler
-
-    if cxx_compiler() is None:
-        return ("no C++ compiler found (AOTInductor compiles C++); install g++ (Debian/Ubuntu: apt install g++, "
-                "macOS: xcode-select --install) or point CXX at one")
-    return ""
-
-
 def package(ep, path: Path) -> float:
     from tour.core.inductor import inductor_cache
 
-    with inductor_cache() as cache:  # one cache for the compile and export stops; a second run reuses it
+    # IEEE fp32 while compiling too: Inductor decides at compile time whether its GPU matmul kernels use TF32.
+    with inductor_cache() as cache, ieee_fp32():  # one cache for the compile and export stops; a second run reuses it
         print(f"  compiling with AOTInductor (artefacts cached in {cache}) ...", flush=True)
+    from tour.core.device import ieee_fp32
         return _package(ep, path)
 
 
@@ -232,14 +259,17 @@ def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> di
 
 
 def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
-    """Eager outputs for the same inputs, and eager latency at the timing batch, measured here."""
+    """Eager outputs for the same inputs, and eager latency at the timing batch, measured here. In IEEE fp32, as the
+    fresh process computes; the timing input is on the device before timing starts, as it is there (eager is not
+    billed for a host-to-device copy the .pt2 side does not pay)."""
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.device import ieee_fp32, median_ms
 
-    with torch.inference_mode():
+    with torch.inference_mode(), ieee_fp32():
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}
-        eager_ms = median_ms(lambda: model(inputs["timing"].to(device)), device, cfg.repeats)
+        timing = inputs["timing"].to(device)
+        eager_ms = median_ms(lambda: model(timing), device, cfg.repeats)
     errs = {k: (eager[k] - fresh["outputs"][k]).abs().max().item() for k in eager}
     parity = {k.removeprefix("batch_"): torch.allclose(eager[k], fresh["outputs"][k], atol=1e-4, rtol=1e-4)
               for k in eager if k.startswith("batch_")}
@@ -283,7 +313,7 @@ def run(cfg: Config) -> Result:
     result = Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, signature=signature,
                     dynamic_batch=dynamic, export_s=export_s, wrong_shape_rejected=rejected)
     print("3) AOTInductor: compile and package into a .pt2")
-    result.aoti_skipped = compiler_problem()
+    result.aoti_skipped = aoti_problem(device) or ""
     if result.aoti_skipped:
         print(f"  skipped: {result.aoti_skipped}")
         return result
