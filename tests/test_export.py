@@ -90,3 +90,72 @@ def test_default_relative_out_folder_works(tmp_path, monkeypatch):
     assert export.main(["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--batches", "3"]) == 0
     saved = json.loads(Path(tmp_path, "tour-output", "export", "result.json").read_text())
     assert saved["parity"] == {"3": True}
+
+
+# a CUDA situation on a CPU: the real checks, with the toolkit and the device faked -------------------------------
+def test_aoti_on_cuda_without_a_toolkit_is_skipped_in_one_line(tmp_path, monkeypatch, capsys):
+    from tour.core import inductor
+
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(inductor, "DEFAULT_CUDA_HOME", str(tmp_path / "no-cuda"))
+    monkeypatch.setattr(inductor.shutil, "which", lambda name, *a, **k: None if name == "nvcc" else "/usr/bin/" + name)
+    monkeypatch.setattr(inductor, "triton_problem", lambda: None)  # Triton ready: only the toolkit is missing
+    asked = []
+    # The stop runs on the CPU, but asks AOTInductor's question for its device: answer it for a GPU.
+    monkeypatch.setattr(export, "aoti_problem", lambda d: (asked.append(d), inductor.aoti_problem(torch.device("cuda")))[1])
+    argv = ["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--out", str(tmp_path)]
+    assert export.main(argv) == 0
+    saved = json.loads(Path(tmp_path, "export", "result.json").read_text())
+    assert asked == [torch.device("cpu")]  # the run's own device
+    reason = saved["aoti_skipped"]
+    assert reason.startswith("no CUDA toolkit found") and "CUDA_HOME" in reason and "\n" not in reason
+    assert saved["package"] == "" and saved["signature"]["user_inputs"] == 1  # torch.export still ran
+    assert f"skipped: {reason}" in capsys.readouterr().out
+
+
+def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
+    # The .pt2 side has its input on the device before timing: eager must not pay a copy per call either.
+    from tour.core import device as dev
+
+    model = torch.nn.Linear(4, 2)
+    inputs = {"batch_1": torch.randn(1, 4), "timing": torch.randn(3, 4)}
+    fresh = {"outputs": {"batch_1": model(inputs["batch_1"]).detach(), "timing": model(inputs["timing"]).detach()},
+             "aoti_ms": 1.0, "load_s": 0.1, "import_s": 1.0, "tour_modules": []}
+    copies, states = [], []
+    real_to = torch.Tensor.to
+
+    def timer(fn, device, repeats, warmup=1):
+        states.append(dev.tf32_enabled())
+        monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: (copies.append(a), real_to(self, *a, **k))[1])
+        fn()
+        monkeypatch.setattr(torch.Tensor, "to", real_to)
+        return 2.0
+
+    monkeypatch.setattr(dev, "median_ms", timer)
+    cfg = export.Config(quick=True, device="cpu", arch="mlp")
+    got = export.compare(model, fresh, inputs, cfg, torch.device("cpu"))
+    assert copies == [] and got["eager_ms"] == 2.0 and got["parity"] == {"1": True}
+    assert states == [{"matmul": False, "conv": False}]  # IEEE fp32, as the fresh process computes
+
+
+def test_fresh_process_loads_the_package_on_the_device_index(monkeypatch, tmp_path):
+    # cuda:1 means device_index=1 for aoti_load_package (not the current GPU); run the runner's code up to the load.
+    import sys
+
+    import torch._inductor
+
+    class Loaded(Exception):
+        pass
+
+    seen = {}
+
+    def load(path, **kw):
+        seen.update(kw, path=path)
+        raise Loaded
+
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", load)
+    monkeypatch.setattr(sys, "argv", ["-c", "m.pt2", "in", "out", "report", "cuda:1", "3", "1"])
+    with pytest.raises(Loaded):
+        exec(export.RUNNER, {"__name__": "__main__"})
+    assert seen == {"path": "m.pt2", "device_index": 1}
