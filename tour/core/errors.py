@@ -11,7 +11,12 @@ from functools import lru_cache
 
 
 class TourError(Exception):
-    """A problem the user can fix; the message says what was wrong and what to do."""
+    """A problem the user can fix; the message says what was wrong and what to do. `kind` names the problem for
+    code that must tell problems apart (the doctor: "device_absent"), so nothing reads the message's wording."""
+
+    def __init__(self, *args, kind: str | None = None):
+        super().__init__(*args)
+        self.kind = kind
 
 
 @lru_cache(maxsize=None)
