@@ -15,8 +15,11 @@ import sys
 
 import pytest
 
-from tour.tools import doctor, doctor_probes
-from tour.tools.doctor import FAILED, OK, SKIPPED, ProbeResult, Report
+from tour.tools import doctor
+from tour.tools.doctor import FAILED, OK, SKIPPED, ProbeResult, Report, probes_core
+from tour.tools.doctor.collect import diagnoses_for
+from tour.tools.doctor.rows import CRASH, DEVICE_ABSENT, IMPORT_ERROR, TIMEOUT, Probe
+from tour.tools.doctor.worker import run_probe
 
 PY = sys.executable
 HANG_LIMIT = 20  # seconds: the fault run's --timeout, so the stub torchcodec's hang is cut off
@@ -43,8 +46,10 @@ def runs(tmp_path_factory):
     stubs = _stubs(tmp_path_factory.mktemp("stubs"))
     healthy = _start(["--quick", "--json"])
     fault = _start(["--quick", "--timeout", str(HANG_LIMIT)], extra_path=stubs)
+    fault_json = _start(["--quick", "--json", "--timeout", str(HANG_LIMIT), "--only", "torchvision,audio i/o"],
+                        extra_path=stubs)
     results = {}
-    for name, proc in (("healthy", healthy), ("fault", fault)):
+    for name, proc in (("healthy", healthy), ("fault", fault), ("fault-json", fault_json)):
         out, err = proc.communicate(timeout=500)
         results[name] = (proc.returncode, out, err)
     return results
@@ -80,6 +85,35 @@ def test_cpu_probes_check_real_facts(healthy):
     assert "CPU float64 reference" in probes[("device", "matmul [cpu]")]["detail"]
     assert "math" in probes[("device", "sdpa [cpu]")]["data"]["sdpa_backends"]
     assert probes[("device", "memory [cpu]")]["data"]["total_bytes"] > 2**30
+
+
+def test_rows_carry_structured_fields(healthy):
+    _, probes = healthy
+    matmul = probes[("device", "matmul [cpu]")]
+    assert matmul["device"] == "cpu" and matmul["libraries"] == ["torch"] and matmul["kind"] is None
+    assert "torchvision" in probes[("assets", "MobileNetV2 weights")]["libraries"]
+    assert "torchvision" in probes[("transformers", "tiny model")]["libraries"]  # transformers imports it
+    for key in [("compile", "torch.compile"), ("compile", "torch.export")]:
+        assert probes[key]["kind"] == "quick"
+
+
+def test_gpu_probes_are_skipped_without_a_gpu(healthy):
+    data, probes = healthy
+    if data["facts"]["gpu"].get("gpus"):
+        pytest.skip("this machine has an NVIDIA GPU")
+    for key in [("distributed", "nccl"), ("distributed", "nccl 2 ranks"), ("compile", "torch.compile [cuda]"),
+                ("compile", "AOTInductor [cuda]")]:
+        assert probes[key]["status"] == SKIPPED and probes[key]["kind"] == DEVICE_ABSENT, probes[key]
+
+
+def test_reworded_details_change_no_diagnosis(healthy):
+    """The real run's rows with every detail reworded: the rules give the same diagnoses."""
+    data, _ = healthy
+    rows = [ProbeResult.from_dict(p) for p in data["probes"]]
+    before = [d.to_dict() for d in diagnoses_for(data["facts"], rows)]
+    for r in rows:
+        r.detail = "xyz"
+    assert [d.to_dict() for d in diagnoses_for(data["facts"], rows)] == before
 
 
 def test_the_tested_set_gets_no_mismatch_and_no_error_diagnosis(healthy):
@@ -130,6 +164,10 @@ def test_broken_library_fails_its_probes_and_nothing_else(runs):
     for name in ("model forward", "ops.nms", "transforms v2"):
         row = _row(out, "torchvision", name)
         assert " FAILED " in row and "ImportError: broken on purpose" in row, row
+    data = json.loads(runs["fault-json"][1])
+    probes = {(p["group"], p["name"]): p for p in data["probes"]}
+    assert probes[("torchvision", "ops.nms")]["kind"] == IMPORT_ERROR
+    assert probes[("audio i/o", "torchcodec")]["kind"] == TIMEOUT
     for group, name in (("device", "matmul [cpu]"), ("torchaudio", "extension"), ("audio i/o", "soundfile")):
         assert f" {OK} " in _row(out, group, name)
     assert "required probes failed: torchvision model forward" in out
@@ -158,6 +196,8 @@ def test_a_crashing_torch_is_reported_not_fatal(tmp_path):
     out, err = _start(["--quick"], extra_path=stubs).communicate(timeout=120)
     row = _row(out, "system", "probe worker")
     assert "SIGSEGV" in row and "torch/__init__.py:2 in <module>" in row, row
+    probes = json.loads(_start(["--quick", "--json"], extra_path=stubs).communicate(timeout=120)[0])["probes"]
+    assert probes[0]["kind"] == CRASH
     assert "exit code 1" in out and "Traceback" not in out + err
 
 
@@ -175,8 +215,8 @@ def test_a_broken_torch_fails_the_torch_probes_only(tmp_path):
 
 # -- compile and export, run here directly (the doctor runs them without --quick) ----------------------------------
 def test_compile_and_export_probes():
-    for func in (doctor_probes.compile_probe, doctor_probes.export_probe):
-        result = doctor_probes.run_probe(doctor_probes.Probe(func.__name__, "compile", lambda f=func: f(False)))
+    for func in (probes_core.compile_probe, probes_core.export_probe):
+        result = run_probe(Probe(func.__name__, "compile", lambda f=func: f(False)))
         assert result["status"] == OK, result
         assert "matches eager" in result["detail"]
 
@@ -186,11 +226,12 @@ def test_a_raising_probe_is_one_line_and_a_missing_package_skips():
     def boom():
         raise RuntimeError("kaput\nsecond line")
 
-    failed = doctor_probes.run_probe(doctor_probes.Probe("boom", "x", boom))
+    failed = run_probe(Probe("boom", "x", boom))
     assert failed["status"] == FAILED and failed["detail"].startswith("RuntimeError: kaput (raised in ")
-    assert "second line" not in failed["detail"]
-    missing = doctor_probes.run_probe(doctor_probes.Probe("m", "x", boom, needs=("no_such_module_xyz",)))
+    assert "second line" not in failed["detail"] and failed["kind"] == "error"
+    missing = run_probe(Probe("m", "x", boom, needs=("no_such_module_xyz",)))
     assert missing["status"] == SKIPPED and "pip install no_such_module_xyz" in missing["detail"]
+    assert missing["kind"] == "not_installed"
 
 
 def test_exit_code_counts_only_required_failures():

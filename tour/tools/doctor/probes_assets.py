@@ -1,0 +1,159 @@
+"""The doctor's asset probes: the tour's own offline models and data load and hold what they should (a tokenizer's
+ids, a parameter count, a sha256, a file header). See probes_core.py for the contract.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from tour.core.errors import TourError
+from tour.tools.doctor.rows import NOT_INSTALLED, Skip, check
+
+
+# -- the tour's own offline assets --------------------------------------------------------------------------------
+def minilm_probe():
+    from safetensors import safe_open
+    from transformers import AutoTokenizer
+
+    from tour.core import assets
+
+    folder = assets.minilm_dir()
+    ids = AutoTokenizer.from_pretrained(folder)("hello world")["input_ids"]
+    check(ids == [101, 7592, 2088, 102], f"the tokenizer gave {ids}, expected [101, 7592, 2088, 102]")
+    with safe_open(folder / "model.safetensors", framework="pt") as f:  # the header only: fast, no tensors read
+        params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    check(20e6 < params < 25e6, f"model.safetensors holds {params / 1e6:.1f}M parameters, expected ~22.7M")
+    return f"tokenizer encodes 'hello world' as [CLS] hello world [SEP]; weights {params / 1e6:.1f}M params"
+
+
+def _numel(shape) -> int:
+    return functools.reduce(lambda a, b: a * b, shape, 1)
+
+
+def chatterbot_probe():
+    import yaml
+
+    from tour.core import assets
+
+    files = sorted(assets.chatterbot_english_dir().glob("*.yml"))
+    check(len(files) >= 15, f"only {len(files)} topic files in the English corpus (21 expected)")
+    data = yaml.safe_load(files[0].read_text(encoding="utf-8"))
+    talks = data.get("conversations") if isinstance(data, dict) else None
+    check(bool(talks), f"{files[0].name} has no conversations")
+    return f"{len(files)} topic files; {files[0].name} parses to {len(talks)} conversations"
+
+
+def efficientnet_probe():
+    import torch
+
+    from tour.core import assets
+
+    state = torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    params = sum(v.numel() for v in state.values() if hasattr(v, "numel"))
+    check(4.5e6 < params < 4.8e6, f"the state dict holds {params / 1e6:.2f}M values, expected ~4.69M")
+    return f"EfficientNet-Lite0 state dict loads (weights_only): {len(state)} tensors, {params / 1e6:.2f}M values"
+
+
+def labels_probe():
+    from tour.core import assets
+
+    names = json.loads(assets.imagenet_labels_file().read_text(encoding="utf-8"))
+    check(len(names) == 1000, f"{len(names)} ImageNet class names, expected 1000")
+    return f"1000 ImageNet class names ({names[0]!r} ... {names[-1]!r})" if isinstance(names, list) else \
+        "1000 ImageNet class names"
+
+
+def silero_probe():
+    import torch
+
+    from tour.core import assets
+
+    # torch.jit.load, not `import silero_vad`: that import sets torch's threads to 1 for the whole process.
+    model = torch.jit.load(str(assets.silero_vad_jit()), map_location="cpu")
+    with torch.no_grad():
+        prob = float(model(torch.zeros(512), 16000))
+    check(prob < 0.5, f"Silero VAD calls silence speech (p={prob:.2f})")
+    return f"TorchScript model loads; 32 ms of silence scores speech p={prob:.3f}"
+
+
+def speech_clip_probe():
+    import soundfile as sf
+
+    from tour.core import assets
+
+    finder = getattr(assets, "speech_clip", None)
+    if finder is None:
+        raise Skip("this version of the tour ships no speech clip", NOT_INSTALLED)
+    try:
+        path = finder()
+    except TourError as e:
+        raise Skip(f"not shipped yet: {e}", NOT_INSTALLED) from None
+    info = sf.info(path)
+    check(info.frames > 0, f"{path.name} is empty")
+    return f"{path.name}: {info.duration:.2f} s at {info.samplerate} Hz"
+
+
+def _gguf_header(path: Path) -> tuple[int, int, dict]:
+    """GGUF's fixed header (magic, version, tensor and key counts) and its leading string keys. Parsing the whole
+    file with gguf.GGUFReader took 12 s here (it walks the 49k-token vocabulary); the header is instant."""
+    import struct
+
+    with open(path, "rb") as f:
+        magic, version, tensors, keys = struct.unpack("<4sIQQ", f.read(24))
+        check(magic == b"GGUF", f"{path.name} does not start with the GGUF magic bytes")
+        found = {}
+        for _ in range(min(keys, 8)):
+            name = f.read(struct.unpack("<Q", f.read(8))[0]).decode()
+            (kind,) = struct.unpack("<I", f.read(4))
+            if kind != 8:  # 8 = string; the general.* keys come first, stop at the first number
+                break
+            found[name] = f.read(struct.unpack("<Q", f.read(8))[0]).decode(errors="replace")
+    return version, tensors, found
+
+
+def smollm2_probe():
+    from tour.core import assets
+
+    path = assets.smollm2_gguf()
+    version, tensors, keys = _gguf_header(path)
+    arch = keys.get("general.architecture", "?")
+    check(arch == "llama" and tensors == 272, f"{path.name}: architecture {arch!r} with {tensors} tensors, "
+                                              "expected 'llama' with 272")
+    cached = assets.cache_root() / "smollm2-135m-instruct" / "config.json"
+    note = "converted copy cached" if cached.exists() else "converted to safetensors on the generate stop's first run"
+    return f"{path.name}: GGUF v{version}, {arch}, {tensors} tensors; {note}"
+
+
+def mobilenet_weights_probe():
+    import torch.hub
+    from torchvision.models import MobileNet_V2_Weights
+
+    from tour.core import assets
+
+    name = MobileNet_V2_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    prefix = torch.hub.HASH_REGEX.search(name).group(1)  # what torch.hub's check_hash would compare
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    path = cached if cached.exists() else assets.mobilenet_v2_weights()  # the doctor looks, it does not write
+    check(assets.sha256_hex(path).startswith(prefix), f"{path} fails its sha256 check (want {prefix}...)")
+    where = f"in torch's cache at {cached}" if path == cached else "packaged; staged on first `tour run vision`"
+    return f"{name}: sha256 starts {prefix}, {where}"
+
+
+def whisper_probe():
+    import struct
+
+    from tour.core import assets
+
+    path = assets.whisper_tiny_en_dir() / "model.bin"
+    with open(path, "rb") as f:  # CTranslate2's header: u32 version, u16-length spec name, u32 revision, u32 count
+        version, n = struct.unpack("<IH", f.read(6))
+        spec = f.read(n)[:-1].decode()
+        _revision, count = struct.unpack("<II", f.read(8))
+    check(version == 6 and spec == "WhisperSpec", f"{path.name}: CTranslate2 v{version} {spec}, want v6 WhisperSpec")
+    cached = assets.cache_root() / "whisper-tiny-en"
+    state = "converted at " + str(cached) if (cached / "config.json").exists() else "converted on first `tour run speech`"
+    return f"{path.name}: CTranslate2 v{version} {spec}, {count} variables; {state}"
+
+
