@@ -28,6 +28,13 @@ def test_every_comparison_has_parity_and_timings(result):
         assert c.first_compile_cache in ("miss", "hit", "mixed")
 
 
+def test_every_check_passes_and_is_named_by_its_comparison(result):
+    parities = [k for k in result.checks() if k.endswith(".parity")]
+    assert parities == [f"comparisons[{c.model}, {c.mode}].parity" for c in result.comparisons]
+    assert {"break_found", "dynamic_compiles_once"} <= set(result.checks())
+    assert result.failed_checks() == []
+
+
 def test_graph_break_is_found_with_its_reason(result):
     assert result.graph_count == 2 and result.graph_breaks == 1
     assert "item()" in result.break_reasons[0]
@@ -35,6 +42,7 @@ def test_graph_break_is_found_with_its_reason(result):
 
 def test_dynamic_true_compiles_once(result):
     assert result.compiles == {"dynamic=False": 4, "dynamic=None": 2, "dynamic=True": 1}
+    assert result.break_found and result.dynamic_compiles_once
     assert result.dynamic_shape.startswith("(s") and result.dynamic_shape.endswith(", 64)")  # a symbolic batch
 
 
@@ -53,6 +61,7 @@ def test_missing_compiler_runs_the_eager_half(monkeypatch, tmp_path, capsys):
     assert res.compiler.startswith("no C++ compiler")
     (c,) = res.comparisons
     assert c.eager_ms > 0 and c.compiled_ms is None and c.parity is None
+    assert res.failed_checks() == [] and set(res.checks().values()) == {None}  # skipped, not failed
     assert "eager half only" in capsys.readouterr().out
 
 

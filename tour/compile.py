@@ -15,7 +15,7 @@ from typing import Any
 
 from tour.compile_models import MODELS, Spec, specs
 from tour.core.config import BaseConfig, arg, stop_main
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "compile"
@@ -40,13 +40,19 @@ class Comparison:
     compiled_ms: float | None = labelled("compiled", "ms", None)  # None: compiling was not possible here
     # eager / compiled: < 1 means compiling made it slower
     speedup: float | None = labelled("speed-up (eager / compiled)", "x", None, parity="parity")
-    parity: bool | None = None  # torch.allclose(eager, compiled) (outputs, and gradients for training)
+    parity: bool | None = check("torch.allclose(eager, compiled) in IEEE fp32 (outputs, and gradients for "
+                                "training; the model's atol, rtol 1e-3); None: nothing compiled here", None)
     max_abs_diff: float | None = labelled("max |difference|", "", None)
     # first call of the compiled model: trace + codegen + C++ build
     first_compile_s: float | None = labelled("first compile", "s", None)
     first_compile_cache: str = ""  # "miss" (cold), "hit" (warm from an earlier run) or "mixed"
     # after torch._dynamo.reset(), same cache: what a second run pays
     warm_compile_s: float | None = labelled("compile again, warm cache", "s", None)
+
+    @property
+    def name(self) -> str:
+        """How its checks are named: `comparisons[MNIST, training step].parity`."""
+        return f"{self.model}, {self.mode}"
 
 
 @dataclass
@@ -61,6 +67,10 @@ class Result(BaseResult):
     break_reasons: list[str] = field(default_factory=list)
     compiles: dict[str, int] = field(default_factory=dict)  # dynamic=False/None/True -> compiles for 4 batch sizes
     dynamic_shape: str = ""  # the input shape the dynamic=True graph was traced with (symbolic batch)
+    break_found: bool | None = check("torch._dynamo.explain finds the deliberate .item() break: 2 graphs, 1 break",
+                                     None)
+    dynamic_compiles_once: bool | None = check("dynamic=True compiles once for 4 batch sizes, dynamic=False once "
+                                               "per size", None)
 
 
 # 0) where Inductor keeps its artefacts and whether it can build here: tour.core.inductor
@@ -253,6 +263,8 @@ def run(cfg: Config) -> Result:
         result.graph_count, result.graph_breaks, result.break_reasons = graph_breaks()
         print("4) dynamic shapes: a new batch size recompiles unless the batch is symbolic")
         result.compiles, result.dynamic_shape = dynamic_shapes()
+        result.break_found = (result.graph_count, result.graph_breaks) == (2, 1)
+        result.dynamic_compiles_once = result.compiles["dynamic=True"] == 1 and result.compiles["dynamic=False"] == 4
     torch._dynamo.reset()
     return result
 
