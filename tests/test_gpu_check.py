@@ -47,3 +47,64 @@ def test_summary_carries_the_doctors_gpu_rows_and_diagnoses(tmp_path):
     assert "# gpu-check: H100" in text and "| doctor | FAILED (exit code 1) | 12 | doctor.json |" in text
     assert "| device sdpa [cuda:0] | ok | backends that ran: math, flash |" in text
     assert "fix: pip install triton" in text and (tmp_path / "doctor.txt").exists()
+
+
+# a failed check fails the step; --out is the caller's -------------------------------------------------------------
+GPU = {"cuda": True, "nvidia": True, "count": 1, "names": ["Fake GPU"], "torch": "x", "build": "13.0"}
+
+
+def stop_with_a_failed_check(tmp_path, monkeypatch):
+    """What `tour run all` writes for a stop that ran but whose Result has one failed check: run_stop's own
+    outcome, written by the report's own writer."""
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from tour.core.config import BaseConfig
+    from tour.core.results import BaseResult, check
+    from tour.tools import report, run_all
+
+    @dataclass
+    class Result(BaseResult):
+        device: str
+        parity: bool | None = check("compiled output allclose to eager", None)
+
+    stop = SimpleNamespace(__doc__="a stop", Config=BaseConfig, run=lambda cfg: Result("cuda", parity=False))
+    monkeypatch.setattr(run_all, "load", lambda name: stop)
+    cfg = run_all.Config(quick=True, device="cpu", out=str(tmp_path / "run-all"), doctor=False)
+    outcome = run_all.run_stop("compile", cfg)
+    assert not outcome.ok and outcome.error == "failed check(s): parity"
+    report.write(tmp_path / "run-all", [outcome], None, cfg, 1.0)
+
+
+def test_a_failed_check_in_run_all_fails_the_step_and_the_summary_says_which(tmp_path, monkeypatch, capsys):
+    stop_with_a_failed_check(tmp_path, monkeypatch)
+    assert gpu_check.run_all_failures(tmp_path) == ["compile: failed check(s): parity"]
+    monkeypatch.setattr(gpu_check, "gpu_state", lambda: dict(GPU))
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, out: Outcome(step, 0, 1.0))  # every command exits 0
+    assert gpu_check.main(["--out", str(tmp_path)]) == 1
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| run all | FAILED (1 failed: compile: failed check(s): parity) |" in summary
+    assert "- compile: failed check(s): parity" in summary
+    assert "3 of 4 steps ok" in capsys.readouterr().out
+
+
+def test_bench_failures_are_read_from_bench_json(tmp_path):
+    (tmp_path / "bench").mkdir()
+    rows = [{"section": "compile", "what": "MLP, inference", "parity": False}, {"section": "x", "what": "y", "parity": True}]
+    (tmp_path / "bench" / "bench.json").write_text(json.dumps({"rows": rows, "failed": {"export": "OSError: no ld"}}))
+    assert gpu_check.bench_failures(tmp_path) == ["bench export: OSError: no ld",
+                                                  "bench compile MLP, inference: parity False"]
+    assert Outcome(Step("bench", [], 1, "bench.log"), 0, 1.0, ["x"]).ok is False
+
+
+def test_a_relative_out_is_the_callers_folder(tmp_path, monkeypatch):
+    # The steps run in the checkout (for tests/), so a relative --out must be resolved where the caller stands.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_check, "gpu_state", lambda: dict(GPU))
+    ran = []
+    monkeypatch.setattr(gpu_check, "run_step", lambda step, out: (ran.append((step, out)), Outcome(step, 0, 1.0))[1])
+    assert gpu_check.main(["--out", "rel/gpu"]) == 0
+    where = tmp_path / "rel" / "gpu"
+    assert (where / "summary.md").exists() and all(out == where for _, out in ran)
+    paths = [a.split("=", 1)[-1] for step, _ in ran for a in step.cmd if "rel" in a]
+    assert paths and all(p.startswith(str(where)) for p in paths)  # absolute: right whatever the steps' folder

@@ -12,7 +12,9 @@ flash among them; bf16; nccl), the diagnoses, the tests' summary line and the be
 
 Without a CUDA GPU it prints one line saying so and exits 0. Where an NVIDIA GPU is present but torch cannot use it,
 it runs the doctor alone (its diagnosis says why) and exits 1. Exit code: 0 every step passed (or no GPU), 1 a step
-failed or ran past its limit, 2 a usage error. Imports no torch: a child process answers "is there a GPU?".
+failed or ran past its limit, 2 a usage error. A step fails also when its files record a failure its exit code may
+not: a stop whose check failed (parity False) in run-all/results.json, a bench section or parity in bench.json.
+Imports no torch: a child process answers "is there a GPU?".
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROG = "gpu-check"
@@ -45,16 +47,22 @@ class Outcome:
     step: Step
     code: int | None  # None: cut off at the time limit
     seconds: float
+    # what the step's own files say failed, one line each: a stop with a failed check (parity False), a bench
+    # section that raised or a bench row whose parity is False. Any of them fails the step, whatever its exit code.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         # pytest's 5: no test selected (a checkout without needs_cuda tests) is not a failure
-        return self.code == 0 or (self.code == 5 and self.step.name == "needs_cuda tests")
+        exited_ok = self.code == 0 or (self.code == 5 and self.step.name == "needs_cuda tests")
+        return exited_ok and not self.failures
 
     @property
     def state(self) -> str:
         if self.code is None:
             return f"TIMED OUT after {self.step.timeout:g} s"
+        if self.failures:
+            return f"FAILED ({len(self.failures)} failed: {'; '.join(self.failures)[:300]})"
         return "ok" if self.ok else f"FAILED (exit code {self.code})"
 
 
@@ -78,6 +86,35 @@ def run_step(step: Step, out: Path) -> Outcome:
             proc.wait(timeout=30)
             code = None
     return Outcome(step, code, round(time.monotonic() - start, 1))
+
+
+def run_all_failures(out: Path) -> list[str]:
+    """The stops `tour run all` wrote as failed into run-all/results.json: an error, or a failed check (its
+    StopOutcome is not ok then); also any check a stop lists as False, should a file say ok beside one."""
+    try:
+        stops = json.loads((out / "run-all" / "results.json").read_text())["stops"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for name, stop in stops.items():
+        failed = [k for k, ok in (stop.get("checks") or {}).items() if ok is False]
+        if not stop.get("ok") or failed:
+            found.append(f"{name}: {stop.get('error') or 'failed check(s): ' + ', '.join(failed)}")
+    return found
+
+
+def bench_failures(out: Path) -> list[str]:
+    """What bench/bench.json records as failed: a section that raised, a row whose parity is False."""
+    try:
+        data = json.loads((out / "bench" / "bench.json").read_text())
+    except (OSError, ValueError):
+        return []
+    found = [f"bench {name}: {why}" for name, why in (data.get("failed") or {}).items()]
+    return found + [f"bench {r['section']} {r['what']}: parity False" for r in data.get("rows", [])
+                    if r.get("parity") is False]
+
+
+FAILURES_OF = {"run all": run_all_failures, "bench": bench_failures}  # step -> what its files say failed
 
 
 def gpu_state() -> dict:
@@ -153,6 +190,9 @@ def write_summary(out: Path, state: dict, outcomes: list[Outcome]) -> Path:
     if "run all" in names:
         lines += ["", "## tour run all --quick --device cuda", "", "```",
                   *_tail(out / "run-all.log", lambda ln: ln.startswith(("tour finished", "  ", "report:"))), "```"]
+    failures = [f for o in outcomes for f in o.failures]
+    if failures:
+        lines += ["", "## failed (errors and failed checks)", "", *[f"- {f}" for f in failures]]
     found = next(iter(sorted((out / "bench").rglob("bench.md"))), None) if (out / "bench").is_dir() else None
     if "bench" in names:
         lines += ["", "## tour bench --quick --device cuda", ""]
@@ -165,7 +205,8 @@ def write_summary(out: Path, state: dict, outcomes: list[Outcome]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tour.tools.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="gpu-check", help="folder for the logs and summary.md (default: gpu-check)")
+    parser.add_argument("--out", default="gpu-check", help="folder for the logs and summary.md, relative to the current "
+                        "folder (default: gpu-check)")
     args = parser.parse_args(argv)
     state = gpu_state()
     if not state["cuda"] and not state["nvidia"]:
@@ -173,13 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             f"(CUDA {state['build']} build) sees no GPU" if state.get("build") else "is a CPU-only build")
         print(f"{PROG}: no CUDA GPU on this machine ({why}); nothing to check")
         return 0
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # from the caller's folder: the steps run in the checkout's
     out.mkdir(parents=True, exist_ok=True)
     plan = steps(out) if state["cuda"] else steps(out)[:1]  # a GPU torch cannot use: the doctor says why
     outcomes = []
     for step in plan:
         print(f"{PROG}: {step.name} ...", flush=True)
         outcome = run_step(step, out)
+        outcome.failures = FAILURES_OF.get(step.name, lambda _: [])(out)
         print(f"{PROG}: {step.name}: {outcome.state} in {outcome.seconds:.0f} s ({out / step.log})", flush=True)
         outcomes.append(outcome)
     summary = write_summary(out, state, outcomes)
