@@ -166,6 +166,8 @@ def test_labels_are_declared_once_and_read_everywhere():
     text = str(_result())
     assert re.search(r"held-out accuracy +97.22 %", text) and re.search(r"KV cache \(off / on\) +3.2×", text)
     assert re.search(r"learned +✓ pass", text)  # a check: its name and its mark
+    assert "\n    model mlp, mode inference, eager 1.5 ms, speed-up (eager / compiled) 2×, parity ✓ pass" in text
+    assert "\n    a cat: The cat sat., 0.81; Dogs bark., 0.42" in text  # a table: a line per row
     assert text.splitlines()[0].split() == ["device", "cpu"]  # no label: the field's name
     page = _result()._repr_html_()
     assert "held-out accuracy" in page and "97.22 %" in page and "<code>accuracy</code>" in page

@@ -352,10 +352,32 @@ def as_text(result: Any) -> str:
             text = MARKS[None if value is None else bool(value)][1]
         elif isinstance(value, (str, int, float)) or value is None or _is_number_list(value):
             text = value if isinstance(value, str) else with_unit(value, label.unit if label else "")
+        elif _is_rows(value) or _is_groups(value):
+            text = "".join(f"\n    {_cut(row)}" for row in _text_rows(key, value, labels))  # a line per row
         else:
             text = json.dumps(value)
-        lines.append(f"  {names[key]:<{width}}  {text if len(text) <= 160 else text[:157] + '...'}")
+        lines.append(f"  {names[key]}{text}" if text.startswith("\n") else f"  {names[key]:<{width}}  {_cut(text)}")
     return "\n".join(lines)
+
+
+def _cut(text: str, most: int = 160) -> str:
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
+def _text_rows(key: str, value: Any, labels: dict[str, Label]) -> list[str]:
+    """A table for the terminal: a line per row (the first 12), each cell as `label value unit`."""
+    columns = _columns(key, labels)
+
+    def cell(col: str, v: Any) -> str:
+        label = columns.get(col)
+        if label is not None and label.check:
+            return f"{col} {MARKS[None if v is None else bool(v)][1]}"
+        return f"{label.text if label else col} {with_unit(v, label.unit if label else '')}"
+
+    if isinstance(value, dict):  # key -> rows: the key, then each row's cells
+        return [f"{k}: " + "; ".join(", ".join(with_unit(v) if not isinstance(v, str) else v for v in row)
+                                     for row in rows) for k, rows in list(value.items())[:12]]
+    return [", ".join(cell(c, v) for c, v in row.items()) for row in value[:12]]
 
 
 def _is_number_list(value: Any) -> bool:
