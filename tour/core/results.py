@@ -180,7 +180,8 @@ class BenchSettings:
     batch_size: int = 8  # images / sentences per call
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -205,15 +206,15 @@ def with_unit(value: Any, unit: str = "") -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if _is_number(value):
+    if is_number(value):
         if unit == "%":
             return f"{value * 100:.4g} %"
         return f"{value:.3g}×" if unit == "x" else f"{short(value)} {unit}".rstrip()
-    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+    if isinstance(value, list) and value and all(is_number(v) for v in value):
         if len(value) > 8:
             return f"{len(value)} values: {with_unit(value[0], unit)} … {with_unit(value[-1], unit)}"
         return ", ".join(with_unit(v, unit) for v in value)
-    if isinstance(value, dict) and value and all(_is_number(v) or isinstance(v, bool) for v in value.values()):
+    if isinstance(value, dict) and value and all(is_number(v) or isinstance(v, bool) for v in value.values()):
         return ", ".join(f"{k}: {with_unit(v, unit)}" for k, v in value.items())
     return short(value)
 
@@ -382,7 +383,7 @@ def _text_rows(key: str, value: Any, labels: dict[str, Label]) -> list[str]:
 
 def _is_number_list(value: Any) -> bool:
     return isinstance(value, (list, dict)) and bool(value) and all(
-        _is_number(v) for v in (value.values() if isinstance(value, dict) else value))
+        is_number(v) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def captions(result: dict, labels: dict[str, Label]) -> dict[str, str]:

@@ -8,7 +8,6 @@ class declares (`tour.core.results.labelled`). Imports no torch of its own (the 
 
 from __future__ import annotations
 
-import functools
 import html
 import importlib.metadata
 import json
@@ -17,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tour.core.results import (BenchRow, Label, captions, checks_html, labels_of, pictures_html, result_table,
-                                rows_table, short)
+from tour.core.results import (BenchRow, Label, captions, checks_html, is_number, labels_of, pictures_html,
+                                result_table, rows_table, short)
 from tour.tools.registry import STOPS, load
 
 VERSIONED = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl",
@@ -38,7 +37,8 @@ td,th{border-bottom:1px solid #e3e5e8;padding:.25rem .5rem;text-align:left;verti
 th{background:#f0f1f3}td.k{min-width:12rem}
 .pics{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.8rem;margin-top:.8rem}
 figure{margin:0;max-width:720px}figure img{width:100%;height:auto;border:1px solid #e3e5e8;border-radius:6px}
-figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}figure.chart{max-width:none}
+figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}figure.chart{max-width:none;overflow-x:auto}
+figure.chart img{min-width:640px}
 ul.checks{list-style:none;padding-left:0}small.f code{font-size:.75rem}details{margin-top:.5rem}
 td table{font-size:.85rem}th[scope]{background:#fafbfc;font-weight:600}
 """
@@ -61,7 +61,6 @@ def _versions() -> dict[str, str]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
 def _labels(name: str) -> dict[str, Label]:
     """The labels a stop's Result class declares; none (so field names show) for a stop that cannot load."""
     try:
@@ -82,10 +81,6 @@ class Roof:
     what: str
     share: float  # of the limit this machine allows
     detail: str  # "12.3 of 45.6 tokens/s (memory-bandwidth limit)"
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parity(value, key: str | None = None) -> bool | None:
@@ -117,16 +112,16 @@ def ratios_of(name: str, result: dict, labels: dict[str, Label]) -> list[Ratio]:
             continue
         table, _, column = path.partition("[].")
         if column:
-            rows = [r for r in result.get(table) or [] if isinstance(r, dict) and _is_number(r.get(column))]
+            rows = [r for r in result.get(table) or [] if isinstance(r, dict) and is_number(r.get(column))]
             found += [Ratio(f"{name} · {label.text}: {_row_name(row, table, labels)}", row[column],
                             _parity(row.get(label.parity))) for row in rows if row[column] != 1.0]
             continue
         value, parity = result.get(path), result.get(label.parity) if label.parity else None
-        if _is_number(value):
+        if is_number(value):
             found.append(Ratio(f"{name} · {label.text}", value, _parity(parity)))
         elif isinstance(value, dict):  # variant -> ratio
             found += [Ratio(f"{name} · {label.text}: {k}", v, _parity(parity, k))
-                      for k, v in value.items() if _is_number(v) and v != 1.0]
+                      for k, v in value.items() if is_number(v) and v != 1.0]
     return found
 
 
@@ -135,7 +130,7 @@ def roofs_of(name: str, result: dict, labels: dict[str, Label]) -> list[Roof]:
     found = []
     for path, label in labels.items():
         value, limit = result.get(path), result.get(label.roof) if label.roof else None
-        if _is_number(value) and _is_number(limit) and limit > 0:
+        if is_number(value) and is_number(limit) and limit > 0:
             roof = labels[label.roof].text if label.roof in labels else label.roof
             found.append(Roof(f"{name} · {label.text}", value / limit,
                               f"{short(float(value))} of {short(float(limit))} {label.unit} ({roof})"))
@@ -152,7 +147,7 @@ def bench_bars(data: dict) -> tuple[list[Ratio], list[Roof]]:
     """`tour bench`'s rows (BenchRow) as ratios, its roof rows and FLOP rates as roofs."""
     ratios, roofs = [], []
     for row in data.get("rows") or []:
-        if not isinstance(row, dict) or not _is_number(row.get("ratio")):
+        if not isinstance(row, dict) or not is_number(row.get("ratio")):
             continue
         what = f"bench {row.get('section', '')} · {row.get('baseline', '')} → {row.get('variant', '')}"
         if row.get("roof"):
@@ -162,7 +157,7 @@ def bench_bars(data: dict) -> tuple[list[Ratio], list[Roof]]:
             ratios.append(Ratio(what, row["ratio"], _parity(row.get("parity"))))
     roof = data.get("roof_gflops")
     for f in data.get("flops") or []:
-        if _is_number(f.get("fraction_of_roof")) and roof:
+        if is_number(f.get("fraction_of_roof")) and roof:
             roofs.append(Roof(f"bench · {f.get('model', '')}", f["fraction_of_roof"],
                               f"{f.get('gflops', 0):.1f} of {roof:.1f} GFLOP/s (fp32 matmul)"))
     return ratios, roofs
@@ -188,7 +183,7 @@ def _chart_section(outcomes: list, out: Path) -> str:
 
     uri = plots.data_uri(plots.ratios_chart([(r.what, r.value, r.parity) for r in ratios],
                                             [(r.what, r.share, r.detail) for r in roofs]))
-    marks = {True: "✓ same answer", False: "✗ answers differ", None: "– no parity check"}
+    marks = {ok: mark for ok, (mark, _) in plots.PARITY_MARKS.items()}
     numbers = rows_table([{"measured": r.what, "ratio": f"{r.value:.2f}×", "parity": marks[r.parity]} for r in ratios]
                          + [{"measured": r.what, "ratio": f"{r.share:.0%} of the roof", "parity": r.detail}
                             for r in roofs])
