@@ -9,7 +9,7 @@ import pytest
 
 from tour import vision
 
-QUICK_ACCURACY_FLOOR = 0.90  # 2,000 digits, 3 epochs: 0.95-0.96 seen; full mode (4,000, 8 epochs) reaches 0.98
+QUICK_ACCURACY_FLOOR = vision.ACCURACY_FLOOR  # 2,000 digits, 3 epochs: 0.95-0.96 seen; full mode reaches 0.98
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,6 +89,17 @@ def test_mobilenet_v2_agrees_with_lite0(result):
     assert result.agree_top1["coffee"] and result.agree_top1["china"]
     assert result.agree_top1 == {k: ids[k] == result.top1_ids[k] for k in ids}
     print({k: (ids[k], result.top1_ids[k]) for k in ids})
+
+
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"reload_identical", "matches_reference", "knows_photos", "learned"}
+    assert result.failed_checks() == []
+
+
+def test_known_photos_check_needs_a_known_photo():
+    assert vision.knows_photos({"chelsea": 282, "mine.jpg": 1}, {"chelsea": 281}) is True
+    assert vision.knows_photos({"chelsea": 282}, {"chelsea": 504}) is False
+    assert vision.knows_photos({"mine.jpg": 1}, {"mine.jpg": 2}) is None
 
 
 def test_mnist_cnn_learns_and_reloads(result):

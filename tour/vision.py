@@ -16,12 +16,15 @@ from pathlib import Path
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "vision"
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
+KNOWN_PHOTOS = {"chelsea": CAT_CLASSES, "coffee": COFFEE_CLASSES}  # built-in photos whose class is beyond doubt
+PARITY_TOL = 1e-4  # Lite0 vs the reference implementation, max |logit diff| (fp32 on the CPU; a bad mapping: ~1)
+ACCURACY_FLOOR = 0.90  # the MNIST CNN, held out: quick (2,000 digits, 3 epochs) gave 0.95-0.96, full reaches 0.98
 
 
 @dataclass
@@ -69,10 +72,16 @@ class Result(BaseResult):
     test_accuracy_curve: list[float] = labelled("held-out accuracy per epoch", "%", default_factory=list)
     test_accuracy: float = labelled("MNIST CNN held-out accuracy", "%", 0.0)
     train_seconds: float = labelled("training time", "s", 0.0)
-    reload_identical: bool = False  # the safetensors round trip predicts exactly the same
+    reload_identical: bool | None = check("the CNN saved with safetensors and reloaded predicts exactly the same",
+                                          None)
     weights_path: str = ""
     photos_png: str = labelled("the photos with EfficientNet-Lite0's top 3", "", "")
     digits_png: str = labelled("held-out MNIST digits, predicted / true (mistakes first)", "", "")
+    matches_reference: bool | None = check(f"EfficientNet-Lite0's logits equal the reference implementation's (max "
+                                           f"|diff| <= {PARITY_TOL:g})", None)
+    knows_photos: bool | None = check("both models put the built-in chelsea among cats and coffee among cups "
+                                      "(not run when neither photo is in --images)", None)
+    learned: bool | None = check(f"the MNIST CNN's held-out accuracy >= {ACCURACY_FLOOR}", None)
 
 
 # 0) images: built-in photos or the user's files ---------------------------------------------------------------
@@ -207,6 +216,12 @@ def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
     return path
 
 
+def knows_photos(*top1_ids: dict[str, int]) -> bool | None:
+    """Every model's top-1 for the built-in photos of KNOWN_PHOTOS is in that photo's classes; None if none ran."""
+    known = [(ids[name], classes) for ids in top1_ids for name, classes in KNOWN_PHOTOS.items() if name in ids]
+    return all(i in classes for i, classes in known) if known else None
+
+
 def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     import torch
 
@@ -233,6 +248,8 @@ def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
     print(f"3) EfficientNet-Lite0's top-{cfg.top_k} per photo, and its agreement with MobileNetV2")
     result.top5, result.top1_ids = vw.lite0_top(model, batch, list(images), cfg.top_k, device)
     result.agree_top1 = vw.agreement(result.mobilenet_top1_ids, result.top1_ids)
+    result.matches_reference = result.parity_max_abs_diff <= PARITY_TOL
+    result.knows_photos = knows_photos(result.mobilenet_top1_ids, result.top1_ids)
     print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
     result.throughput = vw.throughput(model, batch, cfg.eval_batch_size, cfg.repeats, device)
     base = result.throughput["eager (no_grad)"]
@@ -252,6 +269,7 @@ def mnist_part(cfg: Config, device, folder: Path, result: Result):
     result.train_seconds = time.perf_counter() - start
     pred = predict(model, test_loader, device)
     result.test_accuracy = round((pred == test[1]).float().mean().item(), 4)
+    result.learned = result.test_accuracy >= ACCURACY_FLOOR
     print(f"  {result.train_size} training digits, {len(result.train_accuracy)} epochs in "
           f"{result.train_seconds:.1f} s: held-out accuracy {result.test_accuracy:.3f} on {result.test_size}")
     print("6) save with safetensors, reload into a fresh model")
