@@ -32,8 +32,13 @@ def test_lightning_matches_the_plain_loop(result):
     assert result.lightning_accuracy >= 0.95
     assert result.accuracy_gap <= 0.02
     # same seed, same shuffle, same initial weights: Lightning runs the very same steps
-    assert result.max_weight_diff < 1e-4
+    assert result.max_weight_diff < stop.WEIGHT_TOL
     assert result.lightning_losses == pytest.approx(result.plain_losses, rel=1e-4)
+
+
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"same_weights", "test_logged_right", "reloads", "learned"}
+    assert result.failed_checks() == []
 
 
 def test_losses_fall_and_trainer_test_agrees(result):
@@ -85,4 +90,5 @@ def test_main_writes_result_json(tmp_path, capsys):
     assert stop.main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--epochs", "2"]) == 0
     saved = json.loads(Path(tmp_path, "lightning", "result.json").read_text())
     assert saved["epochs"] == 2 and saved["accuracy_gap"] <= 0.02
+    assert saved["learned"] is None and saved["same_weights"] is True  # your own epochs: no accuracy floor
     assert "held-out accuracy" in capsys.readouterr().out

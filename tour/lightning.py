@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 from tour.core.config import DigitsConfig, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, labelled
+from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "lightning"
+WEIGHT_TOL = 1e-4  # Trainer-trained vs hand-trained weights, max |diff| (same seed, data, order; fp32 rounding only)
+ACCURACY_FLOOR = 0.93  # the digits MLP's held-out accuracy at the tour's settings (the basics stop's floor)
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Result(BaseResult):
     reloaded_accuracy: float = 0.0  # accuracy after LitDigits.load_from_checkpoint
     plain_seconds: float = labelled("hand-written loop: time", "s", 0.0)
     lightning_seconds: float = labelled("Lightning Trainer: time", "s", 0.0)
+    same_weights: bool | None = check(f"the Trainer ends with the hand-written loop's weights (max |diff| < "
+                                      f"{WEIGHT_TOL:g})", None)
+    test_logged_right: bool | None = check("trainer.test() logs the held-out accuracy we compute (within 1e-6)", None)
+    reloads: bool | None = check("the checkpoint, loaded with load_from_checkpoint, scores the trained model's "
+                                 "accuracy (within 1e-6)", None)
+    learned: bool | None = check(f"held-out accuracy >= {ACCURACY_FLOOR} (not run with training settings of your "
+                                 "own)", None)
 
 
 def accelerator_for(device) -> str:
@@ -168,7 +177,10 @@ def run(cfg: Config) -> Result:
                   test_size=len(test[0]), plain_accuracy=plain_acc, lightning_accuracy=lit_acc,
                   lightning_test_acc=test_acc, accuracy_gap=abs(lit_acc - plain_acc), max_weight_diff=diff,
                   plain_losses=plain_losses, lightning_losses=lit_losses, checkpoint=ckpt,
-                  reloaded_accuracy=reloaded, plain_seconds=plain_s, lightning_seconds=lit_s)
+                  reloaded_accuracy=reloaded, plain_seconds=plain_s, lightning_seconds=lit_s,
+                  same_weights=diff < WEIGHT_TOL, test_logged_right=abs(test_acc - lit_acc) <= 1e-6,
+                  reloads=abs(reloaded - lit_acc) <= 1e-6,
+                  learned=lit_acc >= ACCURACY_FLOOR if cfg.stock(*cfg.TRAINING) else None)
 
 
 def main(argv: list[str] | None = None) -> int:
