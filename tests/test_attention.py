@@ -45,6 +45,21 @@ def test_backends_reported_with_reasons(result):
         assert info["ran"] or info["reason"]  # a backend that did not run says why
 
 
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"sdpa_allclose", "causal_allclose", "backends_allclose", "hf_allclose"}
+    assert result.failed_checks() == []
+
+
+def test_a_backend_off_by_more_than_the_tolerance_fails_its_check():
+    import torch
+
+    rows = [{"allclose": True}]
+    off = {"MATH": {"ran": True, "max_abs_err": 0.0}, "FLASH_ATTENTION": {"ran": True, "max_abs_err": 0.5}}
+    assert attention.verdicts(rows, 0.0, off, torch.float32)["backends_allclose"] is False
+    none_ran = {"FLASH_ATTENTION": {"ran": False, "max_abs_err": None}}
+    assert attention.verdicts(rows, 0.0, none_ran, torch.float32)["backends_allclose"] is None
+
+
 def test_minilm_eager_and_sdpa_agree(result):
     assert result.hf_shape == [2, 64]
     assert result.hf_max_abs_err < 1e-4

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "attention"
+HF_TOL = 1e-3  # MiniLM's last_hidden_state, eager vs sdpa attention (fp32; padded rows masked both ways)
 BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")  # SDPBackend names, fastest first
 
 
@@ -62,6 +63,14 @@ class Result(BaseResult):
     hf_ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0)
     hf_max_abs_err: float = labelled("MiniLM eager vs sdpa, max |error|", "", 0.0)  # between the two last_hidden_states
     hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
+    sdpa_allclose: bool | None = check("SDPA equals naive attention at every length (max |error| <= 1e-4 in fp32, "
+                                       "3e-2 in bf16/fp16)", None)
+    causal_allclose: bool | None = check("is_causal=True equals naive attention with a triangular mask (same "
+                                         "tolerance)", None)
+    backends_allclose: bool | None = check("every SDPA backend that ran here equals naive attention (same tolerance; "
+                                           "a backend this device lacks is skipped)", None)
+    hf_allclose: bool | None = check(f'MiniLM gives the same hidden states with attn "eager" and "sdpa" (max |diff| '
+                                     f"<= {HF_TOL:g})", None)
 
 
 # 0) helpers: memory and the memory guard (timing is tour.core.device.median_ms: one warm-up, then the median) ---------
@@ -278,7 +287,14 @@ def minilm_switch(cfg: Config, device) -> dict:
     err = (hidden["eager"] - hidden["sdpa"]).abs().max().item()
     print(f"  eager/sdpa = {times['eager'] / times['sdpa']:.2f}x; last_hidden_state max |diff| {err:.1e}")
     return {"hf_eager_ms": times["eager"], "hf_sdpa_ms": times["sdpa"], "hf_ratio": times["eager"] / times["sdpa"],
-            "hf_max_abs_err": err, "hf_shape": list(inputs["input_ids"].shape)}
+            "hf_max_abs_err": err, "hf_shape": list(inputs["input_ids"].shape), "hf_allclose": err <= HF_TOL}
+
+
+def verdicts(rows: list[dict], causal: float, backends: dict[str, dict], dtype) -> dict:
+    """The Result's checks: each comparison against naive attention within the dtype's tolerance."""
+    ran = [info["max_abs_err"] for info in backends.values() if info["ran"]]
+    return {"sdpa_allclose": all(r["allclose"] for r in rows), "causal_allclose": causal <= tolerance(dtype),
+            "backends_allclose": all(e <= tolerance(dtype) for e in ran) if ran else None}
 
 
 @keeps_caller_state
@@ -309,7 +325,8 @@ def run(cfg: Config) -> Result:
     hf = minilm_switch(cfg, device)
     return Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
                   shape=[cfg.batch_size, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
-                  causal_max_abs_err=causal, backends=backends, **hf)
+                  causal_max_abs_err=causal, backends=backends, **hf,
+                  **verdicts(rows, causal, backends, dtype))
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
@@ -319,7 +336,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
                      r["sdpa_ms"], r["ratio"], r["allclose"],
                      f"peak {r['naive_peak_mb']:.0f} -> {r['sdpa_peak_mb']:.0f} MiB") for r in res.rows]
     rows.append(BenchRow("attention", f"MiniLM {res.hf_shape}", 'attn "eager"', 'attn "sdpa"', res.hf_eager_ms,
-                         res.hf_sdpa_ms, res.hf_ratio, res.hf_max_abs_err <= 1e-3,
+                         res.hf_sdpa_ms, res.hf_ratio, res.hf_max_abs_err <= HF_TOL,
                          f"max diff {res.hf_max_abs_err:.1e}"))
     return rows
 
