@@ -16,21 +16,17 @@ from tour.core.errors import TourError, require
 # data: question -> answer pairs of a few chatterbot topics --------------------------------------------------------
 def qa_pairs(topics: list[str]) -> list[tuple[str, str]]:
     """The first two turns of every conversation in the topic files, whitespace-tidied and de-duplicated."""
-    import yaml
+    from tour.core import chatterbot  # the one corpus reader (the nlp stop reads it there too)
 
-    from tour.core.assets import chatterbot_english_dir
-
-    folder = chatterbot_english_dir()
-    known = sorted(p.stem for p in folder.glob("*.yml"))
+    known = chatterbot.topics()
     unknown = [t for t in topics if t not in known]
     if unknown:
         raise TourError(f"--topics {', '.join(unknown)}: no such chatterbot topic; choose from {', '.join(known)}")
     pairs: dict[tuple[str, str], None] = {}
     for topic in topics:
-        convs = yaml.safe_load((folder / f"{topic}.yml").read_text(encoding="utf-8")).get("conversations") or []
-        for conv in convs:
+        for conv in chatterbot.conversations(topic):
             if len(conv) >= 2 and conv[0] and conv[1]:
-                pairs[(" ".join(str(conv[0]).split()), " ".join(str(conv[1]).split()))] = None
+                pairs[(conv[0], conv[1])] = None
     return list(pairs)
 
 

@@ -105,13 +105,12 @@ def corpus_rows(folder: Path, min_per_topic: int, drop: list[str] = ()) -> list[
     left with fewer than `min_per_topic` texts are too small to learn and to test on, so they go too; `drop`
     names files that are small talk rather than a subject.
     """
-    import yaml
+    from tour.core import chatterbot  # the one corpus reader (the generate stop reads it there too)
 
     by_topic: dict[str, set[str]] = {}
-    for path in sorted(p for p in folder.glob("*.yml") if p.stem not in drop):
-        convs = yaml.safe_load(path.read_text(encoding="utf-8")).get("conversations") or []
-        texts = {" ".join(str(u).split()).lower() for conv in convs for u in conv if u is not None}
-        by_topic[path.stem] = {t for t in texts if len(t.split()) >= 2}  # one-word replies ("yes") carry no topic
+    for topic in (t for t in chatterbot.topics(folder) if t not in drop):
+        texts = {u.lower() for conv in chatterbot.conversations(topic, folder) for u in conv}
+        by_topic[topic] = {t for t in texts if len(t.split()) >= 2}  # one-word replies ("yes") carry no topic
     seen: dict[str, int] = {}
     for texts in by_topic.values():
         for t in texts:
