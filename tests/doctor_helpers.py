@@ -58,7 +58,7 @@ def dry_run(fix: str) -> dict:
     (the same release numbers). Returns pip's report; skips when the registry cannot be reached."""
     reqs, _ = packages(fix)
     env = dict(os.environ, TOUR_NETGUARD="0")  # this test asks the registry on purpose
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet", "--report", "-", *reqs]
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed", "--quiet", "--report", "-", *reqs]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=REGISTRY_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:

@@ -106,7 +106,7 @@ def pip_line(torch_version: str, names: tuple[str, ...], keep: dict[str, str] | 
 
 
 # -- a driver too old for the build -----------------------------------------------------------------------------------
-def _carries(cuda: str, torch_version: str) -> bool:
+def carries(cuda: str, torch_version: str) -> bool:
     first, last = CUDA_INDEXES[cuda]
     v = version(public(torch_version))
     return v is not None and Version(first) <= v and (last is None or v <= Version(last))
@@ -132,11 +132,11 @@ def torch_for_driver(torch_version: str, driver_cuda: str | None, declared: str 
     fitting = sorted((c for c in CUDA_INDEXES if _runs(driver_cuda, c)), key=Version, reverse=True)
     fitting.sort(key=lambda c: not version(c) <= version(driver_cuda))  # those without minor-version compat first
     for cuda in fitting:
-        if _carries(cuda, torch_version):
+        if carries(cuda, torch_version):
             return public(torch_version), cuda
     for release in _releases():
         for cuda in fitting:
-            if _carries(cuda, release) and allowed.contains(release, prereleases=True):
+            if carries(cuda, release) and allowed.contains(release, prereleases=True):
                 return release, cuda
     return None
 
