@@ -44,15 +44,21 @@ def test_decoding_shortcuts_change_nothing(result):
 def test_token_logprobs_match_a_forward_pass(result):
     probs = result.token_logprobs
     assert probs and all(lp["logprob"] <= 0 for lp in probs)
-    assert result.logprob_check < 1e-3
+    assert result.logprob_check < generate.LOGPROB_TOL
     assert 1 < result.ppl_before < 1000
+
+
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"greedy_repeat_same", "sample_reproducible", "kv_same", "batched_same",
+                                    "sdpa_same", "logprobs_match", "lora_learned", "adapter_reloads", "merge_exact"}
+    assert result.failed_checks() == []
 
 
 def test_lora_learns_and_round_trips(result):
     assert result.loss_after < result.loss_before
     assert 0 < result.trainable_share < 0.01
     assert result.reload_max_diff == 0.0  # the same adapter on the same base: the same arithmetic
-    assert result.merged_max_diff < 1e-3  # folded into W: rounding only
+    assert result.merged_max_diff < generate.MERGE_TOL  # folded into W: rounding only
     adapter = Path(result.adapter_dir)
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
     assert Path(result.loss_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 from tour.generate_model import chat_inputs, check_prompts, decode, generate, timed_streamer
 from tour.generate_speed import bandwidth, kv_cache, speed  # noqa: F401  (the example uses them)
 
 NAME = "generate"
+LOGPROB_TOL = 1e-3  # generate()'s scores vs one forward pass's log-softmax (fp32: cached vs full attention)
+ADAPTER_TOL = 1e-5  # LoRA adapter reloaded on a fresh base model vs the trained one (0 on CPU: the same arithmetic)
+MERGE_TOL = 1e-3  # the adapter folded into the weights by merge_and_unload vs applied on the side (rounding only)
 PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
 
 
@@ -62,25 +65,25 @@ class Result(BaseResult):
     load_seconds: float = labelled("load time", "s")  # conversion (first run only) + load
     converted_now: bool  # this run built the safetensors folder from the GGUF file
     transcript: list[dict] = field(default_factory=list)  # prompt, greedy reply
-    greedy_repeat_same: bool = False  # greedy twice -> same tokens
+    greedy_repeat_same: bool | None = check("greedy decoding twice gives the same reply", None)
     sampled_reply: str = ""  # first prompt, sampled with the seed
-    sample_reproducible: bool = False  # same seed -> same sample
+    sample_reproducible: bool | None = check("sampling twice with the same seed gives the same reply", None)
     ttft_ms: float = labelled("streaming: time to first text", "ms", 0.0)
     # streaming: decode rate after the first token
     stream_tokens_per_s: float = labelled("streaming: decode rate", "tokens/s", 0.0)
     kv_on_ms: float = labelled("greedy, KV cache on", "ms", 0.0)
     kv_off_ms: float = labelled("greedy, KV cache off", "ms", 0.0)
     kv_ratio: float = labelled("KV cache (off / on)", "x", 0.0, parity="kv_same")
-    kv_same: bool = False
+    kv_same: bool | None = check("greedy tokens with the KV cache equal those without it", None)
     single_ms: float = labelled("prompts one at a time", "ms", 0.0)  # all prompts, one at a time
     batched_ms: float = labelled("prompts in one left-padded batch", "ms", 0.0)  # all prompts in one left-padded batch
     # single / batched
     batched_ratio: float = labelled("batching (one at a time / batch)", "x", 0.0, parity="batched_same")
-    batched_same: bool = False
+    batched_same: bool | None = check("a left-padded batch gives the same greedy replies as one prompt at a time", None)
     eager_ms: float = labelled('attention "eager"', "ms", 0.0)
     sdpa_ms: float = labelled('attention "sdpa"', "ms", 0.0)
     sdpa_ratio: float = labelled("SDPA attention (eager / sdpa)", "x", 0.0, parity="sdpa_same")
-    sdpa_same: bool = False
+    sdpa_same: bool | None = check('greedy tokens with attention "sdpa" equal those with "eager"', None)
     # (read + written) bytes / time of a large tensor copy
     bandwidth_gb_s: float = labelled("memory copy bandwidth", "GB/s", 0.0)
     weights_mb: float = labelled("weights read per decoded token", "MB", 0.0)  # bytes every decode step reads
@@ -107,6 +110,13 @@ class Result(BaseResult):
     reload_max_diff: float = 0.0  # adapter reloaded on a fresh base model vs the trained one
     merged_max_diff: float = 0.0  # after merge_and_unload
     loss_png: str = labelled("LoRA training loss", "", "")
+    logprobs_match: bool | None = check(f"generate()'s token scores match one forward pass's log-softmax (max diff "
+                                        f"< {LOGPROB_TOL:g})", None)
+    lora_learned: bool | None = check("LoRA lowered the held-out loss on the chatterbot answers (not run with your "
+                                      "own --model)", None)
+    adapter_reloads: bool | None = check(f"the saved adapter, reloaded on a fresh base model, gives the trained "
+                                         f"model's logits (max diff <= {ADAPTER_TOL:g})", None)
+    merge_exact: bool | None = check(f"merge_and_unload gives the adapter's logits (max diff < {MERGE_TOL:g})", None)
 
 
 # 1) chat -----------------------------------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def probabilities(cfg: Config, tokenizer, model, device) -> dict:
     rows, err = gl.token_logprobs(model, tokenizer, chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device),
                                   device, cfg.max_new_tokens)
     print("  " + " ".join(f"{r['token']!r}:{r['p']:.2f}" for r in rows[:12]) + f"  (check vs forward {err:.1e})")
-    return {"token_logprobs": rows, "logprob_check": err}
+    return {"token_logprobs": rows, "logprob_check": err, "logprobs_match": err < LOGPROB_TOL}
 
 
 def reply_to(cfg, tokenizer, model, question, device) -> str:
@@ -195,6 +205,8 @@ def lora(cfg: Config, tokenizer, model, source: str, device, pairs: list[tuple[s
             "trainable_share": trainable / total, "train_losses": losses, "train_seconds": seconds,
             "changed_question": question, "reply_before": reply_before, "reply_after": reply_after,
             "adapter_dir": str(folder / "adapter"), "reload_max_diff": reload_diff, "merged_max_diff": merge_diff,
+            "lora_learned": None if cfg.model else after < before, "adapter_reloads": reload_diff <= ADAPTER_TOL,
+            "merge_exact": merge_diff < MERGE_TOL,
             "loss_png": plot_losses(losses, before, after, folder)}
 
 
