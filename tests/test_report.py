@@ -268,9 +268,14 @@ def test_lesson_page_in_headless_chromium(tmp_path):
     out.mkdir()
     _lesson_bench(out)
     report.write(out, _lesson_outcomes(), None, run_all.Config(), 200.0)
+    url, profile = (out / "index.html").as_uri(), f"--user-data-dir={tmp_path / 'profile'}"
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, profile, "--virtual-time-budget=5000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    loaded = re.search(r'data-images-total="(\d+)" data-images-loaded="(\d+)"', dom)
+    assert loaded and loaded.group(1) == loaded.group(2) == "1", dom[:300]  # the chart decoded (the only picture)
     shot = tmp_path / "lesson.png"
-    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1200,2000", (out / "index.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, profile, f"--screenshot={shot}", "--window-size=1200,2000", url],
+                   capture_output=True, timeout=120)
     assert shot.exists(), "chromium wrote no screenshot"
     image = Image.open(shot).convert("RGB")
     assert image.size == (1200, 2000)

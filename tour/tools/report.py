@@ -36,7 +36,7 @@ table{border-collapse:collapse;width:100%;font-size:.9rem;display:block;overflow
 td,th{border-bottom:1px solid #e3e5e8;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f0f1f3}td.k{min-width:12rem}
 .pics{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.8rem;margin-top:.8rem}
-figure{margin:0;max-width:720px}figure img{width:100%;height:auto;border:1px solid #e3e5e8;border-radius:6px}
+figure{margin:0;max-width:720px}figure img{width:100%;height:auto;box-sizing:border-box;border:1px solid #e3e5e8;border-radius:6px}
 figcaption{font-size:.8rem;color:#555}code{font-size:.85rem}figure.chart{max-width:none;overflow-x:auto}
 figure.chart img{min-width:640px}
 ul.checks{list-style:none;padding-left:0}small.f code{font-size:.75rem}details{margin-top:.5rem}
