@@ -298,8 +298,11 @@ def grouped_table(groups: dict[str, list], columns: dict[str, Label] | None = No
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+SHOWN_ROWS = 30  # a longer table shows its first rows on the page; result.json keeps them all
+
+
 def _is_rows(value: Any) -> bool:
-    return isinstance(value, list) and 0 < len(value) <= 30 and all(isinstance(v, dict) for v in value)
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def _is_groups(value: Any) -> bool:
@@ -315,7 +318,9 @@ def value_html(key: str, value: Any, labels: dict[str, Label]) -> str:
     """One Result value: a table for a table (a list of dicts, a dict of lists of rows, a dict of dicts), else text."""
     columns = _columns(key, labels)
     if _is_rows(value):
-        return rows_table(value, columns)
+        more = len(value) - SHOWN_ROWS
+        return rows_table(value[:SHOWN_ROWS], columns) + (f"<p>… and {more} more rows (result.json has them all)</p>"
+                                                          if more > 0 else "")
     if _is_groups(value):
         return grouped_table(value, columns)
     if _is_keyed_rows(value):
@@ -378,7 +383,8 @@ def _text_rows(key: str, value: Any, labels: dict[str, Label]) -> list[str]:
     if isinstance(value, dict):  # key -> rows: the key, then each row's cells
         return [f"{k}: " + "; ".join(", ".join(with_unit(v) if not isinstance(v, str) else v for v in row)
                                      for row in rows) for k, rows in list(value.items())[:12]]
-    return [", ".join(cell(c, v) for c, v in row.items()) for row in value[:12]]
+    more = [f"... and {len(value) - 12} more rows"] if len(value) > 12 else []
+    return [", ".join(cell(c, v) for c, v in row.items()) for row in value[:12]] + more
 
 
 def _is_number_list(value: Any) -> bool:
