@@ -1,0 +1,152 @@
+"""The precision stop: lower precision keeps each model's check against fp32 (embeddings within bf16's tolerance, the
+classifier's accuracy within a point, the same greedy replies in int8 weights), a device without bf16 gets a
+one-line skip and the fp32 path only, and a bad --dtype is a one-line error. Correctness only: no timing asserts."""
+
+import importlib.util
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("datasets")
+
+import torch  # noqa: E402
+
+from tour import precision  # noqa: E402
+from tour.core import device as dev  # noqa: E402
+from tour.core.errors import TourError  # noqa: E402
+from tour.core.results import BenchSettings  # noqa: E402
+
+CPU = torch.device("cpu")
+HAS_BF16 = dev.supports_dtype(CPU, torch.bfloat16)
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    """One quick run shared by the tests: everything but the compile sweep (its own test below)."""
+    out = tmp_path_factory.mktemp("out")
+    return precision.run(precision.Config(quick=True, device="cpu", out=str(out),
+                                          parts=["roofs", "encoder", "train", "vision", "generate"]))
+
+
+def rows(result, model):
+    return {v["variant"]: v for v in result.variants if v["model"] == model}
+
+
+@needs_bf16
+def test_roofs_per_dtype_and_bandwidth(result):
+    assert {"fp32", "bf16"} <= set(result.roofs_gflops) and all(v > 0 for v in result.roofs_gflops.values())
+    assert result.bandwidth_gb_s > 0
+    assert "AMX-BF16" in result.fast_paths or "AVX512-BF16" in result.fast_paths
+
+
+@needs_bf16
+def test_autocast_and_bf16_weights_stay_within_bf16_tolerance(result):
+    eps = torch.finfo(torch.bfloat16).eps
+    assert result.low_dtype == "bf16"
+    assert set(rows(result, "MiniLM inference")) == {"fp32 eager", "bf16 autocast", "bf16 weights"}
+    assert result.encoder_min_cosine >= 1 - eps and result.encoder_close is True
+    assert 0 < result.encoder_max_diff < 1.0  # hidden states reach ~10: a few bf16 roundings, not garbage
+
+
+@needs_bf16
+def test_classifier_accuracy_within_one_point(result):
+    base = result.accuracy["fp32 eager"]
+    assert base >= 0.85  # the logistic head on MiniLM embeddings really classifies the corpus topics
+    assert all(abs(a - base) <= 0.01 for a in result.accuracy.values())
+    assert result.accuracy_kept is True
+
+
+@needs_bf16
+def test_training_step_under_autocast_tracks_fp32(result):
+    fp32, bf16 = result.train_losses["fp32 eager"], result.train_losses["bf16 autocast"]
+    assert len(fp32) == len(bf16) == 3 and all(map(torch.isfinite, torch.tensor(fp32 + bf16)))
+    assert max(abs(a - b) / b for a, b in zip(bf16, fp32)) <= 4 * torch.finfo(torch.bfloat16).eps
+    assert result.train_close is True
+
+
+@needs_bf16
+def test_vision_top1_agrees_with_fp32_on_the_photos(result):
+    for model, ways in result.top1.items():
+        assert len(ways["fp32 eager"]) == 6, model
+        assert all(ids == ways["fp32 eager"] for ids in ways.values()), model
+    assert result.vision_agree is True
+
+
+def test_int8_weight_only_greedy_replies_equal_fp32(result):
+    if importlib.util.find_spec("torchao") is None:
+        assert "int8 weight-only" in result.skipped  # a one-line skip with the install line
+        pytest.skip("torchao not installed")
+    fp32 = result.replies["fp32 eager"]
+    assert len(fp32) == 2 and all(fp32)
+    assert result.replies["int8 weight-only (torchao)"] == fp32
+    ppl = result.perplexity
+    assert abs(ppl["int8 weight-only (torchao)"] / ppl["fp32 eager"] - 1) <= 0.03
+    assert result.greedy_same is True and result.perplexity_close is True
+
+
+def test_the_table_picks_the_fastest_variant_that_keeps_its_check(result):
+    assert not result.failed_checks()
+    for best in result.best:
+        ways = rows(result, best["model"])
+        chosen = ways[best["fastest that keeps its check"]]
+        assert chosen["keeps"] and all(w["ms"] >= chosen["ms"] for w in ways.values() if w["keeps"])
+    # a variant that fails its check is never chosen, however fast
+    fake = [{"model": "m", "variant": "fp32 eager", "ms": 10.0, "speedup": 1.0, "keeps": True},
+            {"model": "m", "variant": "fast but wrong", "ms": 1.0, "speedup": 10.0, "keeps": False}]
+    assert precision.best_rows(fake)[0]["fastest that keeps its check"] == "fp32 eager"
+
+
+def test_bench_rows_carry_roofs_and_variants(result, monkeypatch):
+    monkeypatch.setattr(precision, "run", lambda cfg: result)
+    got = precision.bench_rows(BenchSettings(device="cpu", quick=True))
+    assert {r.section for r in got} <= {"precision roof", "precision"}
+    assert all(r.baseline in ("fp32", "fp32 eager") and r.variant_ms > 0 for r in got)
+    assert len([r for r in got if r.section == "precision"]) == len(
+        [v for v in result.variants if v["variant"] != "fp32 eager"])
+
+
+def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(dev, "fast_paths", lambda device: ())  # a CPU without AMX / AVX512-BF16
+    assert dev.inference_dtype(CPU) == torch.float32 and not dev.supports_dtype(CPU, torch.bfloat16)
+    res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["roofs", "encoder"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "not on this hardware" in line]
+    assert len(lines) == 1 and "fp32 path only" in lines[0]
+    assert res.low_dtype == "fp32" and set(res.roofs_gflops) == {"fp32"}
+    assert {v["variant"] for v in res.variants} == {"fp32 eager"}
+    assert res.encoder_close is None and res.accuracy_kept is None  # not run, not failed
+    assert not res.failed_checks()
+
+
+def test_bad_dtype_is_a_one_line_error(capsys):
+    with pytest.raises(TourError, match=r"^--dtype 'int4' is not one of: auto, bf16, fp16, fp32$"):
+        precision.Config(dtype="int4")
+    with pytest.raises(TourError, match="not a dtype the tour knows"):
+        dev.parse_dtype("int4", CPU)
+    with pytest.raises(SystemExit) as exit_info:
+        precision.main(["--dtype", "int4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dtype" in err[0] and "int4" in err[0]
+
+
+def test_fast_paths_and_cache_sizes_describe_this_machine():
+    assert dev.supports_dtype(CPU, torch.float32)
+    assert dev.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
+    caches = dev.cache_sizes()
+    assert all(v > 0 for v in caches.values()) and (not caches or "L2" in caches)
+
+
+@pytest.mark.slow
+def test_compile_sweep_explains_its_ratio_with_the_cache_sizes(tmp_path):
+    from tour.core.inductor import compile_problem
+
+    if compile_problem(CPU):
+        pytest.skip(compile_problem(CPU))
+    res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["compile"],
+                                         fusion_mb=[1, 8], dtype="fp32"))
+    assert [r["mb"] for r in res.fusion] == [1, 8] and all(r["ratio"] > 0 for r in res.fusion)
+    assert res.fusion_parity is True
+    assert "Fusing saves passes over memory" in res.fusion_reason
+    if dev.cache_sizes():
+        assert "L2" in res.fusion_reason and res.fusion[0]["where"] in ("L2", "L3")
