@@ -60,7 +60,7 @@ class Result(BaseResult):
     # MiniLM forward, attn_implementation="eager"
     hf_eager_ms: float = labelled('MiniLM forward, attn "eager"', "ms", 0.0)
     hf_sdpa_ms: float = labelled('MiniLM forward, attn "sdpa"', "ms", 0.0)  # same weights, attn_implementation="sdpa"
-    hf_ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0)
+    hf_ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0, parity="hf_allclose")
     hf_max_abs_err: float = labelled("MiniLM eager vs sdpa, max |error|", "", 0.0)  # between the two last_hidden_states
     hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
     sdpa_allclose: bool | None = check("SDPA equals naive attention at every length (max |error| <= 1e-4 in fp32, "
