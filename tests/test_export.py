@@ -48,6 +48,11 @@ def test_fresh_process_matches_eager_at_every_batch_size(result):
     assert shapes == {"batch_1": [1, 10], "batch_7": [7, 10], "batch_256": [256, 10], "timing": [64, 10]}
 
 
+def test_every_check_passes(result):
+    assert set(result.checks()) == {"wrong_shape_rejected", "pt2_allclose", "runner_needs_no_tour"}
+    assert result.failed_checks() == []
+
+
 def test_fresh_process_never_imported_the_tour(result):
     assert result.fresh_process_tour_modules == []
     report = json.loads(Path(result.package).with_name("fresh_process.json").read_text())
@@ -69,6 +74,7 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
         assert export.main(argv) == 0
     saved = json.loads(Path(tmp_path, "export", "result.json").read_text())
     assert "no C++ compiler" in saved["aoti_skipped"] and saved["package"] == ""
+    assert saved["pt2_allclose"] is None and saved["wrong_shape_rejected"] is True  # skipped, not failed
     assert saved["signature"]["user_inputs"] == 1  # the torch.export half still ran
     assert not list(Path(tmp_path, "export").glob("*.pt2"))
     assert "skipped: no C++ compiler" in capsys.readouterr().out
@@ -89,7 +95,7 @@ def test_default_relative_out_folder_works(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert export.main(["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--batches", "3"]) == 0
     saved = json.loads(Path(tmp_path, "tour-output", "export", "result.json").read_text())
-    assert saved["parity"] == {"3": True}
+    assert saved["parity"] == {"3": True} and saved["pt2_allclose"] is True
 
 
 # a CUDA situation on a CPU: the real checks, with the toolkit and the device faked -------------------------------

@@ -113,7 +113,7 @@ class Result(BaseResult):
     signature: dict  # user_inputs, user_outputs, parameters, buffers (counts) and graph nodes
     dynamic_batch: str  # the range the exported batch dimension accepts
     export_s: float = labelled("torch.export time", "s")  # torch.export.export wall time
-    wrong_shape_rejected: bool  # the exported program's guards refuse an input of the wrong shape
+    wrong_shape_rejected: bool = check("the exported program's guards refuse an input of the wrong shape")
     package: str = ""  # path of the .pt2 (empty when AOTInductor could not run)
     package_mb: float = labelled(".pt2 package size", "MB", 0.0)
     # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
@@ -129,6 +129,10 @@ class Result(BaseResult):
     ratio: float = labelled("AOTInductor .pt2 (eager / package)", "x", 0.0, parity="parity")
     max_abs_err: float = labelled(".pt2 vs eager, max |error|", "", 0.0)  # .pt2 vs eager, worst over every batch size
     parity: dict[str, bool] = field(default_factory=dict)  # batch size -> allclose(eager, .pt2)
+    pt2_allclose: bool | None = check("the .pt2 in a fresh process gives eager's outputs at every batch size "
+                                      "(allclose, atol and rtol 1e-4, IEEE fp32); None: AOTInductor skipped", None)
+    runner_needs_no_tour: bool | None = check("the fresh process ran the .pt2 without importing any tour module",
+                                              None)
 
 
 # 1) a trained tour model ----------------------------------------------------------------------------------------
@@ -275,7 +279,8 @@ def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
               for k in eager if k.startswith("batch_")}
     return {"eager_ms": eager_ms, "aoti_ms": fresh["aoti_ms"], "ratio": eager_ms / fresh["aoti_ms"],
             "max_abs_err": max(errs.values()), "parity": parity, "load_s": fresh["load_s"],
-            "import_s": fresh["import_s"], "fresh_process_tour_modules": fresh["tour_modules"]}
+            "import_s": fresh["import_s"], "fresh_process_tour_modules": fresh["tour_modules"],
+            "pt2_allclose": all(parity.values()), "runner_needs_no_tour": not fresh["tour_modules"]}
 
 
 def check_config(cfg: Config) -> Config:
