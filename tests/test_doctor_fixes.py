@@ -72,3 +72,11 @@ def test_below_the_floor_fixes():
     torch_old = "2.0.0"
     _assert_resolves_and_pairs(_fix(facts(torch_version=torch_old, installed={**base.installed, "torch": torch_old}),
                                     [torch_row()], "version-range"))
+
+
+def test_torchcodec_hint_pins_the_release_that_pairs_with_torch():
+    from tour.tools.doctor.probes_stack import torchcodec_hint
+
+    hint = torchcodec_hint()
+    got = _assert_resolves_and_pairs(hint)
+    assert got["torchcodec"]["version"] == fixes.companion("torchcodec", TORCH)

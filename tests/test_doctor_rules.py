@@ -101,7 +101,7 @@ def test_reworded_messages_give_the_same_diagnoses(planted):
     before = diagnose(facts_, found)
     reworded = [dataclasses.replace(r, detail="xyz") for r in found]
     assert diagnose(facts_, reworded) == before
-    assert len(before) >= 7
+    assert len(before) >= 6  # torch-pair, version-range, cuda-library, triton-build, no-cxx, cache-unwritable
 
 
 def test_the_device_refusal_is_selected_by_its_kind():

@@ -110,7 +110,7 @@ def _plan(quick: bool, device: str | None) -> list[Probe]:
               libraries=("torch", "torchaudio")),
         Probe("MelSpectrogram", "torchaudio", ps.mel_probe, needs=("torchaudio",), libraries=("torch", "torchaudio")),
         Probe("soundfile", "audio i/o", ps.soundfile_probe, needs=("soundfile",), libraries=("soundfile",)),
-        Probe("torchcodec", "audio i/o", ps.torchcodec_probe, required=False, needs=("torchcodec", "soundfile"),
+        Probe("torchcodec", "audio i/o", ps.torchcodec_probe, required=False, needs=("soundfile",),
               libraries=("torch", "torchcodec", "soundfile")),
         Probe("tiny model", "transformers", ps.transformers_probe, needs=("transformers",), libraries=TRANSFORMERS),
         Probe("map", "datasets", ps.datasets_probe, needs=("datasets",), libraries=("datasets",)),

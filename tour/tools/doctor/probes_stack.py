@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tour.core.errors import is_available
-from tour.tools.doctor.rows import LIBRARY_LOAD, Fact, check, classify, one_line
+from tour.tools.doctor.rows import LIBRARY_LOAD, NOT_INSTALLED, Fact, Skip, check, classify, one_line
 
 
 # -- torchvision --------------------------------------------------------------------------------------------------
@@ -118,10 +118,22 @@ def soundfile_probe():
     return f"libsndfile {sf.__libsndfile_version__}: {' and '.join(parts)} write/read round trips"
 
 
+def torchcodec_hint() -> str:
+    """The install line for the torchcodec that pairs with the installed torch (and its CUDA build's index)."""
+    import torch
+
+    from tour.tools.doctor.fixes import local_index, pip_line
+
+    return pip_line(torch.__version__, ("torchcodec",), index=local_index(torch.__version__))
+
+
 def torchcodec_probe():
     import numpy as np
     import soundfile as sf
 
+    if not is_available("torchcodec"):
+        raise Skip(f"torchcodec is not installed (torchaudio.load/save use it); run: {torchcodec_hint()}",
+                   NOT_INSTALLED)
     try:
         from torchcodec.decoders import AudioDecoder
     except (ImportError, RuntimeError, OSError) as e:  # its native part did not load: which .so, when the loader said

@@ -85,6 +85,13 @@ def _install(facts: Facts, sudo_cmd: str) -> str:
     return sudo_cmd if facts.root else f"sudo {sudo_cmd}"
 
 
+def _system_fix(facts: Facts, apt: str, conda: str, mac: str | None = None) -> str:
+    """The command that installs a system package here: `mac` on macOS, apt where it exists, else conda."""
+    if mac and facts.platform == "darwin":
+        return mac
+    return _install(facts, f"apt-get install -y {apt}") if facts.has_apt else f"conda install {conda}"
+
+
 def _requirement(text: str) -> Requirement | None:
     try:
         return Requirement(text)
@@ -355,8 +362,7 @@ def rule_triton_build(facts: Facts, probes) -> list[Diagnosis]:
     need = {MISSING_COMPILER: ("a C compiler", "gcc"), MISSING_PYTHON_HEADERS: ("Python.h", "python3-dev")}
     missing = [need[k] for k in (MISSING_COMPILER, MISSING_PYTHON_HEADERS) if any(p.kind == k for p in rows)]
     packages = " ".join(pkg for _, pkg in missing)
-    fix = _install(facts, f"apt-get install -y {packages}") if facts.has_apt else \
-        f"conda install -c conda-forge {packages.replace('python3-dev', 'python')}"
+    fix = _system_fix(facts, packages, f"-c conda-forge {packages.replace('python3-dev', 'python')}")
     return [Diagnosis("triton-build", ERROR if _named_gpu(facts) else WARNING,
                       f"Triton cannot build its kernel launcher: {' and '.join(w for w, _ in missing)} missing",
                       f"Triton {facts.triton or '?'} compiles a C launcher against this Python's headers", fix,
@@ -369,8 +375,7 @@ def rule_no_cuda_toolkit(facts: Facts, probes) -> list[Diagnosis]:
         return []
     cuda = facts.torch_cuda or "?"
     package = "cuda-toolkit-" + cuda.replace(".", "-")
-    fix = (_install(facts, f"apt-get install -y {package}") if facts.has_apt else
-           f"conda install -c nvidia cuda-toolkit={cuda}") + " && export CUDA_HOME=/usr/local/cuda"
+    fix = _system_fix(facts, package, f"-c nvidia cuda-toolkit={cuda}") + " && export CUDA_HOME=/usr/local/cuda"
     return [Diagnosis("no-cuda-toolkit", WARNING,
                       "AOTInductor cannot build for the GPU: no CUDA toolkit (pip's CUDA wheels ship none)",
                       f"CUDA_HOME {facts.env.get('CUDA_HOME') or 'unset'}; torch is a CUDA {cuda} build", fix,
@@ -387,12 +392,8 @@ def rule_no_cxx(facts: Facts, probes) -> list[Diagnosis]:
     cause = "no C++ compiler for Inductor on CPU (torch.compile, AOTInductor)"
     if found:
         cause, fix = f"CXX={cxx} names a compiler that is not there, and Inductor calls $CXX first", "unset CXX"
-    elif facts.platform == "darwin":
-        fix = "xcode-select --install"
-    elif facts.has_apt:
-        fix = _install(facts, "apt-get install -y g++")
     else:
-        fix = "conda install -c conda-forge cxx-compiler"
+        fix = _system_fix(facts, "g++", "-c conda-forge cxx-compiler", mac="xcode-select --install")
     explained = [p for p in _failed(probes) if _missing(p, "c++")]
     evidence = f"CXX {cxx or 'unset'}; " + (f"found {', '.join(found)}" if found else "no g++, c++ or clang++ on PATH")
     return [Diagnosis("no-cxx", ERROR, cause, evidence, fix, _keys(explained))]
@@ -406,12 +407,7 @@ def rule_torchcodec_ffmpeg(facts: Facts, probes) -> list[Diagnosis]:
                                                                                for p in probes)
     if not rows and not absent:
         return []
-    if facts.platform == "darwin":
-        fix = "brew install ffmpeg"
-    elif facts.has_apt:
-        fix = _install(facts, "apt-get install -y ffmpeg")
-    else:
-        fix = 'conda install -c conda-forge "ffmpeg<8"'
+    fix = _system_fix(facts, "ffmpeg", '-c conda-forge "ffmpeg<8"', mac="brew install ffmpeg")
     libs = ", ".join(facts.ffmpeg_libs) or "none of libavutil, libavcodec, libavformat"
     missing = sorted({lib for p in rows for lib in p.data.get("missing_libraries", [])})
     return [Diagnosis("torchcodec-ffmpeg", WARNING,
