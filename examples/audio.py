@@ -5,6 +5,12 @@
 # espeak-ng speech clip is used. `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 import sys
 from pathlib import Path
@@ -15,6 +21,7 @@ from tour import audio
 from tour.audio_checks import RATE
 from tour.core import device as dev
 from tour.core.assets import speech_clip
+from tour.core.audio_io import read_audio
 
 path = os.environ.get("TOUR_AUDIO", "")
 args = [a for a in sys.argv[1:] if not a.startswith("-")]
@@ -29,7 +36,7 @@ device = dev.get_device(cfg.device)
 # soundfile reads it as (samples, channels); we keep (channels, samples) float32, the layout torchaudio expects.
 
 # %%
-wave, rate = audio.load_audio(Path(cfg.audio) if cfg.audio else speech_clip())
+wave, rate = read_audio(Path(cfg.audio) if cfg.audio else speech_clip())  # the tour's one reader, one-line errors
 print(f"{wave.shape[0]} channel(s) at {rate} Hz, {wave.shape[1] / rate:.2f} s, peak {wave.abs().max():.2f}")
 
 # %% [markdown]

@@ -6,6 +6,12 @@
 # `TOUR_QUICK=1` for small sizes, `TOUR_OUT` for the folder bench.json and bench.md go to.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 
 from tour.core import device as dev

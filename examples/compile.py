@@ -5,6 +5,12 @@
 # a graph break and at recompiles when the batch size changes. `TOUR_QUICK=1` for a short run.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 
 from tour import compile as compile_stop  # `compile` alone would hide Python's builtin

@@ -5,6 +5,12 @@
 # (or set TOUR_PROMPT). `--quick` or TOUR_QUICK=1 makes every step shorter.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 import sys
 

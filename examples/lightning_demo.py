@@ -6,6 +6,12 @@
 # (This file is `lightning_demo.py`: a script named lightning.py would shadow the library.) `TOUR_QUICK=1` for short.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import inspect
 import os
 

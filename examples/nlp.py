@@ -7,6 +7,12 @@
 # or a text file with one per line). `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 import sys
 from pathlib import Path

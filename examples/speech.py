@@ -2,10 +2,17 @@
 # # Speech recognition with Whisper
 # Whisper tiny.en, shipped by a PyPI package in CTranslate2's format, converted once into a transformers folder,
 # then run with `pipeline("automatic-speech-recognition")`. Each cell calls one function of `tour/speech.py`.
-# Runs as a script too: `python examples/speech.py [your.wav ...]` (any rate, any channels; `TOUR_QUICK=1` for a
-# short run, `TOUR_OUT` for the output folder).
+# Runs as a script too: `python examples/speech.py [your.wav ...]` (any rate, any channels; `TOUR_TEXT="what is
+# said"` gives one file's reference transcript for a word error rate; `TOUR_QUICK=1` for a short run, `TOUR_OUT` for
+# the output folder).
 
 # %%
+# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
+# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
 import os
 import sys
 from pathlib import Path
@@ -17,7 +24,8 @@ from tour.core.config import out_dir
 QUICK = os.environ.get("TOUR_QUICK") == "1"
 # your own recordings from the command line (a notebook kernel's own arguments are no audio); none: the tour's clips
 files = [a for a in sys.argv[1:] if Path(a).suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"}]
-cfg = speech.Config(quick=QUICK, audio=files, out=os.environ.get("TOUR_OUT", "tour-output"))
+text = [os.environ["TOUR_TEXT"]] if os.environ.get("TOUR_TEXT") and len(files) == 1 else []  # the reference
+cfg = speech.Config(quick=QUICK, audio=files, text=text, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
 
@@ -60,12 +68,11 @@ speech.transcripts_part(asr, clips, cfg, device, result)
 # %% [markdown]
 # ## 5) Longer than 30 s
 # Whisper hears 30 s at a time. `chunk_length_s=30` cuts longer audio into overlapping windows, transcribes them
-# as a batch and stitches the text where they overlap; here the clips back to back, past 30 s.
+# as a batch and stitches the text where they overlap. The input is your own audio when it is over 30 s in all;
+# otherwise the tour's clips back to back (a short clip looped is no test: Whisper would loop on the repeats).
 
 # %%
-speech.long_part(asr, clips, cfg, result)
-for chunk in result.long_chunks:
-    print(f"[{chunk['start']:6.2f} - {chunk['end']}] {chunk['text']}")
+speech.long_part(asr, clips, cfg, result)  # prints each timestamped segment
 
 # %% [markdown]
 # ## The waveform with its words, and the whole Result

@@ -11,6 +11,7 @@ import pytest
 
 from tour import audio, audio_checks
 from tour.core.assets import speech_clip
+from tour.core.audio_io import read_audio
 
 TOLERANCE_S = audio_checks.VAD_TOL_S  # the issue's bound on VAD boundary error
 
@@ -133,7 +134,7 @@ def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
     wav = tmp_path / "said.wav"
     subprocess.run(["espeak-ng", "-v", "en-gb", "-s", "170", "-w", str(wav), "Seven loud birds sang at dawn"],
                    check=True, capture_output=True)
-    wave, rate = audio.load_audio(wav)
+    wave, rate = read_audio(wav)
     clip, truth = audio.check_clip(F.resample(wave.mean(0), rate, audio.RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
     found = audio.detect_speech(vad, clip, 0.5)
     assert len(found) == 2 and audio.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
@@ -158,7 +159,7 @@ def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
     import torch
     import torchaudio.functional as F
 
-    wave, rate = audio.load_audio(speech_clip())
+    wave, rate = read_audio(speech_clip())
     low = F.resample(wave[0], rate, 8000)
     path = tmp_path / "stereo8k.flac"
     sf.write(str(path), torch.stack([low, 0.5 * low], dim=1).numpy(), 8000)
@@ -183,9 +184,17 @@ def _bad_files(folder: Path) -> dict:
                        "notes.flac": b"this is a text file, not audio\n" * 40}.items():
         (folder / name).write_bytes(data)
         files[name] = folder / name
-    sf.write(str(folder / "blip.wav"), np.zeros(50, dtype="float32"), 16000)  # 3 ms
-    files["blip.wav"] = folder / "blip.wav"
+    sf.write(str(folder / "blip.wav"), np.full(50, 0.1, dtype="float32"), 16000)  # 3 ms
+    sf.write(str(folder / "silence.wav"), np.zeros(16000, dtype="float32"), 16000)  # 1 s of digital silence
+    files["blip.wav"], files["silence.wav"] = folder / "blip.wav", folder / "silence.wav"
     return files
+
+
+# what each bad file's one line must say: the trouble in words a person can act on
+BAD_FILE_WORDS = {"missing": "no such file", "folder": "is a folder", "empty.wav": "is empty",
+                  "truncated.wav": "not audio soundfile can read", "no_samples.wav": "holds 0 samples",
+                  "noise_bytes.wav": "not audio soundfile can read", "notes.flac": "not audio soundfile can read",
+                  "blip.wav": "pass at least 0.1 s", "silence.wav": "is silent"}
 
 
 def test_bad_files_are_one_line_errors(tmp_path, capsys):
@@ -196,4 +205,21 @@ def test_bad_files_are_one_line_errors(tmp_path, capsys):
         assert audio.main(["--device", "cpu", "--out", str(out), "--audio", str(path)]) == 2, name
         err = capsys.readouterr().err.strip()
         assert err.startswith("tour run audio: error:") and "\n" not in err and str(path) in err, err
+        assert BAD_FILE_WORDS[name] in err, err
         assert "Traceback" not in err and not out.exists(), name  # nothing half-written
+
+
+def test_both_audio_stops_share_one_reader_and_its_messages(tmp_path, capsys):
+    """The audio and speech stops read through tour.core.audio_io: the same bad file, the same one line."""
+    pytest.importorskip("transformers")
+    from tour import speech
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("missing", "empty.wav", "notes.flac", "silence.wav"):
+        path = _bad_files(inputs)[name]
+        lines = []
+        for stop in (audio, speech):
+            assert stop.main(["--device", "cpu", "--out", str(tmp_path / "out"), "--audio", str(path)]) == 2
+            lines.append(capsys.readouterr().err.strip().split(": error: ", 1)[1])
+        assert lines[0] == lines[1] and BAD_FILE_WORDS[name] in lines[0], lines

@@ -83,6 +83,59 @@ def test_wer_floors_are_not_run_on_your_own_audio():
     assert speech.wer_checks(speech.Config(quick=True, num_beams=1), r) == (None, None)
 
 
+def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:
+    return {"name": name, "seconds": seconds, "text": text, "audio": np.full(int(seconds * speech.RATE), value,
+                                                                           dtype=np.float32)}
+
+
+def test_a_short_clip_of_yours_is_never_repeated_into_long_form(monkeypatch):
+    """A 3 s clip looped to 31 s made Whisper print one degenerate 30 s segment: the tour's own clips stand in,
+    and the output says so."""
+    tours = [_clip("a.wav", 6.0, "one two", 0.2), _clip("b.wav", 5.0, "three", 0.3)]
+    monkeypatch.setattr(speech, "tour_clips", lambda cfg: tours)
+    cfg = speech.Config(audio=["mine.wav"], text=["seven green bottles"], long_seconds=31.0)
+    audio, text, source = speech.long_input([_clip("mine.wav", 3.0, "seven green bottles")], cfg)
+    assert len(audio) / speech.RATE > 30 and not np.isclose(audio, 0.1).any()  # none of the user's samples
+    assert source.startswith("your clip is 3.0 s; long-form shown on the tour's ") and "s clip" in source
+    assert text.split() == "three one two three one two three one two".split()[:len(text.split())]
+
+
+def test_your_own_long_audio_is_the_long_form_input_with_your_text(monkeypatch):
+    monkeypatch.setattr(speech, "tour_clips", lambda cfg: pytest.fail("the user's audio is long enough"))
+    cfg = speech.Config(audio=["talk.flac"], text=["a long talk"])
+    audio, text, source = speech.long_input([_clip("talk.flac", 42.0, "a long talk")], cfg)
+    assert abs(len(audio) / speech.RATE - 42.5) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
+    parts = [_clip(f"p{i}.wav", 8.0, None) for i in range(4)]  # 32 s in four files, played once each
+    audio, text, source = speech.long_input(parts, speech.Config(audio=[f"p{i}.wav" for i in range(4)]))
+    assert abs(len(audio) / speech.RATE - 34.0) < 0.01 and text is None and "your 4 files back to back" in source
+
+
+def test_wer_counts_words_not_how_numbers_are_written():
+    assert speech.wer(["7 green bottles are standing on the kitchen shelf."],
+                      ["Seven green bottles are standing on the kitchen shelf"]) == 0.0
+    assert speech.wer(["seven green bottles"], ["seven green bottle"]) == pytest.approx(1 / 3)
+
+
+def test_your_short_clip_and_text_as_a_user_runs_them(tmp_path, capsys):
+    """The issue's case, as typed: `tour run speech --audio mine.wav --text "..."` on a 3 s clip of one's own."""
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    words = "7 green bottles are standing on the kitchen shelf."
+    mine = tmp_path / "mine.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(mine), words], check=True)
+    out = tmp_path / "out"
+    args = ["--audio", str(mine), "--text", words, "--quick", "--device", "cpu", "--out", str(out),
+            "--sentences", *speech.SENTENCES[:2]]
+    assert speech.main(args) == 0
+    printed = capsys.readouterr().out
+    saved = __import__("json").loads((out / "speech" / "result.json").read_text())
+    (clip,) = saved["clips"]
+    assert clip["wer"] == 0.0 and saved["wer"] == 0.0, clip  # "Seven" for "7" is no error
+    assert saved["long_source"].startswith("your clip is 3.") and "the tour's" in saved["long_source"]
+    assert "your clip is 3." in printed and saved["long_wer"] is not None and saved["long_wer"] <= LONG_WER_FLOOR
+    assert len(saved["long_chunks"]) >= 2 and "green" not in " ".join(c["text"] for c in saved["long_chunks"])
+
+
 def test_transformers_equals_faster_whisper(result, asr):
     """Greedy decoding of the same model file in two engines (PyTorch via transformers, CTranslate2 via
     faster-whisper) gives the same words: the converter mapped every weight right."""

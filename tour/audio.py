@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tour.audio_checks import (ALIAS_DB, PEAK_TOL_HZ, RATE, VAD_TOL_S, masking_checks, resample_checks,
                                tone_band_checks, verdicts)
+from tour.core.audio_io import mono_at, read_audio
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
@@ -21,7 +22,6 @@ from tour.core.state import keeps_caller_state
 
 NAME = "audio"
 VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms
-MIN_SECONDS = 0.1  # shorter input cannot fill one STFT frame or one VAD window
 
 
 @dataclass
@@ -81,27 +81,7 @@ class Result(BaseResult):
     vad_ignores_noise: bool | None = check("Silero VAD finds no speech in white noise", None)
 
 
-# 1) audio in --------------------------------------------------------------------------------------------------
-def load_audio(path: Path):
-    """(channels, samples) float32 tensor and its rate, via soundfile (libsndfile ships in its wheel)."""
-    import soundfile as sf
-    import torch
-
-    if not path.is_file():
-        raise TourError(f"audio file {path} not found (or not a file); pass --audio with a wav or flac file")
-    if path.stat().st_size == 0:
-        raise TourError(f"audio file {path} is empty (0 bytes); pass a wav or flac file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
-        reason = " ".join(getattr(e, "error_string", str(e)).split())  # libsndfile's words, minus the path
-        raise TourError(f"cannot read {path} as audio ({reason}); pass a wav or flac file") from None
-    if len(data) < MIN_SECONDS * rate:
-        raise TourError(f"{path} holds {len(data)} samples ({len(data) / rate:.3f} s); "
-                        f"pass at least {MIN_SECONDS} s of audio")
-    if not torch.from_numpy(data).isfinite().all():
-        raise TourError(f"{path} contains NaN or infinite samples; pass a clean wav or flac file")
-    return torch.from_numpy(data.T.copy()), rate
+# 1) audio in: tour.core.audio_io.read_audio, the reader (and the one-line errors) the speech stop uses too
 
 
 # 2) transforms ------------------------------------------------------------------------------------------------
@@ -214,7 +194,6 @@ def boundary_error(truth: list, found: list) -> float:
 def vad_section(cfg: Config, audio, name: str) -> dict:
     """Silero on the input, then on a clip with known truth (built from the shipped clip), then on noise."""
     import torch
-    import torchaudio.functional as F
 
     from tour.core.assets import speech_clip
 
@@ -222,12 +201,12 @@ def vad_section(cfg: Config, audio, name: str) -> dict:
     segments = detect_speech(vad, audio, cfg.threshold)
     print(f"  speech in {name}: {segments} s")
     if cfg.audio:  # the truth is known only for the tour's own clip, whatever --audio holds
-        wave, rate = load_audio(speech_clip())
-        audio = F.resample(wave.mean(dim=0), rate, RATE)
+        audio = mono_at(*read_audio(speech_clip()), RATE)
     clip, truth = check_clip(audio, cfg.seed)
     found = detect_speech(vad, clip, cfg.threshold)
     error = boundary_error(truth, found)
-    print(f"  built clip silence+speech+silence+speech: true {truth}, detected {found}, "
+    made_from = "the tour's clean clip, not yours: its true bounds are known" if cfg.audio else name
+    print(f"  built clip silence+speech+silence+speech (from {made_from}): true {truth}, detected {found}, "
           f"worst boundary error {error:.3f} s")
     noise = len(detect_speech(vad, 0.1 * torch.randn(3 * RATE), cfg.threshold))  # loud white noise, no speech
     print(f"  3 s of white noise: {noise} segment(s)")
@@ -278,7 +257,7 @@ def run(cfg: Config) -> Result:
     dev.seed_everything(cfg.seed)
     print(f"[audio] {dev.describe(cfg.device)}")
     path = Path(cfg.audio) if cfg.audio else speech_clip()
-    wave, rate = load_audio(path)
+    wave, rate = read_audio(path)  # (channels, samples) float32 tensor, the file's own rate
     print(f"1) audio in: {path.name}: {rate} Hz, {wave.shape[0]} channel(s), {wave.shape[1] / rate:.2f} s (soundfile)")
     tf = make_transforms(cfg, rate, device)
     with torch.inference_mode():

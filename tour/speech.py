@@ -2,14 +2,14 @@
 
 The model ships in CTranslate2 format (what faster-whisper runs); a small reader converts it once into a
 transformers folder. Then: transcripts and word error rate (jiwer) on speech with known text, word timestamps,
-the real-time factor, a batch of clips, and long-form audio over 30 s in chunks.
-Run: `tour run speech` (or `python -m tour.speech`, `python examples/speech.py`); `--audio FILE ...` for your own
-wav/flac/ogg files (any rate, any channel count, `--text` for their known words); `--quick` for a short run.
+the real-time factor, a batch of clips, and long-form audio over 30 s in chunks (yours when it is that long, else
+the tour's own). Run: `tour run speech` (or `python -m tour.speech`, `python examples/speech.py`); `--audio FILE
+...` for your own recordings (any rate, any channel count; `--text "..."` gives each one's reference transcript
+for a word error rate); `--quick` for a short run.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tour.core.audio_io import mono_at, read_audio
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
@@ -33,19 +34,21 @@ CLIP_TEXT = "Every audio model starts by turning sound into features like these.
 SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in the park.",
              "Please call Stella and ask her to bring these things with her from the store.",
              "The weather today is cold and windy, so bring a warm coat."]
-MIN_SECONDS = 0.1
+WINDOW_S = 30.0  # Whisper hears 30 s at a time: longer audio is long-form
 
 
 @dataclass
 class Config(BaseConfig):
     audio: list[str] = arg([], "your own audio files (wav, flac, ogg; any rate and channels); empty: the tour's "
                                "clip plus espeak-ng sentences")
-    text: list[str] = arg([], "the known words of each --audio file, for the word error rate (optional)")
+    text: list[str] = arg([], "the reference transcript of each --audio file (its known words), for a word error "
+                              "rate (optional)")
     sentences: list[str] = arg(SENTENCES, "sentences espeak-ng speaks for the default clips (when installed)")
     # 5 is the pipeline's own default here; greedy (1) is twice as fast but tiny.en then mishears more
     num_beams: int = arg(5, "beam search width (1 = greedy, like faster-whisper's beam_size=1)", min=1, max=10)
     batch_size: int = arg(4, "clips per forward pass in the batched run", min=1, max=64)
-    long_seconds: float = arg(35.0, "length of the long-form clip made from the clips (over 30 s: chunked)",
+    long_seconds: float = arg(35.0, "length of the long-form clip made from the tour's clips, when your --audio "
+                                    "is not over 30 s in all (over 30 s: chunked)",
                               min=0.0, max=600.0, quick=31.0)
     repeats: int = arg(3, "timed runs for the real-time factor; the median counts", min=1, quick=1)
 
@@ -65,6 +68,7 @@ class Result(BaseResult):
     wer: float | None = labelled("word error rate", "%", None)
     words: list[dict] = field(default_factory=list)  # first clip: word, start, end (seconds)
     long_seconds: float = 0.0
+    long_source: str = ""  # what the long-form part heard: your files, or the tour's clips (and why)
     long_chunks: list[dict] = field(default_factory=list)  # long-form: text with its timestamps per segment
     long_wer: float | None = labelled("long-form word error rate", "%", None)
     # seconds of audio transcribed per second of compute, one clip at a time
@@ -80,24 +84,11 @@ class Result(BaseResult):
                                     "hears_clips)", None)
 
 
-# 1) audio in: any file soundfile reads, mixed down and resampled to 16 kHz -------------------------------------
+# 1) audio in: the core's one reader, mixed down and resampled to 16 kHz ------------------------------------------
 def load_audio(path: Path):
-    """(16 kHz mono float32 NumPy array, rate in, channels in)."""
-    import soundfile as sf
-    import torch
-    import torchaudio.functional as AF
-
-    if not path.is_file() or path.stat().st_size == 0:
-        raise TourError(f"audio file {path} not found or empty; pass --audio with a wav, flac or ogg file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
-        reason = " ".join(getattr(e, "error_string", str(e)).split())
-        raise TourError(f"cannot read {path} as audio ({reason}); pass a wav, flac or ogg file") from None
-    if len(data) < MIN_SECONDS * rate or not torch.from_numpy(data).isfinite().all():
-        raise TourError(f"{path} is shorter than {MIN_SECONDS} s or holds NaN/inf samples; pass real speech")
-    mono = torch.from_numpy(data).mean(dim=1)  # downmix first: one channel to resample, not several
-    return AF.resample(mono, rate, RATE).numpy(), rate, data.shape[1]
+    """(16 kHz mono float32 NumPy array, rate in, channels in), read by tour.core.audio_io like the audio stop."""
+    wave, rate = read_audio(path)
+    return mono_at(wave, rate, RATE).numpy(), rate, wave.shape[0]
 
 
 def espeak(text: str, path: Path) -> Path:
@@ -106,25 +97,33 @@ def espeak(text: str, path: Path) -> Path:
     return path
 
 
-def gather_clips(cfg: Config) -> list[dict]:
-    """Every clip read before the model loads, so a bad file fails fast with nothing written."""
+def read_clips(named: list[tuple[Path, str | None]]) -> list[dict]:
+    clips = []
+    for path, text in named:
+        audio, rate, channels = load_audio(path)
+        clips.append({"name": path.name, "seconds": round(len(audio) / RATE, 2), "rate_in": rate,
+                      "channels_in": channels, "text": text, "audio": audio})
+    return clips
+
+
+def tour_clips(cfg: Config) -> list[dict]:
+    """The shipped clip, plus the sentences espeak-ng speaks when it is installed: audio whose words are known."""
     from tour.core import assets
 
     with tempfile.TemporaryDirectory() as tmp:
-        if cfg.audio:
-            named = [(Path(a), cfg.text[i] if cfg.text else None) for i, a in enumerate(cfg.audio)]
+        named = [(assets.speech_clip(), CLIP_TEXT)]
+        if shutil.which("espeak-ng"):  # Debian's espeak-ng speaks known sentences: more clips, known text
+            named += [(espeak(s, Path(tmp) / f"sentence_{i}.wav"), s) for i, s in enumerate(cfg.sentences)]
         else:
-            named = [(assets.speech_clip(), CLIP_TEXT)]
-            if shutil.which("espeak-ng"):  # Debian's espeak-ng speaks known sentences: more clips, known text
-                named += [(espeak(s, Path(tmp) / f"sentence_{i}.wav"), s) for i, s in enumerate(cfg.sentences)]
-            else:
-                print("  (espeak-ng is not installed: only the tour's own clip; apt-get install espeak-ng)")
-        clips = []
-        for path, text in named:
-            audio, rate, channels = load_audio(path)
-            clips.append({"name": path.name, "seconds": round(len(audio) / RATE, 2), "rate_in": rate,
-                          "channels_in": channels, "text": text, "audio": audio})
-    return clips
+            print("  (espeak-ng is not installed: only the tour's own clip; apt-get install espeak-ng)")
+        return read_clips(named)
+
+
+def gather_clips(cfg: Config) -> list[dict]:
+    """Every clip read before the model loads, so a bad file fails fast with nothing written."""
+    if not cfg.audio:
+        return tour_clips(cfg)
+    return read_clips([(Path(a), cfg.text[i] if cfg.text else None) for i, a in enumerate(cfg.audio)])
 
 
 # 2) the model: CTranslate2 -> transformers, once ----------------------------------------------------------------
@@ -151,8 +150,11 @@ def load_pipeline(device):
 
 # 3) transcripts, word timestamps, word error rate, real-time factor ----------------------------------------------
 def normalise(text: str) -> str:
-    """Lower case, no punctuation: WER should count words heard wrong, not commas."""
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+    """Whisper's own English normaliser (lower case, no punctuation, "seven" and "7" alike, "it's" -> "it is"):
+    WER should count words heard wrong, not commas or the way a number is written."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    return EnglishTextNormalizer({})(text)
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -189,6 +191,7 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result
     exactly what single clips do, only faster where the hardware has parallelism to spare."""
     audios = [c["audio"] for c in clips]
     single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
+    # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call)
     batched, batched_ms = timed(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device,
                                 cfg.repeats, warmup=1)
     seconds = sum(len(a) for a in audios) / RATE
@@ -209,13 +212,14 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result
 
 
 # 4) long-form audio: past Whisper's 30 s window ----------------------------------------------------------------
-def long_form(clips: list[dict], seconds: float):
-    """The clips back to back with half a second of silence, repeated until `seconds` long; and its words."""
+def back_to_back(clips: list[dict], seconds: float = 0.0):
+    """The clips one after another with half a second of silence, repeated until `seconds` long (0: once); and
+    their words (None unless every clip's are known)."""
     import numpy as np
 
     gap = np.zeros(RATE // 2, dtype=np.float32)
     parts, texts, total, i = [], [], 0.0, 0
-    while total < seconds:
+    while i < len(clips) or total < seconds:
         c = clips[i % len(clips)]
         parts += [c["audio"], gap]
         texts.append(c["text"])
@@ -224,10 +228,27 @@ def long_form(clips: list[dict], seconds: float):
     return np.concatenate(parts), None if None in texts else " ".join(texts)
 
 
-def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
+def long_input(clips: list[dict], cfg: Config):
+    """(audio, its words or None, where it came from). Your own files once, back to back, when that is over 30 s;
+    a short clip repeated is no long-form test (Whisper loops on the repeats), so otherwise the tour's clips."""
+    yours = sum(c["seconds"] for c in clips)
+    if cfg.audio and yours > WINDOW_S:
+        audio, text = back_to_back(clips)
+        what = clips[0]["name"] if len(clips) == 1 else f"your {len(clips)} files back to back"
+        return audio, text, f"{what} ({yours:.1f} s)"
     # last clip first: in tour order tiny.en's chunked run hears "brown fox" as a rude word (any order is fair)
-    audio, text = long_form(clips[::-1], cfg.long_seconds)
+    audio, text = back_to_back(tour_clips(cfg)[::-1] if cfg.audio else clips[::-1], cfg.long_seconds)
+    source = f"the tour's {len(audio) / RATE:.1f} s clip (its own clips back to back, repeated to --long-seconds)"
+    if cfg.audio:
+        what = "your clip is" if len(clips) == 1 else f"your {len(clips)} clips are"
+        source = f"{what} {yours:.1f} s; long-form shown on {source}"
+    return audio, text, source
+
+
+def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
+    audio, text, result.long_source = long_input(clips, cfg)
     result.long_seconds = round(len(audio) / RATE, 2)
+    print(f"  audio: {result.long_source}")
     # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
     # ignore_warning: transformers calls chunking experimental for seq2seq models; the WER here checks it.
     out = transcribe(asr, [audio], cfg, chunk_length_s=30, batch_size=cfg.batch_size, return_timestamps=True,
@@ -236,10 +257,10 @@ def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
                           for c in out["chunks"]]
     result.long_wer = round(wer([text], [out["text"]]), 4) if text else None
     print(f"  {result.long_seconds} s in {len(result.long_chunks)} timestamped segments"
-          + (f", WER {result.long_wer:.3f}" if text else "") + "; the last:")
-    if result.long_chunks:
-        last = result.long_chunks[-1]
-        print(f"  [{last['start']}-{last['end']}] {last['text']!r}")
+          + (f", WER {result.long_wer:.3f}" if text else " (no --text: no WER)"))
+    for c in result.long_chunks:
+        start, end = ("?" if t is None else f"{t:.1f}" for t in (c["start"], c["end"]))  # None: cut off
+        print(f"  [{start:>5} - {end:>5}] {c['text']}")
 
 
 def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:

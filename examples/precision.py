@@ -1,0 +1,84 @@
+# %% [markdown]
+# # Precision: bf16, fp16 and int8 against this machine's roofs, each checked against fp32
+# Most CPUs and GPUs people run the tour on do far more work per second in bf16 (or int8) than in fp32: AMX and
+# AVX512-BF16 on recent Intel CPUs, tensor cores on NVIDIA GPUs. We measure those roofs here, then run the tour's
+# own models in lower precision *side by side* with fp32 on the same inputs, and keep a variant only where it keeps
+# the model's check: embeddings and accuracy for MiniLM, top-1 for the vision models, greedy replies for SmolLM2.
+# `TOUR_QUICK=1` for a short run.
+
+# %%
+# Threading first, before torch starts (the `tour` command does this itself; see tour/core/threads.py).
+import tour.core.threads
+
+tour.core.threads.configure()
+
+import os
+
+import torch
+
+from tour import precision
+from tour import precision_parts as pp
+from tour.core import device as dev
+
+QUICK = os.environ.get("TOUR_QUICK") == "1"
+cfg = precision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
+device = dev.get_device(cfg.device)
+dev.seed_everything(cfg.seed)
+print(dev.describe(cfg.device))
+print("fast paths here:", ", ".join(dev.fast_paths(device)) or "none")
+print("the device helper would run inference in", dev.inference_dtype(device))
+
+# %% [markdown]
+# ## 1) Roofs: what each dtype can do here
+# An n x n matmul is about the best dense maths a device does; its rate in each dtype is that dtype's roof. The
+# memory bandwidth (a large copy) is the other roof: decoding a language model reads every weight once per token,
+# so bytes per weight, not FLOPs, set its speed.
+
+# %%
+result = precision.Result(device=str(device), fast_paths=list(dev.fast_paths(device)), low_dtype="fp32")
+low = precision.low_dtype(cfg, device, result)  # None (with a one-line reason) where there is no fast path
+precision.roofs(cfg, device, low, result)
+
+# %% [markdown]
+# ## 2) MiniLM in lower precision, next to fp32
+# Three ways to run the same encoder: fp32, `torch.autocast` (matmuls in bf16, sums and norms kept in fp32), and
+# the weights themselves cast to bf16. Each must give embeddings within bf16's rounding of fp32's (cosine ≥ 1 − ε),
+# and a logistic head fitted on fp32 embeddings of the nlp stop's corpus must score within one point.
+
+# %%
+from tour.core.models import load_encoder
+
+tokenizer, encoder = load_encoder(device=device)
+if "encoder" in cfg.parts:
+    precision.encoder_part(cfg, device, low, tokenizer, encoder, result)
+print("held-out accuracy per way:", result.accuracy)
+
+# %% [markdown]
+# ## 3) Decoding SmolLM2 in bf16 and int8 weights
+# Each decode step reads every weight once. Half the bytes (bf16) or a quarter (int8 weight-only, via torchao)
+# raise the bandwidth limit two- or fourfold; whether the kernels reach it is what we measure. The replies must
+# stay the same as fp32's, and the perplexity on held-out corpus text within 3%.
+
+# %%
+precision.generate_part(cfg, device, low, result)
+print("bandwidth limit, tokens/s:", {k: round(v) for k, v in result.decode_limit_tokens_s.items()})
+
+# %% [markdown]
+# ## 4) Why compile's fusion gains little or much here
+# Fusing saves passes over memory. While a tensor fits in a cache, eager's extra passes are cheap; once it spills
+# to DRAM each pass costs bandwidth. The sweep below times the same elementwise block at growing sizes.
+
+# %%
+caches = dev.cache_sizes()
+print({k: f"{v / 2**20:g} MB" for k, v in caches.items()})
+precision.compile_part(cfg, device, result)
+
+# %% [markdown]
+# ## 5) What to use: the fastest variant that keeps its check
+# Per model, the fastest way that kept its check, and how much faster than fp32 eager it is.
+
+# %%
+result.best = precision.best_rows(result.variants)
+print(precision.table(result))
+print("failed checks:", result.failed_checks() or "none", "| bf16 eps:", pp.tolerance(torch.bfloat16))
+result
