@@ -58,6 +58,32 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+# -- devices: a stop fixture that asks for `stop_device` runs once per device present ------------------------------
+def device_params() -> list:
+    """cpu, then cuda (marked needs_cuda) only when a GPU is here: a CPU machine keeps its tests, ids and time."""
+    params = [pytest.param("cpu", id="cpu")]
+    if _cuda_available():
+        params.append(pytest.param("cuda", id="cuda", marks=pytest.mark.needs_cuda))
+    return params
+
+
+def pytest_generate_tests(metafunc):
+    # Module scope: a module's stop fixture (one run of the stop) is built once per device, not per test.
+    if "stop_device" in metafunc.fixturenames:
+        metafunc.parametrize("stop_device", device_params(), scope="module")
+
+
+# Two computations of the same maths agree to within this, by dtype: kernels and reduction orders differ between
+# devices and backends; bf16 and fp16 keep ~3 significant digits.
+TOLERANCE = {"float32": 1e-4, "bfloat16": 3e-2, "float16": 1e-2}
+
+
+@pytest.fixture
+def tolerance():
+    """atol by dtype: tolerance("bfloat16") or tolerance(torch.bfloat16)."""
+    return lambda dtype: TOLERANCE[str(dtype).removeprefix("torch.")]
+
+
 def pytest_collection_modifyitems(config, items):
     if any("needs_cuda" in item.keywords for item in items) and not _cuda_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")

@@ -11,35 +11,39 @@ from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return attention.run(attention.Config(quick=True, device="cpu", out=str(out)))
+    return attention.run(attention.Config(quick=True, device=stop_device, out=str(out)))
 
 
-def test_quick_lengths_and_parity(result):
+def test_quick_lengths_and_parity(result, tolerance):
     assert [r["seq_len"] for r in result.rows] == [128, 256, 512]  # the quick lengths
     for r in result.rows:
-        assert r["allclose"] and r["max_abs_err"] < 1e-4, r
+        assert r["allclose"] and r["max_abs_err"] < tolerance(result.dtype), r
         assert r["naive_ms"] > 0 and r["sdpa_ms"] > 0 and r["ratio"] == pytest.approx(r["naive_ms"] / r["sdpa_ms"])
 
 
 def test_naive_memory_grows_with_the_score_matrix(result):
-    assert "profiler" in result.memory_source  # measured on the CPU, not guessed
+    import torch
+
+    # measured, not guessed: the profiler's allocation record on CPU, the allocator's own counters on a GPU
+    assert ("profiler" if result.device == "cpu" else "max_memory_allocated") in result.memory_source
     batch, heads, _ = result.shape
+    itemsize = getattr(torch, result.dtype).itemsize
     for r in result.rows:
-        scores_mb = batch * heads * r["seq_len"] ** 2 * 4 / 2**20
+        scores_mb = batch * heads * r["seq_len"] ** 2 * itemsize / 2**20
         assert r["naive_peak_mb"] >= 2 * scores_mb  # scores and their softmax live together
         assert r["sdpa_peak_mb"] < r["naive_peak_mb"]
     longest = result.rows[-1]
     assert longest["sdpa_peak_mb"] < longest["naive_peak_mb"] / 4  # SDPA never builds the L x L matrix
 
 
-def test_causal_mask_matches(result):
-    assert result.causal_max_abs_err < 1e-4
+def test_causal_mask_matches(result, tolerance):
+    assert result.causal_max_abs_err < tolerance(result.dtype)
 
 
-def test_backends_reported_with_reasons(result):
-    assert result.backends["MATH"]["ran"] and result.backends["MATH"]["max_abs_err"] < 1e-4
+def test_backends_reported_with_reasons(result, tolerance):
+    assert result.backends["MATH"]["ran"] and result.backends["MATH"]["max_abs_err"] < tolerance(result.dtype)
     assert any(info["ran"] for name, info in result.backends.items() if name != "MATH")  # a fused kernel ran
     for info in result.backends.values():
         assert info["ran"] or info["reason"]  # a backend that did not run says why
@@ -60,9 +64,9 @@ def test_a_backend_off_by_more_than_the_tolerance_fails_its_check():
     assert attention.verdicts(rows, 0.0, none_ran, torch.float32)["backends_allclose"] is None
 
 
-def test_minilm_eager_and_sdpa_agree(result):
+def test_minilm_eager_and_sdpa_agree(result, tolerance):
     assert result.hf_shape == [2, 64]
-    assert result.hf_max_abs_err < 1e-4
+    assert result.hf_max_abs_err < tolerance("float32")  # MiniLM runs in fp32
     assert result.hf_eager_ms > 0 and result.hf_sdpa_ms > 0
 
 

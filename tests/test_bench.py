@@ -10,9 +10,9 @@ from tour.tools import bench, registry
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    argv = ["--quick", "--device", "cpu", "--out", str(out), "--only", "flops", "attention"]
+    argv = ["--quick", "--device", stop_device, "--out", str(out), "--only", "flops", "attention"]
     assert bench.main(argv) == 0
     folder = out / "bench"
     return json.loads((folder / "bench.json").read_text()), (folder / "bench.md").read_text()
@@ -46,8 +46,9 @@ def test_roof_and_achieved_fraction(saved):
 
 
 def test_markdown_has_both_tables(saved):
-    _, md = saved
-    assert "| section | what | baseline | variant |" in md and "| L=128, float32 |" in md
+    data, md = saved
+    dtype = next(r["what"] for r in data["rows"] if r["what"].startswith("L=128")).split(", ")[1]  # bf16 on a GPU
+    assert "| section | what | baseline | variant |" in md and f"| L=128, {dtype} |" in md
     assert "matmul roof:" in md and "| MiniLM-L6 encoder (pretrained) |" in md
 
 
@@ -110,8 +111,10 @@ def test_files_are_written_when_the_first_section_raises(monkeypatch, tmp_path):
 
 def test_precision_and_roof_size_are_recorded(saved):
     data, md = saved
-    assert data["precision"] == "fp32 in IEEE for the roof and FLOP rows; elsewhere no TF32 on cpu"
-    assert data["precision"] in md and data["roof_n"] == 1024  # the quick CPU size, as before
+    on_cpu = data["device"] == "cpu"
+    tf32 = "no TF32 on cpu" if on_cpu else "TF32 matmul off, cuDNN conv on"  # torch's defaults on a GPU
+    assert data["precision"] == f"fp32 in IEEE for the roof and FLOP rows; elsewhere {tf32}"
+    assert data["precision"] in md and data["roof_n"] == (1024 if on_cpu else bench.GPU_ROOF_N)
     assert f"GFLOP/s (fp32, n={data['roof_n']})" in md
 
 

@@ -269,3 +269,19 @@ def test_speech_times_the_batched_path_warm(monkeypatch):
     speech.transcripts_part(None, clips, cfg, torch.device("cpu"), result)
     assert calls.count(2) == 1 + 3  # the batched call: one warm-up, then the three timed
     assert calls.count(None) == 2 * 3  # one at a time: already warm (the timestamps part ran it)
+
+
+# the test suite's own device parametrisation (tests/conftest.py) -------------------------------------------------
+def test_stop_fixtures_run_on_every_device_present(monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [p.values for p in conftest.device_params()] == [("cpu",)]  # a CPU machine: no cuda entry, no skips
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cpu, cuda = conftest.device_params()
+    assert cuda.values == ("cuda",) and [m.name for m in cuda.marks] == ["needs_cuda"]  # gpu-check's -m selects it
+    assert cpu.marks == ()
+
+
+def test_tolerances_by_dtype(tolerance):
+    assert tolerance(torch.float32) == tolerance("float32") < tolerance(torch.float16) < tolerance("bfloat16")
