@@ -196,6 +196,9 @@ def _lesson_outcomes() -> list:
             {"seq_len": 256, "naive_ms": 2.0, "sdpa_ms": 1.0, "ratio": 2.0, "allclose": True}]}),
         O("export", False, 3.0, "export", error="failed check(s): parity", result={
             "device": "cpu", "ratio": 1.2, "parity": {"1": True, "8": False}}),
+        O("precision", True, 60.0, "precision", result={"device": "cpu", "variants": [
+            {"model": "MiniLM inference", "variant": "fp32 eager", "ms": 9.0, "speedup": 1.0, "keeps": True},
+            {"model": "MiniLM inference", "variant": "bf16 autocast", "ms": 5.0, "speedup": 1.8, "keeps": True}]}),
         O("pyro", False, 0.5, "pyro", error="ImportError: No module named 'pyro'"),
     ]
 
@@ -222,7 +225,8 @@ def test_every_ratio_is_read_with_its_parity_and_every_roof(tmp_path):
     assert got["attention · naive / SDPA: sequence length 256"] == (2.0, True)
     assert got["export · AOTInductor .pt2 (eager / package)"] == (1.2, False)  # one batch size differed
     assert got["vision · EfficientNet-Lite0 vs eager: channels_last"] == (1.3, None)
-    assert not any("eager (no_grad)" in w for w in got)  # the baseline over itself compares nothing
+    assert got["precision · speed-up over fp32 eager: MiniLM inference, bf16 autocast"] == (1.8, True)
+    assert not any(w.endswith(("eager (no_grad)", "fp32 eager")) for w in got)  # a baseline over itself: no bar
     assert got["bench compile · eager → torch.compile"] == (2.0, True)
     shares = {r.what: round(r.share, 2) for r in roofs}
     assert shares == {"generate · decode rate, KV cache, batch 1": 0.36, "bench generate · decode ms/token": 0.35,
