@@ -37,7 +37,7 @@ def torch_row(**data) -> ProbeResult:
 def facts(**changes) -> Facts:
     """The installed stack's own facts (versions, declared ranges, tested sets), no GPU, with `changes` planted."""
     base = doctor_facts.collect_facts()
-    planted = {"gpu": {"dev_nodes": [], "gpus": [], "driver": None}, "cpu": {"count": 8, "usable": 8, "load1": 0.5},
+    planted = {"gpu": {"dev_nodes": [], "gpus": [], "driver": None}, "cpu": {"count": 8, "usable": 8, "running": 0.5},
                "env": {"OMP_WAIT_POLICY": "PASSIVE"}, "compilers": {"g++": "/usr/bin/g++"}, "caches": [],
                "torch_cuda": "13.0", "triton": "3.8.0", "ffmpeg_libs": ["avutil"]}
     base = Facts.from_dict({**base.__dict__, **planted, **changes})

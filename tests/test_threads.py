@@ -286,3 +286,18 @@ def test_every_stops_run_passes_through_the_policy():
 def test_own_spinning_threads_are_not_other_work():
     assert threads.own_running() >= 1  # this thread at least, however many torch threads spin
     assert threads.runnable_now(samples=2, gap_s=0.0) >= 0
+
+
+def test_the_doctor_reads_the_same_busy_signal(monkeypatch):
+    """The doctor's facts take threads running now (threads.observe), not the 1-minute load average."""
+    from tour.tools.doctor import facts as doctor_facts
+    from tour.tools.doctor import rules
+    from tour.tools.doctor.rows import Facts, ProbeResult
+
+    monkeypatch.setattr(threads, "observe", lambda: Machine(cores=2, load=5.0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0), raising=False)  # a lagging average says quiet
+    assert doctor_facts.collect_facts().cpu["running"] == 5.0
+    busy = Facts.from_dict({"cpu": {"count": 2, "usable": 2, "running": 5.0}, "env": {}})
+    torch_row = ProbeResult("torch", "system", "ok", "", 0.0, True, data={"threads": 2})
+    (d,) = rules.rule_cpu_oversubscribed(busy, [torch_row])
+    assert "5.0 other threads running on 2 usable cores with OMP_WAIT_POLICY unset" in d.evidence

@@ -290,8 +290,9 @@ def collect_facts(device: str | None = None, models: list[str] | tuple[str, ...]
     except ValueError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    facts.cpu = {"count": os.cpu_count(), "usable": usable,
-                 "load1": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    from tour.core import threads  # the tour's one "is the CPU busy" signal, not the lagging load average
+
+    facts.cpu = {"count": os.cpu_count(), "usable": usable, "running": round(threads.observe().load, 1)}
     facts.compilers = {c: shutil.which(c) for c in ("g++", "c++", "clang++")}
     if env.get("CXX"):
         facts.compilers["$CXX"] = shutil.which(env["CXX"])

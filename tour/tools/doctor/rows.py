@@ -173,7 +173,7 @@ class Facts:
     env: dict[str, str] = field(default_factory=dict)
     caches: list[dict] = field(default_factory=list)  # name, path, var, writable, why, free_bytes, device
     min_free_bytes: int = int(MIN_FREE_GB * 1e9)
-    cpu: dict = field(default_factory=dict)  # count, usable, load1
+    cpu: dict = field(default_factory=dict)  # count, usable, running (other threads runnable now: threads.observe)
     compilers: dict[str, str | None] = field(default_factory=dict)  # g++, c++, clang++ -> path
     ffmpeg_libs: list[str] = field(default_factory=list)  # FFmpeg shared libraries the loader finds
     models: list[dict] = field(default_factory=list)  # from --model: name, kind (folder/hub), cached

@@ -457,10 +457,10 @@ def rule_cpu_oversubscribed(facts: Facts, probes) -> list[Diagnosis]:
     usable = facts.cpu.get("usable") or 0
     threads = _torch_data(probes).get("threads") or 0
     asked = {v: _env_int(facts, v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if _env_int(facts, v) > usable}
-    load = facts.cpu.get("load1") or 0.0
+    load = facts.cpu.get("running") or 0.0
     policy = (facts.env.get("OMP_WAIT_POLICY") or "").upper()
-    # The 1-minute load lags; when the tour chose the threading (tour.core.threads, from what runs right now), its
-    # choice already answers spinning, so only the user's own settings are judged then.
+    # When the tour chose the threading (tour.core.threads, from what runs right now), its choice already answers
+    # spinning, so only the user's own settings are judged then.
     chosen = (facts.env.get("TOUR_THREADS") or "off") != "off"
     spinning = bool(usable and load > usable and policy != "PASSIVE" and not chosen)
     if not usable or not (threads > usable or asked or spinning):
@@ -471,7 +471,7 @@ def rule_cpu_oversubscribed(facts: Facts, probes) -> list[Diagnosis]:
         set_by = ", ".join(f"{k}={v}" for k, v in asked.items())
         why.append(f"{set_by + ' ' if set_by else ''}on {usable} usable cores (torch runs {threads} intra-op threads)")
     if spinning:
-        why.append(f"load average {load:.1f} on {usable} usable cores with OMP_WAIT_POLICY "
+        why.append(f"{load:.1f} other threads running on {usable} usable cores with OMP_WAIT_POLICY "
                    f"{policy or 'unset'}: waiting OpenMP threads spin and steal each other's cores")
     return [Diagnosis("cpu-oversubscribed", WARNING, "the CPU is oversubscribed: more busy threads than cores",
                       "; ".join(why), f"export OMP_NUM_THREADS={usable} OMP_WAIT_POLICY=PASSIVE")]
