@@ -48,23 +48,29 @@ class Result(BaseResult):
     device: str
     fast_paths: list[str]  # what this hardware has (AMX-BF16, AVX512-BF16, tensor cores, TF32, ...)
     low_dtype: str  # the lower precision compared with fp32 ("fp32": none on this hardware)
-    roofs_gflops: dict[str, float] = field(default_factory=dict)  # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    roofs_gflops: dict[str, float] = labelled("matmul roof per dtype", "G(FL)OP/s", default_factory=dict)
     roofs_ms: dict[str, float] = field(default_factory=dict)
-    bandwidth_gb_s: float = 0.0
+    bandwidth_gb_s: float = labelled("memory bandwidth", "GB/s", 0.0)
     # model, variant, ms, speed-up over fp32 eager, keeps, detail
     variants: list[dict] = labelled("each variant beside fp32 eager", default_factory=list,
                                     columns={"model": ("model", ""), "variant": ("variant", ""), "ms": ("time", "ms"),
                                              "speedup": ("speed-up over fp32 eager", "x", "keeps"),
                                              "keeps": ("keeps its check", "")})
     best: list[dict] = field(default_factory=list)  # per model: the fastest variant that keeps its check
-    encoder_min_cosine: float | None = None  # lowest cosine of a sentence's embedding with fp32's, over variants
+    # lowest cosine of a sentence's embedding with fp32's, over variants
+    encoder_min_cosine: float | None = labelled("MiniLM: lowest cosine with fp32's embedding", "", None)
     encoder_max_diff: float | None = None  # max |hidden state - fp32's|
-    accuracy: dict[str, float] = field(default_factory=dict)  # way -> the classifier's held-out accuracy
+    # way -> the classifier's held-out accuracy
+    accuracy: dict[str, float] = labelled("classifier's held-out accuracy", "%", default_factory=dict)
     train_losses: dict[str, list[float]] = field(default_factory=dict)  # way -> loss per step
     top1: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> way -> top-1 id per photo
     replies: dict[str, list[str]] = field(default_factory=dict)  # way -> greedy reply per prompt
-    perplexity: dict[str, float] = field(default_factory=dict)  # way -> held-out perplexity
-    decode_limit_tokens_s: dict[str, float] = field(default_factory=dict)  # way -> bandwidth / weight bytes
+    # way -> held-out perplexity
+    perplexity: dict[str, float] = labelled("SmolLM2 held-out perplexity", default_factory=dict)
+    # way -> bandwidth / weight bytes
+    decode_limit_tokens_s: dict[str, float] = labelled("decode limit (bandwidth / weight bytes)", "tokens/s",
+                                                       default_factory=dict)
     fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
     fusion_reason: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # part -> why it did not run (one line)
