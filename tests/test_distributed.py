@@ -43,6 +43,11 @@ def test_ddp_matches_one_process_on_the_same_global_batches(result):
     assert result.test_accuracy >= 0.85
 
 
+def test_every_check_passes(result):
+    assert set(result.checks()) == {"ranks_identical", "matches_one_process", "tp_matches"}
+    assert result.failed_checks() == []
+
+
 def test_tensor_parallel_matches_the_unsharded_mlp(result):
     assert result.tp_shard_shapes == [[32, 64], [10, 32]]  # hidden 64 split over 2 ranks: columns, then rows
     assert result.tp_out_max_diff < 1e-5 and result.tp_grad_max_diff < 1e-5
@@ -239,7 +244,8 @@ def test_gpus_train_over_nccl(tmp_path):
     nproc = min(2, torch.accelerator.device_count())  # what --nproc defaults to here: one GPU runs one rank
     res = distributed.run(distributed.Config(quick=True, device=kind, out=str(tmp_path)))
     assert res.backend == "nccl" and res.world_size == nproc and len(set(res.rank_checksums)) == 1
-    assert res.weight_max_diff < 1e-4 and res.tp_out_max_diff < 1e-4
+    assert res.weight_max_diff < distributed.PARITY_TOL and res.tp_out_max_diff < distributed.PARITY_TOL
+    assert res.failed_checks() == []
 
 
 def test_module_imports_no_torch():

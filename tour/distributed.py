@@ -21,11 +21,13 @@ from pathlib import Path
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError
 from tour.core.results import BaseResult, labelled
+from tour.core.results import check as check_field  # `check` below is this stop's flag check
 from tour.core.state import keeps_caller_state
 
 NAME = "distributed"
 WORKER = "tour.distributed_worker"
 MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
+PARITY_TOL = 1e-4  # DDP vs one process, tensor parallel vs unsharded: fp32 sums in another order (CPU: ~1e-7)
 LAUNCH_TIMEOUT_S = 1800  # torchrun's whole run; the full stop takes seconds, a multi-node rendezvous may wait
 
 
@@ -73,6 +75,12 @@ class Result(BaseResult):
     train_seconds: float = labelled("training time", "s", 0.0)
     # torchrun start to finish, process start-up included
     launch_seconds: float = labelled("torchrun, start to finish", "s", 0.0)
+    ranks_identical: bool | None = check_field("every rank ends with the same weights (same checksum, max |diff| 0)",
+                                               None)
+    matches_one_process: bool | None = check_field(f"DDP's losses and final weights equal one process's on the same "
+                                                   f"global batches (max |diff| < {PARITY_TOL:g})", None)
+    tp_matches: bool | None = check_field(f"tensor parallel's output and gradients equal the unsharded MLP's (max "
+                                          f"|diff| < {PARITY_TOL:g})", None)
 
 
 # 0) checks before launching -------------------------------------------------------------------------------------
@@ -260,7 +268,10 @@ def run(cfg: Config) -> Result:
                   tp_out_max_diff=tp["out_max_diff"], tp_grad_max_diff=tp["grad_max_diff"],
                   tp_shard_shapes=tp["shard_shapes"], start_epoch=first["start_epoch"],
                   checkpoint=str(folder / CHECKPOINT), weights=str(folder / "weights.pt"),
-                  train_seconds=max(r["train_seconds"] for r in reports), launch_seconds=seconds)
+                  train_seconds=max(r["train_seconds"] for r in reports), launch_seconds=seconds,
+                  ranks_identical=len(set(first["all_checksums"])) == 1 and first["max_rank_diff"] == 0.0,
+                  matches_one_process=max(loss_gap, weight_gap) < PARITY_TOL,
+                  tp_matches=max(tp["out_max_diff"], tp["grad_max_diff"]) < PARITY_TOL)
 
 
 def main(argv: list[str] | None = None) -> int:
