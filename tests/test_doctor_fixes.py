@@ -80,3 +80,12 @@ def test_torchcodec_hint_pins_the_release_that_pairs_with_torch():
     hint = torchcodec_hint()
     got = _assert_resolves_and_pairs(hint)
     assert got["torchcodec"]["version"] == fixes.companion("torchcodec", TORCH)
+
+
+def test_untested_versions_note_fix_installs_the_tested_set():
+    base = facts()
+    newer = f"{Version(TORCH).major}.{Version(TORCH).minor + 1}.0"
+    fix = _fix(facts(torch_version=newer, installed={**base.installed, "torch": newer}), [torch_row()],
+               "version-untested")
+    got = _assert_resolves_and_pairs(fix)
+    assert got["torch"]["version"] == base.tested["torch"][0]
