@@ -108,3 +108,29 @@ def test_a_relative_out_is_the_callers_folder(tmp_path, monkeypatch):
     assert (where / "summary.md").exists() and all(out == where for _, out in ran)
     paths = [a.split("=", 1)[-1] for step, _ in ran for a in step.cmd if "rel" in a]
     assert paths and all(p.startswith(str(where)) for p in paths)  # absolute: right whatever the steps' folder
+
+
+# make gpu-check: offline, on the existing venv ----------------------------------------------------------------------
+MAKEFILE = gpu_check.ROOT / "Makefile"
+
+
+def test_make_gpu_check_needs_no_setup_and_runs_offline():
+    lines = MAKEFILE.read_text().splitlines()
+    rule = lines.index("gpu-check:")  # no prerequisite: `setup` needs the network
+    recipe = "\n".join(lines[rule + 1:rule + 4])
+    assert "HF_HUB_OFFLINE=1 $(PY) -m tour.tools.gpu_check" in recipe
+
+
+def test_make_gpu_check_without_a_venv_says_so_in_one_line(tmp_path):
+    done = subprocess.run(["make", "-s", "-C", str(gpu_check.ROOT), "gpu-check", f"VENV={tmp_path / 'none'}"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "pip" not in done.stdout + done.stderr  # nothing installed, nothing fetched
+    assert done.stdout.startswith(f"gpu-check: no venv at {tmp_path / 'none'}; run make setup once")
+
+
+def test_system_packages_include_what_triton_builds_with():
+    plan = subprocess.run(["make", "-n", "-C", str(gpu_check.ROOT), "system-deps"], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert "command -v gcc" in plan and 'missing="$missing gcc"' in plan
+    # python3-dev is a header, not a command: probed where this Python's sysconfig puts Python.h
+    assert "sysconfig.get_paths()['include'], 'Python.h'" in plan and 'missing="$missing python3-dev"' in plan
