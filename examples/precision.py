@@ -70,7 +70,7 @@ print("bandwidth limit, tokens/s:", {k: round(v) for k, v in result.decode_limit
 
 # %%
 caches = dev.cache_sizes()
-print({k: f"{v / 2**20:g} MB" for k, v in caches.items()})
+print({k: pp.size_text(v) for k, v in caches.items()})
 precision.compile_part(cfg, device, result)
 
 # %% [markdown]

@@ -39,8 +39,8 @@ class Config(BaseConfig):
     images: int = arg(16, "images per vision timing batch (the tour's six photos, repeated)", min=1, quick=6)
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2])
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
-    fusion_mb: list[int] = arg([1, 4, 16, 64, 256, 512], "tensor sizes (MB) of compile's fusion sweep", min=1,
-                               quick=[1, 32])
+    fusion_mb: list[int] = arg([1, 4, 16, 64, 256], "tensor sizes (MB) of compile's fusion sweep, from inside L2 to "
+                               "past the last-level cache", min=1, quick=[1, 32])
 
 
 @dataclass
