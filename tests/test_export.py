@@ -13,9 +13,18 @@ from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return export.run(export.Config(quick=True, device="cpu", out=str(out)))  # the one AOTInductor compile
+    return export.run(export.Config(quick=True, device=stop_device, out=str(out)))  # the one AOTInductor compile
+
+
+@pytest.fixture
+def packaged(result):
+    """The run's AOTInductor half. On a GPU lacking what AOTInductor needs there (a CUDA toolkit), a skip with the
+    stop's one-line reason; on CPU the compiler is part of the test set-up, so no skip hides a failure."""
+    if result.aoti_skipped and result.device != "cpu":
+        pytest.skip(result.aoti_skipped)
+    return result
 
 
 def test_exports_a_trained_cnn(result):
@@ -32,16 +41,16 @@ def test_graph_signature_and_dynamic_batch(result):
     assert result.wrong_shape_rejected
 
 
-def test_package_is_a_pt2_archive(result):
-    path = Path(result.package)
+def test_package_is_a_pt2_archive(packaged):
+    path = Path(packaged.package)
     assert path.suffix == ".pt2" and zipfile.is_zipfile(path)
-    assert result.aoti_skipped == "" and result.aoti_compile_s > 0
+    assert packaged.aoti_skipped == "" and packaged.aoti_compile_s > 0
 
 
-def test_fresh_process_matches_eager_at_every_batch_size(result):
-    assert result.parity == {"1": True, "7": True, "256": True}
-    assert result.max_abs_err < 1e-4
-    outputs = Path(result.package).with_name("outputs.safetensors")
+def test_fresh_process_matches_eager_at_every_batch_size(packaged, tolerance):
+    assert packaged.parity == {"1": True, "7": True, "256": True}
+    assert packaged.max_abs_err < tolerance("float32")  # IEEE fp32 on both sides, also on a GPU
+    outputs = Path(packaged.package).with_name("outputs.safetensors")
     from safetensors.torch import load_file
 
     shapes = {k: list(v.shape) for k, v in load_file(outputs).items()}
@@ -53,15 +62,15 @@ def test_every_check_passes(result):
     assert result.failed_checks() == []
 
 
-def test_fresh_process_never_imported_the_tour(result):
-    assert result.fresh_process_tour_modules == []
-    report = json.loads(Path(result.package).with_name("fresh_process.json").read_text())
+def test_fresh_process_never_imported_the_tour(packaged):
+    assert packaged.fresh_process_tour_modules == []
+    report = json.loads(Path(packaged.package).with_name("fresh_process.json").read_text())
     assert report["tour_modules"] == [] and report["load_s"] > 0
 
 
-def test_latency_is_measured_both_sides(result):
-    assert result.eager_ms > 0 and result.aoti_ms > 0
-    assert result.ratio == pytest.approx(result.eager_ms / result.aoti_ms)
+def test_latency_is_measured_both_sides(packaged):
+    assert packaged.eager_ms > 0 and packaged.aoti_ms > 0
+    assert packaged.ratio == pytest.approx(packaged.eager_ms / packaged.aoti_ms)
 
 
 def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
@@ -163,5 +172,5 @@ def test_fresh_process_loads_the_package_on_the_device_index(monkeypatch, tmp_pa
     monkeypatch.setattr(torch._inductor, "aoti_load_package", load)
     monkeypatch.setattr(sys, "argv", ["-c", "m.pt2", "in", "out", "report", "cuda:1", "3", "1"])
     with pytest.raises(Loaded):
-        exec(export.RUNNER, {"__name__": "__main__"})
+        exec(export.runner_code(), {"__name__": "__main__"})
     assert seen == {"path": "m.pt2", "device_index": 1}

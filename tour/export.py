@@ -26,11 +26,11 @@ NAME = "export"
 MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
 
 # The fresh process: only torch, safetensors and the .pt2 file. It reports whether anything of the tour got imported.
-# It times the way tour.core.device.median_ms does (which it may not import): on CUDA, samples of k calls between
-# CUDA events, k such that a sample lasts ~1 ms; elsewhere host time around each call with the device synchronized.
-# On CUDA it computes in IEEE fp32 (TF32 off), as the parent's eager side does inside tour.core.device.ieee_fp32.
+# The tour's timer and IEEE fp32 switch are pasted in as source (`runner_code`): the .pt2 is timed and computed
+# exactly as eager is in this process, without the runner importing the tour.
 RUNNER = """
 import json, math, statistics, sys, time
+from contextlib import contextmanager
 t0 = time.perf_counter()
 import torch
 from safetensors.torch import load_file, save_file
@@ -40,51 +40,32 @@ torch.set_num_threads(int(threads))
 device, repeats = torch.device(device), int(repeats)
 import_s = time.perf_counter() - t0
 t0 = time.perf_counter()
-model = aoti_load_package(pt2, device_index=-1 if device.index is None else device.index)
+model = aoti_load_package(pt2, device_index=-1 if device.index is None else device.index)  # cuda:N itself
 load_s = time.perf_counter() - t0
-if device.type == "cuda":
-    slots = (torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None),
-             getattr(torch.backends.cudnn, "rnn", None))
-    if all(hasattr(s, "fp32_precision") for s in slots):
-        for s in slots:
-            s.fp32_precision = "ieee"
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
 xs = {k: v.to(device) for k, v in load_file(inputs).items()}
-
-def sample(fn, calls):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(calls):
-        fn()
-    end.record()
-    return start, end
-
-def median_ms(fn):
-    fn()
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            one = sample(fn, 1)
-            torch.cuda.synchronize(device)
-            calls = max(1, min(100, math.ceil(1.0 / max(one[0].elapsed_time(one[1]), 1e-3))))
-            pairs = [sample(fn, calls) for _ in range(repeats)]
-            torch.cuda.synchronize(device)
-        return statistics.median(s.elapsed_time(e) / calls for s, e in pairs)
-    sync = (lambda: torch.accelerator.synchronize(device)) if device.type != "cpu" else (lambda: None)
-    times = []
-    for _ in range(repeats):
-        sync(); start = time.perf_counter(); fn(); sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-with torch.inference_mode():
+# the tour's timer
+with torch.inference_mode(), ieee_fp32():
     outs = {k: model(x).cpu() for k, x in xs.items()}
-    aoti_ms = median_ms(lambda: model(xs["timing"]))
+    aoti_ms = median_ms(lambda: model(xs["timing"]), device, repeats)
 save_file(outs, outputs)
 tour = sorted(m for m in sys.modules if m == "tour" or m.startswith("tour."))
 json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": aoti_ms, "tour_modules": tour,
            "python": sys.executable}, open(report, "w"))
 """
+# What runner_code pastes from tour.core.device, with the constants they read.
+SHARED = ("synchronize", "_cuda_sample", "cuda_median_ms", "median_ms", "_precision_slots", "ieee_fp32")
+SHARED_CONSTANTS = ("MIN_SAMPLE_MS", "MAX_CALLS_PER_SAMPLE")
+
+
+def runner_code() -> str:
+    """RUNNER with the source of tour.core.device's timer (median_ms) and ieee_fp32 in place of its marker line."""
+    import inspect
+
+    from tour.core import device as dev
+
+    constants = "".join(f"{name} = {getattr(dev, name)!r}\n" for name in SHARED_CONSTANTS)
+    pasted = "\n".join(inspect.getsource(getattr(dev, name)) for name in SHARED)
+    return RUNNER.replace("# the tour's timer\n", constants + pasted)
 
 
 @dataclass
@@ -216,12 +197,12 @@ def rejects_wrong_shape(ep, example) -> bool:
 
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
 def package(ep, path: Path) -> float:
+    from tour.core.device import ieee_fp32
     from tour.core.inductor import inductor_cache
 
     # IEEE fp32 while compiling too: Inductor decides at compile time whether its GPU matmul kernels use TF32.
     with inductor_cache() as cache, ieee_fp32():  # one cache for the compile and export stops; a second run reuses it
         print(f"  compiling with AOTInductor (artefacts cached in {cache}) ...", flush=True)
-    from tour.core.device import ieee_fp32
         return _package(ep, path)
 
 
@@ -248,7 +229,7 @@ def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> di
     files = {k: folder / f"{k}.safetensors" for k in ("inputs", "outputs")}
     report = folder / "fresh_process.json"
     save_file({k: v.contiguous().cpu() for k, v in inputs.items()}, files["inputs"])
-    cmd = [sys.executable, "-c", RUNNER, str(pt2), str(files["inputs"]), str(files["outputs"]), str(report),
+    cmd = [sys.executable, "-c", runner_code(), str(pt2), str(files["inputs"]), str(files["outputs"]), str(report),
            str(device), str(repeats), str(torch.get_num_threads())]
     try:  # cwd: the tour is not next to it, so the runner can't import it by accident
         done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
