@@ -125,10 +125,6 @@ def _flat(out) -> list:
 
 
 def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
-    import torch
-
-    from tour.core.device import seed_everything
-    from tour.core.torch_private import inductor_config_patch
     """Eager vs compiled in IEEE fp32 (TF32 off), compiling included: on a GPU cuDNN convolutions default to TF32,
     and a TF32 rounding gap (~1e-3) is not a compiler bug. Both sides are then timed doing the same maths."""
     from tour.core.device import ieee_fp32
@@ -138,6 +134,10 @@ def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
 
 
 def _compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
+    import torch
+
+    from tour.core.device import seed_everything
+    from tour.core.torch_private import inductor_config_patch
 
     spec.model.train(mode != "inference")  # dropout and BatchNorm behave as they would in that mode
     step = (lambda m: infer(m, spec.inputs)) if mode == "inference" else (lambda m: train_step(m, spec.inputs))
