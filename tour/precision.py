@@ -97,11 +97,12 @@ def low_dtype(cfg: Config, device, result: Result):
 
     low = dev.parse_dtype(cfg.dtype, device)
     if low == torch.float32 or not dev.supports_dtype(device, low):
-        wanted = "bf16/fp16" if cfg.dtype in ("auto", "fp32") else cfg.dtype
-        why = "asked for fp32 only" if cfg.dtype == "fp32" else (
-            f"{wanted}: not on this hardware ({dev.device_name(device)} has no "
-            f"{'/'.join(dev.FAST_PATHS_FOR[torch.bfloat16 if wanted != 'fp16' else torch.float16][:2])}; it would be "
-            "emulated, slower than fp32)")
+        wanted = torch.float16 if cfg.dtype == "fp16" else torch.bfloat16
+        cpu_names = [p for p in dev.FAST_PATHS_FOR[wanted] if p.startswith(("AMX", "AVX"))]
+        paths = cpu_names if device.type == "cpu" else [p for p in dev.FAST_PATHS_FOR[wanted] if p not in cpu_names]
+        why = "--dtype fp32" if cfg.dtype == "fp32" else (
+            f"{'bf16' if cfg.dtype == 'auto' else cfg.dtype}: not on this hardware ({dev.device_name(device)} has "
+            f"no {' / '.join(paths)}; it would be emulated, slower than fp32)")
         result.skipped["low precision"] = f"{why}: the fp32 path only"
         print(f"  {result.skipped['low precision']}")
         return None
@@ -116,8 +117,11 @@ def roofs(cfg: Config, device, low, result: Result) -> None:
     from tour import precision_parts as pp
     from tour.core.torch_private import int_mm
 
+    paths = dev.fast_paths(device)
     for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
-        if dtype != torch.float32 and (low is None or not dev.supports_dtype(device, dtype)):
+        # a dtype the hardware names (AVX512-FP16) is measured even where torch's kernels don't use it: that shows
+        has = dev.supports_dtype(device, dtype) or any(pp.name(dtype).upper() in p.upper() for p in paths)
+        if dtype != torch.float32 and (low is None or not has):
             result.skipped[f"{pp.name(dtype)} roof"] = "not on this hardware" if low is not None else "fp32 only"
             continue
         if dtype == torch.int8 and int_mm() is None:
@@ -128,7 +132,9 @@ def roofs(cfg: Config, device, low, result: Result) -> None:
     result.bandwidth_gb_s = pp.bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
     base = result.roofs_gflops["fp32"]
     for k, v in result.roofs_gflops.items():
-        print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} G{'OP' if k == 'int8' else 'FLOP'}/s  ({v / base:.1f}x fp32)")
+        native = "" if dev.supports_dtype(device, dev.DTYPE_NAMES[k]) else "  (no fast path in torch's kernels)"
+        print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} G{'OP' if k == 'int8' else 'FLOP'}/s  ({v / base:.1f}x "
+              f"fp32){native}")
     print(f"  memory bandwidth (copy of {cfg.copy_mb} MB): {result.bandwidth_gb_s:.1f} GB/s")
 
 
