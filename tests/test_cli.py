@@ -143,3 +143,20 @@ def test_one_name_per_concept_across_the_stops_flags():
     from tour.tools import bench
 
     assert not {f.name for f in dataclasses.fields(bench.Config)} & synonyms
+
+
+def test_a_stop_whose_check_fails_exits_1(tmp_path, capsys):
+    """`tour run STOP` ran, but a claim it checks did not hold: the stop failed, said in one line, exit 1."""
+    from dataclasses import dataclass
+
+    from tour.core.config import BaseConfig, stop_main
+    from tour.core.results import BaseResult, check
+
+    @dataclass
+    class Result(BaseResult):
+        parity: bool = check("both sides agree")
+
+    assert stop_main("fake", BaseConfig, lambda cfg: Result(parity=False), ["--out", str(tmp_path)]) == 1
+    assert "FAILED check(s): parity" in capsys.readouterr().err
+    assert (tmp_path / "fake" / "result.json").exists()  # the numbers are still saved, to see what went wrong
+    assert stop_main("fake", BaseConfig, lambda cfg: Result(parity=True), ["--out", str(tmp_path)]) == 0

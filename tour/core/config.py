@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -210,38 +209,6 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str 
     return cls(**vars(ns))
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Results hold dataclasses, Paths, tuples, numpy/torch scalars: make them plain JSON."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and small arrays
-        return to_jsonable(obj.tolist())
-    return str(obj)
-
-
-def format_result(result: Any) -> str:
-    """The Result as aligned `label  value unit` lines (its declared labels, see tour.core.results.labelled)."""
-    from tour.core.results import as_text
-
-    return as_text(result)
-
-
-def write_result(result: Any, folder: Path) -> Path:
-    path = folder / "result.json"
-    path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
-    return path
-
-
 def guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
     fix) is one line on stderr and exit 2, Ctrl-C is exit 130. Anything else is a bug and keeps its traceback."""
@@ -257,7 +224,9 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
 
 def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] | None = None,
               doc: str | None = None) -> int:
-    """Parse flags into `cls`, run the stop, print its Result and save it as result.json."""
+    """Parse flags into `cls`, run the stop, print its Result and save it as result.json; exit 1 when one of the
+    Result's checks failed."""
+    from tour.core.results import write_result
     prog = f"tour run {name}"
 
     def body() -> int:
@@ -267,7 +236,11 @@ def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] |
         took = time.perf_counter() - start
         path = write_result(result, out_dir(cfg, name))
         print(f"\n== {name}: result ({took:.1f} s, saved to {path})")
-        print(format_result(result))
+        print(result)
+        failed = result.failed_checks()
+        if failed:  # the stop ran, but a claim it checks did not hold here: that is a failed stop (exit 1)
+            print(f"{prog}: FAILED check(s): {', '.join(failed)}", file=sys.stderr)
+            return 1
         return 0
 
     return guarded(prog, body)

@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import html
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,6 @@ class BaseResult:
 
     def pictures(self) -> list[Path]:
         """The PNG files this Result names (fields whose value is a path ending in .png)."""
-        from tour.core.config import to_jsonable
-
         found = []
         for value in to_jsonable(self).values():
             for v in value if isinstance(value, list) else [value]:
@@ -143,8 +142,6 @@ class BaseResult:
         return found
 
     def _repr_html_(self) -> str:
-        from tour.core.config import to_jsonable
-
         labels, data = labels_of(self), to_jsonable(self)
         title = f"<b>{html.escape(type(self).__module__)}.{type(self).__name__}</b>"
         return (f"<div>{title}{checks_html(self.checks(), labels)}{result_table(data, labels)}"
@@ -345,8 +342,6 @@ def result_table(result: dict, labels: dict[str, Label] | None = None) -> str:
 
 def as_text(result: Any) -> str:
     """A Result as aligned `label  value unit` lines for the terminal; checks as ✓ / ✗ marks, long values cut."""
-    from tour.core.config import to_jsonable
-
     data = to_jsonable(result)
     labels = labels_of(result) if dataclasses.is_dataclass(result) else {}
     names = {k: k if labels.get(k) is None or labels[k].check else labels[k].text for k in data}
@@ -416,3 +411,28 @@ def pictures_html(pngs, captions: dict[str, str] | None = None) -> str:
     return f'<div class="pics">{"".join(figs)}</div>' if figs else ""
 
 
+# Result I/O: plain JSON for result.json, results.json and the report ----------------------------------------------
+def to_jsonable(obj: Any) -> Any:
+    """Results hold dataclasses, Paths, tuples, numpy/torch scalars: make them plain JSON."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and small arrays
+        return to_jsonable(obj.tolist())
+    return str(obj)
+
+
+def write_result(result: Any, folder: Path) -> Path:
+    """The Result as `result.json` in the stop's folder (what `tour run all` gathers and the tests may read)."""
+    path = folder / "result.json"
+    path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    return path

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable
+from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
 from tour.core.errors import TourError
-from tour.core.results import BenchRow, BenchSettings
+from tour.core.results import BenchRow, BenchSettings, to_jsonable
 from tour.core.state import keeps_caller_state
 from tour.tools.registry import bench_stops, load
 

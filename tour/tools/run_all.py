@@ -12,7 +12,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config, to_jsonable, write_result
+from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
+from tour.core.results import to_jsonable, write_result
 from tour.core.errors import TourError
 from tour.tools.registry import STOPS, load
 
