@@ -178,3 +178,19 @@ def test_user_csv_loads_as_classlabel(tmp_path):
     train, test = nlp_data.split(ds, 0.2, 0)
     assert ds.features["label"].names == ["a", "b"]
     assert len(train) == 16 and len(test) == 4 and sorted(test["label"]) == [0, 0, 1, 1]
+
+
+def test_your_data_is_shown_with_your_texts_not_the_tours(capsys):
+    """With --data, classifying "who painted the mona lisa?" into cooking/sport/travel made every answer the same
+    label at 0.35: the reload demo takes held-out texts of yours (true labels printed), the search your label names."""
+    from datasets import ClassLabel, Dataset
+
+    labels = ["cooking", "sport", "travel"]
+    test = Dataset.from_list([{"text": "simmer the sauce", "label": 0}, {"text": "the striker scored", "label": 1}])
+    test = test.cast_column("label", ClassLabel(names=labels))
+    sentences, queries = nlp.your_texts(nlp.Config(data="mine.csv"), test, labels)
+    assert type(sentences) is list and sentences == ["simmer the sauce", "the striker scored"] and queries == labels
+    assert "true labels: cooking, sport" in capsys.readouterr().out
+    assert nlp.your_texts(nlp.Config(data="mine.csv", queries=["when is it ready?"]), test, labels)[1] == \
+        ["when is it ready?"]
+    assert nlp.your_texts(nlp.Config(), test, labels) == (nlp.SENTENCES, nlp.QUERIES)  # the tour's corpus

@@ -269,6 +269,17 @@ def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device
     return model, losses, seconds, acc, f1
 
 
+def your_texts(cfg: Config, test, labels: list[str], n: int = 4) -> tuple[list[str], list[str]]:
+    """Sentences to classify and queries to search. With --data, the tour's own (programming, the Mona Lisa) mean
+    nothing to your labels, so held-out texts of yours stand in, printed with their true labels, and your label
+    names are the queries (your --queries still win)."""
+    if not cfg.data:
+        return SENTENCES, cfg.queries
+    held = test.select(range(min(n, len(test))))
+    print(f"  {len(held)} held-out texts of yours (true labels: {', '.join(labels[i] for i in held['label'])}):")
+    return list(held["text"]), cfg.queries if cfg.queries != QUERIES else labels[:n]  # a datasets Column: a list
+
+
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     require("transformers", "datasets", "yaml", stop="the NLP stop")
@@ -296,12 +307,15 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     model, losses, seconds, acc, f1 = train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
     print("5) save_pretrained, reload with pipeline('text-classification')")
-    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", SENTENCES, device, cfg.max_length)
+    sentences, queries_text = your_texts(cfg, test, labels)
+    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", sentences, device, cfg.max_length)
     print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
 
     print("6) semantic search with the encoder (mean pooling + normalisation)")
-    queries = embed(cfg.queries, tokenizer, encoder, device)
-    hits = nlp_eval.search(cfg.queries, queries, vectors, full["text"], [labels[i] for i in full["label"]])
+    if queries_text is not cfg.queries:
+        print("  queries: your label names (--queries for your own)")
+    queries = embed(queries_text, tokenizer, encoder, device)
+    hits = nlp_eval.search(queries_text, queries, vectors, full["text"], [labels[i] for i in full["label"]])
 
     print("7) fast inference: per-sentence pipeline, pipeline(batch_size=...), and embed()")
     speed = throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device, repeats=3)
