@@ -165,6 +165,7 @@ def encoder_part(cfg: Config, device, low, tokenizer, encoder, result: Result) -
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
     fns = pp.encoder_fns(encoder, enc, low, device)
     rows = pp.timed_variants("MiniLM inference", fns, device, cfg.repeats)
+    flops = pp.count_flops(fns["fp32 eager"])  # the same maths in every variant
     outs = {label: fn() for label, fn in fns.items()}
     ref, pool = outs["fp32 eager"], lambda h: mean_pool(h, enc["attention_mask"])  # noqa: E731
     cos = {label: float((pool(out) * pool(ref)).sum(-1).min()) for label, out in outs.items()}
@@ -176,12 +177,20 @@ def encoder_part(cfg: Config, device, low, tokenizer, encoder, result: Result) -
         row.keeps = cos[row.variant] >= 1 - pp.tolerance(low or torch.float32) and abs(
             a - result.accuracy["fp32 eager"]) <= 0.01
         row.detail = (f"cosine >= {cos[row.variant]:.5f}; accuracy {a:.3f}; max logit diff "
-                      f"{abs(logits - acc['fp32 eager'][1]).max():.3f}")
+                      f"{abs(logits - acc['fp32 eager'][1]).max():.3f}" + of_roof(row, flops, result))
     result.encoder_min_cosine = min(cos.values())
     if low is not None:
         result.encoder_close = all(cos[r.variant] >= 1 - pp.tolerance(low) for r in rows)
         result.accuracy_kept = all(abs(v - result.accuracy["fp32 eager"]) <= 0.01 for v in result.accuracy.values())
     add_rows(result, rows)
+
+
+def of_roof(row, flops: int, result: Result) -> str:
+    """'; 120 GFLOP/s, 40% of the bf16 roof': the rate a variant reached against its own dtype's matmul roof."""
+    rate = flops / row.ms / 1e6
+    dtype = row.variant.split()[0]  # "fp32 eager", "bf16 autocast", "bf16 weights"
+    roof = result.roofs_gflops.get(dtype)
+    return f"; {rate:.0f} GFLOP/s" + (f", {rate / roof:.0%} of the {dtype} roof" if roof else "")
 
 
 def train_part(cfg: Config, device, low, tokenizer, result: Result) -> None:

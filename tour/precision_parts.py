@@ -47,6 +47,16 @@ def timed_variants(model: str, fns: dict, device, reps: int) -> list[Variant]:
     return rows
 
 
+def count_flops(fn) -> int:
+    """FLOPs of one call, counted by FlopCounterMode (matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
 # 1) roofs ----------------------------------------------------------------------------------------------------------
 def matmul_roof(dtype, n: int, device, reps: int) -> tuple[float, float]:
     """(ms, G(FL)OP/s) of an n x n matmul in `dtype`; int8 through torch._int_mm (int32 accumulators)."""
