@@ -99,9 +99,12 @@ def test_every_check_passes(result):
 def test_a_missed_segment_fails_the_vad_check():
     rows = dict(peaks=[{"peak_hz": 1000.0, "tone_hz": 1000.0}], alias_db=-80.0, bands=[{"contained": True}],
                 masks=[{"exact": True}])
-    assert all(audio_checks.verdicts(**rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
-    failed = audio_checks.verdicts(**rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
+    cfg = audio.Config(quick=True)
+    assert all(audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
+    failed = audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
     assert not failed["vad_finds_speech"] and not failed["vad_ignores_noise"] and failed["masks_exact"]
+    yours = audio_checks.verdicts(audio.Config(quick=True, threshold=0.9), **rows, vad=failed)
+    assert yours["vad_finds_speech"] is None and yours["masks_exact"]  # your threshold: the VAD checks are not run
 
 
 def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):

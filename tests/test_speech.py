@@ -81,6 +81,7 @@ def test_wer_floors_are_not_run_on_your_own_audio():
     assert speech.wer_checks(speech.Config(quick=True), r) == (False, False)
     assert speech.wer_checks(speech.Config(quick=True, audio=["mine.wav"]), r) == (None, None)
     assert speech.wer_checks(speech.Config(quick=True, num_beams=1), r) == (None, None)
+    assert speech.wer_checks(speech.Config(quick=True, long_seconds=90.0), r) == (False, None)
 
 
 def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:

@@ -282,7 +282,7 @@ def run(cfg: Config) -> Result:
                   waveform_shape=list(audio.shape), mel_shape=list(logmel.shape), mfcc_shape=list(mfcc.shape),
                   resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, realtime_factor=rtf,
                   waveform_png=str(wave_png), mel_png=str(mel_png), **vad,
-                  **verdicts(peaks, alias_db, bands, masks, vad))
+                  **verdicts(cfg, peaks, alias_db, bands, masks, vad))
 
 
 def main(argv: list[str] | None = None) -> int:
