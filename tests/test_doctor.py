@@ -171,6 +171,7 @@ def test_broken_library_fails_its_probes_and_nothing_else(runs):
     for group, name in (("device", "matmul [cpu]"), ("torchaudio", "extension"), ("audio i/o", "soundfile")):
         assert f" {OK} " in _row(out, group, name)
     assert "required probes failed: torchvision model forward" in out
+    assert "\nversions: " in out and " supported (within its ranges)" in out  # the version check always reports
     # Its metadata is the real, matching torchvision's: no known cause, and the doctor says so.
     assert "not explained by a known cause: torchvision model forward" in out
 

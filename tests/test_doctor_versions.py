@@ -99,3 +99,17 @@ def test_a_driver_too_old_gets_a_torch_it_runs_or_the_driver_the_build_needs():
         assert fixes.carries(cuda, release)
     assert fixes.driver_fix(TORCH, "13.0", "10.2", floor, ()).startswith("install an NVIDIA driver >= 580.65.06")
     assert fixes.CHECKED.startswith("checked 2026-11-30")
+
+
+def test_every_run_says_how_many_versions_are_supported_and_tested():
+    from tour.tools.doctor.rules import version_summary
+
+    f = facts()
+    n = len([name for name in declared_ranges(f) if name in f.installed])
+    pinned = len([name for name in declared_ranges(f) if name in f.installed and name in f.tested])
+    assert version_summary(f) == (f"versions: {n} of the {n} installed packages the tour declares are supported "
+                                  f"(within its ranges); {pinned} of the {pinned} the tested sets pin are at a "
+                                  "tested version")
+    newer = f"{Version(TORCH).major}.{Version(TORCH).minor + 1}.0"
+    assert f"{pinned - 1} of the {pinned}" in version_summary(facts(installed={**f.installed, "torch": newer}))
+    assert version_summary(facts(tested=None)).endswith("; tested set unknown")

@@ -41,7 +41,8 @@ from dataclasses import asdict
 from tour.core.config import _Parser, guarded
 from tour.core.errors import TourError
 from tour.tools.doctor.collect import DEFAULT_TIMEOUT, collect
-from tour.tools.doctor.rows import ERROR, FAILED, NOTE, OK, SKIPPED, Diagnosis, ProbeResult, Report
+from tour.tools.doctor.rows import ERROR, FAILED, NOTE, OK, SKIPPED, Diagnosis, Facts, ProbeResult, Report
+from tour.tools.doctor.rules import version_summary
 
 PROG = "tour doctor"
 JSON_SCHEMA = 1
@@ -85,7 +86,17 @@ def format_summary(report: Report) -> str:
     if report.errors:
         parts.append("diagnosed errors: " + ", ".join(d.rule for d in report.errors))
     verdict = "; ".join(parts) or "every required probe passes"
-    return f"{line}\n{verdict} (exit code {report.exit_code})"
+    return "\n".join([line, *_versions(report), f"{verdict} (exit code {report.exit_code})"])
+
+
+def _versions(report: Report) -> list[str]:
+    """The versions line (supported / tested), when the facts were taken."""
+    if not report.facts:
+        return []
+    try:
+        return [version_summary(Facts.from_dict(report.facts))]
+    except Exception:  # noqa: BLE001 - odd metadata must not take the doctor down; the rules report it
+        return []
 
 
 def format_diagnosis_block(report: Report) -> str:

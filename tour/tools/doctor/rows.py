@@ -26,7 +26,6 @@ MISSING_TRITON = "missing_triton"  # a GPU torch.compile needs Triton and there 
 MISSING_CUDA_TOOLKIT = "missing_cuda_toolkit"  # AOTInductor on CUDA needs CUDA_HOME, cuda.h, crt/, libcuda.so
 MISSING_SHARED_LIBRARY = "missing_shared_library"  # a .so the loader cannot find; data["missing_libraries"]
 LIBRARY_LOAD = "library_load"  # a library's native part did not load (no named .so: torchcodec's own message)
-VERSION_MISMATCH = "version_mismatch"  # a version outside what the tour or a paired wheel declares
 IMPORT_ERROR = "import_error"  # the library raised while being imported
 NOT_INSTALLED = "not_installed"  # an optional package is absent (skipped)
 QUICK = "quick"  # skipped by --quick
@@ -37,7 +36,7 @@ CRASH = "crash"  # the worker process died during the probe
 USAGE = "usage"  # a bad flag value (an unknown --only group)
 ERROR_KIND = "error"  # any other exception
 KINDS = (DEVICE_ABSENT, PERMISSION, MISSING_COMPILER, MISSING_PYTHON_HEADERS, MISSING_TRITON, MISSING_CUDA_TOOLKIT,
-         MISSING_SHARED_LIBRARY, LIBRARY_LOAD, VERSION_MISMATCH, IMPORT_ERROR, NOT_INSTALLED, QUICK, NOT_APPLICABLE,
+         MISSING_SHARED_LIBRARY, LIBRARY_LOAD, IMPORT_ERROR, NOT_INSTALLED, QUICK, NOT_APPLICABLE,
          WRONG_RESULT, TIMEOUT, CRASH, USAGE, ERROR_KIND)
 
 

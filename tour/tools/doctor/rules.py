@@ -252,6 +252,23 @@ def rule_cuda_library(facts: Facts, probes) -> list[Diagnosis]:
         _torch_fix(facts, facts.torch_version, paired, force=True, loaded=True), _keys(rows))]
 
 
+def version_summary(facts: Facts) -> str:
+    """One line: how many installed packages are within the supported (declared) ranges, how many at a tested
+    version. Printed on every run, so a clean stack still says that its versions were checked."""
+    ranges = declared_ranges(facts)
+    checked = [n for n in ranges if n in facts.installed]
+    inside = [n for n in checked if _contains(ranges[n][0].specifier, facts.installed[n]) is not False]
+    line = f"versions: {len(inside)} of the {len(checked)} installed packages the tour declares are supported " \
+           "(within its ranges)"
+    if facts.declared is None:
+        return "versions: supported ranges unknown (the torch-tour distribution is not installed)"
+    if facts.tested is None:
+        return f"{line}; tested set unknown"
+    judged = [n for n in checked if n in facts.tested]
+    tested = [n for n in judged if _is_tested(facts, n, facts.installed[n])]
+    return f"{line}; {len(tested)} of the {len(judged)} the tested sets pin are at a tested version"
+
+
 def rule_version_untested(facts: Facts, probes) -> list[Diagnosis]:
     ranges = declared_ranges(facts)
     if facts.declared is None:
