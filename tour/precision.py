@@ -30,12 +30,13 @@ class Config(BaseConfig):
     repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
     roof_n: int = arg(2048, "size n of the n x n matmuls that measure each dtype's roof", min=64, quick=1024)
     copy_mb: int = arg(256, "MB copied to measure memory bandwidth (larger than the last-level cache share)", min=8)
-    batch_size: int = arg(32, "sentences of 128 tokens per MiniLM timing batch", min=1, quick=8)
+    batch_size: int = arg(32, "texts per MiniLM batch (inference: padded to 128 tokens; training: corpus texts "
+                          "padded to the batch's longest)", min=1, quick=8)
     # All 963 texts also in quick mode: embedding them is cheap, and 193 held out make one flip half a point
     max_per_topic: int | None = arg(None, "at most this many corpus texts per topic for the classifier (unset: all)",
                                     min=10)
-    train_steps: int = arg(6, "MiniLM training steps compared (the loss curve): the same batches of 16 texts in "
-                           "both precisions", min=1, quick=3)
+    train_steps: int = arg(6, "MiniLM training steps compared (the loss curve): the same batches in both "
+                           "precisions", min=1, quick=3)
     images: int = arg(16, "images per vision timing batch (the tour's six photos, repeated)", min=1, quick=6)
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2])
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
@@ -204,9 +205,9 @@ def train_part(cfg: Config, device, low, tokenizer, result: Result) -> None:
     clf = from_pretrained(AutoModelForSequenceClassification, resolve_model(None), num_labels=len(data["labels"]))
     clf = clf.to(device)
     texts, ys = data["train"]["text"], data["train"]["label"]
-    batches = [tokenizer(texts[i * 16:(i + 1) * 16], padding=True, truncation=True, max_length=64,
-                         return_tensors="pt").to(device) | {"labels": torch.tensor(ys[i * 16:(i + 1) * 16],
-                                                                                  device=device)}
+    n = cfg.batch_size
+    batches = [tokenizer(texts[i * n:(i + 1) * n], padding=True, truncation=True, max_length=64,
+                         return_tensors="pt").to(device) | {"labels": torch.tensor(ys[i * n:(i + 1) * n], device=device)}
                for i in range(cfg.train_steps)]
     losses, ms = pp.training(clf, batches, low, device, cfg.repeats)
     result.train_losses = losses
