@@ -57,7 +57,9 @@ def dry_run(fix: str) -> dict:
     reach; the PyTorch CUDA indexes are not reachable here, so their releases are resolved from the default index
     (the same release numbers). Returns pip's report; skips when the registry cannot be reached."""
     reqs, _ = packages(fix)
-    env = dict(os.environ, TOUR_NETGUARD="0")  # this test asks the registry on purpose
+    # This test asks the registry on purpose; and whether the registry has a release, not this machine's cap on
+    # torch (its pip configuration's constraint file), is the question.
+    env = dict(os.environ, TOUR_NETGUARD="0", PIP_CONSTRAINT="/dev/null")
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed", "--quiet", "--report", "-", *reqs]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=REGISTRY_TIMEOUT, env=env)
