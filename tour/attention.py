@@ -270,12 +270,12 @@ def minilm_switch(cfg: Config, device) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from tour.core.device import median_ms
+    from tour.core.models import from_pretrained, resolve_model
     from tour.core.torch_private import attn_implementation
 
     source = resolve_model(cfg.model)  # a folder, or a hub name; a mistyped path is a one-line error
     tokenizer = from_pretrained(AutoTokenizer, source)
     inputs = minilm_inputs(tokenizer, cfg, device)
-    from tour.core.models import from_pretrained, resolve_model
     times, hidden = {}, {}
     for impl in ("eager", "sdpa"):
         model = from_pretrained(AutoModel, source, attn_implementation=impl).to(device).eval()
@@ -304,14 +304,14 @@ def run(cfg: Config) -> Result:
     device = dev.get_device(cfg.device)
     dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
     check_fits(cfg, device, itemsize=dtype.itemsize)
+    from tour.core.models import resolve_model
+
+    resolve_model(cfg.model)  # a mistyped --model path fails now, not after three sections of work
     dev.seed_everything(cfg.seed)
     print(f"[attention] {dev.describe(cfg.device)}")
     print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch_size} x {cfg.heads} "
           f"heads x head_dim {cfg.head_dim}, median of {cfg.repeats}")
     rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
-    from tour.core.models import resolve_model
-
-    resolve_model(cfg.model)  # a mistyped --model path fails now, not after three sections of work
     print_rows(rows)
     source = rows[0]["memory_source"]
     print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
