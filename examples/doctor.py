@@ -37,7 +37,7 @@ for p in report.probes:
 
 # %% [markdown]
 # ## 3) Diagnoses
-# Several failed probes often share one cause (a torchvision built for another torch breaks four of them); the
+# Several failed probes often share one cause (a torchvision built for another torch breaks six of them); the
 # diagnoses group them, each with its evidence and the one command that fixes it.
 
 # %%

@@ -9,9 +9,9 @@
 
 Every probe does a real operation and checks a concrete fact, in a worker process, so a library that crashes, hangs
 or breaks on import is one failed probe, never a crash. Then the rules find root causes: each diagnosis is one cause
-with its evidence, one fix command, and the failed probes it explains (four failed rows from one torchvision built
+with its evidence, one fix command, and the failed probes it explains (six failed rows from one torchvision built
 for another torch are one diagnosis). Versions are compared with the ranges the tour declares ("supported") and
-with constraints.txt ("tested").
+with the tested sets, constraints.txt and stacks/*.txt ("tested").
 
 The package, by part: rows.py (types, error kinds), probes_core/_gpu/_stack/_assets.py (the probes), plan.py (their
 order), worker.py (the worker process and its JSON-lines protocol), facts.py (the install, read without torch),

@@ -1,7 +1,7 @@
 """The doctor's rules: pure functions from the facts (facts.py) and the probe rows to diagnoses.
 
 A rule selects rows by their structured fields only (status, kind, device, libraries, data), never by the wording
-of a detail. Each returns at most one `Diagnosis` per cause and names the failed probes that cause explains, so four
+of a detail. Each returns at most one `Diagnosis` per cause and names the failed probes that cause explains, so six
 failed rows with one cause print as one diagnosis with one fix line. Rules run root causes first; a failed probe is
 explained by the first diagnosis that claims it.
 
