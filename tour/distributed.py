@@ -37,7 +37,7 @@ class Config(BaseConfig):
                                   "accelerator device up to 2 (1 on one GPU or a named one, cuda:N)", min=1)
     epochs: int = arg(12, "passes over the digits training set", min=1, quick=5)
     batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
-    lr: float = arg(0.1, "SGD learning rate", min=1e-12)
+    lr: float = arg(0.1, "SGD learning rate", gt=0)
     momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)", min=0.0)
     hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)", min=1)
     test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing", min=0.06, max=0.9)
