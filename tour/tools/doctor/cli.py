@@ -13,9 +13,10 @@ with its evidence, one fix command, and the failed probes it explains (six faile
 for another torch are one diagnosis). Versions are compared with the ranges the tour declares ("supported") and
 with the tested sets, constraints.txt and stacks/*.txt ("tested").
 
-The package, by part: rows.py (types, error kinds), probes_core/_gpu/_stack/_assets.py (the probes), plan.py (their
-order), worker.py (the worker process and its JSON-lines protocol), facts.py (the install, read without torch),
-rules.py (facts + rows -> diagnoses), fixes.py (release tables and fix lines), collect.py, cli.py (this command).
+The package, by part: rows.py (types, error kinds), probes_core.py, probes_gpu.py, probes_stack.py, probes_assets.py
+(the probes), plan.py (their order), worker.py (the worker process and its JSON-lines protocol), facts.py (the
+install, read without torch), rules.py (facts + rows -> diagnoses), fixes.py (release tables and fix lines),
+collect.py, cli.py (this command).
 
 Exit code: 0 when every required probe passes and no diagnosis is an error; 1 when a required probe fails or a
 diagnosis is an error (optional pieces such as a GPU or torchcodec never fail it unless named with --device);
