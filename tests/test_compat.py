@@ -26,7 +26,7 @@ def test_oldest_stack_is_what_pyproject_declares_as_floors():
     floors = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)', text))
     oldest = _pins("oldest")
     for name in ("torch", "torchvision", "torchaudio", "transformers", "datasets", "gguf", "accelerate", "peft",
-                 "lightning", "pyro-ppl"):
+                 "lightning", "pyro-ppl", "torchao"):
         assert oldest[name].startswith(floors[name]), (name, floors[name], oldest[name])
 
 

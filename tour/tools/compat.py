@@ -18,7 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
-import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,6 +47,7 @@ class Row:
     tests: str = "not run"
     ok: bool = False
     seconds: dict = field(default_factory=dict)  # step -> wall seconds
+    cpu: dict = field(default_factory=dict)  # step -> CPU seconds (wall >> CPU / cores: the machine was busy)
 
 
 def venv_root() -> Path:
@@ -81,9 +82,15 @@ def pip_env(stack: str) -> dict:
     return env
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process's finished children: with wall time, says whether a step was slow or starved."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def sh(cmd: list[str], log: Path, env: dict | None = None, cwd: Path = REPO) -> tuple[int, float]:
     """Run `cmd` with its output appended to `log`; (exit code, seconds). A timeout is exit code 124."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     with log.open("a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
@@ -92,6 +99,7 @@ def sh(cmd: list[str], log: Path, env: dict | None = None, cwd: Path = REPO) -> 
                                   cwd=cwd, timeout=STEP_TIMEOUT).returncode
         except subprocess.TimeoutExpired:
             code = 124
+        f.write(f"[compat] exit {code}, {time.perf_counter() - start:.0f} s wall, {cpu_seconds() - cpu:.0f} s CPU\n")
     return code, time.perf_counter() - start
 
 
@@ -219,9 +227,9 @@ def check_stack(stack: str, weights: list[str], rebuild: bool, logs: Path) -> Ro
         if (venv / ".compat-installed").exists() and not rebuild:
             row.install = "ok (reused)"
         else:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             code = install(stack, venv, weights, out / "install.log")
-            row.seconds["install"] = time.perf_counter() - start
+            row.seconds["install"], row.cpu["install"] = time.perf_counter() - start, cpu_seconds() - cpu
             row.install = f"ok ({row.seconds['install'] / 60:.0f} min)" if code == 0 else \
                 f"FAILED: {last_error(out / 'install.log')}"
         print(f"[compat {stack}] install: {row.install}", flush=True)
@@ -237,12 +245,15 @@ def run_checks(row: Row, venv: Path, out: Path) -> Row:
     stack, py = row.stack, venv / "bin" / "python"
     row.versions = versions(py)
     env = run_env(venv)
+    cpu = cpu_seconds()
     code, row.seconds["doctor"] = sh([str(py), "-m", "tour", "doctor"], out / "doctor.log", env)
-    row.doctor = f"exit {code}"
+    row.doctor, row.cpu["doctor"], cpu = f"exit {code}", cpu_seconds() - cpu, cpu_seconds()
     print(f"[compat {stack}] doctor: {row.doctor}", flush=True)
     row.tour, tour_ok, row.seconds["tour"] = quick_tour(py, env, out / "tour", out / "tour.log")
+    row.cpu["tour"], cpu = cpu_seconds() - cpu, cpu_seconds()
     print(f"[compat {stack}] quick tour: {row.tour}", flush=True)
     row.tests, tests_ok, row.seconds["tests"] = run_tests(py, env, out, out / "tests.log")
+    row.cpu["tests"] = cpu_seconds() - cpu
     print(f"[compat {stack}] tests: {row.tests}", flush=True)
     for line in failing_tests(out / "junit.xml"):
         print(f"  FAILED {line}")
@@ -257,10 +268,11 @@ def stack_cell(row: Row) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ["stack", "install", "doctor", "quick tour", f"tests ({len(TESTS)} files)", "time"]
+    head = ["stack", "install", "doctor", "quick tour", f"tests ({len(TESTS)} files)", "wall time (CPU)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        took = ", ".join(f"{k} {v / 60:.1f} min" for k, v in r.seconds.items())
+        took = ", ".join(f"{k} {v / 60:.1f} min" + (f" (CPU {r.cpu[k] / 60:.1f})" if k in r.cpu else "")
+                         for k, v in r.seconds.items())
         lines.append("| " + " | ".join([stack_cell(r), r.install, r.doctor, r.tour, r.tests, took]) + " |")
     return "\n".join(lines)
 
