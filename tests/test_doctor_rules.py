@@ -137,3 +137,13 @@ def test_a_probe_is_explained_once():
     found = [d for d in diagnose(planted, [torch_row(), failed]) if d.rule in ("torch-pair", "no-cxx")]
     assert [d.rule for d in found] == ["torch-pair", "no-cxx"]
     assert found[0].explains == [] and found[1].explains == [{"group": "compile", "name": "c++ compiler"}]
+
+
+def test_a_torchaudio_that_declares_no_torch_pairs_by_its_release_number():
+    """torchaudio 2.11.0 declares no torch: it was built against torch 2.11, so an older torch is a mismatch."""
+    ta = {"torchaudio": {"version": "2.11.0", "location": "/x", "requires": []}}
+    broken = row("extension", "torchaudio", OSError("undefined symbol"), ("torch", "torchaudio"))
+    (d,) = [d for d in diagnose(facts(torch_version="2.9.1", dists=ta), [torch_row(), broken]) if d.rule == "torch-pair"]
+    assert "torch>=2.11" in d.cause and d.explains == [{"group": "torchaudio", "name": "extension"}]
+    assert d.fix == 'pip install "torch==2.9.1" "torchaudio==2.9.1"'
+    assert not [d for d in diagnose(facts(torch_version="2.14.1", dists=ta), []) if d.rule == "torch-pair"]

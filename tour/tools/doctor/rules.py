@@ -209,12 +209,22 @@ def _below(req: Requirement, installed: str) -> bool:
     return any(v < Version(s.version) for s in req.specifier if s.operator in (">=", ">", "~=", "==", "==="))
 
 
+def _declares_torch(facts: Facts, name: str) -> bool:
+    return bool((facts.dists.get(name) or {}).get("requires"))
+
+
 def _wrong_torch(facts: Facts, name: str) -> list[str]:
-    """The paired wheel's requirements on torch (its own metadata) that the loaded torch does not meet."""
+    """The paired wheel's requirements on torch (its own metadata) that the loaded torch does not meet. A torchaudio
+    that declares none (2.11.0 does not) was built against the torch release of its own number: an older torch
+    cannot load it."""
     info = facts.dists.get(name) or {}
-    if not facts.torch_version:
+    if not facts.torch_version or not info:
         return []
-    return [r for r in info.get("requires", []) if _requirement(r) is not None
+    requires = info.get("requires") or []
+    built = fixes.version(fixes.public(info["version"])) if name == "torchaudio" and not requires else None
+    if built is not None:
+        requires = [f"torch>={built.major}.{built.minor}"]
+    return [r for r in requires if _requirement(r) is not None
             and _contains(_requirement(r).specifier, facts.torch_version) is False]
 
 
@@ -224,10 +234,11 @@ def rule_torch_pair(facts: Facts, probes) -> list[Diagnosis]:
         info, wrong = facts.dists.get(name), _wrong_torch(facts, name)
         if not wrong:
             continue
+        said = "requires" if _declares_torch(facts, name) else "declares no torch; its release number means"
         out.append(Diagnosis(
             "torch-pair", ERROR,
             f"{name} {info['version']} was built for {wrong[0]}, but torch {facts.torch_version} is installed",
-            f"{name}'s metadata in {info['location']} requires {', '.join(wrong)}",
+            f"{name}'s metadata in {info['location']} {said} {', '.join(wrong)}",
             _torch_fix(facts, facts.torch_version, (name,)), _keys(_loading(probes, name))))
     return out
 
