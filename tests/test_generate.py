@@ -1,7 +1,10 @@
 """The generate stop: a factual greedy reply, exact parity of the decoding shortcuts (KV cache, batching, SDPA),
 the LoRA adapter's round trip and held-out gain, and one-line errors for bad input. One quick run is shared."""
 
+import contextlib
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,22 @@ def result(tmp_path_factory):
         if not (assets.cache_root() / CACHE_NAME / "config.json").exists():
             pytest.skip(str(e))
     out = tmp_path_factory.mktemp("out")
-    return generate.run(generate.Config(quick=True, device="cpu", out=str(out)))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # kept for the tests of what a person reads
+        result = generate.run(generate.Config(quick=True, device="cpu", out=str(out)))
+    PRINTED.append(printed.getvalue())
+    sys.stdout.write(PRINTED[-1])
+    return result
+
+
+PRINTED: list[str] = []  # what the shared run printed
+
+
+def test_only_your_prompts_are_labelled_yours(result):
+    """`you>` marks the user's --prompts; the LoRA part's question comes from the corpus and says so."""
+    yours = [line.split("you> ", 1)[1] for line in PRINTED[-1].splitlines() if "you> " in line]
+    assert yours and set(yours) <= set(generate.Config(quick=True).prompts), yours
+    assert "a held-out chatterbot question> " in PRINTED[-1]
 
 
 def test_greedy_is_deterministic_and_knows_a_fact(result):

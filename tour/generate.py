@@ -21,6 +21,9 @@ NAME = "generate"
 LOGPROB_TOL = 1e-3  # generate()'s scores vs one forward pass's log-softmax (fp32: cached vs full attention)
 ADAPTER_TOL = 1e-5  # LoRA adapter reloaded on a fresh base model vs the trained one (0 on CPU: the same arithmetic)
 MERGE_TOL = 1e-3  # the adapter folded into the weights by merge_and_unload vs applied on the side (rounding only)
+# LoRA lowering the held-out loss was seen with these settings as the tour sets them; settings of yours: not run
+LORA_SETTINGS = ("model", "system", "topics", "test_fraction", "max_train", "epochs", "lr", "batch_size", "lora_rank",
+                 "lora_layers")
 PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
 
 
@@ -112,8 +115,8 @@ class Result(BaseResult):
     loss_png: str = labelled("LoRA training loss", "", "")
     logprobs_match: bool | None = check(f"generate()'s token scores match one forward pass's log-softmax (max diff "
                                         f"< {LOGPROB_TOL:g})", None)
-    lora_learned: bool | None = check("LoRA lowered the held-out loss on the chatterbot answers (not run with your "
-                                      "own --model)", None)
+    lora_learned: bool | None = check("LoRA lowered the held-out loss on the chatterbot answers (not run with a "
+                                      "--model or LoRA settings of your own)", None)
     adapter_reloads: bool | None = check(f"the saved adapter, reloaded on a fresh base model, gives the trained "
                                          f"model's logits (max diff <= {ADAPTER_TOL:g})", None)
     merge_exact: bool | None = check(f"merge_and_unload gives the adapter's logits (max diff < {MERGE_TOL:g})", None)
@@ -195,7 +198,10 @@ def lora(cfg: Config, tokenizer, model, source: str, device, pairs: list[tuple[s
     after = gl.heldout_loss(peft_model, held)
     reply_after = reply_to(cfg, tokenizer, peft_model, question, device)
     print(f"  held-out loss {before:.3f} -> {after:.3f}, perplexity {math.exp(before):.1f} -> {math.exp(after):.1f}"
-          f" ({seconds:.0f} s)\n  you> {question}\n  before> {reply_before}\n  after>  {reply_after}")
+          f" ({seconds:.0f} s)")
+    # not "you>": this question is the corpus's (held out), not one of the user's --prompts
+    print(f"  a held-out chatterbot question> {question}\n  the corpus's answer> {test_pairs[0][1]}\n"
+          f"  before LoRA> {reply_before}\n  after LoRA>  {reply_after}")
     folder = out_dir(cfg, NAME)
     reload_diff, merge_diff = gl.round_trip(peft_model, lambda: load_model(source, device), folder / "adapter", held[0])
     print(f"  adapter saved, reloaded on a fresh base model: max |logit diff| {reload_diff:.1e}; "
@@ -205,7 +211,8 @@ def lora(cfg: Config, tokenizer, model, source: str, device, pairs: list[tuple[s
             "trainable_share": trainable / total, "train_losses": losses, "train_seconds": seconds,
             "changed_question": question, "reply_before": reply_before, "reply_after": reply_after,
             "adapter_dir": str(folder / "adapter"), "reload_max_diff": reload_diff, "merged_max_diff": merge_diff,
-            "lora_learned": None if cfg.model else after < before, "adapter_reloads": reload_diff <= ADAPTER_TOL,
+            "lora_learned": after < before if cfg.stock(*LORA_SETTINGS) else None,
+            "adapter_reloads": reload_diff <= ADAPTER_TOL,
             "merge_exact": merge_diff < MERGE_TOL,
             "loss_png": plot_losses(losses, before, after, folder)}
 
