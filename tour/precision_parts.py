@@ -295,8 +295,21 @@ def fusion_reason(rows: list[dict], caches: dict[str, int]) -> str:
         by_level.setdefault(r.get("where") or cache_level(r["mb"], caches), []).append(r["ratio"])
     spread = "; ".join(f"in {lvl}: {min(v):.2f}-{max(v):.2f}x" for lvl, v in by_level.items())
     grows = rows[-1]["ratio"] > rows[0]["ratio"] * 1.2
+    knee = cache_knee(rows)
     verdict = ("the gain grows as the tensors leave the caches, as the bandwidth argument predicts" if grows else
                "the gain does not grow with size here, so memory traffic is not what limits this block on this CPU; "
                "likely the maths (erf, tanh, LayerNorm's reductions) on few cores is")
     return (f"caches {sizes}. Fusing saves passes over memory: while input and output fit in a cache, eager's "
-            f"extra passes are cheap; once they spill to DRAM each pass costs bandwidth. Measured {spread}: {verdict}.")
+            f"extra passes are cheap; once they spill to DRAM each pass costs bandwidth. Measured {spread}: {verdict}."
+            + knee)
+
+
+def cache_knee(rows: list[dict]) -> str:
+    """Where eager's time per MB jumps (at least 2x between two sizes): the cache this process really gets ends
+    there, which can be far below the last-level size sysfs reports (shared by a whole socket, other tenants)."""
+    per_mb = [r["eager_ms"] / r["mb"] for r in rows]
+    for (a, b), (pa, pb) in zip(zip(rows, rows[1:]), zip(per_mb, per_mb[1:])):
+        if pb > 2 * pa:
+            return (f" Eager's time per MB jumps {pb / pa:.1f}x between {a['mb']} and {b['mb']} MB: the cache this "
+                    f"process really gets ends there.")
+    return ""
