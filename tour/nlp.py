@@ -19,6 +19,8 @@ from tour.core.state import keeps_caller_state
 NAME = "nlp"
 ACCURACY_FLOOR = 0.85  # fine-tuned, held out, on the tour's corpus: quick mode (80 texts a topic) clears it, full ~0.92
 RELOAD_TOL = 1e-4  # reloaded pipeline's scores vs the in-memory model's (probabilities, fp32)
+FLOOR_SETTINGS = ("model", "data", "max_per_topic", "min_per_topic", "drop_topics", "epochs", "batch_size", "lr",
+                  "head_lr", "max_length", "test_fraction")  # ACCURACY_FLOOR holds for these as the tour sets them
 EMBED_TOL = 1e-3  # embed() vs the pipelines' sentence vectors (unit length, fp32; padding changes the kernels)
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
            "who was the first president of the united states?", "can a machine ever really think?"]
@@ -85,7 +87,7 @@ class Result(BaseResult):
     embed_same: bool | None = check(f"embed() and both pipelines give the same sentence vectors (max diff "
                                     f"< {EMBED_TOL:g})", None)
     learned: bool | None = check(f"fine-tuned accuracy >= {ACCURACY_FLOOR} on the tour's corpus (not run on your "
-                                 "own --data or --model)", None)
+                                 "own --data, --model or training settings)", None)
 
 
 # the encoder: tour.core.models.load_encoder (MiniLM offline, or --model), shared with compile and bench -----
@@ -327,7 +329,7 @@ def run(cfg: Config) -> Result:
                   naive_per_s=rates[0], pipeline_batched_per_s=rates[1], batched_per_s=rates[2],
                   speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"], reload_scores_close=diff < RELOAD_TOL,
                   embed_same=speed["max_diff"] < EMBED_TOL,
-                  learned=None if cfg.data or cfg.model else acc >= ACCURACY_FLOOR)
+                  learned=acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None)
 
 
 def main(argv: list[str] | None = None) -> int:
