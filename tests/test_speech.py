@@ -105,10 +105,24 @@ def test_your_own_long_audio_is_the_long_form_input_with_your_text(monkeypatch):
     monkeypatch.setattr(speech, "tour_clips", lambda cfg: pytest.fail("the user's audio is long enough"))
     cfg = speech.Config(audio=["talk.flac"], text=["a long talk"])
     audio, text, source = speech.long_input([_clip("talk.flac", 42.0, "a long talk")], cfg)
-    assert abs(len(audio) / speech.RATE - 42.5) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
+    assert abs(len(audio) / speech.RATE - 42.0) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
     parts = [_clip(f"p{i}.wav", 8.0, None) for i in range(4)]  # 32 s in four files, played once each
     audio, text, source = speech.long_input(parts, speech.Config(audio=[f"p{i}.wav" for i in range(4)]))
-    assert abs(len(audio) / speech.RATE - 34.0) < 0.01 and text is None and "your 4 files back to back" in source
+    assert abs(len(audio) / speech.RATE - 33.5) < 0.01 and text is None and "your 4 files back to back" in source
+
+
+def test_a_clip_over_30_s_is_decoded_long_form_and_never_stacked_in_a_batch():
+    """transformers refuses a clip over 30 s without timestamps, and cannot stack its features with 30 s ones."""
+    calls = []
+
+    def asr(audios, generate_kwargs, **kw):
+        calls.append(([round(len(a) / speech.RATE) for a in audios], kw))
+        return [{"text": f"{round(len(a) / speech.RATE)} s"} for a in audios]
+
+    audios = [_clip("a", 3.0, None)["audio"], _clip("long", 42.0, None)["audio"], _clip("b", 5.0, None)["audio"]]
+    outs = speech.in_batches(asr, audios, speech.Config(batch_size=4))
+    assert [o["text"] for o in outs] == ["3 s", "42 s", "5 s"]  # in the clips' order
+    assert calls == [([3, 5], {"batch_size": 4}), ([42], {"return_timestamps": True})]
 
 
 def test_wer_counts_words_not_how_numbers_are_written():

@@ -164,6 +164,10 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 
 
 def transcribe(asr, audios: list, cfg: Config, **kw) -> list[dict]:
+    if "chunk_length_s" not in kw and any(len(a) > WINDOW_S * RATE for a in audios):
+        # a clip over 30 s unchunked is Whisper's own long-form decoding, window after window, which steers by the
+        # timestamp tokens it predicts: transformers refuses it without them
+        kw.setdefault("return_timestamps", True)
     return asr(list(audios), generate_kwargs={"num_beams": cfg.num_beams}, **kw)
 
 
@@ -186,14 +190,23 @@ def timed(fn, device, repeats: int, warmup: int = 0):
     return box["out"], ms
 
 
+def in_batches(asr, audios: list, cfg: Config) -> list[dict]:
+    """`batch_size` clips per forward pass. A batch is of 30 s windows: a clip over 30 s (Whisper's own long-form
+    decoding, window after window) goes alone, as transformers cannot stack its longer features with others."""
+    short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_S * RATE]
+    outs = dict(zip(short, transcribe(asr, [audios[i] for i in short], cfg, batch_size=cfg.batch_size)
+                    if short else []))
+    outs.update({i: transcribe(asr, [a], cfg)[0] for i, a in enumerate(audios) if i not in outs})
+    return [outs[i] for i in range(len(audios))]
+
+
 def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result) -> None:
     """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
     exactly what single clips do, only faster where the hardware has parallelism to spare."""
     audios = [c["audio"] for c in clips]
     single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
     # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call)
-    batched, batched_ms = timed(lambda: transcribe(asr, audios, cfg, batch_size=cfg.batch_size), device,
-                                cfg.repeats, warmup=1)
+    batched, batched_ms = timed(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
     seconds = sum(len(a) for a in audios) / RATE
     result.rtf_single, result.rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
     result.batch_same = [o["text"] for o in single] == [o["text"] for o in batched]
@@ -225,7 +238,7 @@ def back_to_back(clips: list[dict], seconds: float = 0.0):
         texts.append(c["text"])
         total += len(c["audio"]) / RATE + 0.5
         i += 1
-    return np.concatenate(parts), None if None in texts else " ".join(texts)
+    return np.concatenate(parts[:-1]), None if None in texts else " ".join(texts)  # no gap after the last
 
 
 def long_input(clips: list[dict], cfg: Config):
