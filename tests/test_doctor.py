@@ -272,3 +272,12 @@ def test_importing_the_doctor_imports_no_torch():
     code = "import sys, tour.tools.doctor; print('torch' in sys.modules)"
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_reader_that_stops_early_is_no_traceback():
+    """`tour doctor --json | head`: the pipe closes before the report is written."""
+    proc = subprocess.Popen([PY, "-m", "tour.tools.doctor", "--json", "--quick", "--only", "system"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the doctor writes a byte
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err, err

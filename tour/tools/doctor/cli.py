@@ -36,6 +36,7 @@ JSON (`--json`, schema 1; fields are only ever added):
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -172,12 +173,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_diagnoses(e.diagnoses), file=sys.stderr)
             raise
         if args.json:
-            print(to_json(report))
+            print(to_json(report), flush=True)
         else:
-            print(f"\n{format_diagnosis_block(report)}\n\n{format_summary(report)}")
+            print(f"\n{format_diagnosis_block(report)}\n\n{format_summary(report)}", flush=True)
         return report.exit_code
 
-    return guarded(PROG, body)
+    try:
+        return guarded(PROG, body)
+    except BrokenPipeError:
+        # The reader stopped reading (`tour doctor --json | head`): not the doctor's failure. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail too (Python's signal docs advise this), and exit
+        # the way a process killed by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":
