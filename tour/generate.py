@@ -44,7 +44,7 @@ class Config(BaseConfig):
                                 quick=0.1)
     max_train: int = arg(64, "at most this many training pairs (0: all)", min=0, quick=24)
     epochs: int = arg(2, "passes over the training pairs", min=1, quick=1)
-    lr: float = arg(2e-3, "AdamW learning rate for the LoRA weights", min=0.0)
+    lr: float = arg(2e-3, "AdamW learning rate for the LoRA weights", gt=0)
     batch_size: int = arg(8, "pairs per training step", min=1)
     lora_rank: int = arg(8, "rank r of each LoRA update B @ A", min=1)
     lora_layers: int = arg(6, "adapt only the top N transformer blocks (the rest needs no backward pass)", min=1,

@@ -39,9 +39,9 @@ def tolerance(dtype) -> float:
     return torch.finfo(dtype).eps
 
 
-def timed_variants(model: str, fns: dict, device, reps: int) -> list[Variant]:
+def timed_variants(model: str, fns: dict, device, repeats: int) -> list[Variant]:
     """Median ms of each callable after a warm-up, in turn, with its speed-up over the first (fp32 eager)."""
-    rows = [Variant(model, label, median_ms(fn, device, reps, warmup=1)) for label, fn in fns.items()]
+    rows = [Variant(model, label, median_ms(fn, device, repeats, warmup=1)) for label, fn in fns.items()]
     for row in rows:
         row.speedup = rows[0].ms / row.ms
     return rows
@@ -58,7 +58,7 @@ def count_flops(fn) -> int:
 
 
 # 1) roofs ----------------------------------------------------------------------------------------------------------
-def matmul_roof(dtype, n: int, device, reps: int) -> tuple[float, float]:
+def matmul_roof(dtype, n: int, device, repeats: int) -> tuple[float, float]:
     """(ms, G(FL)OP/s) of an n x n matmul in `dtype`; int8 through torch._int_mm (int32 accumulators)."""
     from tour.core.torch_private import int_mm
 
@@ -68,15 +68,15 @@ def matmul_roof(dtype, n: int, device, reps: int) -> tuple[float, float]:
     else:
         a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
         fn = lambda: a @ b  # noqa: E731
-    ms = median_ms(fn, device, reps, warmup=2)
+    ms = median_ms(fn, device, repeats, warmup=2)
     return ms, 2 * n**3 / ms / 1e6
 
 
-def bandwidth_gb_s(mb: int, device, reps: int) -> float:
+def bandwidth_gb_s(mb: int, device, repeats: int) -> float:
     """(read + written) bytes / time of a large tensor copy: the memory roof decoding runs into."""
     src = torch.ones(mb * 2**20 // 4, device=device)
     dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), device, max(3, reps), warmup=1)
+    ms = median_ms(lambda: dst.copy_(src), device, max(3, repeats), warmup=1)
     return 2 * src.numel() * 4 / ms / 1e6
 
 
@@ -147,7 +147,7 @@ def train_step_fn(model, opt, batch, ctx, scaler):
     return step
 
 
-def training(clf, batches, low, device, reps: int) -> tuple[dict, dict]:
+def training(clf, batches, low, device, repeats: int) -> tuple[dict, dict]:
     """The same classifier from the same start, trained on the same batches in fp32 and under autocast:
     ({way: losses per step}, {way: median ms of one more step})."""
     losses, ms = {}, {}
@@ -160,7 +160,7 @@ def training(clf, batches, low, device, reps: int) -> tuple[dict, dict]:
                                 fused=device.type in ("cpu", "cuda"))
         scaler = torch.amp.GradScaler(device.type) if low == torch.float16 and label != "fp32 eager" else None
         losses[label] = [train_step_fn(model, opt, b, ctx, scaler)() for b in batches]
-        ms[label] = median_ms(train_step_fn(model, opt, batches[0], ctx, scaler), device, reps, warmup=1)
+        ms[label] = median_ms(train_step_fn(model, opt, batches[0], ctx, scaler), device, repeats, warmup=1)
     return losses, ms
 
 
@@ -243,9 +243,9 @@ def perplexity(model, tokenizer, texts: list[str], device) -> float:
         return math.exp(model(**enc, labels=labels).loss.float().item())
 
 
-def decode_rate(model, chat, n: int, device, reps: int) -> float:
+def decode_rate(model, chat, n: int, device, repeats: int) -> float:
     """ms for n new tokens of one prompt (KV cache on, batch 1)."""
-    return median_ms(lambda: greedy(model, [chat], n, exact=True), device, reps, warmup=1)
+    return median_ms(lambda: greedy(model, [chat], n, exact=True), device, repeats, warmup=1)
 
 
 # 4) compile on this CPU: fusion vs tensor size -------------------------------------------------------------------
@@ -258,7 +258,7 @@ def elementwise_block(x, scale, shift):
     return x
 
 
-def fusion_sweep(sizes_mb: list[int], device, reps: int) -> list[dict]:
+def fusion_sweep(sizes_mb: list[int], device, repeats: int) -> list[dict]:
     """Eager vs compiled at each tensor size (width 512 fp32); one dynamic-shape compile serves every size."""
     width = 512
     scale, shift = torch.ones(4, width, device=device), torch.zeros(4, width, device=device)
@@ -267,8 +267,8 @@ def fusion_sweep(sizes_mb: list[int], device, reps: int) -> list[dict]:
     for mb in sizes_mb:
         x = torch.randn(max(1, mb * 2**20 // (4 * width)), width, device=device)
         same = torch.allclose(compiled(x, scale, shift), elementwise_block(x, scale, shift), atol=1e-4)
-        eager = median_ms(lambda: elementwise_block(x, scale, shift), device, reps, warmup=1)
-        comp = median_ms(lambda: compiled(x, scale, shift), device, reps, warmup=1)
+        eager = median_ms(lambda: elementwise_block(x, scale, shift), device, repeats, warmup=1)
+        comp = median_ms(lambda: compiled(x, scale, shift), device, repeats, warmup=1)
         rows.append({"mb": mb, "eager_ms": eager, "compiled_ms": comp, "ratio": eager / comp, "parity": same})
         del x
         synchronize(device)
