@@ -179,6 +179,25 @@ def test_grey_rgba_gif_and_tiff_files_become_rgb(tmp_path):
     assert all(preprocess()(im).shape == (3, 224, 224) for im in images.values())
 
 
+def test_a_phone_photo_is_upright_and_transparency_is_white(tmp_path):
+    """Your own photos as a phone saves them: stored sideways with an EXIF turn; a logo with a clear background."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    upright = Image.fromarray(skimage.data.stereo_motorcycle()[0])  # wider than high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF Orientation: "rotate 90 degrees clockwise to display"
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    clear = np.zeros((40, 40, 4), dtype=np.uint8)  # transparent black everywhere...
+    clear[10:30, 10:30] = (200, 0, 0, 255)  # ...but an opaque red square
+    Image.fromarray(clear).save(tmp_path / "logo.png")
+    images = vision.load_images([str(tmp_path / "phone.jpg"), str(tmp_path / "logo.png")])
+    assert images["phone.jpg"].size == upright.size
+    logo = np.asarray(images["logo.png"])
+    assert (logo[0, 0] == 255).all() and tuple(logo[20, 20]) == (200, 0, 0)
+
+
 @pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])
 def test_bad_images_are_one_line_errors(case, tmp_path, capsys):
     out = tmp_path / "out"

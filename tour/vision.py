@@ -87,15 +87,20 @@ class Result(BaseResult):
 
 # 0) images: built-in photos or the user's files ---------------------------------------------------------------
 def read_image_file(path: Path):
-    """An RGB PIL image. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey, palette and
-    RGBA images are converted to RGB. (torchvision.io's decoders are deprecated since 0.29 for TorchCodec.)"""
-    from PIL import Image, UnidentifiedImageError
+    """An RGB PIL image, upright. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey and palette
+    images are converted to RGB, transparent ones laid on white. (torchvision.io's decoders are deprecated since
+    0.29 for TorchCodec.)"""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
         raise TourError(f"image file not found: {path}; pass existing image files or built-in names "
                         f"({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
     try:
         with Image.open(path) as im:
+            # a phone stores a photo sideways with an EXIF "turn me" tag: the model must see it upright
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:  # transparent pixels: white, not
+                im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))  # their RGB
             return im.convert("RGB")  # convert() reads the pixels, so errors surface here, not later
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise TourError(f"{path} is not an image Pillow can read ({type(e).__name__}); "
