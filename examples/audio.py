@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Audio: torchaudio's transforms on real speech, and a pretrained detector that finds it
 # Bring your own recording: set `TOUR_AUDIO=/path/to/file.wav` (or, as a script, `python examples/audio.py FILE`).
-# Any rate and channel count works (wav, flac, ogg: whatever libsndfile reads). Without one, the tour's own
+# Any rate and channel count works (wav, flac, ogg, mp3: whatever libsndfile reads). Without one, the tour's own
 # espeak-ng speech clip is used. `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%

@@ -51,5 +51,6 @@ def test_the_nlp_and_generate_stops_read_through_it(corpus, monkeypatch):
     pytest.importorskip("chatterbot_corpus")
     seen = []
     real = chatterbot.conversations
-    monkeypatch.setattr(chatterbot, "conversations", lambda topic, folder=None: seen.append(topic) or real(topic, folder))
+    monkeypatch.setattr(chatterbot, "conversations",
+                        lambda topic, folder=None: seen.append(topic) or real(topic, folder))
     assert qa_pairs(["ai"]) and seen == ["ai"]

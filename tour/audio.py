@@ -2,7 +2,7 @@
 
 Resample, downmix, mel spectrogram, dB, MFCC and SpecAugment masks run on the picked device; a pretrained speech
 detector marks where the speech is. Run: `tour run audio` (or `python -m tour.audio`, `python examples/audio.py`);
-`--audio FILE` for your own wav/flac (any rate, any channel count); `--quick` for a short run.
+`--audio FILE` for your own recording (wav, flac, ogg, mp3; any rate and channel count); `--quick` for a short run.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms
 
 @dataclass
 class Config(BaseConfig):
-    audio: str = arg("", "wav/flac file to analyse; empty: the tour's own espeak-ng speech clip")
+    audio: str = arg("", "your recording to analyse (wav, flac, ogg, mp3); empty: the tour's own espeak-ng speech clip")
     n_fft: int = arg(400, "STFT window in samples (400 = 25 ms at 16 kHz)", min=16)
     hop: int = arg(160, "STFT hop in samples (160 = 10 ms at 16 kHz)", min=1)
     n_mels: int = arg(64, "mel bands", min=2)

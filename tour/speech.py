@@ -39,7 +39,7 @@ WINDOW_S = 30.0  # Whisper hears 30 s at a time: longer audio is long-form
 
 @dataclass
 class Config(BaseConfig):
-    audio: list[str] = arg([], "your own audio files (wav, flac, ogg; any rate and channels); empty: the tour's "
+    audio: list[str] = arg([], "your own audio files (wav, flac, ogg, mp3; any rate and channels); empty: the tour's "
                                "clip plus espeak-ng sentences")
     text: list[str] = arg([], "the reference transcript of each --audio file (its known words), for a word error "
                               "rate (optional)")
