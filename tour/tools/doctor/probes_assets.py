@@ -33,16 +33,13 @@ def _numel(shape) -> int:
 
 
 def chatterbot_probe():
-    import yaml
+    from tour.core import chatterbot  # the reader the nlp and generate stops use
 
-    from tour.core import assets
-
-    files = sorted(assets.chatterbot_english_dir().glob("*.yml"))
-    check(len(files) >= 15, f"only {len(files)} topic files in the English corpus (21 expected)")
-    data = yaml.safe_load(files[0].read_text(encoding="utf-8"))
-    talks = data.get("conversations") if isinstance(data, dict) else None
-    check(bool(talks), f"{files[0].name} has no conversations")
-    return f"{len(files)} topic files; {files[0].name} parses to {len(talks)} conversations"
+    topics = chatterbot.topics()
+    check(len(topics) >= 15, f"only {len(topics)} topic files in the English corpus (21 expected)")
+    talks = chatterbot.conversations(topics[0])
+    check(bool(talks), f"{topics[0]}.yml has no conversations")
+    return f"{len(topics)} topic files; {topics[0]}.yml parses to {len(talks)} conversations"
 
 
 def efficientnet_probe():
