@@ -285,3 +285,16 @@ def test_stop_fixtures_run_on_every_device_present(monkeypatch):
 
 def test_tolerances_by_dtype(tolerance):
     assert tolerance(torch.float32) == tolerance("float32") < tolerance(torch.float16) < tolerance("bfloat16")
+
+
+def test_medians_ms_times_variants_side_by_side():
+    """Each round times every variant once, so a slow spell hits them all; warm-ups are not timed."""
+    import torch
+
+    from tour.core.device import medians_ms
+
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    got = medians_ms(fns, torch.device("cpu"), repeats=3, warmup=2)
+    assert set(got) == {"a", "b"} and all(ms >= 0 for ms in got.values())
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3

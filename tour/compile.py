@@ -80,12 +80,6 @@ class Result(BaseResult):
 
 
 # 2) timing, compile time, parity ---------------------------------------------------------------------------------
-def median_ms(fn, device, repeats: int) -> float:
-    from tour.core.device import median_ms as timer
-
-    return timer(fn, device, repeats, warmup=2)  # two warm-ups: a compiled function may still settle on the first
-
-
 def first_call(model, call, device) -> tuple[Any, float, str]:
     """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
     import torch
@@ -136,7 +130,7 @@ def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
 def _compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
     import torch
 
-    from tour.core.device import seed_everything
+    from tour.core.device import medians_ms, seed_everything
     from tour.core.torch_private import inductor_config_patch
 
     spec.model.train(mode != "inference")  # dropout and BatchNorm behave as they would in that mode
@@ -151,8 +145,10 @@ def _compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
         pairs = list(zip(_flat(seeded(spec.model)), _flat(seeded(compiled))))
     diff = max(((a - b).abs().max().item() if a.numel() else 0.0) for a, b in pairs)
     parity = all(torch.allclose(a, b, atol=spec.atol, rtol=1e-3) for a, b in pairs)
-    eager = median_ms(lambda: step(spec.model), device, repeats)
-    fast = median_ms(lambda: step(compiled), device, repeats)
+    # side by side, interleaved; two warm-ups each: a compiled function may still settle on its first calls
+    ms = medians_ms({"eager": lambda: step(spec.model), "compiled": lambda: step(compiled)}, device, repeats,
+                    warmup=2)
+    eager, fast = ms["eager"], ms["compiled"]
     return Comparison(spec.label, mode, eager, fast, eager / fast, parity, diff, first_s, cache, warm_s)
 
 
@@ -167,6 +163,8 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
+    from tour.core.device import median_ms
+
     out = []
     for spec in specs(cfg, device):
         modes = ["inference"] + (["training step"] if cfg.train and spec.train else [])
@@ -175,7 +173,7 @@ def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
                 spec.model.train(mode != "inference")
                 step = (lambda: infer(spec.model, spec.inputs)) if mode == "inference" else (
                     lambda: train_step(spec.model, spec.inputs))
-                out.append(Comparison(spec.label, mode, median_ms(step, device, cfg.repeats)))
+                out.append(Comparison(spec.label, mode, median_ms(step, device, cfg.repeats, warmup=2)))
             else:
                 out.append(compare(spec, mode, device, cfg.repeats))
             show(out[-1])

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 
 from tour.core.errors import TourError
 
@@ -98,23 +97,11 @@ def agreement(a: dict[str, int], b: dict[str, int]) -> dict[str, bool]:
 
 
 # throughput of EfficientNet-Lite0, variants side by side --------------------------------------------------------------------------------------------
-def time_once(net, x, grad_mode, amp, device) -> float:
-    from tour.core.device import synchronize
-
-    with grad_mode(), amp():
-        synchronize(device)  # queued GPU work would otherwise be billed to this call, or escape the timer
-        start = time.perf_counter()
-        net(x)
-        synchronize(device)
-    return time.perf_counter() - start
-
-
 def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
-    """images/s per variant. Rounds interleave the variants, so a busy machine slows them all alike; the first
-    two rounds are warm-up and the median of the rest counts."""
+    """images/s per variant, timed side by side by the core's timer (rounds interleave the variants, so a busy
+    machine slows them all alike; two warm-up calls each, then the median of `iters` rounds)."""
     import contextlib
     import copy
-    import statistics
 
     import torch
 
@@ -131,8 +118,11 @@ def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
     if dev.supports_bf16(device):  # only where the hardware does bf16; on CPU it would be emulated
         variants["channels_last + bf16 autocast"] = (last, batch_last, torch.inference_mode,
                                                      lambda: dev.autocast(device))
-    times = {label: [] for label in variants}
-    for _ in range(iters + 2):
-        for label, (net, x, grad_mode, amp) in variants.items():
-            times[label].append(time_once(net, x, grad_mode, amp, device))
-    return {label: n / statistics.median(t[2:]) for label, t in times.items()}
+    def call(net, x, grad_mode, amp):
+        def once():
+            with grad_mode(), amp():
+                net(x)
+        return once
+
+    fns = {label: call(*variant) for label, variant in variants.items()}
+    return {label: n / (ms / 1e3) for label, ms in dev.medians_ms(fns, device, iters, warmup=2).items()}

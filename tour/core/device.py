@@ -347,6 +347,19 @@ def median_ms(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def medians_ms(fns: dict, device: torch.device, repeats: int, warmup: int = 1) -> dict:
+    """`median_ms` for several variants side by side: each round times every variant once (interleaved), so a
+    neighbour that slows the machine for a while slows them all alike and their ratios stay fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {label: [] for label in fns}
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            times[label].append(median_ms(fn, device, 1, warmup=0))
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
 def cuda_median_ms(fn, device: torch.device, repeats: int) -> float:
     """`median_ms` on CUDA: k calls per sample, k chosen from one timed call so a sample lasts MIN_SAMPLE_MS."""
     with torch.cuda.device(device):  # events and kernels on this device's stream, also for cuda:1
