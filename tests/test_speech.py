@@ -125,6 +125,20 @@ def test_a_clip_over_30_s_is_decoded_long_form_and_never_stacked_in_a_batch():
     assert calls == [([3, 5], {"batch_size": 4}), ([42], {"return_timestamps": True})]
 
 
+def test_the_word_picture_of_a_long_clip_shows_its_start_readably(monkeypatch, tmp_path):
+    """A 32 s clip's 70 words under one 10-inch waveform piled up unreadably: the picture shows the first 8 s."""
+    from tour.core import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: saved.append(fig))
+    clip = {**_clip("talk.wav", 32.0, None), "transcript": "many words"}
+    words = [{"word": f"w{i}", "start": i * 0.45, "end": i * 0.45 + 0.4} for i in range(70)]
+    speech.transcript_png(clip, words, tmp_path / "t.png")
+    (ax,) = saved[0].axes
+    assert len(ax.texts) == 18 and ax.lines[0].get_xdata()[-1] < speech.PICTURE_S  # words under 8 s only
+    assert "talk.wav, the first 8 s of 32.0 s: 'w0 w1" in ax.get_title() and "w18" not in ax.get_title()
+
+
 def test_wer_counts_words_not_how_numbers_are_written():
     assert speech.wer(["7 green bottles are standing on the kitchen shelf."],
                       ["Seven green bottles are standing on the kitchen shelf"]) == 0.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in 
              "Please call Stella and ask her to bring these things with her from the store.",
              "The weather today is cold and windy, so bring a warm coat."]
 WINDOW_S = 30.0  # Whisper hears 30 s at a time: longer audio is long-form
+PICTURE_S = 8.0  # the word picture shows at most this much audio (~20 words): more would overlap
 
 
 @dataclass
@@ -277,12 +279,15 @@ def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
 
 
 def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
-    """The waveform with each recognised word under the stretch of sound it came from."""
+    """The waveform with each recognised word under the stretch of sound it came from: the first PICTURE_S
+    seconds, as a longer clip's words would pile up unreadably under it."""
     import numpy as np
 
     from tour.core import plots
 
-    audio = clip["audio"]
+    audio = clip["audio"][:int(PICTURE_S * RATE)]
+    cut = len(audio) < len(clip["audio"])
+    words = [w for w in words if w["start"] < len(audio) / RATE]
     fig = plots.figure(10, 3.2)
     ax = fig.subplots()
     ax.plot(np.arange(len(audio)) / RATE, audio, linewidth=0.4, color="0.3")
@@ -292,7 +297,9 @@ def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
         ax.text((w["start"] + end) / 2, -1.05 + 0.12 * (i % 2), w["word"], ha="center", fontsize=8)
     ax.set_ylim(-1.1, 1.0)
     ax.set_xlabel("seconds")
-    ax.set_title(f"{clip['name']}: {clip['transcript']!r}", fontsize=9)
+    said = " ".join(w["word"] for w in words) + " ..." if cut else clip["transcript"]
+    title = f"{clip['name']}" + (f", the first {PICTURE_S:.0f} s of {clip['seconds']} s" if cut else "") + f": {said!r}"
+    ax.set_title(textwrap.fill(title, 150), fontsize=9)  # ~150 characters fit the width at 9 pt
     plots.save(fig, path)
     return path
 
