@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -39,9 +40,21 @@ def tolerance(dtype) -> float:
     return torch.finfo(dtype).eps
 
 
+def interleaved_ms(fns: dict, device, repeats: int) -> dict[str, float]:
+    """Median ms of each callable after a warm-up. Rounds take one sample of each in turn, so a neighbour's load that
+    comes and goes on a shared machine slows every variant alike instead of the one timed at that moment."""
+    for fn in fns.values():
+        fn()
+    times = {label: [] for label in fns}
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            times[label].append(median_ms(fn, device, 1, warmup=0))
+    return {label: statistics.median(t) for label, t in times.items()}
+
+
 def timed_variants(model: str, fns: dict, device, repeats: int) -> list[Variant]:
-    """Median ms of each callable after a warm-up, in turn, with its speed-up over the first (fp32 eager)."""
-    rows = [Variant(model, label, median_ms(fn, device, repeats, warmup=1)) for label, fn in fns.items()]
+    """Each callable's interleaved median ms, with its speed-up over the first (fp32 eager)."""
+    rows = [Variant(model, label, ms) for label, ms in interleaved_ms(fns, device, repeats).items()]
     for row in rows:
         row.speedup = rows[0].ms / row.ms
     return rows
@@ -149,8 +162,8 @@ def train_step_fn(model, opt, batch, ctx, scaler):
 
 def training(clf, batches, low, device, repeats: int) -> tuple[dict, dict]:
     """The same classifier from the same start, trained on the same batches in fp32 and under autocast:
-    ({way: losses per step}, {way: median ms of one more step})."""
-    losses, ms = {}, {}
+    ({way: losses per step}, {way: median ms of a further step, the ways interleaved})."""
+    losses, steps = {}, {}
     for label, (_, ctx) in ways(clf, low, device, weights=False).items():  # training keeps fp32 master weights
         model = copy.deepcopy(clf).train()
         # As the nlp stop trains: word embeddings frozen (half the weights, nothing to learn from a few hundred
@@ -160,8 +173,8 @@ def training(clf, batches, low, device, repeats: int) -> tuple[dict, dict]:
                                 fused=device.type in ("cpu", "cuda"))
         scaler = torch.amp.GradScaler(device.type) if low == torch.float16 and label != "fp32 eager" else None
         losses[label] = [train_step_fn(model, opt, b, ctx, scaler)() for b in batches]
-        ms[label] = median_ms(train_step_fn(model, opt, batches[0], ctx, scaler), device, repeats, warmup=1)
-    return losses, ms
+        steps[label] = train_step_fn(model, opt, batches[0], ctx, scaler)
+    return losses, interleaved_ms(steps, device, repeats)
 
 
 # 2b) the vision models on the tour's photos -----------------------------------------------------------------------
@@ -243,9 +256,9 @@ def perplexity(model, tokenizer, texts: list[str], device) -> float:
         return math.exp(model(**enc, labels=labels).loss.float().item())
 
 
-def decode_rate(model, chat, n: int, device, repeats: int) -> float:
-    """ms for n new tokens of one prompt (KV cache on, batch 1)."""
-    return median_ms(lambda: greedy(model, [chat], n, exact=True), device, repeats, warmup=1)
+def decode_fn(model, chat, n: int):
+    """A call that decodes exactly n new tokens of one prompt (KV cache on, batch 1), for the timer."""
+    return lambda: greedy(model, [chat], n, exact=True)
 
 
 # 4) compile on this CPU: fusion vs tensor size -------------------------------------------------------------------
@@ -267,8 +280,8 @@ def fusion_sweep(sizes_mb: list[int], device, repeats: int) -> list[dict]:
     for mb in sizes_mb:
         x = torch.randn(max(1, mb * 2**20 // (4 * width)), width, device=device)
         same = torch.allclose(compiled(x, scale, shift), elementwise_block(x, scale, shift), atol=1e-4)
-        eager = median_ms(lambda: elementwise_block(x, scale, shift), device, repeats, warmup=1)
-        comp = median_ms(lambda: compiled(x, scale, shift), device, repeats, warmup=1)
+        eager, comp = interleaved_ms({"eager": lambda: elementwise_block(x, scale, shift),
+                                      "compiled": lambda: compiled(x, scale, shift)}, device, repeats).values()
         rows.append({"mb": mb, "eager_ms": eager, "compiled_ms": comp, "ratio": eager / comp, "parity": same})
         del x
         synchronize(device)
