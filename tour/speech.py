@@ -233,14 +233,13 @@ def back_to_back(clips: list[dict], seconds: float = 0.0):
     import numpy as np
 
     gap = np.zeros(RATE // 2, dtype=np.float32)
-    parts, texts, total, i = [], [], 0.0, 0
-    while i < len(clips) or total < seconds:
+    parts, texts, i = [], [], 0
+    while i < len(clips) or sum(map(len, parts)) < seconds * RATE:
         c = clips[i % len(clips)]
-        parts += [c["audio"], gap]
+        parts += [gap, c["audio"]] if parts else [c["audio"]]  # silence between clips, none at the ends
         texts.append(c["text"])
-        total += len(c["audio"]) / RATE + 0.5
         i += 1
-    return np.concatenate(parts[:-1]), None if None in texts else " ".join(texts)  # no gap after the last
+    return np.concatenate(parts), None if None in texts else " ".join(texts)
 
 
 def long_input(clips: list[dict], cfg: Config):
