@@ -16,7 +16,8 @@ import sys
 
 from tour import generate as g
 from tour.core.device import get_device, seed_everything
-from tour.generate_model import load_model, open_source
+from tour.generate import chat, lora, speed
+from tour.generate.model import chat_inputs, check_prompts, decode, generate, load_model, open_source
 
 quick = "--quick" in sys.argv or os.environ.get("TOUR_QUICK") == "1"
 # In a notebook, sys.argv is the kernel's (a connection file), not a question: read argv only as a script.
@@ -26,7 +27,7 @@ cfg = g.Config(quick=quick, prompts=[question, "Name a primary colour."], out=os
 device = get_device(cfg.device)
 seed_everything(cfg.seed)
 source, tokenizer, context, converted_now = open_source(cfg.model)  # converts the GGUF file on the first run
-g.check_prompts(tokenizer, cfg.system, cfg.prompts, cfg.max_new_tokens, context)
+check_prompts(tokenizer, cfg.system, cfg.prompts, cfg.max_new_tokens, context)
 model = load_model(source, device)
 print(f"{source}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, context {context} tokens")
 
@@ -35,7 +36,7 @@ print(f"{source}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parame
 # An instruction-tuned model expects its own markup around each turn; `apply_chat_template` writes it.
 
 # %%
-inputs = g.chat_inputs(tokenizer, cfg.system, [question], device)
+inputs = chat_inputs(tokenizer, cfg.system, [question], device)
 print(tokenizer.decode(inputs["input_ids"][0]))
 
 # %% [markdown]
@@ -44,17 +45,17 @@ print(tokenizer.decode(inputs["input_ids"][0]))
 # distribution (temperature, top-p), and the same seed draws the same reply.
 
 # %%
-print("greedy :", g.decode(tokenizer, g.generate(model, inputs, cfg.max_new_tokens))[0])
+print("greedy :", decode(tokenizer, generate(model, inputs, cfg.max_new_tokens))[0])
 for seed in (0, 1):
     seed_everything(seed)
-    reply = g.generate(model, inputs, cfg.max_new_tokens, do_sample=True, temperature=1.0, top_p=0.95)
-    print(f"seed {seed}:", g.decode(tokenizer, reply)[0])
+    reply = generate(model, inputs, cfg.max_new_tokens, do_sample=True, temperature=1.0, top_p=0.95)
+    print(f"seed {seed}:", decode(tokenizer, reply)[0])
 
 # %% [markdown]
 # ## Streaming: text as it is generated
 
 # %%
-g.stream(cfg, tokenizer, model, device)
+chat.stream(cfg, tokenizer, model, device)
 
 # %% [markdown]
 # ## What makes decoding fast
@@ -62,14 +63,14 @@ g.stream(cfg, tokenizer, model, device)
 # Each step still reads every weight once: memory bandwidth / weight bytes bounds tokens/s.
 
 # %%
-kv = g.kv_cache(cfg, model, inputs, device)
-roof = g.bandwidth(cfg, model, device, kv["kv_on_ms"], cfg.speed_tokens)
+kv_on_ms, kv_off_ms, same = speed.kv_cache(cfg, model, inputs, device)
+roof = speed.bandwidth(cfg, model, device, kv_on_ms, cfg.speed_tokens)
 
 # %% [markdown]
 # ## How sure was the model of each token?
 
 # %%
-for row in g.probabilities(cfg, tokenizer, model, device)["token_logprobs"]:
+for row in lora.probabilities(cfg, tokenizer, model, device).token_logprobs:
     print(f"{row['token']!r:>14}  p={row['p']:.2f}")
 
 # %% [markdown]
@@ -78,5 +79,5 @@ for row in g.probabilities(cfg, tokenizer, model, device)["token_logprobs"]:
 # whether it generalised, and the saved adapter reloads and merges into the weights with the same logits.
 
 # %%
-lora = g.lora(cfg, tokenizer, model, source, device)
-print(f"held-out perplexity {lora['ppl_before']:.1f} -> {lora['ppl_after']:.1f}; loss curve: {lora['loss_png']}")
+tuned = lora.fine_tune(cfg, tokenizer, model, source, device)
+print(f"held-out perplexity {tuned.ppl_before:.1f} -> {tuned.ppl_after:.1f}; loss curve: {tuned.loss_png}")

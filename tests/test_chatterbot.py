@@ -41,7 +41,7 @@ def test_the_installed_corpus_reads():
 
 def test_the_nlp_and_generate_stops_read_through_it(corpus, monkeypatch):
     from tour.core.data import corpus_rows
-    from tour.generate_lora import qa_pairs
+    from tour.generate.lora import qa_pairs
 
     assert corpus_rows(corpus, 1) == [{"text": "an answer with no question", "label": "food"},
                                       {"text": "baked dough", "label": "food"},

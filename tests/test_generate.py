@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 from tour import generate  # noqa: E402
 from tour.core import assets  # noqa: E402
 from tour.core.errors import TourError  # noqa: E402
-from tour.generate_model import CACHE_NAME  # noqa: E402
+from tour.generate.model import CACHE_NAME  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,40 +47,55 @@ def test_only_your_prompts_are_labelled_yours(result):
 
 
 def test_greedy_is_deterministic_and_knows_a_fact(result):
-    replies = {t["prompt"]: t["reply"] for t in result.transcript}
+    replies = {t["prompt"]: t["reply"] for t in result.chat.transcript}
     assert "Paris" in replies["What is the capital of France?"]
     assert "Tokyo" in replies["What is the capital of Japan?"]
-    assert result.greedy_repeat_same and result.sample_reproducible
+    assert result.chat.greedy_repeat_same and result.chat.sample_reproducible
     assert result.params_m == pytest.approx(134.5, abs=0.1)
 
 
 def test_decoding_shortcuts_change_nothing(result):
-    assert result.kv_same and result.batched_same and result.sdpa_same
-    assert result.kv_off_ms > 0 and result.batched_ms > 0 and result.decode_limit_tokens_per_s > 0
+    s = result.speed
+    assert s.kv_same and s.batched_same and s.sdpa_same
+    assert s.kv_off_ms > 0 and s.batched_ms > 0 and s.decode_limit_tokens_per_s > 0
+    assert s.kv_ratio == pytest.approx(s.kv_off_ms / s.kv_on_ms) and s.decode_tokens_per_s > 0
 
 
 def test_token_logprobs_match_a_forward_pass(result):
-    probs = result.token_logprobs
+    probs = result.probabilities.token_logprobs
     assert probs and all(lp["logprob"] <= 0 for lp in probs)
-    assert result.logprob_check < generate.LOGPROB_TOL
-    assert 1 < result.ppl_before < 1000
+    assert result.probabilities.logprob_check < generate.LOGPROB_TOL
+    assert 1 < result.lora.ppl_before < 1000
+    assert result.streaming.ttft_ms > 0 and result.streaming.tokens_per_s > 0
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) >= {"greedy_repeat_same", "sample_reproducible", "kv_same", "batched_same",
-                                    "sdpa_same", "logprobs_match", "lora_learned", "adapter_reloads", "merge_exact"}
+    assert list(result.checks()) == ["chat.greedy_repeat_same", "chat.sample_reproducible", "speed.kv_same",
+                                     "speed.batched_same", "speed.sdpa_same", "probabilities.logprobs_match",
+                                     "lora.lora_learned", "lora.adapter_reloads", "lora.merge_exact"]
     assert result.failed_checks() == []
 
 
+def test_the_cli_text_shows_every_part_under_its_labels(result):
+    """The parts' figures read as rows of their own, under the labels their fields declare."""
+    text = str(result)
+    for label in ("parameters", "streaming: time to first text", "KV cache (off / on)", "memory-bandwidth limit",
+                  "held-out loss after LoRA", "trainable share of all parameters"):
+        assert f"  {label} " in text, label
+    assert "lora.merge_exact" in text and "FAIL" not in text
+
+
 def test_lora_learns_and_round_trips(result):
-    assert result.loss_after < result.loss_before
-    assert 0 < result.trainable_share < 0.01
-    assert result.reload_max_diff == 0.0  # the same adapter on the same base: the same arithmetic
-    assert result.merged_max_diff < generate.MERGE_TOL  # folded into W: rounding only
-    adapter = Path(result.adapter_dir)
+    lora = result.lora
+    assert lora.loss_after < lora.loss_before
+    assert 0 < lora.trainable_share < 0.01
+    assert lora.reload_max_diff == 0.0  # the same adapter on the same base: the same arithmetic
+    assert lora.merged_max_diff < generate.MERGE_TOL  # folded into W: rounding only
+    adapter = Path(lora.adapter_dir)
     assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
-    assert Path(result.loss_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(result.train_losses) == 3  # 24 pairs, batches of 8, one epoch
+    assert Path(lora.loss_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.pictures() == [Path(lora.loss_png)]  # found inside its part
+    assert len(lora.train_losses) == 3  # 24 pairs, batches of 8, one epoch
 
 
 def test_converted_folder_is_plain_safetensors(result):
@@ -92,14 +107,14 @@ def test_converted_folder_is_plain_safetensors(result):
 
 def test_bench_rows_shape(monkeypatch):
     """The rows `tour bench` gets, from made-up timings (the real ones are the stop's, tested above)."""
-    import tour.generate_model as gm
+    from tour.generate import model, speed
 
-    monkeypatch.setattr(gm, "load_model", lambda source, device: None)
-    timings = {"kv_off_ms": 40.0, "kv_on_ms": 10.0, "kv_ratio": 4.0, "kv_same": True, "single_ms": 30.0,
-               "batched_ms": 20.0, "batched_ratio": 1.5, "batched_same": True, "eager_ms": 12.0, "sdpa_ms": 10.0,
-               "sdpa_ratio": 1.2, "sdpa_same": True, "bandwidth_gb_s": 10.0, "weights_mb": 500.0,
-               "decode_tokens_per_s": 10.0, "decode_limit_tokens_per_s": 20.0}
-    monkeypatch.setattr(generate, "speed", lambda *a: timings)
+    monkeypatch.setattr(model, "load_model", lambda source, device: None)
+    timings = speed.Speed(kv_off_ms=40.0, kv_on_ms=10.0, kv_ratio=4.0, kv_same=True, single_ms=30.0, batched_ms=20.0,
+                          batched_ratio=1.5, batched_same=True, eager_ms=12.0, sdpa_ms=10.0, sdpa_ratio=1.2,
+                          sdpa_same=True, bandwidth_gb_s=10.0, weights_mb=500.0, decode_tokens_per_s=10.0,
+                          decode_limit_tokens_per_s=20.0)
+    monkeypatch.setattr(speed, "measure", lambda *a: timings)
     rows = generate.bench_rows(generate.BenchSettings(device="cpu", quick=True))
     assert [(r.baseline, r.variant) for r in rows] == [("no KV cache", "KV cache"), ("one at a time", "left-padded batch"),
                                                         ("eager attention", "sdpa"), ("bandwidth limit", "measured")]
@@ -168,7 +183,7 @@ def test_conversion_matches_the_gguf_model():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tour.generate_model import default_folder
+    from tour.generate.model import default_folder
 
     gguf = assets.smollm2_gguf()
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()

@@ -1,7 +1,8 @@
 """The shape of the code: three layers, one direction, and stops that can be imported without side effects.
 
-- core (tour/core/) imports neither stops nor tools; a stop (tour/<name>.py) imports the core only, never another
-  stop or a tool; a stop's helper (tour/<stop>_<what>.py) is imported by its own stop only; tools reach stops only
+- core (tour/core/) imports neither stops nor tools; a stop (tour/<name>.py, or a small package tour/<name>/)
+  imports the core only, never another stop or a tool; a stop's helper (tour/<stop>_<what>.py, or a module of its
+  package) is imported by its own stop only; tools reach stops only
   through tour.tools.registry; no import cycles anywhere.
 - Importing a stop is cheap and changes nothing; running one leaves the caller's RNG, threads and environment as
   they were; its classes pickle (DataLoader workers under spawn); its Result renders as HTML in Jupyter.
@@ -56,10 +57,11 @@ def layer(mod: str) -> str:
 
 
 def owner(mod: str) -> str:
-    """The stop a stop-layer module belongs to: tour.audio_checks -> tour.audio."""
+    """The stop a stop-layer module belongs to: tour.audio_checks -> tour.audio; a stop that is a small package
+    owns its modules: tour.generate.speed -> tour.generate."""
     stem = mod.removeprefix("tour.")
     return next((s for s in STOP_MODULES if stem == s.removeprefix("tour.") or
-                 stem.startswith(s.removeprefix("tour.") + "_")), mod)
+                 stem.startswith((s.removeprefix("tour.") + "_", s.removeprefix("tour.") + "."))), mod)
 
 
 def test_every_stop_layer_file_belongs_to_a_stop():
@@ -106,6 +108,7 @@ def test_the_layering_test_catches_a_stop_importing_a_stop(tmp_path):
     planted.write_text("def f():\n    from tour.basics import SoftPlus\n")
     assert "tour.basics" in imports_of(planted)
     assert owner("tour.basics") != owner("tour.nlp")
+    assert owner("tour.generate.speed") == "tour.generate" != owner("tour.nlp")
 
 
 @pytest.mark.parametrize("name", list(STOPS))

@@ -129,7 +129,7 @@ def test_docstrings_reflow_and_number_dicts_round(tmp_path):
 # The page as a lesson: labels and units declared once, tables for tables, one chart of every ratio. ---------------
 from dataclasses import dataclass, field  # noqa: E402
 
-from tour.core.results import BaseResult, check, labelled, labels_of  # noqa: E402
+from tour.core.results import BaseResult, check, flat, labelled, labels_of, parts_of  # noqa: E402
 
 
 @dataclass
@@ -176,14 +176,42 @@ def test_labels_are_declared_once_and_read_everywhere():
     assert "The cat sat." in page and "[[" not in page  # search hits: a table, not JSON
 
 
+@dataclass
+class _Timings:
+    kv_ratio: float = labelled("KV cache (off / on)", "x", 0.0, parity="kv_same")
+    kv_same: bool | None = check("same tokens with and without the cache", None)
+
+
+@dataclass
+class _WithParts(BaseResult):
+    device: str
+    speed: _Timings
+
+
+def test_a_result_of_parts_reads_like_a_flat_one(tmp_path):
+    """A Result may hold its sections as parts (`result.speed.kv_ratio`): labels, parity, checks, the CLI text,
+    the notebook table and the report all reach a part's fields by `part.field`."""
+    result = _WithParts("cpu", _Timings(3.2, False))
+    labels = labels_of(_WithParts)
+    assert labels["speed.kv_ratio"].parity == "speed.kv_same" and labels["speed.kv_same"].check
+    assert result.checks() == {"speed.kv_same": False} and result.failed_checks() == ["speed.kv_same"]
+    text = str(result)
+    assert re.search(r"KV cache \(off / on\) +3.2×", text) and re.search(r"speed.kv_same +✗ FAIL", text)
+    assert "KV cache (off / on)" in result._repr_html_() and '"kv_ratio"' not in result._repr_html_()
+    data = flat({"device": "cpu", "speed": {"kv_ratio": 3.2, "kv_same": False}}, _WithParts)
+    assert data == {"device": "cpu", "speed.kv_ratio": 3.2, "speed.kv_same": False}
+    assert [(r.what, r.parity) for r in report.ratios_of("x", data, labels)] == [("x · KV cache (off / on)", False)]
+
+
 def _lesson_outcomes() -> list:
     """A hand-made run: no stop runs, the shapes are what the stops' Results hold."""
     O = run_all.StopOutcome
     return [
-        O("generate", True, 12.3, "A chat LM offline.", checks={"kv_same": True}, result={
-            "device": "cpu", "params_m": 134.5, "kv_on_ms": 410.0, "kv_off_ms": 1310.0, "kv_ratio": 3.2,
-            "kv_same": True, "batched_ratio": 2.14, "batched_same": True, "sdpa_ratio": 1.11, "sdpa_same": False,
-            "decode_tokens_per_s": 21.5, "decode_limit_tokens_per_s": 60.2}),
+        O("generate", True, 12.3, "A chat LM offline.", checks={"speed.kv_same": True}, result={
+            "device": "cpu", "params_m": 134.5, "speed": {
+                "kv_on_ms": 410.0, "kv_off_ms": 1310.0, "kv_ratio": 3.2, "kv_same": True, "batched_ratio": 2.14,
+                "batched_same": True, "sdpa_ratio": 1.11, "sdpa_same": False, "decode_tokens_per_s": 21.5,
+                "decode_limit_tokens_per_s": 60.2}}),
         O("compile", True, 30.1, "torch.compile vs eager", result={"device": "cpu", "comparisons": [
             {"model": "mlp", "mode": "inference", "eager_ms": 1.2, "compiled_ms": 0.6, "speedup": 2.0, "parity": True},
             {"model": "mlp", "mode": "training step", "eager_ms": 3.0, "compiled_ms": 3.6, "speedup": 0.83,
@@ -244,6 +272,8 @@ def test_every_declared_parity_and_roof_names_a_field():
         for path, label in labels.items():
             table, _, column = path.partition("[].")
             siblings = {f.name for f in dataclasses.fields(result_class)}
+            siblings |= {f"{part}.{f.name}" for part, cls in parts_of(result_class).items()
+                         for f in dataclasses.fields(cls)}  # a part's fields, as `speed.kv_same`
             if column:  # a table's columns: declared ones, or the fields of the dataclass it lists
                 row = next((a for a in typing.get_args(hints[table]) if dataclasses.is_dataclass(a)), None)
                 siblings = {f.name for f in dataclasses.fields(row)} if row else {c for c, *_ in labels[table].columns}

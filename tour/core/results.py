@@ -80,14 +80,33 @@ def _row_class(hint: Any) -> type | None:
     return None
 
 
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation costs the nested labels, never the page
+        return {}
+
+
+def parts_of(cls: Any) -> dict[str, type]:
+    """The fields of a Result class (or instance) that hold a part: a dataclass of their own (`speed: Speed`)."""
+    cls = cls if isinstance(cls, type) else type(cls)
+    hints = _hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])}
+
+
+def _in_part(part: str, label: Label) -> Label:
+    """A part's label as the Result reads it: its parity and roof name siblings inside the same part."""
+    return dataclasses.replace(label, parity=label.parity and f"{part}.{label.parity}",
+                               roof=label.roof and f"{part}.{label.roof}")
+
+
 def labels_of(cls: Any) -> dict[str, Label]:
     """Every declared label of a Result class (or instance), by field path: `kv_ratio`, `comparisons[].speedup`
-    (the fields of a list of dataclasses), `rows[].seq_len` (a table's declared columns)."""
+    (the fields of a list of dataclasses), `rows[].seq_len` (a table's declared columns), `speed.kv_ratio` (a
+    part's field; its parity is `speed.kv_same`)."""
     cls = cls if isinstance(cls, type) else type(cls)
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation costs the nested labels, never the page
-        hints = {}
+    hints, parts = _hints(cls), parts_of(cls)
     found: dict[str, Label] = {}
     for f in dataclasses.fields(cls):
         label = _label_of(f)
@@ -97,6 +116,22 @@ def labels_of(cls: Any) -> dict[str, Label]:
         row = _row_class(hints.get(f.name))
         if row is not None:
             found.update({f"{f.name}[].{k}": v for k, v in labels_of(row).items()})
+        if f.name in parts:  # a table inside a part keeps its columns' own parity names
+            found.update({f"{f.name}.{k}": v if "[]." in k else _in_part(f.name, v)
+                          for k, v in labels_of(parts[f.name]).items()})
+    return found
+
+
+def flat(data: dict, cls: Any) -> dict:
+    """A Result as JSON with each part's fields lifted to `part.field` keys, in order: the shape labels_of names,
+    so the CLI text, a notebook and the report show a part's figures as rows of their own."""
+    parts = parts_of(cls) if cls is not None else {}
+    found: dict = {}
+    for key, value in data.items():
+        if key in parts and isinstance(value, dict):
+            found.update({f"{key}.{k}": v for k, v in flat(value, parts[key]).items()})
+        else:
+            found[key] = value
     return found
 
 
@@ -135,14 +170,14 @@ class BaseResult:
     def pictures(self) -> list[Path]:
         """The PNG files this Result names (fields whose value is a path ending in .png)."""
         found = []
-        for value in to_jsonable(self).values():
+        for value in flat(to_jsonable(self), self).values():
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, str) and v.endswith(".png"):
                     found.append(Path(v))
         return found
 
     def _repr_html_(self) -> str:
-        labels, data = labels_of(self), to_jsonable(self)
+        labels, data = labels_of(self), flat(to_jsonable(self), self)
         title = f"<b>{html.escape(type(self).__module__)}.{type(self).__name__}</b>"
         return (f"<div>{title}{checks_html(self.checks(), labels)}{result_table(data, labels)}"
                 f"{pictures_html(self.pictures(), captions(data, labels))}</div>")
@@ -342,8 +377,9 @@ def result_table(result: dict, labels: dict[str, Label] | None = None) -> str:
 
 def as_text(result: Any) -> str:
     """A Result as aligned `label  value unit` lines for the terminal; checks as ✓ / ✗ marks, long values cut."""
-    data = to_jsonable(result)
-    labels = labels_of(result) if dataclasses.is_dataclass(result) else {}
+    is_result = dataclasses.is_dataclass(result)
+    data = flat(to_jsonable(result), result) if is_result else to_jsonable(result)
+    labels = labels_of(result) if is_result else {}
     names = {k: k if labels.get(k) is None or labels[k].check else labels[k].text for k in data}
     width = min(max((len(n) for n in names.values()), default=0), 44)
     lines = []

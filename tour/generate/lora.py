@@ -1,6 +1,6 @@
 """The generate stop's probabilities and LoRA fine-tune: chatterbot-corpus question/answer pairs as chat turns,
 held-out loss and perplexity, PEFT LoRA on the top layers, and the adapter's save/reload/merge round trip.
-Imported only by tour/generate.py.
+Imported only by the generate stop (tour/generate/).
 """
 
 from __future__ import annotations
@@ -8,9 +8,48 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tour.core.config import out_dir
 from tour.core.errors import TourError, require
+from tour.core.results import check, labelled
+from tour.generate.config import ADAPTER_TOL, LOGPROB_TOL, LORA_SETTINGS, MERGE_TOL, NAME, Config
+from tour.generate.model import chat_inputs, decode, generate, load_model
+
+
+@dataclass
+class Probabilities:
+    token_logprobs: list[dict] = field(default_factory=list)  # the first reply's tokens, log p, p
+    logprob_check: float = 0.0  # max |generate's scores - one forward pass's log-softmax|
+    logprobs_match: bool | None = check(f"generate()'s token scores match one forward pass's log-softmax (max diff "
+                                        f"< {LOGPROB_TOL:g})", None)
+
+
+@dataclass
+class Lora:
+    heldout_pairs: int = 0
+    # held-out loss per answer token, before LoRA
+    loss_before: float = labelled("held-out loss before LoRA", "nats/token", 0.0)
+    ppl_before: float = labelled("held-out perplexity before LoRA", "", 0.0)
+    loss_after: float = labelled("held-out loss after LoRA", "nats/token", 0.0)
+    ppl_after: float = labelled("held-out perplexity after LoRA", "", 0.0)
+    trainable_params: int = labelled("LoRA's trainable parameters", "", 0)
+    trainable_share: float = labelled("trainable share of all parameters", "%", 0.0)  # trainable / all
+    train_losses: list[float] = field(default_factory=list)
+    train_seconds: float = labelled("LoRA training time", "s", 0.0)
+    changed_question: str = ""
+    reply_before: str = ""
+    reply_after: str = ""
+    adapter_dir: str = ""
+    reload_max_diff: float = 0.0  # adapter reloaded on a fresh base model vs the trained one
+    merged_max_diff: float = 0.0  # after merge_and_unload
+    loss_png: str = labelled("LoRA training loss", "", "")
+    lora_learned: bool | None = check("LoRA lowered the held-out loss on the chatterbot answers (not run with a "
+                                      "--model or LoRA settings of your own)", None)
+    adapter_reloads: bool | None = check(f"the saved adapter, reloaded on a fresh base model, gives the trained "
+                                         f"model's logits (max diff <= {ADAPTER_TOL:g})", None)
+    merge_exact: bool | None = check(f"merge_and_unload gives the adapter's logits (max diff < {MERGE_TOL:g})", None)
 
 
 # data: question -> answer pairs of a few chatterbot topics --------------------------------------------------------
@@ -163,3 +202,64 @@ def round_trip(peft_model, base_loader, folder: Path, batch: dict) -> tuple[floa
         merged = reloaded.merge_and_unload()  # W + B A folded into W: no adapter cost at inference
         merge_diff = (merged(**batch).logits - want).abs().max().item()
     return reload_diff, merge_diff
+
+
+# 4) probabilities and 5) LoRA, as the stop runs them ------------------------------------------------------------------
+def probabilities(cfg: Config, tokenizer, model, device) -> Probabilities:
+    rows, err = token_logprobs(model, tokenizer, chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device),
+                               device, cfg.max_new_tokens)
+    print("  " + " ".join(f"{r['token']!r}:{r['p']:.2f}" for r in rows[:12]) + f"  (check vs forward {err:.1e})")
+    return Probabilities(token_logprobs=rows, logprob_check=err, logprobs_match=err < LOGPROB_TOL)
+
+
+def reply_to(cfg: Config, tokenizer, model, question: str, device) -> str:
+    return decode(tokenizer, generate(model, chat_inputs(tokenizer, cfg.system, [question], device),
+                                      cfg.max_new_tokens))[0]
+
+
+def fine_tune(cfg: Config, tokenizer, model, source: str, device, pairs: list[tuple[str, str]] | None = None) -> Lora:
+    train_pairs, test_pairs = split_pairs(pairs or qa_pairs(cfg.topics), cfg.test_fraction, cfg.seed, cfg.max_train)
+    held = batches(tokenizer, cfg.system, test_pairs, cfg.batch_size, device)
+    before = heldout_loss(model, held)
+    print(f"  held-out {', '.join(cfg.topics)} answers ({len(test_pairs)} pairs): loss {before:.3f}, "
+          f"perplexity {math.exp(before):.1f}")
+    question = test_pairs[0][0]
+    reply_before = reply_to(cfg, tokenizer, model, question, device)
+    peft_model = add_lora(model, cfg.lora_rank, cfg.lora_layers)
+    trainable, total = trainable_share(peft_model)
+    print(f"  LoRA r={cfg.lora_rank} on the top {cfg.lora_layers} blocks: {trainable:,} trainable of {total:,} "
+          f"({trainable / total:.2%}); {len(train_pairs)} training pairs")
+    losses, seconds = train(peft_model, batches(tokenizer, cfg.system, train_pairs, cfg.batch_size, device),
+                            cfg.epochs, cfg.lr, cfg.seed)
+    after = heldout_loss(peft_model, held)
+    reply_after = reply_to(cfg, tokenizer, peft_model, question, device)
+    print(f"  held-out loss {before:.3f} -> {after:.3f}, perplexity {math.exp(before):.1f} -> {math.exp(after):.1f}"
+          f" ({seconds:.0f} s)")
+    # not "you>": this question is the corpus's (held out), not one of the user's --prompts
+    print(f"  a held-out chatterbot question> {question}\n  the corpus's answer> {test_pairs[0][1]}\n"
+          f"  before LoRA> {reply_before}\n  after LoRA>  {reply_after}")
+    folder = out_dir(cfg, NAME)
+    reload_diff, merge_diff = round_trip(peft_model, lambda: load_model(source, device), folder / "adapter", held[0])
+    print(f"  adapter saved, reloaded on a fresh base model: max |logit diff| {reload_diff:.1e}; "
+          f"merged: {merge_diff:.1e}")
+    return Lora(heldout_pairs=len(test_pairs), loss_before=before, ppl_before=math.exp(before), loss_after=after,
+                ppl_after=math.exp(after), trainable_params=trainable, trainable_share=trainable / total,
+                train_losses=losses, train_seconds=seconds, changed_question=question, reply_before=reply_before,
+                reply_after=reply_after, adapter_dir=str(folder / "adapter"), reload_max_diff=reload_diff,
+                merged_max_diff=merge_diff, loss_png=plot_losses(losses, before, after, folder),
+                lora_learned=after < before if cfg.stock(*LORA_SETTINGS) else None,
+                adapter_reloads=reload_diff <= ADAPTER_TOL, merge_exact=merge_diff < MERGE_TOL)
+
+
+def plot_losses(losses: list[float], before: float, after: float, folder: Path) -> str:
+    from tour.core.plots import figure, save
+
+    fig = figure()
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(losses) + 1), losses, marker=".", label="training batch")
+    ax.axhline(before, color="grey", linestyle="--", label=f"held-out before ({before:.2f})")
+    ax.axhline(after, color="green", linestyle="--", label=f"held-out after ({after:.2f})")
+    ax.set(xlabel="step", ylabel="loss per answer token", title="LoRA fine-tune on chatterbot answers")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
+    ax.legend()
+    return save(fig, folder / "lora_loss.png")

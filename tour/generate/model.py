@@ -1,5 +1,5 @@
 """The generate stop's model: SmolLM2-135M-Instruct from its GGUF file, converted once to safetensors; or any
-causal LM the user names. Imported only by tour/generate.py.
+causal LM the user names. Imported only by the generate stop (tour/generate/).
 
 Why convert: transformers reads GGUF (`from_pretrained(folder, gguf_file=...)`, with the gguf and accelerate
 packages) by de-quantising every tensor to fp32, ~20-40 s on a small CPU, and refuses `save_pretrained` on the

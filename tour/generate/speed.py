@@ -1,10 +1,38 @@
 """The generate stop's side-by-side timings: KV cache on/off, batched vs one at a time, eager vs SDPA attention,
 and decode speed against the limit memory bandwidth sets. Each pair is checked to give the same tokens.
-Imported only by tour/generate.py; `cfg` is that stop's Config (not imported here: the stop imports this module)."""
+`measure` returns the Result's `speed` part; `tour bench` reads the same part."""
 
 from __future__ import annotations
 
-from tour.generate_model import chat_inputs, decode, generate
+from dataclasses import dataclass
+
+from tour.core.results import check, labelled
+from tour.generate.config import Config
+from tour.generate.model import chat_inputs, decode, generate
+
+
+@dataclass
+class Speed:
+    kv_on_ms: float = labelled("greedy, KV cache on", "ms", 0.0)
+    kv_off_ms: float = labelled("greedy, KV cache off", "ms", 0.0)
+    kv_ratio: float = labelled("KV cache (off / on)", "x", 0.0, parity="kv_same")
+    kv_same: bool | None = check("greedy tokens with the KV cache equal those without it", None)
+    single_ms: float = labelled("prompts one at a time", "ms", 0.0)  # all prompts, one at a time
+    batched_ms: float = labelled("prompts in one left-padded batch", "ms", 0.0)  # all prompts in one left-padded batch
+    # single / batched
+    batched_ratio: float = labelled("batching (one at a time / batch)", "x", 0.0, parity="batched_same")
+    batched_same: bool | None = check("a left-padded batch gives the same greedy replies as one prompt at a time", None)
+    eager_ms: float = labelled('attention "eager"', "ms", 0.0)
+    sdpa_ms: float = labelled('attention "sdpa"', "ms", 0.0)
+    sdpa_ratio: float = labelled("SDPA attention (eager / sdpa)", "x", 0.0, parity="sdpa_same")
+    sdpa_same: bool | None = check('greedy tokens with attention "sdpa" equal those with "eager"', None)
+    # (read + written) bytes / time of a large tensor copy
+    bandwidth_gb_s: float = labelled("memory copy bandwidth", "GB/s", 0.0)
+    weights_mb: float = labelled("weights read per decoded token", "MB", 0.0)  # bytes every decode step reads
+    # KV cache on, batch 1
+    decode_tokens_per_s: float = labelled("decode rate, KV cache, batch 1", "tokens/s", 0.0,
+                                          roof="decode_limit_tokens_per_s")
+    decode_limit_tokens_per_s: float = labelled("memory-bandwidth limit", "tokens/s", 0.0)  # bandwidth / weight bytes
 
 
 def timed(model, inputs, n: int, repeats: int, device, **kw):
@@ -14,17 +42,19 @@ def timed(model, inputs, n: int, repeats: int, device, **kw):
     return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats, warmup=0), ids  # warm already
 
 
-def kv_cache(cfg, model, inputs, device) -> dict:
-    """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token."""
+def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
+    """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token.
+    (ms with the cache, ms without, same tokens)"""
     on, ids_on = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
     off, ids_off = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
     same = bool((ids_on == ids_off).all())
     print(f"  KV cache on {on:.0f} ms, off {off:.0f} ms for {cfg.speed_tokens} tokens: {off / on:.2f}x; same tokens: {same}")
-    return {"kv_on_ms": on, "kv_off_ms": off, "kv_ratio": off / on, "kv_same": same}
+    return on, off, same
 
 
-def batching(cfg, tokenizer, model, device) -> dict:
-    """Left padding lets prompts of different lengths decode together; the attention mask hides the pads."""
+def batching(cfg: Config, tokenizer, model, device) -> tuple[float, float, bool]:
+    """Left padding lets prompts of different lengths decode together; the attention mask hides the pads.
+    (ms one at a time, ms batched, same replies)"""
     from tour.core.device import median_ms
 
     singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
@@ -36,12 +66,12 @@ def batching(cfg, tokenizer, model, device) -> dict:
     same = one == together
     print(f"  {len(singles)} prompts one at a time {single_ms:.0f} ms, batched {batched_ms:.0f} ms: "
           f"{single_ms / batched_ms:.2f}x; same replies: {same}")
-    return {"single_ms": single_ms, "batched_ms": batched_ms, "batched_ratio": single_ms / batched_ms,
-            "batched_same": same}
+    return single_ms, batched_ms, same
 
 
-def attention_impls(cfg, model, inputs, device) -> dict:
-    """The same weights with transformers' eager attention (explicit softmax) and with PyTorch's SDPA kernel."""
+def attention_impls(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
+    """The same weights with transformers' eager attention (explicit softmax) and with PyTorch's SDPA kernel.
+    (ms eager, ms sdpa, same tokens)"""
     model.set_attn_implementation("eager")
     try:
         eager, ids_eager = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
@@ -50,11 +80,12 @@ def attention_impls(cfg, model, inputs, device) -> dict:
     sdpa, ids_sdpa = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
     same = bool((ids_eager == ids_sdpa).all())
     print(f"  eager {eager:.0f} ms, sdpa {sdpa:.0f} ms: {eager / sdpa:.2f}x; same tokens: {same}")
-    return {"eager_ms": eager, "sdpa_ms": sdpa, "sdpa_ratio": eager / sdpa, "sdpa_same": same}
+    return eager, sdpa, same
 
 
-def bandwidth(cfg, model, device, kv_on_ms: float, n: int) -> dict:
-    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1."""
+def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> tuple[float, float, float, float]:
+    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1.
+    (copy GB/s, weight MB, decoded tokens/s, the limit in tokens/s)"""
     import torch
 
     from tour.core.device import median_ms
@@ -67,13 +98,17 @@ def bandwidth(cfg, model, device, kv_on_ms: float, n: int) -> dict:
     limit, got = gbs * 1e9 / weights, n * 1e3 / kv_on_ms
     print(f"  memory bandwidth {gbs:.1f} GB/s (copy of {cfg.copy_mb} MiB); weights {weights / 1e6:.0f} MB per step "
           f"-> limit {limit:.1f} tokens/s; decoding reached {got:.1f} tokens/s ({got / limit:.0%} of it)")
-    return {"bandwidth_gb_s": gbs, "weights_mb": weights / 1e6, "decode_tokens_per_s": got,
-            "decode_limit_tokens_per_s": limit}
+    return gbs, weights / 1e6, got, limit
 
 
-def speed(cfg, tokenizer, model, device) -> dict:
+def measure(cfg: Config, tokenizer, model, device) -> Speed:
+    """The four side-by-side measurements, in the order the stop prints them."""
     inputs = chat_inputs(tokenizer, cfg.system, cfg.prompts[:1], device)
-    found = kv_cache(cfg, model, inputs, device)
-    found |= batching(cfg, tokenizer, model, device)
-    found |= attention_impls(cfg, model, inputs, device)
-    return found | bandwidth(cfg, model, device, found["kv_on_ms"], cfg.speed_tokens)
+    kv_on, kv_off, kv_same = kv_cache(cfg, model, inputs, device)
+    single, batched, batched_same = batching(cfg, tokenizer, model, device)
+    eager, sdpa, sdpa_same = attention_impls(cfg, model, inputs, device)
+    gbs, weights_mb, got, limit = bandwidth(cfg, model, device, kv_on, cfg.speed_tokens)
+    return Speed(kv_on_ms=kv_on, kv_off_ms=kv_off, kv_ratio=kv_off / kv_on, kv_same=kv_same,
+                 single_ms=single, batched_ms=batched, batched_ratio=single / batched, batched_same=batched_same,
+                 eager_ms=eager, sdpa_ms=sdpa, sdpa_ratio=eager / sdpa, sdpa_same=sdpa_same,
+                 bandwidth_gb_s=gbs, weights_mb=weights_mb, decode_tokens_per_s=got, decode_limit_tokens_per_s=limit)

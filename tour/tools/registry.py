@@ -1,6 +1,7 @@
 """The one interface between the tools (cli, run all + report, bench, doctor) and the stops.
 
-A stop is a module `tour/<name>.py` that imports only `tour.core` and offers:
+A stop is a module `tour/<name>.py` (or a small package `tour/<name>/`, like generate) that imports only
+`tour.core` and offers:
 
     NAME                      its name in `tour run NAME`
     Config                    a dataclass subclassing tour.core.config.BaseConfig (its fields are the flags)

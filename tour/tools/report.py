@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tour.core.results import (BenchRow, Label, captions, checks_html, is_number, labels_of, pictures_html,
+from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
                                 result_table, rows_table, short)
 from tour.tools.registry import STOPS, load
 
@@ -61,12 +61,23 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _result_class(name: str) -> type | None:
+    """A stop's Result class; None for a stop that cannot load (its section shows the field names)."""
+    try:
+        return load(name).Result if name in STOPS else None
+    except Exception:  # noqa: BLE001 - a stop that failed to import still gets its section
+        return None
+
+
 def _labels(name: str) -> dict[str, Label]:
     """The labels a stop's Result class declares; none (so field names show) for a stop that cannot load."""
-    try:
-        return labels_of(load(name).Result) if name in STOPS else {}
-    except Exception:  # noqa: BLE001 - a stop that failed to import still gets its section
-        return {}
+    cls = _result_class(name)
+    return labels_of(cls) if cls is not None else {}
+
+
+def _flat(name: str, result: dict | None) -> dict:
+    """A stop's result.json with its parts' fields as `part.field` keys, the paths its labels use."""
+    return flat(result or {}, _result_class(name))
 
 
 @dataclass
@@ -168,8 +179,8 @@ def measured(outcomes: list, out: Path) -> tuple[list[Ratio], list[Roof]]:
     ratios, roofs = [], []
     for o in outcomes:
         labels = _labels(o.name)
-        ratios += ratios_of(o.name, o.result or {}, labels)
-        roofs += roofs_of(o.name, o.result or {}, labels)
+        ratios += ratios_of(o.name, _flat(o.name, o.result), labels)
+        roofs += roofs_of(o.name, _flat(o.name, o.result), labels)
     more = bench_bars(_bench_data(out))
     return ratios + more[0], roofs + more[1]
 
@@ -199,10 +210,11 @@ def _stop_section(outcome, out: Path) -> str:
     state = "ok" if outcome.ok else "failed"
     error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
     body = error + checks_html(getattr(outcome, "checks", {}), labels)
-    body += result_table(outcome.result, labels) if outcome.result else ""
+    data = _flat(outcome.name, outcome.result)
+    body += result_table(data, labels) if outcome.result else ""
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
             f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
-            f"{_paragraphs(outcome.doc)}{body}{pictures_html(pngs, captions(outcome.result, labels))}</section>")
+            f"{_paragraphs(outcome.doc)}{body}{pictures_html(pngs, captions(data, labels))}</section>")
 
 
 def _paragraphs(doc: str) -> str:

@@ -1,0 +1,3 @@
+from tour.generate import main
+
+raise SystemExit(main())
