@@ -7,6 +7,7 @@ variant per model that keeps its check. Run: `tour run precision` (or `python -m
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, stop_main
@@ -75,6 +76,7 @@ class Result(BaseResult):
     fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
     fusion_reason: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # part -> why it did not run (one line)
+    part_seconds: dict[str, float] = field(default_factory=dict)  # part -> wall time (model loads included)
     encoder_close: bool | None = check("MiniLM in the lower precision: each sentence's embedding has cosine >= "
                                        "1 - eps(dtype) with fp32's", None)
     accuracy_kept: bool | None = check("the classifier's held-out accuracy in the lower precision within 1 point "
@@ -392,7 +394,9 @@ def run(cfg: Config) -> Result:
     for part, title, step in steps:
         if part in cfg.parts:
             print(title)
+            start = time.perf_counter()
             step()
+            result.part_seconds[part] = round(time.perf_counter() - start, 1)  # where the stop's own time goes
     result.best = best_rows(result.variants)
     print("7) per model, the fastest variant that keeps its check\n" + table(result))
     return result
