@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from tour.core.device import autocast, median_ms, synchronize
+from tour.core.device import DTYPE_NAMES, autocast, median_ms, synchronize
 
-NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int8: "int8"}
+NAMES = {dtype: short for short, dtype in DTYPE_NAMES.items()}  # torch.bfloat16 -> "bf16", the flag's spelling
 
 
 @dataclass
