@@ -271,10 +271,13 @@ def generate_part(cfg: Config, device, low, result: Result) -> None:
     from tour import precision_parts as pp
     from tour.core.assets import chatterbot_english_dir, smollm2_dir
     from tour.core.data import corpus_rows
+    from tour.core.models import from_pretrained
 
     folder = smollm2_dir()  # converted from its GGUF file once, shared with the generate stop
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    tokenizer = from_pretrained(AutoTokenizer, str(folder))
+    if tokenizer.pad_token is None:  # perplexity pads a batch; transformers 4.x leaves SmolLM2's pad token unset
+        tokenizer.pad_token = tokenizer.eos_token
+    model = from_pretrained(AutoModelForCausalLM, str(folder), dtype=torch.float32).to(device).eval()
     chats = [tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}],
                                            add_generation_prompt=True, return_tensors="pt", return_dict=True).to(device)
              for p in cfg.prompts]
