@@ -297,6 +297,7 @@ def generate_part(cfg: Config, device, low, result: Result) -> None:
 def decode(cfg: Config, device, ways: dict, tokenizer, chats, heldout, result: Result) -> None:
     """Greedy replies, perplexity and decode speed per way; tokens/s against the limit its weight bytes set."""
     from tour import precision_parts as pp
+    from tour.core.device import medians_ms
 
     for label, model in ways.items():
         ids = pp.greedy(model, chats, cfg.new_tokens)
@@ -304,8 +305,8 @@ def decode(cfg: Config, device, ways: dict, tokenizer, chats, heldout, result: R
         result.perplexity[label] = pp.perplexity(model, tokenizer, heldout, device)
     if not result.bandwidth_gb_s:  # the roofs part did not run: the limits still need it
         result.bandwidth_gb_s = pp.bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
-    timed = pp.interleaved_ms({label: pp.decode_fn(model, chats[0], cfg.new_tokens) for label, model in ways.items()},
-                              device, cfg.repeats)
+    timed = medians_ms({label: pp.decode_fn(model, chats[0], cfg.new_tokens) for label, model in ways.items()},
+                       device, cfg.repeats)
     rows = []
     for label, ms in timed.items():
         nbytes = pp.weight_bytes(ways[label])

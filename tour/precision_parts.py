@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from tour.core.device import DTYPE_NAMES, autocast, median_ms, synchronize
+from tour.core.device import DTYPE_NAMES, autocast, median_ms, medians_ms, synchronize
 
 NAMES = {dtype: short for short, dtype in DTYPE_NAMES.items()}  # torch.bfloat16 -> "bf16", the flag's spelling
 
@@ -40,21 +39,9 @@ def tolerance(dtype) -> float:
     return torch.finfo(dtype).eps
 
 
-def interleaved_ms(fns: dict, device, repeats: int) -> dict[str, float]:
-    """Median ms of each callable after a warm-up. Rounds take one sample of each in turn, so a neighbour's load that
-    comes and goes on a shared machine slows every variant alike instead of the one timed at that moment."""
-    for fn in fns.values():
-        fn()
-    times = {label: [] for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            times[label].append(median_ms(fn, device, 1, warmup=0))
-    return {label: statistics.median(t) for label, t in times.items()}
-
-
 def timed_variants(model: str, fns: dict, device, repeats: int) -> list[Variant]:
     """Each callable's interleaved median ms, with its speed-up over the first (fp32 eager)."""
-    rows = [Variant(model, label, ms) for label, ms in interleaved_ms(fns, device, repeats).items()]
+    rows = [Variant(model, label, ms) for label, ms in medians_ms(fns, device, repeats).items()]
     for row in rows:
         row.speedup = rows[0].ms / row.ms
     return rows
@@ -174,7 +161,7 @@ def training(clf, batches, low, device, repeats: int) -> tuple[dict, dict]:
         scaler = torch.amp.GradScaler(device.type) if low == torch.float16 and label != "fp32 eager" else None
         losses[label] = [train_step_fn(model, opt, b, ctx, scaler)() for b in batches]
         steps[label] = train_step_fn(model, opt, batches[0], ctx, scaler)
-    return losses, interleaved_ms(steps, device, repeats)
+    return losses, medians_ms(steps, device, repeats)
 
 
 # 2b) the vision models on the tour's photos -----------------------------------------------------------------------
@@ -280,8 +267,8 @@ def fusion_sweep(sizes_mb: list[int], device, repeats: int) -> list[dict]:
     for mb in sizes_mb:
         x = torch.randn(max(1, mb * 2**20 // (4 * width)), width, device=device)
         same = torch.allclose(compiled(x, scale, shift), elementwise_block(x, scale, shift), atol=1e-4)
-        eager, comp = interleaved_ms({"eager": lambda: elementwise_block(x, scale, shift),
-                                      "compiled": lambda: compiled(x, scale, shift)}, device, repeats).values()
+        eager, comp = medians_ms({"eager": lambda: elementwise_block(x, scale, shift),
+                                  "compiled": lambda: compiled(x, scale, shift)}, device, repeats).values()
         rows.append({"mb": mb, "eager_ms": eager, "compiled_ms": comp, "ratio": eager / comp, "parity": same})
         del x
         synchronize(device)
