@@ -17,14 +17,14 @@ TOLERANCE_S = audio_checks.VAD_TOL_S  # the issue's bound on VAD boundary error
 
 
 @pytest.fixture(scope="module")
-def run_once(tmp_path_factory):
+def run_once(tmp_path_factory, stop_device):
     """One quick run on the shipped clip, with an unusual thread count set so a leak would show."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        result = audio.run(audio.Config(quick=True, device="cpu", out=str(tmp_path_factory.mktemp("out"))))
+        result = audio.run(audio.Config(quick=True, device=stop_device, out=str(tmp_path_factory.mktemp("out"))))
         return result, torch.get_num_threads()
     finally:
         torch.set_num_threads(before)

@@ -9,9 +9,9 @@ from tour import basics
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return basics.run(basics.Config(quick=True, device="cpu", out=str(out)))
+    return basics.run(basics.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_tensors(result):

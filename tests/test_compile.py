@@ -12,9 +12,9 @@ from tour.core.errors import TourError
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return comp.run(comp.Config(quick=True, device="cpu", out=str(out)))
+    return comp.run(comp.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_every_comparison_has_parity_and_timings(result):

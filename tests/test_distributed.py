@@ -22,10 +22,10 @@ LAUNCH_TIMEOUT = 300  # seconds; torch start-up per rank is slow on a busy 2-cor
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     """One 2-process launch: DDP training, parity, tensor parallel."""
     out = tmp_path_factory.mktemp("ddp")
-    return distributed.run(distributed.Config(quick=True, device="cpu", out=str(out)))
+    return distributed.run(distributed.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_every_rank_ends_with_the_same_weights(result):

@@ -19,7 +19,7 @@ from tour.generate.model import CACHE_NAME  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     """One quick run for the module. conftest points TOUR_CACHE_DIR at the session's temp folder, so the GGUF
     conversion (20-70 s) happens once per session and never in the user's own cache."""
     try:
@@ -30,7 +30,7 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # kept for the tests of what a person reads
-        result = generate.run(generate.Config(quick=True, device="cpu", out=str(out)))
+        result = generate.run(generate.Config(quick=True, device=stop_device, out=str(out)))
     PRINTED.append(printed.getvalue())
     sys.stdout.write(PRINTED[-1])
     return result

@@ -13,12 +13,12 @@ from tour.core import errors  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, stop_device):
     """Run once in quick mode from an empty working directory, so stray files in the cwd would show."""
     cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
-        result = stop.run(stop.Config(quick=True, device="cpu", out=str(cwd / "out")))
+        result = stop.run(stop.Config(quick=True, device=stop_device, out=str(cwd / "out")))
     return result, cwd
 
 

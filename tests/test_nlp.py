@@ -16,9 +16,9 @@ QUICK_FLOOR = nlp.ACCURACY_FLOOR  # quick mode: 80 texts per topic, 3 epochs of 
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return nlp.run(nlp.Config(quick=True, device="cpu", out=str(out)))
+    return nlp.run(nlp.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_data_is_a_clean_stratified_split(result):

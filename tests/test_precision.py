@@ -22,10 +22,10 @@ needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast 
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     """One quick run shared by the tests: everything but the compile sweep (its own test below)."""
     out = tmp_path_factory.mktemp("out")
-    return precision.run(precision.Config(quick=True, device="cpu", out=str(out),
+    return precision.run(precision.Config(quick=True, device=stop_device, out=str(out),
                                           parts=["roofs", "encoder", "train", "vision", "generate"]))
 
 

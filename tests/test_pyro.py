@@ -13,9 +13,9 @@ from tour.core import errors  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return stop.run(stop.Config(quick=True, device="cpu", out=str(out)))
+    return stop.run(stop.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_closed_form_is_a_posterior():

@@ -34,10 +34,10 @@ def tour_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    cfg = speech.Config(quick=True, device="cpu", out=str(tmp_path_factory.mktemp("out")),
+    cfg = speech.Config(quick=True, device=stop_device, out=str(tmp_path_factory.mktemp("out")),
                         sentences=speech.SENTENCES[:2])
     return speech.run(cfg)
 

@@ -25,9 +25,9 @@ def torch_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
+def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return vision.run(vision.Config(quick=True, device="cpu", out=str(out)))
+    return vision.run(vision.Config(quick=True, device=stop_device, out=str(out)))
 
 
 def test_lite0_matches_reference_implementation(result):
