@@ -27,9 +27,18 @@ def _real(group: str, name: str) -> rows.ProbeResult:
     return rows.ProbeResult.from_dict(run_probe(_probe(group, name)))
 
 
+def _forget_stub_torchcodec():
+    """The stub is imported in this process: drop it, or later tests (transformers' ASR pipeline checks
+    sys.modules["torchcodec"]) meet a torchcodec that is not there."""
+    for name in [m for m in sys.modules if m == "torchcodec" or m.startswith("torchcodec.")]:
+        del sys.modules[name]
+    errors.is_available.cache_clear()
+
+
 @pytest.fixture
-def planted(tmp_path, monkeypatch):
+def planted(tmp_path, monkeypatch, request):
     """(facts, rows) for several faults at once, each row made by run_probe."""
+    request.addfinalizer(_forget_stub_torchcodec)
     # torchcodec built for another CUDA: its loader error names libnvrtc.so.13 (a stub package says so).
     (tmp_path / "torchcodec").mkdir()
     (tmp_path / "torchcodec" / "__init__.py").write_text("")
