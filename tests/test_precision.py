@@ -150,3 +150,15 @@ def test_compile_sweep_explains_its_ratio_with_the_cache_sizes(tmp_path):
     assert "Fusing saves passes over memory" in res.fusion_reason
     if dev.cache_sizes():
         assert "L2" in res.fusion_reason and res.fusion[0]["where"] in ("L2", "L3")
+
+
+def test_a_tokenizer_that_makes_perplexity_incomparable_is_said_in_one_line():
+    """transformers 4.x converts SmolLM2's GGUF tokenizer with one token as BOS and EOS: the perplexity check then
+    reads "not run" with the reason, never a false failure; the model's own tokenizer is compared as usual."""
+    from types import SimpleNamespace
+
+    from tour import precision_parts as pp
+
+    assert "transformers >= 5" in pp.plain_text_differs(SimpleNamespace(bos_token="<|im_start|>",
+                                                                        eos_token="<|im_start|>"))
+    assert pp.plain_text_differs(SimpleNamespace(bos_token="<|im_start|>", eos_token="<|im_end|>")) is None

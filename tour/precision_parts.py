@@ -236,11 +236,24 @@ def greedy(model, chats, n: int, exact: bool = False) -> list:
 
 
 def perplexity(model, tokenizer, texts: list[str], device) -> float:
-    """exp(mean next-token loss) over `texts` (held-out corpus sentences), padding ignored."""
-    enc = tokenizer(texts, padding=True, return_tensors="pt").to(device)
+    """exp(mean next-token loss) over `texts` (held-out corpus sentences), padding ignored; the plain text only."""
+    enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     with torch.inference_mode():
         return math.exp(model(**enc, labels=labels).loss.float().item())
+
+
+def plain_text_differs(tokenizer) -> str | None:
+    """Why perplexities on plain text are not comparable here, or None. transformers 4.x converts SmolLM2's GGUF
+    tokenizer with <|im_start|> as its BOS and EOS: plain text then tokenizes unlike the model's own tokenizer, the
+    model sees text it was not tuned on (perplexity ~200 vs ~38) and bf16 rounding moves that by ~9%."""
+    if tokenizer.bos_token is not None and tokenizer.bos_token == tokenizer.eos_token:
+        import transformers
+
+        return (f"transformers {transformers.__version__} converts SmolLM2's GGUF tokenizer with "
+                f"{tokenizer.bos_token} as both BOS and EOS, so plain-text perplexity is not the model's: the "
+                "perplexity check needs transformers >= 5 (greedy replies are still compared)")
+    return None
 
 
 def decode_fn(model, chat, n: int):
