@@ -52,7 +52,9 @@ rejected = export.rejects_wrong_shape(ep, x_test[:2].to(device))
 # Inductor writes C++ (CPU) or Triton (GPU) kernels plus a C++ wrapper, and zips them with the weights into a `.pt2`.
 
 # %%
-problem = export.compiler_problem()
+from tour.core.inductor import aoti_problem  # what AOTInductor needs on this device (a C++ compiler; a CUDA toolkit)
+
+problem = aoti_problem(device)
 pt2 = folder / f"{cfg.arch}.pt2"
 if problem:
     print("skipped:", problem)
