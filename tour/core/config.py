@@ -212,6 +212,12 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str 
 def guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
     fix) is one line on stderr and exit 2, Ctrl-C is exit 130. Anything else is a bug and keeps its traceback."""
+    import logging
+
+    # torchao, which transformers imports whenever it is installed, registers enums that torch now handles natively,
+    # and torch logs a deprecation warning per enum into every stop's output: a note between two libraries, not
+    # something a tour user can act on. Only the command line quiets it; importers keep their own logging.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     try:
         return body()
     except TourError as e:
