@@ -57,6 +57,8 @@ def ratios_chart(ratios: list[tuple[str, float, bool | None]], roofs: list[tuple
 def _ratio_panel(ax, ratios) -> None:
     import math
 
+    from matplotlib.ticker import NullLocator
+
     names, values, parity = zip(*ratios)
     y = range(len(values))
     colours = ["#3b6fd4" if v >= 1 else "#e8590c" for v in values]
@@ -65,8 +67,12 @@ def _ratio_panel(ax, ratios) -> None:
     lo, hi = min(0.5, min(values) / 2.2), max(2.0, max(values) * 2.2)  # room for the numbers at the bars' ends
     ax.set_xlim(lo, hi)
     ax.axvline(1, color="#1b1f24", lw=1)
-    ticks = [2.0**k for k in range(math.floor(math.log2(lo)), math.ceil(math.log2(hi)) + 1)]
+    # powers of two inside the axis, every other one when there are many, so the labels never overlap
+    ticks = [2.0**k for k in range(math.ceil(math.log2(lo)), math.floor(math.log2(hi)) + 1)]
+    step = 2 if len(ticks) > 7 else 1
+    ticks = [t for t in ticks if round(math.log2(t)) % step == 0]
     ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())  # no unlabelled minor ticks between the powers of two
     for i, (v, ok) in enumerate(zip(values, parity)):
         ax.text(v * 1.06 if v >= 1 else v / 1.06, i, f"{v:.2f}×", va="center", fontsize=8.5,
                 ha="left" if v >= 1 else "right")
