@@ -255,16 +255,18 @@ def run(cfg: Config) -> Result:
               f"cache {'a throwaway empty folder' if cfg.fresh_cache else cache}")
         print("2) eager vs torch.compile (fp32; medians after warm-up; speedup < 1 means slower)")
         results = comparisons(cfg, device, problem)
-    result = Result(str(device), problem, str(cache), results)
-    if problem is None:
-        print("3) graph breaks: torch._dynamo.explain on a function that calls .item()")
-        result.graph_count, result.graph_breaks, result.break_reasons = graph_breaks()
-        print("4) dynamic shapes: a new batch size recompiles unless the batch is symbolic")
-        result.compiles, result.dynamic_shape = dynamic_shapes()
-        result.break_found = (result.graph_count, result.graph_breaks) == (2, 1)
-        result.dynamic_compiles_once = result.compiles["dynamic=True"] == 1 and result.compiles["dynamic=False"] == 4
+    if problem is not None:  # nothing compiles here: the graph-break and dynamic-shape lessons need Inductor
+        torch._dynamo.reset()
+        return Result(str(device), problem, str(cache), results)
+    print("3) graph breaks: torch._dynamo.explain on a function that calls .item()")
+    graph_count, n_breaks, reasons = graph_breaks()
+    print("4) dynamic shapes: a new batch size recompiles unless the batch is symbolic")
+    compiles, shape = dynamic_shapes()
     torch._dynamo.reset()
-    return result
+    return Result(str(device), problem, str(cache), results, graph_count=graph_count, graph_breaks=n_breaks,
+                  break_reasons=reasons, compiles=compiles, dynamic_shape=shape,
+                  break_found=(graph_count, n_breaks) == (2, 1),
+                  dynamic_compiles_once=compiles["dynamic=True"] == 1 and compiles["dynamic=False"] == 4)
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
