@@ -16,8 +16,7 @@ from pathlib import Path
 
 from tour.core.errors import TourError, require
 
-from tour.core.assets import SMOLLM2_CACHE as CACHE_NAME  # noqa: F401  (the tests find the folder by it)
-from tour.core.assets import convert_smollm2 as convert_gguf  # noqa: F401  (the conversion lives in the core)
+from tour.core.assets import SMOLLM2_CACHE as CACHE_NAME  # the converted folder's name (the tests find it by it)
 from tour.core.assets import smollm2_dir as default_folder
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # architecture names transformers gives decoder-only LMs

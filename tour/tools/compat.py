@@ -172,13 +172,14 @@ def run_env(venv: Path) -> dict:
 
 
 def quick_tour(py: Path, env: dict, out: Path, log: Path) -> tuple[str, bool, float]:
+    from tour.tools.report import stop_failures
+
     code, secs = sh([str(py), "-m", "tour", "run", "all", "--quick", "--no-doctor", "--out", str(out)], log, env)
-    try:
-        stops = json.loads((out / "results.json").read_text())["stops"]
-    except (OSError, ValueError, KeyError):
+    found = stop_failures(out)
+    if found is None:
         return f"exit {code}, no results.json", False, secs
-    failed = [n for n, s in stops.items() if not s["ok"]]
-    text = f"{len(stops) - len(failed)}/{len(stops)}" + (f" (failed: {', '.join(failed)})" if failed else "")
+    ran, failed = found
+    text = f"{ran - len(failed)}/{ran}" + (f" (failed: {', '.join(failed)})" if failed else "")
     return text, code == 0 and not failed, secs
 
 

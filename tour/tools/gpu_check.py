@@ -89,18 +89,11 @@ def run_step(step: Step, out: Path) -> Outcome:
 
 
 def run_all_failures(out: Path) -> list[str]:
-    """The stops `tour run all` wrote as failed into run-all/results.json: an error, or a failed check (its
-    StopOutcome is not ok then); also any check a stop lists as False, should a file say ok beside one."""
-    try:
-        stops = json.loads((out / "run-all" / "results.json").read_text())["stops"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    found = []
-    for name, stop in stops.items():
-        failed = [k for k, ok in (stop.get("checks") or {}).items() if ok is False]
-        if not stop.get("ok") or failed:
-            found.append(f"{name}: {stop.get('error') or 'failed check(s): ' + ', '.join(failed)}")
-    return found
+    """The stops `tour run all` recorded as failed in run-all/results.json (an error or a failed check)."""
+    from tour.tools.report import stop_failures
+
+    _, failed = stop_failures(out / "run-all") or (0, {})
+    return [f"{name}: {reason}" for name, reason in failed.items()]
 
 
 def bench_failures(out: Path) -> list[str]:

@@ -277,11 +277,27 @@ def write(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) -
         "seconds": seconds,
         "quick": cfg.quick,
         "versions": _versions(),
-        "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "result": o.result}
-                  for o in outcomes},
+        "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "checks": o.checks,
+                           "result": o.result} for o in outcomes},
         "doctor": doctor,
     }
     json_path, html_path = out / "results.json", out / "index.html"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     html_path.write_text(render(out, outcomes, doctor, cfg, seconds))
     return {"json": json_path, "html": html_path}
+
+
+def stop_failures(out: Path) -> tuple[int, dict[str, str]] | None:
+    """What `write` recorded in `out`/results.json: (how many stops ran, {failed stop: its one-line reason}), or None
+    when there is no readable results.json (the run died before writing it). A stop failed when it is not ok (an
+    error, or a failed check), or when any of its checks reads False."""
+    try:
+        stops = json.loads((out / "results.json").read_text())["stops"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    failed = {}
+    for name, stop in stops.items():
+        bad = [k for k, ok in (stop.get("checks") or {}).items() if ok is False]
+        if not stop.get("ok") or bad:
+            failed[name] = stop.get("error") or "failed check(s): " + ", ".join(bad)
+    return len(stops), failed
