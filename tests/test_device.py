@@ -298,3 +298,18 @@ def test_medians_ms_times_variants_side_by_side():
     got = medians_ms(fns, torch.device("cpu"), repeats=3, warmup=2)
     assert set(got) == {"a", "b"} and all(ms >= 0 for ms in got.values())
     assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+
+
+def test_choose_dtype_says_why(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16",))
+    assert dev.choose_dtype("auto", cpu) == (torch.bfloat16, "bf16 (auto: AMX-BF16 on this cpu)")
+    assert dev.choose_dtype("fp32", cpu)[0] == torch.float32
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
+    assert dev.choose_dtype("auto", cpu) == (torch.float32, "fp32 (auto: no bf16/fp16 fast path on this cpu, so fp32)")
+    dtype, why = dev.choose_dtype("bf16", cpu)
+    assert dtype == torch.bfloat16 and "emulated" in why
+    for bad in ("int8", "float64", "BF16"):
+        with pytest.raises(TourError, match="choose one of: auto, fp32, bf16, fp16"):
+            dev.choose_dtype(bad, cpu)
+    assert dev.dtype_name(torch.float16) == "fp16" and dev.dtype_name(torch.float64) == "float64"

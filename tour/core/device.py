@@ -206,6 +206,33 @@ def parse_dtype(name: str, device: torch.device, flag: str = "--dtype") -> torch
     return DTYPE_NAMES[name]
 
 
+FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")  # what a stop's --dtype chooses between for its float inference
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.bfloat16 -> 'bf16': the tour's short name (DTYPE_NAMES), else torch's own."""
+    return next((k for k, v in DTYPE_NAMES.items() if v == dtype), str(dtype).removeprefix("torch."))
+
+
+def choose_dtype(name: str, device: torch.device, flag: str = "--dtype") -> tuple[torch.dtype, str]:
+    """A stop's `--dtype NAME` -> (dtype, what to print about the choice). 'auto' is `inference_dtype` (bf16
+    where this hardware has a bf16 fast path...); an explicit dtype runs even without a fast path, and says that
+    it is emulated there (usually slower than fp32)."""
+    if name not in FLOAT_DTYPES:
+        raise TourError(f"{flag} {name!r} is not a float dtype a stop can run in; choose one of: "
+                        f"{', '.join(FLOAT_DTYPES)}")
+    dtype = parse_dtype(name, device, flag)
+    paths = [p for p in fast_paths(device) if p in FAST_PATHS_FOR.get(dtype, ())]
+    if name == "auto":
+        why = (f"auto: {', '.join(paths)} on this {device.type}" if paths
+               else f"auto: no bf16/fp16 fast path on this {device.type}, so fp32")
+    elif dtype != torch.float32 and not supports_dtype(device, dtype):
+        why = f"{flag} {name}: no fast path on this {device.type}, so emulated (usually slower than fp32)"
+    else:
+        why = f"{flag} {name}"
+    return dtype, f"{dtype_name(dtype)} ({why})"
+
+
 def cache_sizes() -> dict[str, int]:
     """CPU cache sizes in bytes by level ("L1d", "L2", "L3"), from sysfs (Linux); empty where unknown."""
     import glob
