@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tour import export
+from tour import export, export_fresh
 from tour.core.errors import TourError
 
 
@@ -135,8 +135,8 @@ def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
 
     model = torch.nn.Linear(4, 2)
     inputs = {"batch_1": torch.randn(1, 4), "timing": torch.randn(3, 4)}
-    fresh = {"outputs": {"batch_1": model(inputs["batch_1"]).detach(), "timing": model(inputs["timing"]).detach()},
-             "aoti_ms": 1.0, "load_s": 0.1, "import_s": 1.0, "tour_modules": []}
+    outputs = {"batch_1": model(inputs["batch_1"]).detach(), "timing": model(inputs["timing"]).detach()}
+    fresh = export.Fresh(import_s=1.0, load_s=0.1, aoti_ms=1.0, tour_modules=[], outputs=outputs)
     copies, states = [], []
     real_to = torch.Tensor.to
 
@@ -150,7 +150,7 @@ def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
     monkeypatch.setattr(dev, "median_ms", timer)
     cfg = export.Config(quick=True, device="cpu", arch="mlp")
     got = export.compare(model, fresh, inputs, cfg, torch.device("cpu"))
-    assert copies == [] and got["eager_ms"] == 2.0 and got["parity"] == {"1": True}
+    assert copies == [] and got == export.Comparison(eager_ms=2.0, ratio=2.0, max_abs_err=0.0, parity={"1": True})
     assert states == [{"matmul": False, "conv": False}]  # IEEE fp32, as the fresh process computes
 
 
@@ -172,5 +172,5 @@ def test_fresh_process_loads_the_package_on_the_device_index(monkeypatch, tmp_pa
     monkeypatch.setattr(torch._inductor, "aoti_load_package", load)
     monkeypatch.setattr(sys, "argv", ["-c", "m.pt2", "in", "out", "report", "cuda:1", "3", "1"])
     with pytest.raises(Loaded):
-        exec(export.runner_code(), {"__name__": "__main__"})
+        exec(export_fresh.runner_code(), {"__name__": "__main__"})
     assert seen == {"path": "m.pt2", "device_index": 1}

@@ -8,64 +8,21 @@ Run: `tour run export` (or `python -m tour.export`, `python examples/export.py`)
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, is_available, require
 from tour.core.inductor import aoti_problem
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
+from tour.export_fresh import Fresh, run_fresh
 
 NAME = "export"
 MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
-
-# The fresh process: only torch, safetensors and the .pt2 file. It reports whether anything of the tour got imported.
-# The tour's timer and IEEE fp32 switch are pasted in as source (`runner_code`): the .pt2 is timed and computed
-# exactly as eager is in this process, without the runner importing the tour.
-RUNNER = """
-import json, math, statistics, sys, time
-from contextlib import contextmanager
-t0 = time.perf_counter()
-import torch
-from safetensors.torch import load_file, save_file
-from torch._inductor import aoti_load_package
-pt2, inputs, outputs, report, device, repeats, threads = sys.argv[1:8]
-torch.set_num_threads(int(threads))
-device, repeats = torch.device(device), int(repeats)
-import_s = time.perf_counter() - t0
-t0 = time.perf_counter()
-model = aoti_load_package(pt2, device_index=-1 if device.index is None else device.index)  # cuda:N itself
-load_s = time.perf_counter() - t0
-xs = {k: v.to(device) for k, v in load_file(inputs).items()}
-# the tour's timer
-with torch.inference_mode(), ieee_fp32():
-    outs = {k: model(x).cpu() for k, x in xs.items()}
-    aoti_ms = median_ms(lambda: model(xs["timing"]), device, repeats)
-save_file(outs, outputs)
-tour = sorted(m for m in sys.modules if m == "tour" or m.startswith("tour."))
-json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": aoti_ms, "tour_modules": tour,
-           "python": sys.executable}, open(report, "w"))
-"""
-# What runner_code pastes from tour.core.device, with the constants they read.
-SHARED = ("synchronize", "_cuda_sample", "cuda_median_ms", "median_ms", "_precision_slots", "ieee_fp32")
-SHARED_CONSTANTS = ("MIN_SAMPLE_MS", "MAX_CALLS_PER_SAMPLE")
-
-
-def runner_code() -> str:
-    """RUNNER with the source of tour.core.device's timer (median_ms) and ieee_fp32 in place of its marker line."""
-    import inspect
-
-    from tour.core import device as dev
-
-    constants = "".join(f"{name} = {getattr(dev, name)!r}\n" for name in SHARED_CONSTANTS)
-    pasted = "\n".join(inspect.getsource(getattr(dev, name)) for name in SHARED)
-    return RUNNER.replace("# the tour's timer\n", constants + pasted)
 
 
 @dataclass
@@ -160,6 +117,25 @@ def train(cfg: Config, device):
 
 
 # 2) torch.export ------------------------------------------------------------------------------------------------
+class Exported(NamedTuple):
+    program: Any  # the torch.export.ExportedProgram
+    seconds: float  # torch.export.export wall time
+    dynamic_batch: str  # the range the batch dimension accepts
+    signature: dict  # see describe_signature
+    wrong_shape_rejected: bool
+
+
+def export_and_inspect(model, x_test, device) -> Exported:
+    """Export, then look at what came out: the batch range, the graph signature, a wrong shape refused."""
+    start = time.perf_counter()
+    ep = export_model(model, x_test[:8].to(device))
+    seconds = time.perf_counter() - start
+    dynamic = str(next(iter(ep.range_constraints.values()), "static"))
+    print(f"  exported in {seconds:.1f} s; batch dimension accepts {dynamic}")
+    signature = describe_signature(ep)
+    return Exported(ep, seconds, dynamic, signature, rejects_wrong_shape(ep, x_test[:2].to(device)))
+
+
 def export_model(model, example):
     """Trace the model into an ExportedProgram whose batch dimension is symbolic (torch.export.Dim)."""
     import torch
@@ -197,53 +173,34 @@ def rejects_wrong_shape(ep, example) -> bool:
 
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
 def package(ep, path: Path) -> float:
+    """AOTInductor compiles the program and packages it into `path`; returns the seconds it took."""
     from tour.core.device import ieee_fp32
     from tour.core.inductor import inductor_cache
-
-    # IEEE fp32 while compiling too: Inductor decides at compile time whether its GPU matmul kernels use TF32.
-    with inductor_cache() as cache, ieee_fp32():  # one cache for the compile and export stops; a second run reuses it
-        print(f"  compiling with AOTInductor (artefacts cached in {cache}) ...", flush=True)
-        return _package(ep, path)
-
-
-def _package(ep, path: Path) -> float:
     from tour.core.torch_private import aoti_compile_and_package
 
     # A CUDA build on a machine without CUDA warns that it guessed CUDA_HOME; irrelevant for a CPU package.
     cpp_log = logging.getLogger("torch.utils.cpp_extension")
     level, _ = cpp_log.level, cpp_log.setLevel(logging.ERROR)
-    try:
+    # IEEE fp32 while compiling too: Inductor decides at compile time whether its GPU matmul kernels use TF32.
+    with inductor_cache() as cache, ieee_fp32():  # one cache for the compile and export stops; a second run reuses it
+        print(f"  compiling with AOTInductor (artefacts cached in {cache}) ...", flush=True)
         start = time.perf_counter()
-        aoti_compile_and_package(ep, str(path))
+        try:
+            aoti_compile_and_package(ep, str(path))
+        finally:
+            cpp_log.setLevel(level)
         return time.perf_counter() - start
-    finally:
-        cpp_log.setLevel(level)
 
 
 # 4) the fresh process -------------------------------------------------------------------------------------------
-def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> dict:
-    """Run the .pt2 in a new interpreter, exchanging tensors through safetensors files in the output folder."""
-    import torch
-    from safetensors.torch import save_file
-
-    files = {k: folder / f"{k}.safetensors" for k in ("inputs", "outputs")}
-    report = folder / "fresh_process.json"
-    save_file({k: v.contiguous().cpu() for k, v in inputs.items()}, files["inputs"])
-    cmd = [sys.executable, "-c", runner_code(), str(pt2), str(files["inputs"]), str(files["outputs"]), str(report),
-           str(device), str(repeats), str(torch.get_num_threads())]
-    try:  # cwd: the tour is not next to it, so the runner can't import it by accident
-        done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        raise TourError(f"the fresh process running {pt2.name} did not finish within 600 s") from None
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeError(f"the fresh process failed to run {pt2.name}: {tail}")
-    from safetensors.torch import load_file
-
-    return {**json.loads(report.read_text()), "outputs": load_file(files["outputs"])}
+class Comparison(NamedTuple):
+    eager_ms: float  # median eager forward at the timing batch, this process
+    ratio: float  # eager_ms / the .pt2's: above 1 means the package is faster
+    max_abs_err: float  # .pt2 vs eager, worst over every input
+    parity: dict[str, bool]  # batch size -> allclose(eager, .pt2)
 
 
-def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
+def compare(model, fresh: Fresh, inputs: dict, cfg: Config, device) -> Comparison:
     """Eager outputs for the same inputs, and eager latency at the timing batch, measured here. In IEEE fp32, as the
     fresh process computes; the timing input is on the device before timing starts, as it is there (eager is not
     billed for a host-to-device copy the .pt2 side does not pay)."""
@@ -255,13 +212,44 @@ def compare(model, fresh: dict, inputs: dict, cfg: Config, device) -> dict:
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}
         timing = inputs["timing"].to(device)
         eager_ms = median_ms(lambda: model(timing), device, cfg.repeats)
-    errs = {k: (eager[k] - fresh["outputs"][k]).abs().max().item() for k in eager}
-    parity = {k.removeprefix("batch_"): torch.allclose(eager[k], fresh["outputs"][k], atol=1e-4, rtol=1e-4)
+    errs = {k: (eager[k] - fresh.outputs[k]).abs().max().item() for k in eager}
+    parity = {k.removeprefix("batch_"): torch.allclose(eager[k], fresh.outputs[k], atol=1e-4, rtol=1e-4)
               for k in eager if k.startswith("batch_")}
-    return {"eager_ms": eager_ms, "aoti_ms": fresh["aoti_ms"], "ratio": eager_ms / fresh["aoti_ms"],
-            "max_abs_err": max(errs.values()), "parity": parity, "load_s": fresh["load_s"],
-            "import_s": fresh["import_s"], "fresh_process_tour_modules": fresh["tour_modules"],
-            "pt2_allclose": all(parity.values()), "runner_needs_no_tour": not fresh["tour_modules"]}
+    return Comparison(eager_ms, eager_ms / fresh.aoti_ms, max(errs.values()), parity)
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """Sections 3 and 4; `Shipped()`, all zeros and empty, when AOTInductor could not run here."""
+
+    package: str = ""  # the .pt2's path
+    package_mb: float = 0.0
+    compile_s: float = 0.0
+    fresh: Fresh = field(default_factory=lambda: Fresh(0.0, 0.0, 0.0, [], {}))
+    comparison: Comparison = field(default_factory=lambda: Comparison(0.0, 0.0, 0.0, {}))
+
+
+def ship(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
+    """Package the program into a .pt2, run it in a fresh process at every batch size and compare with eager."""
+    import torch
+
+    pt2 = folder / f"{cfg.arch}.pt2"
+    compile_s = package(ep, pt2)
+    size = pt2.stat().st_size / 2**20
+    print(f"  {pt2} ({size:.2f} MiB) in {compile_s:.1f} s")
+    print(f"4) a fresh Python process loads the .pt2 and runs batches {cfg.batches} (+ {cfg.batch_size} for timing)")
+    g = torch.Generator().manual_seed(cfg.seed)
+    pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch_size]) // len(x_test)))  # real digits, repeated
+    inputs = {f"batch_{b}": pool[torch.randperm(len(pool), generator=g)[:b]] for b in cfg.batches}
+    inputs["timing"] = pool[: cfg.batch_size]
+    fresh = run_fresh(folder, pt2, inputs, device, cfg.repeats)
+    c = compare(model, fresh, inputs, cfg, device)
+    print(f"  fresh process imported tour modules: {fresh.tour_modules or 'none'}; "
+          f"import torch {fresh.import_s:.1f} s, load .pt2 {fresh.load_s:.2f} s")
+    print(f"  parity with eager per batch size: {c.parity}, max |diff| {c.max_abs_err:.1e}")
+    print(f"  batch {cfg.batch_size}, median of {cfg.repeats}: eager {c.eager_ms:.2f} ms, .pt2 {fresh.aoti_ms:.2f} ms"
+          f" -> eager/.pt2 = {c.ratio:.2f}x")
+    return Shipped(str(pt2), size, compile_s, fresh, c)
 
 
 def check_config(cfg: Config) -> Config:
@@ -275,8 +263,6 @@ def check_config(cfg: Config) -> Config:
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    import torch
-
     from tour.core import device as dev
 
     cfg = check_config(cfg)
@@ -289,38 +275,21 @@ def run(cfg: Config) -> Result:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"  {n_params:,} parameters, held-out accuracy {acc:.3f}")
     print("2) torch.export.export with a dynamic batch dimension")
-    start = time.perf_counter()
-    ep = export_model(model, x_test[:8].to(device))
-    export_s = time.perf_counter() - start
-    dynamic = str(next(iter(ep.range_constraints.values()), "static"))
-    print(f"  exported in {export_s:.1f} s; batch dimension accepts {dynamic}")
-    signature = describe_signature(ep)
-    rejected = rejects_wrong_shape(ep, x_test[:2].to(device))
-    result = Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, signature=signature,
-                    dynamic_batch=dynamic, export_s=export_s, wrong_shape_rejected=rejected)
+    ex = export_and_inspect(model, x_test, device)
     print("3) AOTInductor: compile and package into a .pt2")
-    result.aoti_skipped = aoti_problem(device) or ""
-    if result.aoti_skipped:
-        print(f"  skipped: {result.aoti_skipped}")
-        return result
-    pt2 = folder / f"{cfg.arch}.pt2"
-    result.aoti_compile_s = package(ep, pt2)
-    result.package, result.package_mb = str(pt2), pt2.stat().st_size / 2**20
-    print(f"  {pt2} ({result.package_mb:.2f} MiB) in {result.aoti_compile_s:.1f} s")
-    print(f"4) a fresh Python process loads the .pt2 and runs batches {cfg.batches} (+ {cfg.batch_size} for timing)")
-    g = torch.Generator().manual_seed(cfg.seed)
-    pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch_size]) // len(x_test)))  # real digits, repeated
-    inputs = {f"batch_{b}": pool[torch.randperm(len(pool), generator=g)[:b]] for b in cfg.batches}
-    inputs["timing"] = pool[: cfg.batch_size]
-    fresh = run_fresh(folder, pt2, inputs, device, cfg.repeats)
-    for key, value in compare(model, fresh, inputs, cfg, device).items():
-        setattr(result, key, value)
-    print(f"  fresh process imported tour modules: {result.fresh_process_tour_modules or 'none'}; "
-          f"import torch {result.import_s:.1f} s, load .pt2 {result.load_s:.2f} s")
-    print(f"  parity with eager per batch size: {result.parity}, max |diff| {result.max_abs_err:.1e}")
-    print(f"  batch {cfg.batch_size}, median of {cfg.repeats}: eager {result.eager_ms:.2f} ms, .pt2 {result.aoti_ms:.2f} ms"
-          f" -> eager/.pt2 = {result.ratio:.2f}x")
-    return result
+    skipped = aoti_problem(device) or ""
+    if skipped:
+        print(f"  skipped: {skipped}")
+    s = Shipped() if skipped else ship(cfg, model, ex.program, x_test, folder, device)
+    ran = not skipped  # the .pt2's checks are None (not run) when it was never built
+    return Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, signature=ex.signature,
+                  dynamic_batch=ex.dynamic_batch, export_s=ex.seconds, wrong_shape_rejected=ex.wrong_shape_rejected,
+                  package=s.package, package_mb=s.package_mb, aoti_compile_s=s.compile_s, aoti_skipped=skipped,
+                  fresh_process_tour_modules=s.fresh.tour_modules, import_s=s.fresh.import_s, load_s=s.fresh.load_s,
+                  eager_ms=s.comparison.eager_ms, aoti_ms=s.fresh.aoti_ms, ratio=s.comparison.ratio,
+                  max_abs_err=s.comparison.max_abs_err, parity=s.comparison.parity,
+                  pt2_allclose=all(s.comparison.parity.values()) if ran else None,
+                  runner_needs_no_tour=not s.fresh.tour_modules if ran else None)
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
@@ -328,8 +297,8 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed)
     res = run(cfg)
     if res.aoti_skipped:
-        return [BenchRow("export", f"{res.arch}", "eager", "AOTInductor .pt2", res.eager_ms, None, None, None,
-                         f"skipped: {res.aoti_skipped}")]
+        return [BenchRow("export", res.arch, "eager", "AOTInductor .pt2", None, None, None, None,
+                         f"skipped: {res.aoti_skipped}")]  # eager is not timed either then
     note = f"package built in {res.aoti_compile_s:.1f} s, loaded in {res.load_s:.2f} s in a fresh process"
     return [BenchRow("export", f"{res.arch}, batch {cfg.batch_size}", "eager", "AOTInductor .pt2 (fresh process)",
                      res.eager_ms, res.aoti_ms, res.ratio, bool(res.parity) and all(res.parity.values()), note)]

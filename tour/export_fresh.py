@@ -1,0 +1,86 @@
+"""The export stop's fresh process: a new interpreter that imports only torch and safetensors, loads the .pt2 and
+runs it, so the package is shown to work without the tour's Python code. Imported by tour/export.py only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from tour.core.errors import TourError
+
+# The fresh process: only torch, safetensors and the .pt2 file. It reports whether anything of the tour got imported.
+# The tour's timer and IEEE fp32 switch are pasted in as source (`runner_code`): the .pt2 is timed and computed
+# exactly as eager is in this process, without the runner importing the tour.
+RUNNER = """
+import json, math, statistics, sys, time
+from contextlib import contextmanager
+t0 = time.perf_counter()
+import torch
+from safetensors.torch import load_file, save_file
+from torch._inductor import aoti_load_package
+pt2, inputs, outputs, report, device, repeats, threads = sys.argv[1:8]
+torch.set_num_threads(int(threads))
+device, repeats = torch.device(device), int(repeats)
+import_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+model = aoti_load_package(pt2, device_index=-1 if device.index is None else device.index)  # cuda:N itself
+load_s = time.perf_counter() - t0
+xs = {k: v.to(device) for k, v in load_file(inputs).items()}
+# the tour's timer
+with torch.inference_mode(), ieee_fp32():
+    outs = {k: model(x).cpu() for k, x in xs.items()}
+    aoti_ms = median_ms(lambda: model(xs["timing"]), device, repeats)
+save_file(outs, outputs)
+tour = sorted(m for m in sys.modules if m == "tour" or m.startswith("tour."))
+json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": aoti_ms, "tour_modules": tour,
+           "python": sys.executable}, open(report, "w"))
+"""
+# What runner_code pastes from tour.core.device, with the constants they read.
+SHARED = ("synchronize", "_cuda_sample", "cuda_median_ms", "median_ms", "_precision_slots", "ieee_fp32")
+SHARED_CONSTANTS = ("MIN_SAMPLE_MS", "MAX_CALLS_PER_SAMPLE")
+
+
+def runner_code() -> str:
+    """RUNNER with the source of tour.core.device's timer (median_ms) and ieee_fp32 in place of its marker line."""
+    import inspect
+
+    from tour.core import device as dev
+
+    constants = "".join(f"{name} = {getattr(dev, name)!r}\n" for name in SHARED_CONSTANTS)
+    pasted = "\n".join(inspect.getsource(getattr(dev, name)) for name in SHARED)
+    return RUNNER.replace("# the tour's timer\n", constants + pasted)
+
+
+class Fresh(NamedTuple):
+    """What the fresh process reported (fresh_process.json) and the outputs it wrote."""
+
+    import_s: float  # import torch + safetensors
+    load_s: float  # aoti_load_package
+    aoti_ms: float  # median .pt2 forward at the timing batch
+    tour_modules: list[str]  # tour modules it imported: none
+    outputs: dict  # input name -> the .pt2's output
+
+
+def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> Fresh:
+    """Run the .pt2 in a new interpreter, exchanging tensors through safetensors files in the output folder."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    files = {k: folder / f"{k}.safetensors" for k in ("inputs", "outputs")}
+    report = folder / "fresh_process.json"
+    save_file({k: v.contiguous().cpu() for k, v in inputs.items()}, files["inputs"])
+    cmd = [sys.executable, "-c", runner_code(), str(pt2), str(files["inputs"]), str(files["outputs"]), str(report),
+           str(device), str(repeats), str(torch.get_num_threads())]
+    try:  # cwd: the tour is not next to it, so the runner can't import it by accident
+        done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise TourError(f"the fresh process running {pt2.name} did not finish within 600 s") from None
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"the fresh process failed to run {pt2.name}: {tail}")
+    got = json.loads(report.read_text())
+    return Fresh(got["import_s"], got["load_s"], got["aoti_ms"], got["tour_modules"], load_file(files["outputs"]))
