@@ -17,8 +17,8 @@ import os
 import torch
 
 from tour import precision
-from tour import precision_parts as pp
 from tour.core import device as dev
+from tour.precision import decode, encoder, fusion, roofs, variants
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
 cfg = precision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
@@ -35,9 +35,8 @@ print("the device helper would run inference in", dev.inference_dtype(device))
 # so bytes per weight, not FLOPs, set its speed.
 
 # %%
-result = precision.Result(device=str(device), fast_paths=list(dev.fast_paths(device)), low_dtype="fp32")
-low = precision.low_dtype(cfg, device, result)  # None (with a one-line reason) where there is no fast path
-precision.roofs(cfg, device, low, result)
+low, why_not = roofs.low_dtype(cfg, device)  # None (with a one-line reason) where there is no fast path
+found_roofs = roofs.measure(cfg, device, low)  # each part returns its own record: here Roofs
 
 # %% [markdown]
 # ## 2) MiniLM in lower precision, next to fp32
@@ -48,20 +47,22 @@ precision.roofs(cfg, device, low, result)
 # %%
 from tour.core.models import load_encoder
 
-tokenizer, encoder = load_encoder(device=device)
-if "encoder" in cfg.parts:
-    precision.encoder_part(cfg, device, low, tokenizer, encoder, result)
-print("held-out accuracy per way:", result.accuracy)
+tokenizer, minilm = load_encoder(device=device)
+found_encoder = encoder.measure(cfg, device, low, tokenizer, minilm, found_roofs.gflops)
+print("held-out accuracy per way:", found_encoder.accuracy)
 
 # %% [markdown]
 # ## 3) Decoding SmolLM2 in bf16 and int8 weights
 # Each decode step reads every weight once. Half the bytes (bf16) or a quarter (int8 weight-only, via torchao)
 # raise the bandwidth limit two- or fourfold; whether the kernels reach it is what we measure. The replies must
-# stay the same as fp32's, and the perplexity on held-out corpus text within 3%.
+# stay the same as fp32's, and the perplexity on held-out corpus text within 3%. The copy bandwidth that sets each
+# limit is timed in the same rounds as the decodes, so a neighbour's load hits both alike. Each way is one entry
+# of `decode.WAYS`: how to build its model from the fp32 one, and how to generate with it.
 
 # %%
-precision.generate_part(cfg, device, low, result)
-print("bandwidth limit, tokens/s:", {k: round(v) for k, v in result.decode_limit_tokens_s.items()})
+print("decode ways:", list(decode.WAYS))
+found_decode = decode.measure(cfg, device, low)
+print("bandwidth limit, tokens/s:", {k: round(v) for k, v in found_decode.limits.items()})
 
 # %% [markdown]
 # ## 4) Why compile's fusion gains little or much here
@@ -70,15 +71,16 @@ print("bandwidth limit, tokens/s:", {k: round(v) for k, v in result.decode_limit
 
 # %%
 caches = dev.cache_sizes()
-print({k: pp.size_text(v) for k, v in caches.items()})
-precision.compile_part(cfg, device, result)
+print({k: fusion.size_text(v) for k, v in caches.items()})
+found_fusion = fusion.measure(cfg, device)
 
 # %% [markdown]
 # ## 5) What to use: the fastest variant that keeps its check
 # Per model, the fastest way that kept its check, and how much faster than fp32 eager it is.
 
 # %%
-result.best = precision.best_rows(result.variants)
-print(precision.table(result))
-print("failed checks:", result.failed_checks() or "none", "| bf16 eps:", pp.tolerance(torch.bfloat16))
+result = precision.result_of(device, list(dev.fast_paths(device)), low, why_not, found_roofs, found_encoder,
+                             precision.Training(), precision.Vision(), found_decode, found_fusion, {})
+print(precision.table(result.best))
+print("failed checks:", result.failed_checks() or "none", "| bf16 eps:", variants.tolerance(torch.bfloat16))
 result

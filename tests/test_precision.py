@@ -97,13 +97,17 @@ def test_the_table_picks_the_fastest_variant_that_keeps_its_check(result):
     assert precision.best_rows(fake)[0]["fastest that keeps its check"] == "fp32 eager"
 
 
-def test_bench_rows_carry_roofs_and_variants(result, monkeypatch):
+def test_bench_rows_carry_roofs_variants_and_each_decode_against_its_own_limit(result, monkeypatch):
     monkeypatch.setattr(precision, "run", lambda cfg: result)
     got = precision.bench_rows(BenchSettings(device="cpu", quick=True))
-    assert {r.section for r in got} <= {"precision roof", "precision"}
-    assert all(r.baseline in ("fp32", "fp32 eager") and r.variant_ms > 0 for r in got)
+    assert {r.section for r in got} <= {"precision roof", "precision", "precision decode"}
+    assert all(r.baseline in ("fp32", "fp32 eager", "bandwidth limit") and r.variant_ms > 0 for r in got)
     assert len([r for r in got if r.section == "precision"]) == len(
         [v for v in result.variants if v["variant"] != "fp32 eager"])
+    decode_rows = [r for r in got if r.section == "precision decode"]
+    assert len(decode_rows) == len(result.decode_limit_tokens_s) >= 1 and all(r.roof for r in decode_rows)
+    assert all(abs(r.ratio - r.baseline_ms / r.variant_ms) < 1e-9 for r in decode_rows)  # the share of its roof
+    assert result.decode_bandwidth_gb_s > 0 and result.bandwidth_gb_s > 0
 
 
 def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, tmp_path):
@@ -157,8 +161,78 @@ def test_a_tokenizer_that_makes_perplexity_incomparable_is_said_in_one_line():
     reads "not run" with the reason, never a false failure; the model's own tokenizer is compared as usual."""
     from types import SimpleNamespace
 
-    from tour import precision_parts as pp
+    from tour.precision.decode import plain_text_differs
 
-    assert "transformers >= 5" in pp.plain_text_differs(SimpleNamespace(bos_token="<|im_start|>",
-                                                                        eos_token="<|im_start|>"))
-    assert pp.plain_text_differs(SimpleNamespace(bos_token="<|im_start|>", eos_token="<|im_end|>")) is None
+    assert "transformers >= 5" in plain_text_differs(SimpleNamespace(bos_token="<|im_start|>",
+                                                                     eos_token="<|im_start|>"))
+    assert plain_text_differs(SimpleNamespace(bos_token="<|im_start|>", eos_token="<|im_end|>")) is None
+
+
+# the decode's roof is timed beside it; one list of decode ways; fused AdamW from torch's own list ---------------
+def test_the_decode_roof_is_the_best_copy_timed_in_the_same_rounds(monkeypatch):
+    """Faked timings: the copy is slowed by a neighbour in one round only. The decode is held to the best copy of
+    the rounds around it, not to the slow one (which would put it above 100% of its roof)."""
+    from tour.precision import decode
+
+    rounds = iter([{"memory copy": 400.0, "fp32 eager": 100.0}, {"memory copy": 100.0, "fp32 eager": 104.0},
+                   {"memory copy": 380.0, "fp32 eager": 96.0}])
+    calls = []
+    monkeypatch.setattr(decode, "medians_ms", lambda fns, device, repeats, warmup: calls.append(list(fns))
+                        or next(rounds))
+    monkeypatch.setattr(decode, "median_ms", lambda fn, device, repeats, warmup: 150.0)  # the copy after the last
+    ms, copy_ms = decode.side_by_side({"fp32 eager": lambda: None}, lambda: None, CPU, 3)
+    assert calls == [["memory copy", "fp32 eager"]] * 3  # each round: the copy, then every decode
+    assert ms == {"fp32 eager": 100.0} and copy_ms == 100.0
+
+
+def test_a_decode_above_its_roof_says_the_roof_was_measured_under_load():
+    from tour.core.results import BenchRow
+    from tour.precision import decode
+    from tour.precision.variants import share
+    from tour.tools import bench
+
+    assert share(50, 100, "of it") == "50% of it"
+    assert share(120, 100, "of it") == "120% of it, above 100%: the roof was measured under load"
+    ms = {"fp32 eager": 100.0, "bf16 weights": 100.0}
+    rows = decode.judged(ms, {"fp32 eager": 10.0, "bf16 weights": 10.0}, {"fp32 eager": 12.0, "bf16 weights": 8.0},
+                         {"fp32 eager": 2_000_000, "bf16 weights": 1_000_000}, {k: ["Paris."] for k in ms},
+                         {k: 38.0 for k in ms}, None)
+    assert "(83% of it)" in rows[0].detail and "measured under load" not in rows[0].detail
+    assert "(125% of it, above 100%: the roof was measured under load)" in rows[1].detail
+    above = BenchRow("precision decode", "SmolLM2", "bandwidth limit", "measured", 80.0, 100.0, 1.25, None, roof=True)
+    within = BenchRow("precision decode", "SmolLM2", "bandwidth limit", "measured", 100.0, 80.0, 0.8, None, roof=True)
+    md = bench.table(bench.Result("cpu", ["precision"], rows=[above, within])).splitlines()
+    assert "above 100%, so the roof was measured under load" in md[2] and "under load" not in md[3]
+
+
+def test_a_decode_way_is_one_entry(monkeypatch, capsys):
+    """A new decode path is one more entry in WAYS: how to build its model and how to generate with it."""
+    from tour.precision import decode
+
+    def batched(model, chats, n, exact=False):
+        return [[0] * n for _ in chats]
+
+    ways = dict(decode.WAYS) | {"{low} batched": decode.Way(lambda model, low: model, batched, needs_low=True),
+                                "needs a library": decode.Way(lambda m, low: m, missing=lambda: "pip install x")}
+    model = torch.nn.Linear(2, 2)
+    built, skipped = decode.build_ways(model, torch.bfloat16, {k: ways[k] for k in ("fp32 eager", "{low} batched",
+                                                                                    "needs a library")})
+    assert list(built) == ["fp32 eager", "bf16 batched"] and built["bf16 batched"][0].generate is batched
+    assert skipped == {"needs a library": "pip install x"} and "needs a library: skipped" in capsys.readouterr().out
+    assert list(decode.build_ways(model, None, {"{low} batched": ways["{low} batched"]})[0]) == []  # fp32 only
+
+
+def test_fused_adamw_follows_torchs_own_list_of_devices(monkeypatch):
+    import torch.utils._foreach_utils as foreach
+
+    from tour.core import torch_private
+    from tour.precision.training import optimizer
+
+    model = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(foreach, "_get_fused_kernels_supported_devices", lambda: ["cuda", "cpu"])
+    assert torch_private.fused_optimizer_devices() == ["cuda", "cpu"]
+    assert optimizer(model, CPU).defaults["fused"] is True
+    monkeypatch.setattr(foreach, "_get_fused_kernels_supported_devices", lambda: ["cuda", "xpu"])
+    assert optimizer(model, CPU).defaults["fused"] is False
+    monkeypatch.delattr(foreach, "_get_fused_kernels_supported_devices")  # a torch without the private list
+    assert torch_private.fused_optimizer_devices() == [] and optimizer(model, CPU).defaults["fused"] is False

@@ -88,3 +88,13 @@ def int_mm():
     import torch
 
     return getattr(torch, "_int_mm", None)
+
+
+def fused_optimizer_devices() -> list[str]:
+    """The device types torch's fused optimizer kernels (AdamW(fused=True), ...) run on, from torch's own list
+    (torch.utils._foreach_utils); [] where this torch lacks that list, so callers keep the default kernel."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices as supported
+    except ImportError:
+        return []
+    return list(supported())

@@ -1,0 +1,117 @@
+"""bf16, fp16 and int8 against this machine's real roofs (matmul per dtype, memory bandwidth), each checked side by
+side with fp32 on the tour's models: MiniLM, the vision models, SmolLM2 decoding, compile's fusion across cache sizes;
+then the fastest variant per model that keeps its check. Run: `tour run precision` (or `python -m tour.precision`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from tour.core.config import stop_main
+from tour.core.errors import require
+from tour.core.results import BenchRow, BenchSettings
+from tour.core.state import keeps_caller_state
+from tour.precision.config import (NAME, Config, Decode, Encoder, Fusion, Result, Roofs, Training,  # noqa: F401
+                                   Vision)
+from tour.precision.table import best_rows, table
+
+
+class Clock:
+    """Runs the parts asked for, each under its printed title, and keeps each one's wall time (model loads
+    included): where the stop's own time goes."""
+
+    def __init__(self, wanted: list[str]):
+        self.wanted, self.seconds = set(wanted), {}
+
+    def part(self, key: str, title: str, measure, empty):
+        """`measure()`'s record, or `empty` (the record's defaults: nothing measured) when the part is not asked for."""
+        if key not in self.wanted:
+            return empty
+        print(title)
+        start = time.perf_counter()
+        found = measure()
+        self.seconds[key] = round(time.perf_counter() - start, 1)
+        return found
+
+
+def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc: Encoder, train: Training,
+              vision: Vision, dec: Decode, fusion: Fusion, seconds: dict[str, float]) -> Result:
+    """The stop's Result, built once from every part's record."""
+    from tour.precision.variants import name
+
+    variants = [asdict(row) for part in (enc, train, vision, dec) for row in part.rows]
+    skipped = ({"low precision": low_skipped} if low_skipped else {}) | roofs.skipped | dec.skipped | fusion.skipped
+    return Result(
+        device=str(device), fast_paths=paths, low_dtype=name(low) if low is not None else "fp32",
+        roofs_gflops=roofs.gflops, roofs_ms=roofs.ms, bandwidth_gb_s=roofs.bandwidth_gb_s or dec.bandwidth_gb_s or 0.0,
+        variants=variants, best=best_rows(variants), encoder_min_cosine=enc.min_cosine, encoder_max_diff=enc.max_diff,
+        accuracy=enc.accuracy, train_losses=train.losses, top1=vision.top1, replies=dec.replies,
+        perplexity=dec.perplexity, decode_limit_tokens_s=dec.limits, decode_tokens_s=dec.tokens_s,
+        decode_bandwidth_gb_s=dec.bandwidth_gb_s, fusion=fusion.rows, fusion_reason=fusion.reason, skipped=skipped,
+        part_seconds=seconds, encoder_close=enc.close, accuracy_kept=enc.accuracy_kept, train_close=train.close,
+        vision_agree=vision.agree, greedy_same=dec.greedy_same, perplexity_close=dec.perplexity_close,
+        fusion_parity=fusion.parity)
+
+
+@keeps_caller_state
+def run(cfg: Config) -> Result:
+    from tour.core import device as dev
+    from tour.core.models import load_encoder
+    from tour.precision import decode, encoder, fusion, roofs, training, vision
+
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    paths = list(dev.fast_paths(device))
+    print(f"[precision] {dev.describe(cfg.device)}\n  fast paths: {', '.join(paths) or 'none'}; the device helper "
+          f"would run inference in {str(dev.inference_dtype(device)).removeprefix('torch.')}")
+    low, low_skipped = roofs.low_dtype(cfg, device)
+    if {"encoder", "train"} & set(cfg.parts):
+        require("transformers", "datasets", "yaml", "sklearn", stop="the precision stop's MiniLM parts")
+        tokenizer, minilm = load_encoder(device=device)
+    clock = Clock(cfg.parts)
+    found_roofs = clock.part("roofs", "1) roofs per dtype: matmul and memory bandwidth",
+                             lambda: roofs.measure(cfg, device, low), Roofs())
+    found_encoder = clock.part("encoder", "2) MiniLM inference: fp32 vs autocast vs weights in the lower precision",
+                               lambda: encoder.measure(cfg, device, low, tokenizer, minilm, found_roofs.gflops),
+                               Encoder())
+    found_training = clock.part("train", "3) a MiniLM classifier's training steps, fp32 vs autocast",
+                                lambda: training.measure(cfg, device, low, tokenizer), Training())
+    found_vision = clock.part("vision", "4) EfficientNet-Lite0 and MobileNetV2 on the tour's photos",
+                              lambda: vision.measure(cfg, device, low), Vision())
+    found_decode = clock.part("generate", "5) SmolLM2 greedy decoding: fp32, lower-precision and int8 weights",
+                              lambda: decode.measure(cfg, device, low), Decode())
+    found_fusion = clock.part("compile", "6) torch.compile's fusion gain vs tensor size (cache sizes)",
+                              lambda: fusion.measure(cfg, device), Fusion())
+    result = result_of(device, paths, low, low_skipped, found_roofs, found_encoder, found_training, found_vision,
+                       found_decode, found_fusion, clock.seconds)
+    print("7) per model, the fastest variant that keeps its check\n" + table(result.best))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stop_main(NAME, Config, run, argv, __doc__)
+
+
+def bench_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`tour bench`'s precision rows: each dtype's matmul roof against fp32's, every model's variants against its
+    fp32 eager run (parity: the variant keeps the model's check), and each decode against its own bandwidth limit."""
+    cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
+                 repeats=settings.repeats)
+    result = run(cfg)
+    rows = [BenchRow("precision roof", f"matmul {cfg.roof_n}²", "fp32", k, result.roofs_ms["fp32"], ms,
+                     result.roofs_ms["fp32"] / ms, None, f"{result.roofs_gflops[k]:.0f} G(FL)OP/s")
+            for k, ms in result.roofs_ms.items() if k != "fp32"]
+    base = {v["model"]: v["ms"] for v in result.variants if v["variant"] == "fp32 eager"}
+    rows += [BenchRow("precision", v["model"], "fp32 eager", v["variant"], base[v["model"]], v["ms"], v["speedup"],
+                      v["keeps"], v["detail"][:80]) for v in result.variants if v["variant"] != "fp32 eager"]
+    return rows + decode_roof_rows(result)
+
+
+def decode_roof_rows(result: Result) -> list[BenchRow]:
+    """Per decode way, ms per token at its bandwidth limit vs measured: the ratio is the share of its own roof
+    reached, the roof being the copy bandwidth timed in the same rounds as the decode."""
+    return [BenchRow("precision decode", f"SmolLM2 ms/token, batch 1, {way}", "bandwidth limit", "measured",
+                     1e3 / limit, 1e3 / result.decode_tokens_s[way], result.decode_tokens_s[way] / limit, None,
+                     roof=True, note=f"{result.decode_tokens_s[way]:.1f} tok/s vs {limit:.1f} tok/s at "
+                                     f"{result.decode_bandwidth_gb_s:.1f} GB/s copy bandwidth beside the decode")
+            for way, limit in result.decode_limit_tokens_s.items()]

@@ -1,0 +1,3 @@
+from tour.precision import main
+
+raise SystemExit(main())

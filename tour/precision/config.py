@@ -1,0 +1,152 @@
+"""The precision stop's Config, its Result, and the small typed records each part returns; every part imports them
+from here, and run() builds the Result once from those records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tour.core.config import BaseConfig, arg
+from tour.core.results import BaseResult, check, labelled
+
+NAME = "precision"
+PARTS = ("roofs", "encoder", "train", "vision", "generate", "compile")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+# The generate stop's prompts and system prompt (a stop imports no other stop, so they are repeated here)
+PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
+SYSTEM = "You are a helpful assistant. Answer in one short sentence."
+
+
+@dataclass
+class Config(BaseConfig):
+    dtype: str = arg("auto", "lower precision compared with fp32: auto (the device helper's pick: bf16 where the "
+                     "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=DTYPES)
+    parts: list[str] = arg(list(PARTS), "what to measure", choices=PARTS)
+    repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
+    roof_n: int = arg(2048, "size n of the n x n matmuls that measure each dtype's roof", min=64, quick=1024)
+    copy_mb: int = arg(256, "MB copied to measure memory bandwidth (larger than the last-level cache share)", min=8)
+    batch_size: int = arg(32, "texts per MiniLM batch (inference: padded to 128 tokens; training: corpus texts "
+                          "padded to the batch's longest)", min=1, quick=8)
+    # All 963 texts also in quick mode: embedding them is cheap, and 193 held out make one flip half a point
+    max_per_topic: int | None = arg(None, "at most this many corpus texts per topic for the classifier (unset: all)",
+                                    min=10)
+    train_steps: int = arg(6, "MiniLM training steps compared (the loss curve): the same batches in both "
+                           "precisions", min=1, quick=3)
+    images: int = arg(16, "images per vision timing batch (the tour's six photos, repeated)", min=1, quick=6)
+    prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2])
+    new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
+    fusion_mb: list[int] = arg([1, 4, 16, 64, 256], "tensor sizes (MB) of compile's fusion sweep, from inside L2 to "
+                               "past the last-level cache", min=1, quick=[1, 32])
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a model, timed beside its fp32 eager baseline."""
+
+    model: str  # "MiniLM inference", "SmolLM2 decode", ...
+    variant: str  # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
+    ms: float
+    speedup: float = 1.0  # fp32 eager ms / this ms: above 1 it is faster
+    keeps: bool | None = True  # keeps the model's check (accuracy, top-1, loss, greedy reply)
+    detail: str = ""  # what the check measured
+
+
+# what each part returns; a part not asked for stands as its record's defaults (nothing measured, checks not run)
+@dataclass(frozen=True)
+class Roofs:
+    gflops: dict[str, float] = field(default_factory=dict)  # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    ms: dict[str, float] = field(default_factory=dict)  # dtype -> median ms of one matmul
+    bandwidth_gb_s: float = 0.0  # (read + written) bytes / time of a large copy
+    skipped: dict[str, str] = field(default_factory=dict)  # "bf16 roof" -> why it was not measured
+
+
+@dataclass(frozen=True)
+class Encoder:
+    rows: list[Variant] = field(default_factory=list)
+    min_cosine: float | None = None  # lowest cosine of a sentence's embedding with fp32's, over variants
+    max_diff: float | None = None  # max |hidden state - fp32's|
+    accuracy: dict[str, float] = field(default_factory=dict)  # way -> the classifier's held-out accuracy
+    close: bool | None = None  # None: no lower precision here
+    accuracy_kept: bool | None = None
+
+
+@dataclass(frozen=True)
+class Training:
+    rows: list[Variant] = field(default_factory=list)
+    losses: dict[str, list[float]] = field(default_factory=dict)  # way -> loss per step
+    close: bool | None = None
+
+
+@dataclass(frozen=True)
+class Vision:
+    rows: list[Variant] = field(default_factory=list)
+    top1: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> way -> top-1 id per photo
+    agree: bool | None = None
+
+
+@dataclass(frozen=True)
+class Decode:
+    rows: list[Variant] = field(default_factory=list)
+    replies: dict[str, list[str]] = field(default_factory=dict)  # way -> greedy reply per prompt
+    perplexity: dict[str, float] = field(default_factory=dict)  # way -> held-out perplexity
+    tokens_s: dict[str, float] = field(default_factory=dict)  # way -> measured decode tokens/s
+    limits: dict[str, float] = field(default_factory=dict)  # way -> bandwidth / weight bytes, tokens/s
+    bandwidth_gb_s: float | None = None  # the best copy bandwidth timed in the same rounds as the decode
+    greedy_same: bool | None = None
+    perplexity_close: bool | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # a way that could not be built here -> why
+
+
+@dataclass(frozen=True)
+class Fusion:
+    rows: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, parity, cache level
+    parity: bool | None = None
+    reason: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # "compile" -> why Inductor can't build here
+
+
+@dataclass
+class Result(BaseResult):
+    device: str
+    fast_paths: list[str]  # what this hardware has (AMX-BF16, AVX512-BF16, tensor cores, TF32, ...)
+    low_dtype: str  # the lower precision compared with fp32 ("fp32": none on this hardware)
+    # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    roofs_gflops: dict[str, float] = labelled("matmul roof per dtype", "G(FL)OP/s", default_factory=dict)
+    roofs_ms: dict[str, float] = field(default_factory=dict)
+    bandwidth_gb_s: float = labelled("memory bandwidth", "GB/s", 0.0)
+    # model, variant, ms, speed-up over fp32 eager, keeps, detail
+    variants: list[dict] = labelled("each variant beside fp32 eager", default_factory=list,
+                                    columns={"model": ("model", ""), "variant": ("variant", ""), "ms": ("time", "ms"),
+                                             "speedup": ("speed-up over fp32 eager", "x", "keeps"),
+                                             "keeps": ("keeps its check", "")})
+    best: list[dict] = field(default_factory=list)  # per model: the fastest variant that keeps its check
+    # lowest cosine of a sentence's embedding with fp32's, over variants
+    encoder_min_cosine: float | None = labelled("MiniLM: lowest cosine with fp32's embedding", "", None)
+    encoder_max_diff: float | None = None  # max |hidden state - fp32's|
+    # way -> the classifier's held-out accuracy
+    accuracy: dict[str, float] = labelled("classifier's held-out accuracy", "%", default_factory=dict)
+    train_losses: dict[str, list[float]] = field(default_factory=dict)  # way -> loss per step
+    top1: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> way -> top-1 id per photo
+    replies: dict[str, list[str]] = field(default_factory=dict)  # way -> greedy reply per prompt
+    # way -> held-out perplexity
+    perplexity: dict[str, float] = labelled("SmolLM2 held-out perplexity", default_factory=dict)
+    # way -> bandwidth / weight bytes
+    decode_limit_tokens_s: dict[str, float] = labelled("decode limit (bandwidth / weight bytes)", "tokens/s",
+                                                       default_factory=dict)
+    decode_tokens_s: dict[str, float] = labelled("SmolLM2 decode rate, batch 1", "tokens/s", default_factory=dict)
+    # the copy bandwidth those limits use: the best of copies timed in the same rounds as the decode
+    decode_bandwidth_gb_s: float | None = labelled("memory bandwidth beside the decode", "GB/s", None)
+    fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
+    fusion_reason: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)  # part -> why it did not run (one line)
+    part_seconds: dict[str, float] = field(default_factory=dict)  # part -> wall time (model loads included)
+    encoder_close: bool | None = check("MiniLM in the lower precision: each sentence's embedding has cosine >= "
+                                       "1 - eps(dtype) with fp32's", None)
+    accuracy_kept: bool | None = check("the classifier's held-out accuracy in the lower precision within 1 point "
+                                       "of fp32's", None)
+    train_close: bool | None = check("autocast training losses within 4 eps(dtype) (relative) of fp32's", None)
+    vision_agree: bool | None = check("EfficientNet-Lite0 and MobileNetV2 in the lower precision: same top-1 as "
+                                      "fp32 on every photo", None)
+    greedy_same: bool | None = check("SmolLM2's greedy replies in bf16 / int8 weights equal fp32's", None)
+    perplexity_close: bool | None = check("SmolLM2's held-out perplexity in bf16 / int8 weights within 3% of "
+                                          "fp32's", None)
+    fusion_parity: bool | None = check("compiled fusion block allclose to eager at every size (atol 1e-4)", None)

@@ -1,0 +1,199 @@
+"""5) SmolLM2 greedy decoding, batch 1, in each way of WAYS (fp32, weights in the lower precision, int8 weight-only):
+the replies and held-out perplexity against fp32's, and tokens/s against the limit its own weight bytes set at the
+copy bandwidth measured in the same timing rounds. A new decode path is one more entry in WAYS."""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from tour.core.device import median_ms, medians_ms
+from tour.precision.config import SYSTEM, Config, Decode, Variant
+from tour.precision.roofs import copy_fn, gb_s
+from tour.precision.variants import BASE, name, share, show
+
+PERPLEXITY_TOL = 0.03  # a way keeps its check with perplexity within 3% of fp32's (and the same greedy replies)
+MODEL = "SmolLM2 decode (batch 1)"
+COPY = "memory copy"  # the bandwidth roof, timed in the same rounds as the decodes
+
+
+def greedy(model, chats, n: int, exact: bool = False) -> list:
+    """Greedy new token ids per prompt (batch 1 each); `exact` forces n tokens so timings compare like with like."""
+    outs = []
+    with torch.inference_mode():
+        for enc in chats:
+            out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False)
+            outs.append(out[0, enc["input_ids"].shape[1]:])
+    return outs
+
+
+def int8_weight_only(model, low=None):
+    """A copy with every Linear's weights stored as int8 with a scale per output channel (torchao)."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    quantised = copy.deepcopy(model)
+    quantize_(quantised, Int8WeightOnlyConfig())
+    return quantised
+
+
+def torchao_missing() -> str | None:
+    from tour.core.errors import is_available
+
+    return None if is_available("torchao") else "torchao is not installed: pip install 'torch-tour[precision]'"
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way to decode: how to build its model from the fp32 one, and how to generate with it."""
+
+    build: Callable  # (fp32 model, lower dtype or None) -> the model this way decodes with
+    generate: Callable = greedy  # (model, chats, n new tokens, exact) -> new token ids per prompt
+    needs_low: bool = False  # only where a lower precision is compared (its label's {low} names it)
+    missing: Callable[[], str | None] = lambda: None  # why it can't be built here (a one-line skip), or None
+
+
+# label -> Way, in the order they are timed; the first is the baseline every other way is held to
+WAYS: dict[str, Way] = {
+    BASE: Way(lambda model, low: model),
+    "{low} weights": Way(lambda model, low: copy.deepcopy(model).to(low), needs_low=True),
+    "int8 weight-only (torchao)": Way(int8_weight_only, missing=torchao_missing),
+}
+
+
+def build_ways(model, low, ways: dict[str, Way] = WAYS) -> tuple[dict[str, tuple[Way, object]], dict[str, str]]:
+    """({label: (way, its model)}, {way: why it was skipped}); a way that needs a lower precision is left out
+    without one, a way whose library is missing is skipped in one line."""
+    built, skipped = {}, {}
+    for label, way in ways.items():
+        if way.needs_low and low is None:
+            continue
+        why = way.missing()
+        if why:
+            key = label.split(" (")[0]
+            skipped[key] = why
+            print(f"  {key}: skipped ({why})")
+            continue
+        built[label.format(low=name(low) if low is not None else "")] = (way, way.build(model, low))
+    return built, skipped
+
+
+def weight_bytes(model) -> int:
+    """Bytes a decode step reads: every weight once, a quantised tensor by its stored parts (int8 + scales). An
+    embedding table is read one row per token, so it counts only through the output layer it may be tied to."""
+    total, seen = 0, set()
+    for p in (p for m in model.modules() if not isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)):
+        if id(p) in seen:  # a tied weight is read once
+            continue
+        seen.add(id(p))
+        flatten = getattr(p, "__tensor_flatten__", None)
+        if flatten is not None and type(p) not in (torch.Tensor, torch.nn.Parameter):
+            total += sum(getattr(p, n).numel() * getattr(p, n).element_size() for n in flatten()[0])
+        else:
+            total += p.numel() * p.element_size()
+    return total
+
+
+def perplexity(model, tokenizer, texts: list[str], device) -> float:
+    """exp(mean next-token loss) over `texts` (held-out corpus sentences), padding ignored; the plain text only."""
+    enc = tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt").to(device)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    with torch.inference_mode():
+        return math.exp(model(**enc, labels=labels).loss.float().item())
+
+
+def plain_text_differs(tokenizer) -> str | None:
+    """Why perplexities on plain text are not comparable here, or None. transformers 4.x converts SmolLM2's GGUF
+    tokenizer with <|im_start|> as its BOS and EOS: plain text then tokenizes unlike the model's own tokenizer, the
+    model sees text it was not tuned on (perplexity ~200 vs ~38) and bf16 rounding moves that by ~9%."""
+    if tokenizer.bos_token is not None and tokenizer.bos_token == tokenizer.eos_token:
+        import transformers
+
+        return (f"transformers {transformers.__version__} converts SmolLM2's GGUF tokenizer with "
+                f"{tokenizer.bos_token} as both BOS and EOS, so plain-text perplexity is not the model's: the "
+                "perplexity check needs transformers >= 5 (greedy replies are still compared)")
+    return None
+
+
+def side_by_side(fns: dict, copy, device, repeats: int) -> tuple[dict[str, float], float]:
+    """({label: median ms of a decode}, best ms of the copy). Each round times the copy, then every decode once (the
+    core's medians_ms); one more copy follows the last round. The roof is the best copy of all: a copy slowed by a
+    neighbour at one moment is not the bandwidth the decodes around it are held to."""
+    rounds = [medians_ms({COPY: copy} | fns, device, 1, warmup=int(i == 0)) for i in range(repeats)]
+    after = median_ms(copy, device, 1, warmup=0)
+    ms = {label: statistics.median(r[label] for r in rounds) for label in fns}
+    return ms, min([r[COPY] for r in rounds] + [after])
+
+
+def judged(ms: dict[str, float], tokens_s: dict[str, float], limits: dict[str, float], weights: dict[str, int],
+           replies: dict[str, list[str]], ppl: dict[str, float], differs: str | None) -> list[Variant]:
+    """A row per way: the same greedy replies as fp32 and perplexity within PERPLEXITY_TOL (unless `differs` says
+    perplexity is not comparable here), tokens/s against the bandwidth limit of its own weight bytes."""
+    found = []
+    for label, t in ms.items():
+        same = replies[label] == replies[BASE]
+        close = differs is not None or abs(ppl[label] / ppl[BASE] - 1) <= PERPLEXITY_TOL
+        found.append(Variant(MODEL, label, t, ms[BASE] / t, same and close, (
+            f"same greedy replies: {same}; {tokens_s[label]:.1f} tokens/s, {weights[label] / 1e6:.0f} MB of weights "
+            f"-> limit {limits[label]:.0f} tokens/s ({share(tokens_s[label], limits[label], 'of it')}); perplexity "
+            f"{ppl[label]:.2f}")))
+    return found
+
+
+def load(device):
+    """(tokenizer, fp32 model) of SmolLM2-135M-Instruct, converted from its GGUF file once (shared with generate)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tour.core.assets import smollm2_dir
+    from tour.core.models import from_pretrained
+
+    folder = smollm2_dir()
+    tokenizer = from_pretrained(AutoTokenizer, str(folder))
+    if tokenizer.pad_token is None:  # perplexity pads a batch; transformers 4.x leaves SmolLM2's pad token unset
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, from_pretrained(AutoModelForCausalLM, str(folder), dtype=torch.float32).to(device).eval()
+
+
+def inputs(cfg: Config, tokenizer, device) -> tuple[list, list[str]]:
+    """(one chat-templated input per prompt, 16 held-out corpus sentences for the perplexity)."""
+    from tour.core.assets import chatterbot_english_dir
+    from tour.core.data import corpus_rows
+
+    chats = [tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True).to(device)
+             for p in cfg.prompts]
+    return chats, [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1, ["conversations"])][::50][:16]
+
+
+def measure(cfg: Config, device, low) -> Decode:
+    tokenizer, model = load(device)
+    chats, heldout = inputs(cfg, tokenizer, device)
+    built, skipped = build_ways(model, low)
+    replies = {label: [tokenizer.decode(t, skip_special_tokens=True).strip()
+                       for t in way.generate(m, chats, cfg.new_tokens)] for label, (way, m) in built.items()}
+    ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
+    copy, nbytes = copy_fn(cfg.copy_mb, device)
+    calls = {label: (lambda w=way, m=m: w.generate(m, chats[:1], cfg.new_tokens, True)) for label, (way, m) in
+             built.items()}  # exactly new_tokens of the first prompt
+    ms, copy_ms = side_by_side(calls, copy, device, cfg.repeats)
+    bandwidth = gb_s(nbytes, copy_ms)
+    weights = {label: weight_bytes(m) for label, (_, m) in built.items()}
+    tokens_s = {label: cfg.new_tokens * 1e3 / t for label, t in ms.items()}
+    limits = {label: bandwidth * 1e9 / weights[label] for label in ms}
+    differs = plain_text_differs(tokenizer)  # this stack's tokenizer makes the perplexities incomparable
+    if differs:
+        print(f"  perplexity not compared: {differs}")
+    found = judged(ms, tokens_s, limits, weights, replies, ppl, differs)
+    for label, said in replies.items():
+        print(f"  {label}: {said}")
+    show(found)
+    compared = len(found) > 1
+    return Decode(rows=found, replies=replies, perplexity=ppl, tokens_s=tokens_s, limits=limits,
+                  bandwidth_gb_s=bandwidth, skipped=skipped,
+                  greedy_same=all(r == replies[BASE] for r in replies.values()) if compared else None,
+                  perplexity_close=all(abs(p / ppl[BASE] - 1) <= PERPLEXITY_TOL for p in ppl.values())
+                  if compared and not differs else None)

@@ -1,0 +1,104 @@
+"""2) MiniLM inference in fp32, under autocast and with its weights in the lower precision: speed, each sentence's
+embedding against fp32's, and a classifier's held-out accuracy on the nlp stop's corpus. `corpus` is shared with
+the training part."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import nullcontext
+
+import torch
+
+from tour.core.device import medians_ms
+from tour.core.models import mean_pool
+from tour.precision.config import Config, Encoder
+from tour.precision.variants import BASE, count_flops, rows, share, show, tolerance, ways
+
+ACCURACY_POINTS = 0.01  # a lower precision keeps the classifier's accuracy within one point of fp32's
+
+
+@functools.lru_cache(maxsize=2)
+def corpus(max_per_topic: int | None, seed: int) -> dict:
+    """The nlp stop's real data (chatterbot topics, its cleaning and stratified split) as plain lists; read once
+    for the classifier and the training steps."""
+    import datasets
+
+    from tour.core import data
+
+    datasets.disable_progress_bars()  # the stop prints its own lines
+    full = data.labelled_dataset(None, 100, ["conversations", "psychology"], max_per_topic, seed)
+    train, test = data.split(full, 0.2, seed)
+    return {"train": {"text": list(train["text"]), "label": list(train["label"])},
+            "test": {"text": list(test["text"]), "label": list(test["label"])},
+            "labels": full.features["label"].names}
+
+
+def encoder_fns(encoder, enc, low, device) -> dict:
+    """fp32 eager, autocast to `low`, and the weights themselves in `low` (only fp32 when `low` is None):
+    callables returning hidden states."""
+    def run(model, ctx):
+        def fn():
+            with torch.inference_mode(), ctx():
+                return model(**enc).last_hidden_state.float()
+        return fn
+
+    return {label: run(model, ctx) for label, (model, ctx) in ways(encoder, low, device).items()}
+
+
+def pooled(fn_model, ctx, tokenizer, texts, device, batch: int = 64):
+    """Mean-pooled unit sentence vectors (fp32, CPU) of `texts` under `ctx`, in input order."""
+    out = []
+    with torch.inference_mode(), ctx():
+        for start in range(0, len(texts), batch):
+            enc = tokenizer(texts[start:start + batch], padding=True, truncation=True, max_length=64,
+                            return_tensors="pt").to(device)
+            out.append(mean_pool(fn_model(**enc).last_hidden_state.float(), enc["attention_mask"]).cpu())
+    return torch.cat(out)
+
+
+def classifier_accuracy(encoder, low, tokenizer, train, test, device) -> dict:
+    """A logistic head fitted on fp32 embeddings of the training texts; held-out accuracy and logits with the test
+    texts embedded in fp32 and in each lower-precision way."""
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(max_iter=2000, C=10.0).fit(
+        pooled(encoder, nullcontext, tokenizer, train["text"], device).numpy(), train["label"])
+    found = {}
+    for label, (model, ctx) in ways(encoder, low, device).items():
+        x = pooled(model, ctx, tokenizer, test["text"], device).numpy()
+        found[label] = (float(head.score(x, test["label"])), head.decision_function(x))
+    return found
+
+
+def of_roof(variant: str, ms: float, flops: int, roofs_gflops: dict[str, float]) -> str:
+    """'; 120 GFLOP/s, 40% of the bf16 roof': the rate a variant reached against its own dtype's matmul roof."""
+    rate = flops / ms / 1e6
+    dtype = variant.split()[0]  # "fp32 eager", "bf16 autocast", "bf16 weights"
+    roof = roofs_gflops.get(dtype)
+    return f"; {rate:.0f} GFLOP/s" + (f", {share(rate, roof, f'of the {dtype} roof')}" if roof else "")
+
+
+def measure(cfg: Config, device, low, tokenizer, encoder, roofs_gflops: dict[str, float]) -> Encoder:
+    """Each way timed side by side on one padded batch, then its embeddings and accuracy against fp32's."""
+    data = corpus(cfg.max_per_topic, cfg.seed)
+    texts = (data["test"]["text"] * cfg.batch_size)[:cfg.batch_size]
+    enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
+    fns = encoder_fns(encoder, enc, low, device)
+    ms = medians_ms(fns, device, cfg.repeats)
+    flops = count_flops(fns[BASE])  # the same maths in every variant
+    outs = {label: fn() for label, fn in fns.items()}
+    ref, pool = outs[BASE], lambda h: mean_pool(h, enc["attention_mask"])  # noqa: E731
+    cos = {label: float((pool(out) * pool(ref)).sum(-1).min()) for label, out in outs.items()}
+    acc = classifier_accuracy(encoder, low, tokenizer, data["train"], data["test"], device)
+    accuracy = {k: a for k, (a, _) in acc.items()}
+    eps = tolerance(low or torch.float32)
+    kept = {k: abs(a - accuracy[BASE]) <= ACCURACY_POINTS for k, a in accuracy.items()}
+    keeps = {k: cos[k] >= 1 - eps and kept[k] for k in ms}
+    detail = {k: f"cosine >= {cos[k]:.5f}; accuracy {acc[k][0]:.3f}; max logit diff "
+                 f"{abs(acc[k][1] - acc[BASE][1]).max():.3f}" + of_roof(k, ms[k], flops, roofs_gflops) for k in ms}
+    found = rows("MiniLM inference", ms, keeps, detail)
+    show(found)
+    return Encoder(rows=found, min_cosine=min(cos.values()),
+                   max_diff=max(float((out - ref).abs().max()) for out in outs.values()), accuracy=accuracy,
+                   close=all(c >= 1 - eps for c in cos.values()) if low is not None else None,
+                   accuracy_kept=all(kept.values()) if low is not None else None)

@@ -1,0 +1,64 @@
+"""The ways of running a model beside fp32 (eager, autocast to the lower precision, weights cast to it), the timing
+of them side by side, and the row each way makes in the stop's table; shared by the encoder, training and vision
+parts."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+
+from tour.core.device import DTYPE_NAMES, autocast
+from tour.precision.config import Variant
+
+NAMES = {dtype: short for short, dtype in DTYPE_NAMES.items()}  # torch.bfloat16 -> "bf16", the flag's spelling
+BASE = "fp32 eager"  # every variant's baseline, the first way
+
+
+def name(dtype) -> str:
+    return NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def tolerance(dtype) -> float:
+    """Relative error a dtype's rounding allows: its machine epsilon (bf16 2^-7, fp16 2^-10, fp32 2^-23)."""
+    return torch.finfo(dtype).eps
+
+
+def share(value: float, roof: float, of: str) -> str:
+    """`value` as a share of the roof it is measured against: '40% of the bf16 roof'. A share above 100% never
+    stands alone: it says the roof was measured under load (a neighbour slowed the roof's own timing)."""
+    text = f"{value / roof:.0%} {of}"
+    return text if value <= roof else f"{text}, above 100%: the roof was measured under load"
+
+
+def ways(model, low, device, weights: bool = True) -> dict:
+    """label -> (model, context): fp32 eager, autocast to `low`, the weights cast to `low`; fp32 only without low."""
+    found = {BASE: (model, nullcontext)}
+    if low is not None:
+        found[f"{name(low)} autocast"] = (model, lambda: autocast(device, low))
+    if low is not None and weights:
+        found[f"{name(low)} weights"] = (copy.deepcopy(model).to(low), nullcontext)
+    return found
+
+
+def rows(model: str, ms: dict[str, float], keeps: dict[str, bool | None], detail: dict[str, str]) -> list[Variant]:
+    """One row per way, its speed-up over the first (fp32 eager), built once from the measured values."""
+    base = next(iter(ms.values()))
+    return [Variant(model, label, t, base / t, keeps[label], detail[label]) for label, t in ms.items()]
+
+
+def show(found: list[Variant]) -> None:
+    for row in found:
+        print(f"  {row.model:<30} {row.variant:<34} {row.ms:9.1f} ms  {row.speedup:5.2f}x  "
+              f"{'keeps' if row.keeps else 'FAILS'}: {row.detail}")
+
+
+def count_flops(fn) -> int:
+    """FLOPs of one call, counted by FlopCounterMode (matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
