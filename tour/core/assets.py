@@ -154,6 +154,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "torch-tour"
 
 
+def cached(name: str, marker: str = "config.json") -> Path | None:
+    """The folder `cache_root()/name` when it has been built (it holds `marker`), else None; never builds it."""
+    folder = cache_root() / name
+    return folder if (folder / marker).exists() else None
+
+
 def converted(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
     """The folder `cache_root()/name`, built by `build(tmp_folder)` the first time.
 
@@ -162,7 +168,7 @@ def converted(name: str, build: Callable[[Path], None], marker: str = "config.js
     the folder there and throws its copy away). A folder without `marker` counts as absent.
     """
     target = cache_root() / name
-    if (target / marker).exists():
+    if cached(name, marker):
         return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +190,12 @@ def converted(name: str, build: Callable[[Path], None], marker: str = "config.js
     return target
 
 
+# The folders converted models are cached in, under cache_root() (the doctor looks for them by these names too)
+SMOLLM2_CACHE = "smollm2-135m-instruct"  # SmolLM2 from its GGUF file (the generate and precision stops)
+WHISPER_CACHE = "whisper-tiny-en"  # Whisper tiny.en from CTranslate2 to transformers (the speech stop)
+
+
 # SmolLM2, converted once from its GGUF file (the generate and precision stops) ----------------------------------
-SMOLLM2_CACHE = "smollm2-135m-instruct"  # folder under cache_root()
 
 
 def convert_smollm2(tmp: Path) -> None:

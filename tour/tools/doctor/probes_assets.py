@@ -92,34 +92,24 @@ def speech_clip_probe():
     return f"{path.name}: {info.duration:.2f} s at {info.samplerate} Hz"
 
 
-def _gguf_header(path: Path) -> tuple[int, int, dict]:
-    """GGUF's fixed header (magic, version, tensor and key counts) and its leading string keys. Parsing the whole
-    file with gguf.GGUFReader took 12 s here (it walks the 49k-token vocabulary); the header is instant."""
-    import struct
+def _converted_note(name: str, stop: str) -> str:
+    """Whether a stop has built its converted copy in the tour's cache (the doctor looks, it does not build)."""
+    from tour.core import assets
 
-    with open(path, "rb") as f:
-        magic, version, tensors, keys = struct.unpack("<4sIQQ", f.read(24))
-        check(magic == b"GGUF", f"{path.name} does not start with the GGUF magic bytes")
-        found = {}
-        for _ in range(min(keys, 8)):
-            name = f.read(struct.unpack("<Q", f.read(8))[0]).decode()
-            (kind,) = struct.unpack("<I", f.read(4))
-            if kind != 8:  # 8 = string; the general.* keys come first, stop at the first number
-                break
-            found[name] = f.read(struct.unpack("<Q", f.read(8))[0]).decode(errors="replace")
-    return version, tensors, found
+    folder = assets.cached(name)
+    return f"converted copy cached at {folder}" if folder else f"converted on the first `tour run {stop}`"
 
 
 def smollm2_probe():
     from tour.core import assets
+    from tour.core.asset_headers import read_gguf_header
 
     path = assets.smollm2_gguf()
-    version, tensors, keys = _gguf_header(path)
+    version, tensors, keys = read_gguf_header(path)
     arch = keys.get("general.architecture", "?")
     check(arch == "llama" and tensors == 272, f"{path.name}: architecture {arch!r} with {tensors} tensors, "
                                               "expected 'llama' with 272")
-    cached = assets.cache_root() / "smollm2-135m-instruct" / "config.json"
-    note = "converted copy cached" if cached.exists() else "converted to safetensors on the generate stop's first run"
+    note = _converted_note(assets.SMOLLM2_CACHE, "generate")
     return f"{path.name}: GGUF v{version}, {arch}, {tensors} tensors; {note}"
 
 
@@ -139,18 +129,11 @@ def mobilenet_weights_probe():
 
 
 def whisper_probe():
-    import struct
-
     from tour.core import assets
+    from tour.core.asset_headers import read_ctranslate2_header
 
     path = assets.whisper_tiny_en_dir() / "model.bin"
-    with open(path, "rb") as f:  # CTranslate2's header: u32 version, u16-length spec name, u32 revision, u32 count
-        version, n = struct.unpack("<IH", f.read(6))
-        spec = f.read(n)[:-1].decode()
-        _revision, count = struct.unpack("<II", f.read(8))
-    check(version == 6 and spec == "WhisperSpec", f"{path.name}: CTranslate2 v{version} {spec}, want v6 WhisperSpec")
-    cached = assets.cache_root() / "whisper-tiny-en"
-    state = "converted at " + str(cached) if (cached / "config.json").exists() else "converted on first `tour run speech`"
-    return f"{path.name}: CTranslate2 v{version} {spec}, {count} variables; {state}"
-
-
+    head = read_ctranslate2_header(path)  # the speech stop's converter reads the same header
+    check(head.spec == "WhisperSpec", f"{path.name}: a CTranslate2 {head.spec}, want a WhisperSpec")
+    return (f"{path.name}: CTranslate2 v{head.version} {head.spec}, {head.variables} variables; "
+            f"{_converted_note(assets.WHISPER_CACHE, 'speech')}")
