@@ -24,8 +24,11 @@ def _device_probes(devices: list[str], named: str | None) -> list[Probe]:
     for dev in devices:
         # The CPU always counts. A GPU counts only when the user named it: an optional GPU never fails the doctor.
         required = dev == "cpu" or named is not None
+        # the low-precision dtypes are optional: one may be missing or wrong on a device the tour still runs on
         for name, func, req in (("matmul", pc.matmul_probe, required), ("autograd", pc.autograd_probe, required),
-                                ("bf16/fp16", pc.half_probe, False), ("memory", pc.memory_probe, False),
+                                ("bf16 matmul", functools.partial(pc.float_dtype_probe, name="bf16"), False),
+                                ("fp16 matmul", functools.partial(pc.float_dtype_probe, name="fp16"), False),
+                                ("int8 matmul", pc.int8_probe, False), ("memory", pc.memory_probe, False),
                                 ("sdpa", pc.sdpa_probe, required)):
             probes.append(Probe(f"{name} [{dev}]", "device", functools.partial(func, dev), req, libraries=TORCH,
                                 device=dev))

@@ -109,28 +109,71 @@ def autograd_probe(device: str):
     return f"backward through Linear matches the CPU gradient (max diff {err:.1e})"
 
 
-def half_probe(device: str):
+# One probe per low-precision dtype: a small matmul against its reference, and whether the hardware has a fast path
+# for the dtype (a dtype that is right but emulated passes: slower than fp32 here, not broken).
+FLOAT_ULPS = 4  # bf16/fp16 tolerance in units of the dtype's eps: the output's rounding alone is half a unit
+
+
+def _no_kernel(device: str, what: str):
+    """Run `what` on the device; a dtype with no kernel here (NotImplementedError) is a skip, not a failure."""
+    def run(fn):
+        try:
+            return fn()
+        except NotImplementedError as e:
+            raise Skip(f"{what} has no kernel on {device}: {one_line(e)[:80]}") from None
+    return run
+
+
+def _fast_path(device: str, dtype, detail: str, data: dict):
+    """(detail, data) led by whether this hardware runs `dtype` natively (tour.core.device decides)."""
     import torch
 
-    from tour.core.device import get_dtype
+    from tour.core import device as dev
 
-    a, b = _pair(n=64)
-    ref = a @ b
-    parts, wrong = [], []
-    for dtype in (torch.bfloat16, torch.float16):
-        label = str(dtype).removeprefix("torch.")
-        try:
-            got = (a.to(device, dtype) @ b.to(device, dtype)).float().cpu()
-        except (RuntimeError, TypeError) as e:
-            parts.append(f"{label} unsupported ({one_line(e)[:60]})")
-            continue
-        err = ((got - ref).abs().max() / ref.abs().max()).item()
-        parts.append(f"{label} ok (rel. error {err:.1e})")
-        if err > 5e-2:
-            wrong.append(label)
-    check(not wrong, f"{', '.join(wrong)} matmul on {device} is wrong: {'; '.join(parts)}")
-    tour_dtype = str(get_dtype(torch.device(device))).removeprefix("torch.")
-    return f"{'; '.join(parts)}; the tour computes in {tour_dtype} here"
+    paths = [p for p in dev.fast_paths(torch.device(device)) if p in dev.FAST_PATHS_FOR.get(dtype, ())]
+    fast = dev.supports_dtype(torch.device(device), dtype)
+    verdict = f"ok (fast path: {', '.join(paths)})" if fast else "ok (emulated, no fast path)"
+    return f"{verdict}; {detail}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
+
+
+def float_dtype_probe(device: str, name: str):
+    """A 64x64 matmul in bf16 or fp16 equals fp32's on the same (rounded) inputs, within a few of the dtype's eps."""
+    import torch
+
+    from tour.core.device import DTYPE_NAMES
+
+    dtype = DTYPE_NAMES[name]
+    a, b = (x.to(dtype) for x in _pair(n=64))  # rounded once, so the reference sees the same inputs
+    ref = a.float() @ b.float()
+    got = _no_kernel(device, f"{name} matmul")(lambda: torch.matmul(a.to(device), b.to(device)).float().cpu())
+    err = ((got - ref).abs().max() / ref.abs().max()).item()
+    tol = FLOAT_ULPS * torch.finfo(dtype).eps
+    check(err <= tol, f"{name} 64x64 matmul on {device} is off from the fp32 reference by {err:.1e} "
+                      f"(tolerance {tol:.1e})")
+    return _fast_path(device, dtype, f"64x64 {name} matmul equals the fp32 reference (rel. error {err:.1e}, "
+                                     f"tolerance {tol:.1e})", {"rel_error": err, "tolerance": tol})
+
+
+def int8_probe(device: str):
+    """torch._int_mm (int8 x int8 -> int32, what int8 quantisation runs on) equals the exact integer product."""
+    import torch
+
+    from tour.core.torch_private import int_mm
+
+    if int_mm() is None:
+        raise Skip("this torch has no torch._int_mm")
+    gen = torch.Generator().manual_seed(0)
+    # The CUDA kernel wants more than 16 rows and K, N multiples of 8; 32x64 @ 64x32 suits every backend.
+    a = torch.randint(-128, 128, (32, 64), generator=gen, dtype=torch.int8)
+    b = torch.randint(-128, 128, (64, 32), generator=gen, dtype=torch.int8)
+    ref = a.double() @ b.double()  # exact: every sum is far below float64's 2**53
+    got = _no_kernel(device, "torch._int_mm")(lambda: int_mm()(a.to(device), b.to(device)).cpu())
+    check(got.dtype == torch.int32, f"torch._int_mm on {device} returned {got.dtype}, not int32")
+    wrong = int((got.double() != ref).sum())
+    check(wrong == 0, f"torch._int_mm on {device}: {wrong} of {got.numel()} int32 results differ from the exact "
+                      "product")
+    return _fast_path(device, torch.int8, "32x64 @ 64x32 torch._int_mm equals the exact int32 product",
+                      {"wrong": wrong})
 
 
 def memory_probe(device: str):
