@@ -125,15 +125,16 @@ def _no_kernel(device: str, what: str):
 
 
 def _fast_path(device: str, dtype, detail: str, data: dict):
-    """(detail, data) led by whether this hardware runs `dtype` natively (tour.core.device decides)."""
+    """(detail, data), the detail ending with whether this hardware runs `dtype` natively (tour.core.device decides);
+    the row's status is ok either way."""
     import torch
 
     from tour.core import device as dev
 
     paths = [p for p in dev.fast_paths(torch.device(device)) if p in dev.FAST_PATHS_FOR.get(dtype, ())]
     fast = dev.supports_dtype(torch.device(device), dtype)
-    verdict = f"ok (fast path: {', '.join(paths)})" if fast else "ok (emulated, no fast path)"
-    return f"{verdict}; {detail}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
+    verdict = f"fast path here: {', '.join(paths)}" if fast else "emulated, no fast path here (slower than fp32)"
+    return f"{detail}; {verdict}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
 
 
 def float_dtype_probe(device: str, name: str):
