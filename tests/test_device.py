@@ -76,6 +76,18 @@ def test_dtype_and_autocast_on_cpu():
     assert y.dtype == torch.float32  # a no-op on CPU
 
 
+def test_training_dtype_is_bf16_only_on_accelerators_with_native_bf16(monkeypatch):
+    """get_dtype asks supports_dtype (the one answer to "native bf16 here?") and keeps fp32 on every CPU."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16", "AVX512-BF16"))
+    assert dev.supports_dtype(cpu, torch.bfloat16) and dev.get_dtype(cpu) == torch.float32  # the CPU policy
+    assert dev.inference_dtype(cpu) == torch.bfloat16  # inference is another question, with another answer
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (bf16)", "TF32"))
+    assert dev.get_dtype(gpu) == torch.bfloat16  # Ampere and newer
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (int8)"))
+    assert dev.get_dtype(gpu) == torch.float32  # a T4 emulates bf16: slower than fp32
+
+
 def test_seed_everything_repeats():
     import random
 
@@ -219,7 +231,7 @@ def test_device_line_says_the_tf32_state(monkeypatch):
     monkeypatch.setattr(dev, "device_name", lambda d: "NVIDIA H100")
     monkeypatch.setattr(dev, "memory_bytes", lambda d: 80 * 2**30)
     monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
-    monkeypatch.setattr(dev, "supports_bf16", lambda d: True)
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (bf16)", "TF32"))  # an H100's, for get_dtype
     line = dev.describe("cuda:1")
     assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bfloat16, TF32 matmul off, cuDNN "
                            "conv on)")

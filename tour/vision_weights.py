@@ -121,9 +121,10 @@ def photos_png(images: dict, top: dict, path: Path) -> Path:
 
 
 # throughput of EfficientNet-Lite0, variants side by side -------------------------------------------------------------
-def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
+def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[str, float]:
     """images/s per variant, timed side by side by the core's timer (rounds interleave the variants, so a busy
-    machine slows them all alike; two warm-up calls each, then the median of `iters` rounds)."""
+    machine slows them all alike; two warm-up calls each, then the median of `iters` rounds). `dtype` is the
+    autocast variant's (None: the device helper's inference_dtype; fp32: no such variant)."""
     import contextlib
     import copy
 
@@ -139,9 +140,11 @@ def throughput(model, photos, n: int, iters: int, device) -> dict[str, float]:
     variants = {"eager (no_grad)": (model, batch, torch.no_grad, fp32),
                 "inference_mode": (model, batch, torch.inference_mode, fp32),  # no autograd bookkeeping at all
                 "channels_last": (last, batch_last, torch.inference_mode, fp32)}
-    if dev.supports_bf16(device):  # only where the hardware does bf16; on CPU it would be emulated
-        variants["channels_last + bf16 autocast"] = (last, batch_last, torch.inference_mode,
-                                                     lambda: dev.autocast(device))
+    low = dtype or dev.inference_dtype(device)  # auto: bf16 where native (AMX/AVX512-BF16 CPUs too), else fp32
+    if low != torch.float32:
+        variants[f"channels_last + {dev.dtype_name(low)} autocast"] = (last, batch_last, torch.inference_mode,
+                                                                        lambda: dev.autocast(device, low))
+
     def call(net, x, grad_mode, amp):
         def once():
             with grad_mode(), amp():
