@@ -46,6 +46,9 @@ class Config(BaseConfig):
     test_fraction: float = arg(0.2, "share of each topic held out for testing", min=0.05, max=0.9)
     queries: list[str] = arg(QUERIES, "semantic-search queries")
     bench_texts: int = arg(256, "texts embedded by each path in the throughput benchmark", min=1, quick=64)
+    # quick: one timed run after the warm-up (the vectors are still compared on every way): the three runs cost
+    # ~30 s of a quick run on 2 busy cores, and --quick's rates are a glance, not a benchmark
+    repeats: int = arg(3, "timed runs of each embedding way after one warm-up (median)", min=1, quick=1)
 
 
 @dataclass
@@ -320,7 +323,8 @@ def run(cfg: Config) -> Result:
     hits = nlp_eval.search(queries_text, queries, vectors, full["text"], [labels[i] for i in full["label"]])
 
     print("7) fast inference: per-sentence pipeline, pipeline(batch_size=...), and embed()")
-    speed = throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device, repeats=3)
+    speed = throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
+                       cfg.repeats)
     rates = list(speed["rates"].values())
     return Result(device=str(device), model=name, labels=labels, train_size=len(train), test_size=len(test),
                   probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
