@@ -169,20 +169,19 @@ def test_a_tokenizer_that_makes_perplexity_incomparable_is_said_in_one_line():
 
 
 # the decode's roof is timed beside it; one list of decode ways; fused AdamW from torch's own list ---------------
-def test_the_decode_roof_is_the_best_copy_timed_in_the_same_rounds(monkeypatch):
-    """Faked timings: the copy is slowed by a neighbour in one round only. The decode is held to the best copy of
-    the rounds around it, not to the slow one (which would put it above 100% of its roof)."""
-    from tour.precision import decode
+def test_a_roof_is_the_best_of_its_samples_timed_in_the_same_rounds(monkeypatch):
+    """Faked timings: the copy is slowed by a neighbour in two rounds. The decode is held to the best copy of the
+    rounds around it, not to a slow one (which would put it above 100% of its roof)."""
+    from tour.precision import variants
 
     rounds = iter([{"memory copy": 400.0, "fp32 eager": 100.0}, {"memory copy": 100.0, "fp32 eager": 104.0},
-                   {"memory copy": 380.0, "fp32 eager": 96.0}])
+                   {"memory copy": 380.0, "fp32 eager": 96.0}, {"memory copy": 150.0}])
     calls = []
-    monkeypatch.setattr(decode, "medians_ms", lambda fns, device, repeats, warmup: calls.append(list(fns))
+    monkeypatch.setattr(variants, "medians_ms", lambda fns, device, repeats, warmup: calls.append(list(fns))
                         or next(rounds))
-    monkeypatch.setattr(decode, "median_ms", lambda fn, device, repeats, warmup: 150.0)  # the copy after the last
-    ms, copy_ms = decode.side_by_side({"fp32 eager": lambda: None}, lambda: None, CPU, 3)
-    assert calls == [["memory copy", "fp32 eager"]] * 3  # each round: the copy, then every decode
-    assert ms == {"fp32 eager": 100.0} and copy_ms == 100.0
+    ms, best = variants.beside_roofs({"fp32 eager": lambda: None}, {"memory copy": lambda: None}, CPU, 3)
+    assert calls == [["memory copy", "fp32 eager"]] * 3 + [["memory copy"]]  # each round: the roof, then the decode
+    assert ms == {"fp32 eager": 100.0} and best == {"memory copy": 100.0}
 
 
 def test_a_decode_above_its_roof_says_the_roof_was_measured_under_load():
@@ -194,7 +193,8 @@ def test_a_decode_above_its_roof_says_the_roof_was_measured_under_load():
     assert share(50, 100, "of it") == "50% of it"
     assert share(120, 100, "of it") == "120% of it, above 100%: the roof was measured under load"
     ms = {"fp32 eager": 100.0, "bf16 weights": 100.0}
-    rows = decode.judged(ms, {"fp32 eager": 10.0, "bf16 weights": 10.0}, {"fp32 eager": 12.0, "bf16 weights": 8.0},
+    rows = decode.judged(ms, {k: 1 for k in ms}, {"fp32 eager": 10.0, "bf16 weights": 10.0},
+                         {"fp32 eager": 12.0, "bf16 weights": 8.0},
                          {"fp32 eager": 2_000_000, "bf16 weights": 1_000_000}, {k: ["Paris."] for k in ms},
                          {k: 38.0 for k in ms}, None)
     assert "(83% of it)" in rows[0].detail and "measured under load" not in rows[0].detail
@@ -212,14 +212,21 @@ def test_a_decode_way_is_one_entry(monkeypatch, capsys):
     def batched(model, chats, n, exact=False):
         return [[0] * n for _ in chats]
 
-    ways = dict(decode.WAYS) | {"{low} batched": decode.Way(lambda model, low: model, batched, needs_low=True),
-                                "needs a library": decode.Way(lambda m, low: m, missing=lambda: "pip install x")}
+    ways = {"fp32 eager": decode.WAYS["fp32 eager"],
+            "{low} batched": decode.Way(lambda model, low: model, batched, batch=4, needs_low=True),
+            "needs a library": decode.Way(lambda m, low: m, missing=lambda: "pip install x")}
     model = torch.nn.Linear(2, 2)
-    built, skipped = decode.build_ways(model, torch.bfloat16, {k: ways[k] for k in ("fp32 eager", "{low} batched",
-                                                                                    "needs a library")})
+    built, skipped = decode.build_ways(model, torch.bfloat16, ways)
     assert list(built) == ["fp32 eager", "bf16 batched"] and built["bf16 batched"][0].generate is batched
     assert skipped == {"needs a library": "pip install x"} and "needs a library: skipped" in capsys.readouterr().out
     assert list(decode.build_ways(model, None, {"{low} batched": ways["{low} batched"]})[0]) == []  # fp32 only
+    # a batch decodes 4 prompts per call: its own row of the table, its speed-up and limit in tokens/s
+    ms, batch = {"fp32 eager": 100.0, "bf16 batched": 200.0}, {"fp32 eager": 1, "bf16 batched": 4}
+    rows = decode.judged(ms, batch, {"fp32 eager": 10.0, "bf16 batched": 20.0}, {"fp32 eager": 20.0,
+                         "bf16 batched": 160.0}, {"fp32 eager": 4, "bf16 batched": 2}, {k: ["Tokyo."] for k in ms},
+                         {k: 38.0 for k in ms}, None)
+    assert [r.model for r in rows] == ["SmolLM2 decode (batch 1)", "SmolLM2 decode (batch 4)"]
+    assert rows[1].speedup == 2.0 and rows[1].keeps and "(12% of it)" in rows[1].detail
 
 
 def test_fused_adamw_follows_torchs_own_list_of_devices(monkeypatch):

@@ -72,7 +72,7 @@ def run(cfg: Config) -> Result:
     found_roofs = clock.part("roofs", "1) roofs per dtype: matmul and memory bandwidth",
                              lambda: roofs.measure(cfg, device, low), Roofs())
     found_encoder = clock.part("encoder", "2) MiniLM inference: fp32 vs autocast vs weights in the lower precision",
-                               lambda: encoder.measure(cfg, device, low, tokenizer, minilm, found_roofs.gflops),
+                               lambda: encoder.measure(cfg, device, low, tokenizer, minilm),
                                Encoder())
     found_training = clock.part("train", "3) a MiniLM classifier's training steps, fp32 vs autocast",
                                 lambda: training.measure(cfg, device, low, tokenizer), Training())
@@ -110,7 +110,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
 def decode_roof_rows(result: Result) -> list[BenchRow]:
     """Per decode way, ms per token at its bandwidth limit vs measured: the ratio is the share of its own roof
     reached, the roof being the copy bandwidth timed in the same rounds as the decode."""
-    return [BenchRow("precision decode", f"SmolLM2 ms/token, batch 1, {way}", "bandwidth limit", "measured",
+    return [BenchRow("precision decode", f"SmolLM2 ms/token, {way}", "bandwidth limit", "measured",
                      1e3 / limit, 1e3 / result.decode_tokens_s[way], result.decode_tokens_s[way] / limit, None,
                      roof=True, note=f"{result.decode_tokens_s[way]:.1f} tok/s vs {limit:.1f} tok/s at "
                                      f"{result.decode_bandwidth_gb_s:.1f} GB/s copy bandwidth beside the decode")

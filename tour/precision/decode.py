@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from tour.core.device import median_ms, medians_ms
 from tour.precision.config import SYSTEM, Config, Decode, Variant
 from tour.precision.roofs import copy_fn, gb_s
-from tour.precision.variants import BASE, name, share, show
+from tour.precision.variants import BASE, beside_roofs, name, share, show
 
 PERPLEXITY_TOL = 0.03  # a way keeps its check with perplexity within 3% of fp32's (and the same greedy replies)
-MODEL = "SmolLM2 decode (batch 1)"
+MODEL = "SmolLM2 decode (batch {})"  # a batch size is its own row of the table: ms per call differ
 COPY = "memory copy"  # the bandwidth roof, timed in the same rounds as the decodes
 
 
@@ -53,6 +51,7 @@ class Way:
 
     build: Callable  # (fp32 model, lower dtype or None) -> the model this way decodes with
     generate: Callable = greedy  # (model, chats, n new tokens, exact) -> new token ids per prompt
+    batch: int = 1  # prompts one timed call decodes together: each step reads the weights once for all of them
     needs_low: bool = False  # only where a lower precision is compared (its label's {low} names it)
     missing: Callable[[], str | None] = lambda: None  # why it can't be built here (a one-line skip), or None
 
@@ -119,25 +118,17 @@ def plain_text_differs(tokenizer) -> str | None:
     return None
 
 
-def side_by_side(fns: dict, copy, device, repeats: int) -> tuple[dict[str, float], float]:
-    """({label: median ms of a decode}, best ms of the copy). Each round times the copy, then every decode once (the
-    core's medians_ms); one more copy follows the last round. The roof is the best copy of all: a copy slowed by a
-    neighbour at one moment is not the bandwidth the decodes around it are held to."""
-    rounds = [medians_ms({COPY: copy} | fns, device, 1, warmup=int(i == 0)) for i in range(repeats)]
-    after = median_ms(copy, device, 1, warmup=0)
-    ms = {label: statistics.median(r[label] for r in rounds) for label in fns}
-    return ms, min([r[COPY] for r in rounds] + [after])
-
-
-def judged(ms: dict[str, float], tokens_s: dict[str, float], limits: dict[str, float], weights: dict[str, int],
-           replies: dict[str, list[str]], ppl: dict[str, float], differs: str | None) -> list[Variant]:
+def judged(ms: dict[str, float], batch: dict[str, int], tokens_s: dict[str, float], limits: dict[str, float],
+           weights: dict[str, int], replies: dict[str, list[str]], ppl: dict[str, float],
+           differs: str | None) -> list[Variant]:
     """A row per way: the same greedy replies as fp32 and perplexity within PERPLEXITY_TOL (unless `differs` says
-    perplexity is not comparable here), tokens/s against the bandwidth limit of its own weight bytes."""
+    perplexity is not comparable here), tokens/s against the bandwidth limit of its own weight bytes. Its speed-up
+    is in tokens/s over fp32's (at batch 1 that is fp32's ms over its ms)."""
     found = []
     for label, t in ms.items():
         same = replies[label] == replies[BASE]
         close = differs is not None or abs(ppl[label] / ppl[BASE] - 1) <= PERPLEXITY_TOL
-        found.append(Variant(MODEL, label, t, ms[BASE] / t, same and close, (
+        found.append(Variant(MODEL.format(batch[label]), label, t, tokens_s[label] / tokens_s[BASE], same and close, (
             f"same greedy replies: {same}; {tokens_s[label]:.1f} tokens/s, {weights[label] / 1e6:.0f} MB of weights "
             f"-> limit {limits[label]:.0f} tokens/s ({share(tokens_s[label], limits[label], 'of it')}); perplexity "
             f"{ppl[label]:.2f}")))
@@ -177,17 +168,18 @@ def measure(cfg: Config, device, low) -> Decode:
                        for t in way.generate(m, chats, cfg.new_tokens)] for label, (way, m) in built.items()}
     ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
     copy, nbytes = copy_fn(cfg.copy_mb, device)
-    calls = {label: (lambda w=way, m=m: w.generate(m, chats[:1], cfg.new_tokens, True)) for label, (way, m) in
-             built.items()}  # exactly new_tokens of the first prompt
-    ms, copy_ms = side_by_side(calls, copy, device, cfg.repeats)
-    bandwidth = gb_s(nbytes, copy_ms)
+    batch = {label: way.batch for label, (way, _) in built.items()}
+    calls = {label: (lambda w=way, m=m: w.generate(m, (chats * w.batch)[:w.batch], cfg.new_tokens, True))
+             for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
+    ms, best = beside_roofs(calls, {COPY: copy}, device, cfg.repeats)
+    bandwidth = gb_s(nbytes, best[COPY])
     weights = {label: weight_bytes(m) for label, (_, m) in built.items()}
-    tokens_s = {label: cfg.new_tokens * 1e3 / t for label, t in ms.items()}
-    limits = {label: bandwidth * 1e9 / weights[label] for label in ms}
+    tokens_s = {label: batch[label] * cfg.new_tokens * 1e3 / t for label, t in ms.items()}
+    limits = {label: batch[label] * bandwidth * 1e9 / weights[label] for label in ms}
     differs = plain_text_differs(tokenizer)  # this stack's tokenizer makes the perplexities incomparable
     if differs:
         print(f"  perplexity not compared: {differs}")
-    found = judged(ms, tokens_s, limits, weights, replies, ppl, differs)
+    found = judged(ms, batch, tokens_s, limits, weights, replies, ppl, differs)
     for label, said in replies.items():
         print(f"  {label}: {said}")
     show(found)

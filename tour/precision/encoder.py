@@ -9,10 +9,10 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import medians_ms
 from tour.core.models import mean_pool
 from tour.precision.config import Config, Encoder
-from tour.precision.variants import BASE, count_flops, rows, share, show, tolerance, ways
+from tour.precision.roofs import gflops, matmul_fn
+from tour.precision.variants import BASE, beside_roofs, count_flops, name, rows, share, show, tolerance, ways
 
 ACCURACY_POINTS = 0.01  # a lower precision keeps the classifier's accuracy within one point of fp32's
 
@@ -78,13 +78,21 @@ def of_roof(variant: str, ms: float, flops: int, roofs_gflops: dict[str, float])
     return f"; {rate:.0f} GFLOP/s" + (f", {share(rate, roof, f'of the {dtype} roof')}" if roof else "")
 
 
-def measure(cfg: Config, device, low, tokenizer, encoder, roofs_gflops: dict[str, float]) -> Encoder:
+def timed(cfg: Config, fns: dict, low, device) -> tuple[dict[str, float], dict[str, float]]:
+    """({way: median ms}, {dtype: matmul roof in GFLOP/s}), the roofs (fp32's and the lower precision's) timed in
+    the same rounds as the ways they are held to."""
+    roofs = {name(d): matmul_fn(d, cfg.roof_n, device) for d in (torch.float32, low) if d is not None}
+    ms, best = beside_roofs(fns, roofs, device, cfg.repeats)
+    return ms, {k: gflops(cfg.roof_n, t) for k, t in best.items()}
+
+
+def measure(cfg: Config, device, low, tokenizer, encoder) -> Encoder:
     """Each way timed side by side on one padded batch, then its embeddings and accuracy against fp32's."""
     data = corpus(cfg.max_per_topic, cfg.seed)
     texts = (data["test"]["text"] * cfg.batch_size)[:cfg.batch_size]
     enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt").to(device)
     fns = encoder_fns(encoder, enc, low, device)
-    ms = medians_ms(fns, device, cfg.repeats)
+    ms, roofs_gflops = timed(cfg, fns, low, device)
     flops = count_flops(fns[BASE])  # the same maths in every variant
     outs = {label: fn() for label, fn in fns.items()}
     ref, pool = outs[BASE], lambda h: mean_pool(h, enc["attention_mask"])  # noqa: E731

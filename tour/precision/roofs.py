@@ -27,16 +27,24 @@ def low_dtype(cfg: Config, device) -> tuple[torch.dtype | None, str]:
     return None, reason
 
 
-def matmul_roof(dtype, n: int, device, repeats: int) -> tuple[float, float]:
-    """(ms, G(FL)OP/s) of an n x n matmul in `dtype`; int8 through torch._int_mm (int32 accumulators)."""
+def matmul_fn(dtype, n: int, device):
+    """A call that multiplies two n x n matrices in `dtype` (2 n^3 operations); int8 through torch._int_mm (int32
+    accumulators). The encoder part times it beside MiniLM, the roofs part on its own."""
     if dtype == torch.int8:
         a, b = (torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device) for _ in range(2))
-        fn = lambda: int_mm()(a, b)  # noqa: E731
-    else:
-        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-        fn = lambda: a @ b  # noqa: E731
-    ms = dev.median_ms(fn, device, repeats, warmup=2)
-    return ms, 2 * n**3 / ms / 1e6
+        return lambda: int_mm()(a, b)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return lambda: a @ b
+
+
+def gflops(n: int, ms: float) -> float:
+    return 2 * n**3 / ms / 1e6
+
+
+def matmul_roof(dtype, n: int, device, repeats: int) -> tuple[float, float]:
+    """(ms, G(FL)OP/s) of an n x n matmul in `dtype`."""
+    ms = dev.median_ms(matmul_fn(dtype, n, device), device, repeats, warmup=2)
+    return ms, gflops(n, ms)
 
 
 def copy_fn(mb: int, device):
@@ -73,17 +81,17 @@ def skip_reason(dtype, low, device, paths) -> str | None:
 def measure(cfg: Config, device, low) -> Roofs:
     """Each dtype's matmul roof (the ones this hardware has) and the copy bandwidth, printed against fp32's."""
     paths = dev.fast_paths(device)
-    ms, gflops, skipped = {}, {}, {}
+    ms, rates, skipped = {}, {}, {}
     for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
         why = skip_reason(dtype, low, device, paths)
         if why:
             skipped[f"{name(dtype)} roof"] = why
             continue
-        ms[name(dtype)], gflops[name(dtype)] = matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
+        ms[name(dtype)], rates[name(dtype)] = matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
     bandwidth = bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
-    for k, v in gflops.items():
+    for k, v in rates.items():
         native = "" if dev.supports_dtype(device, dev.DTYPE_NAMES[k]) else "  (no fast path in torch's kernels)"
         unit = "GOP/s" if k == "int8" else "GFLOP/s"
-        print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} {unit}  ({v / gflops['fp32']:.1f}x fp32){native}")
+        print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} {unit}  ({v / rates['fp32']:.1f}x fp32){native}")
     print(f"  memory bandwidth (copy of {cfg.copy_mb} MB): {bandwidth:.1f} GB/s")
-    return Roofs(gflops=gflops, ms=ms, bandwidth_gb_s=bandwidth, skipped=skipped)
+    return Roofs(gflops=rates, ms=ms, bandwidth_gb_s=bandwidth, skipped=skipped)

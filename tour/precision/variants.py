@@ -5,11 +5,12 @@ parts."""
 from __future__ import annotations
 
 import copy
+import statistics
 from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import DTYPE_NAMES, autocast
+from tour.core.device import DTYPE_NAMES, autocast, medians_ms
 from tour.precision.config import Variant
 
 NAMES = {dtype: short for short, dtype in DTYPE_NAMES.items()}  # torch.bfloat16 -> "bf16", the flag's spelling
@@ -30,6 +31,16 @@ def share(value: float, roof: float, of: str) -> str:
     stands alone: it says the roof was measured under load (a neighbour slowed the roof's own timing)."""
     text = f"{value / roof:.0%} {of}"
     return text if value <= roof else f"{text}, above 100%: the roof was measured under load"
+
+
+def beside_roofs(fns: dict, roofs: dict, device, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """({label: median ms}, {roof: best ms}). Each round times every roof, then every variant once (the core's
+    medians_ms), and one more round of roofs follows the last: a roof is the best of its samples, taken around the
+    variants it is held to, so a neighbour's load at another moment cannot put a variant above its roof."""
+    rounds = [medians_ms(roofs | fns, device, 1, warmup=int(i == 0)) for i in range(repeats)]
+    rounds.append(medians_ms(roofs, device, 1, warmup=0))
+    ms = {label: statistics.median(r[label] for r in rounds[:-1]) for label in fns}
+    return ms, {label: min(r[label] for r in rounds) for label in roofs}
 
 
 def ways(model, low, device, weights: bool = True) -> dict:
