@@ -22,6 +22,11 @@ RELOAD_TOL = 1e-4  # reloaded pipeline's scores vs the in-memory model's (probab
 FLOOR_SETTINGS = ("model", "data", "max_per_topic", "min_per_topic", "drop_topics", "epochs", "batch_size", "lr",
                   "head_lr", "max_length", "test_fraction")  # ACCURACY_FLOOR holds for these as the tour sets them
 EMBED_TOL = 1e-3  # embed() vs the pipelines' sentence vectors (unit length, fp32; padding changes the kernels)
+# In bf16 the three ways differed by 2.4e-3 (quick run, AMX CPU): each sums in its own order and every sum rounds to
+# 8 bits, so a lower dtype's tolerance is one epsilon of it (embed_tol); a wrong pooling differs by ~0.1 or more.
+# tour.core.device.FLOAT_DTYPES, written out: the device helper imports torch, and `tour run nlp --help` must not
+# wait for that (tests/test_nlp.py checks that the two agree)
+FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
            "who was the first president of the united states?", "can a machine ever really think?"]
 SENTENCES = ["how do i write a for loop in python?", "i am so happy i could dance", "who painted the mona lisa?",
@@ -49,11 +54,14 @@ class Config(BaseConfig):
     # quick: one timed run after the warm-up (the vectors are still compared on every way): the three runs cost
     # ~30 s of a quick run on 2 busy cores, and --quick's rates are a glance, not a benchmark
     repeats: int = arg(3, "timed runs of each embedding way after one warm-up (median)", min=1, quick=1)
+    dtype: str = arg("auto", "dtype of the inference parts (embeddings, search, the reloaded pipeline); fine-tuning "
+                             "stays fp32. auto: bf16 where the hardware has a bf16 fast path", choices=FLOAT_DTYPES)
 
 
 @dataclass
 class Result(BaseResult):
     device: str
+    dtype: str  # the inference parts' dtype that ran (bf16, fp32, ...)
     model: str
     labels: list[str]
     train_size: int
@@ -87,8 +95,9 @@ class Result(BaseResult):
     # batched vs naive sentence vectors
     embed_max_diff: float = labelled("embed() vs one at a time, max difference", "", 0.0)
     reload_scores_close: bool | None = check(f"reloaded scores within {RELOAD_TOL:g} of the in-memory model's", None)
+    embed_tol: float = 0.0  # the tolerance embed_same used: EMBED_TOL in fp32, one epsilon of a lower dtype
     embed_same: bool | None = check(f"embed() and both pipelines give the same sentence vectors (max diff "
-                                    f"< {EMBED_TOL:g})", None)
+                                    f"< {EMBED_TOL:g} in fp32, one epsilon in bf16/fp16)", None)
     learned: bool | None = check(f"fine-tuned accuracy >= {ACCURACY_FLOOR} on the tour's corpus (not run on your "
                                  "own --data, --model or training settings)", None)
 
@@ -186,16 +195,20 @@ def predict(model, tokenizer, texts, device, max_length: int, batch_size: int = 
 
 
 # 5) save and reload through pipeline() ---------------------------------------------------------------------------
-def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int):
-    """save_pretrained (safetensors) + tokenizer, then pipeline() on the folder; its labels must match memory's."""
+def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int, dtype):
+    """save_pretrained (safetensors, fp32) + tokenizer, then pipeline() on the folder in `dtype`, one batch; its
+    labels and scores must match the in-memory model's in the same dtype on the same padded batch."""
+    import copy
+
     from transformers import pipeline
 
     model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
     tokenizer.save_pretrained(folder)
-    probs = predict(model, tokenizer, sentences, device, max_length)
+    probs = predict(copy.deepcopy(model).to(dtype), tokenizer, sentences, device, max_length)
     mem = [(model.config.id2label[int(i)], float(p)) for p, i in zip(*probs.max(-1))]
-    clf = pipeline("text-classification", model=str(folder), device=device)
-    got = [(d["label"], float(d["score"])) for d in clf(sentences, truncation=True, max_length=max_length)]
+    clf = pipeline("text-classification", model=str(folder), device=device, dtype=dtype)
+    got = [(d["label"], float(d["score"]))
+           for d in clf(sentences, batch_size=len(sentences), truncation=True, max_length=max_length)]
     diff = max(abs(a[1] - b[1]) for a, b in zip(mem, got))
     for text, (label, score) in zip(sentences, got):
         print(f"  {text!r:48} -> {label} ({score:.2f})")
@@ -207,7 +220,7 @@ def naive_embed(texts, extractor):
     """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
     import torch
 
-    rows = [extractor(t, return_tensors=True)[0].mean(0) for t in texts]
+    rows = [extractor(t, return_tensors=True)[0].float().mean(0) for t in texts]
     return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
@@ -218,7 +231,7 @@ def pipeline_embed(texts, extractor, batch_size: int):
 
     lengths = [len(ids) for ids in extractor.tokenizer(list(texts), truncation=True)["input_ids"]]
     out = extractor(list(texts), batch_size=batch_size, return_tensors=True, truncation=True)
-    rows = [o[0, :n].mean(0) for o, n in zip(out, lengths)]
+    rows = [o[0, :n].float().mean(0) for o, n in zip(out, lengths)]
     return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
@@ -241,6 +254,13 @@ def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int 
     print(f"  embed() vs the batched pipeline: {rates['batched embed()'] / base:.1f}x; vs per sentence: "
           f"{rates['batched embed()'] / rates['pipeline per sentence']:.1f}x; same vectors (max diff {diff:.1e})")
     return {"rates": rates, "max_diff": diff}
+
+
+def embed_tol(dtype) -> float:
+    """EMBED_TOL, or one rounding step of a lower-precision dtype (bf16: 7.8e-3), whichever is larger."""
+    import torch
+
+    return max(EMBED_TOL, torch.finfo(dtype).eps)
 
 
 def load_data(cfg: Config):
@@ -298,9 +318,11 @@ def run(cfg: Config) -> Result:
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     datasets.disable_progress_bars()  # the stop prints its own summary lines
-    print(f"[nlp] {dev.describe(cfg.device)}")
+    dtype, why = dev.choose_dtype(cfg.dtype, device)
+    print(f"[nlp] {dev.describe(cfg.device)}\n  inference (embeddings, search, reloaded pipeline): {why}; "
+          "fine-tuning: fp32")
     full, train, test, labels = load_data(cfg)  # cheap, so bad data fails before the model loads
-    tokenizer, encoder = load_encoder(name, device)
+    tokenizer, encoder = load_encoder(name, device, dtype)
 
     print("2) baseline: a linear probe on frozen, mean-pooled encoder embeddings")
     vectors = embed(full["text"], tokenizer, encoder, device)
@@ -313,7 +335,8 @@ def run(cfg: Config) -> Result:
     model, losses, seconds, acc, f1 = train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
     print("5) save_pretrained, reload with pipeline('text-classification')")
     sentences, queries_text = your_texts(cfg, test, labels)
-    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", sentences, device, cfg.max_length)
+    preds, same, diff = save_and_reload(model, tokenizer, folder / "model", sentences, device, cfg.max_length,
+                                        dtype)
     print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
 
     print("6) semantic search with the encoder (mean pooling + normalisation)")
@@ -326,13 +349,13 @@ def run(cfg: Config) -> Result:
     speed = throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
                        cfg.repeats)
     rates = list(speed["rates"].values())
-    return Result(device=str(device), model=name, labels=labels, train_size=len(train), test_size=len(test),
+    return Result(device=str(device), dtype=dev.dtype_name(dtype), model=name, labels=labels, train_size=len(train), test_size=len(test),
                   probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
                   confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),
                   reload_predictions=preds, reload_matches=same, reload_max_score_diff=diff, search_hits=hits,
                   naive_per_s=rates[0], pipeline_batched_per_s=rates[1], batched_per_s=rates[2],
                   speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"], reload_scores_close=diff < RELOAD_TOL,
-                  embed_same=speed["max_diff"] < EMBED_TOL,
+                  embed_tol=embed_tol(dtype), embed_same=speed["max_diff"] < embed_tol(dtype),
                   learned=acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None)
 
 

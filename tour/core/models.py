@@ -231,8 +231,8 @@ def from_pretrained(cls, name: str, **kw):
                         "(config.json, weights, tokenizer) or, online, a hub name") from None
 
 
-def load_encoder(model: str | None = None, device=None):
-    """(tokenizer, plain AutoModel encoder in eval mode on `device`)."""
+def load_encoder(model: str | None = None, device=None, dtype=None):
+    """(tokenizer, plain AutoModel encoder in eval mode on `device`, in `dtype` when given, else as saved)."""
     require("transformers", stop="the NLP stop")
     from transformers import AutoModel, AutoTokenizer
 
@@ -241,6 +241,8 @@ def load_encoder(model: str | None = None, device=None):
     name = resolve_model(model)
     tokenizer = from_pretrained(AutoTokenizer, name)
     encoder = from_pretrained(AutoModel, name).to(get_device(device)).eval()
+    if dtype is not None:
+        encoder = encoder.to(dtype)
     return tokenizer, encoder
 
 
