@@ -37,12 +37,12 @@ class Clock:
 def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc: Encoder, train: Training,
               vision: Vision, dec: Decode, fusion: Fusion, seconds: dict[str, float]) -> Result:
     """The stop's Result, built once from every part's record."""
-    from tour.precision.variants import name
+    from tour.core.device import dtype_name
 
     variants = [asdict(row) for part in (enc, train, vision, dec) for row in part.rows]
     skipped = ({"low precision": low_skipped} if low_skipped else {}) | roofs.skipped | dec.skipped | fusion.skipped
     return Result(
-        device=str(device), fast_paths=paths, low_dtype=name(low) if low is not None else "fp32",
+        device=str(device), fast_paths=paths, low_dtype=dtype_name(low) if low is not None else "fp32",
         roofs_gflops=roofs.gflops, roofs_ms=roofs.ms, bandwidth_gb_s=roofs.bandwidth_gb_s or dec.bandwidth_gb_s or 0.0,
         variants=variants, best=best_rows(variants), encoder_min_cosine=enc.min_cosine, encoder_max_diff=enc.max_diff,
         accuracy=enc.accuracy, train_losses=train.losses, top1=vision.top1, replies=dec.replies,

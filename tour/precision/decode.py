@@ -1,6 +1,7 @@
-"""5) SmolLM2 greedy decoding, batch 1, in each way of WAYS (fp32, weights in the lower precision, int8 weight-only):
+"""5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only; batch 1):
 the replies and held-out perplexity against fp32's, and tokens/s against the limit its own weight bytes set at the
-copy bandwidth measured in the same timing rounds. A new decode path is one more entry in WAYS."""
+copy bandwidth measured in the same timing rounds. A new decode path (a batch, a static cache + compile, another
+kernel) is one more entry in WAYS: how to build its model from the fp32 one, and how to generate with it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Callable
 
 import torch
 
+from tour.core.device import dtype_name
 from tour.precision.config import SYSTEM, Config, Decode, Variant
 from tour.precision.roofs import copy_fn, gb_s
-from tour.precision.variants import BASE, beside_roofs, name, share, show
+from tour.precision.variants import BASE, beside_roofs, share, show
 
 PERPLEXITY_TOL = 0.03  # a way keeps its check with perplexity within 3% of fp32's (and the same greedy replies)
 MODEL = "SmolLM2 decode (batch {})"  # a batch size is its own row of the table: ms per call differ
@@ -77,7 +79,7 @@ def build_ways(model, low, ways: dict[str, Way] = WAYS) -> tuple[dict[str, tuple
             skipped[key] = why
             print(f"  {key}: skipped ({why})")
             continue
-        built[label.format(low=name(low) if low is not None else "")] = (way, way.build(model, low))
+        built[label.format(low=dtype_name(low) if low is not None else "")] = (way, way.build(model, low))
     return built, skipped
 
 

@@ -9,10 +9,11 @@ from contextlib import nullcontext
 
 import torch
 
+from tour.core.device import dtype_name
 from tour.core.models import mean_pool
 from tour.precision.config import Config, Encoder
 from tour.precision.roofs import gflops, matmul_fn
-from tour.precision.variants import BASE, beside_roofs, count_flops, name, rows, share, show, tolerance, ways
+from tour.precision.variants import BASE, beside_roofs, count_flops, rows, share, show, tolerance, ways
 
 ACCURACY_POINTS = 0.01  # a lower precision keeps the classifier's accuracy within one point of fp32's
 
@@ -81,7 +82,7 @@ def of_roof(variant: str, ms: float, flops: int, roofs_gflops: dict[str, float])
 def timed(cfg: Config, fns: dict, low, device) -> tuple[dict[str, float], dict[str, float]]:
     """({way: median ms}, {dtype: matmul roof in GFLOP/s}), the roofs (fp32's and the lower precision's) timed in
     the same rounds as the ways they are held to."""
-    roofs = {name(d): matmul_fn(d, cfg.roof_n, device) for d in (torch.float32, low) if d is not None}
+    roofs = {dtype_name(d): matmul_fn(d, cfg.roof_n, device) for d in (torch.float32, low) if d is not None}
     ms, best = beside_roofs(fns, roofs, device, cfg.repeats)
     return ms, {k: gflops(cfg.roof_n, t) for k, t in best.items()}
 

@@ -8,7 +8,6 @@ import torch
 from tour.core import device as dev
 from tour.core.torch_private import int_mm
 from tour.precision.config import Config, Roofs
-from tour.precision.variants import name
 
 
 def low_dtype(cfg: Config, device) -> tuple[torch.dtype | None, str]:
@@ -70,7 +69,7 @@ def skip_reason(dtype, low, device, paths) -> str | None:
     where torch's kernels don't use it: that shows."""
     if dtype == torch.float32:
         return None
-    has = dev.supports_dtype(device, dtype) or any(name(dtype).upper() in p.upper() for p in paths)
+    has = dev.supports_dtype(device, dtype) or any(dev.dtype_name(dtype).upper() in p.upper() for p in paths)
     if low is None or not has:
         return "not on this hardware" if low is not None else "fp32 only"
     if dtype == torch.int8 and int_mm() is None:
@@ -83,11 +82,11 @@ def measure(cfg: Config, device, low) -> Roofs:
     paths = dev.fast_paths(device)
     ms, rates, skipped = {}, {}, {}
     for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
-        why = skip_reason(dtype, low, device, paths)
+        why, short = skip_reason(dtype, low, device, paths), dev.dtype_name(dtype)
         if why:
-            skipped[f"{name(dtype)} roof"] = why
+            skipped[f"{short} roof"] = why
             continue
-        ms[name(dtype)], rates[name(dtype)] = matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
+        ms[short], rates[short] = matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
     bandwidth = bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
     for k, v in rates.items():
         native = "" if dev.supports_dtype(device, dev.DTYPE_NAMES[k]) else "  (no fast path in torch's kernels)"

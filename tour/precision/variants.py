@@ -10,15 +10,10 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import DTYPE_NAMES, autocast, medians_ms
+from tour.core.device import autocast, dtype_name, medians_ms
 from tour.precision.config import Variant
 
-NAMES = {dtype: short for short, dtype in DTYPE_NAMES.items()}  # torch.bfloat16 -> "bf16", the flag's spelling
 BASE = "fp32 eager"  # every variant's baseline, the first way
-
-
-def name(dtype) -> str:
-    return NAMES.get(dtype, str(dtype).removeprefix("torch."))
 
 
 def tolerance(dtype) -> float:
@@ -47,9 +42,9 @@ def ways(model, low, device, weights: bool = True) -> dict:
     """label -> (model, context): fp32 eager, autocast to `low`, the weights cast to `low`; fp32 only without low."""
     found = {BASE: (model, nullcontext)}
     if low is not None:
-        found[f"{name(low)} autocast"] = (model, lambda: autocast(device, low))
+        found[f"{dtype_name(low)} autocast"] = (model, lambda: autocast(device, low))
     if low is not None and weights:
-        found[f"{name(low)} weights"] = (copy.deepcopy(model).to(low), nullcontext)
+        found[f"{dtype_name(low)} weights"] = (copy.deepcopy(model).to(low), nullcontext)
     return found
 
 

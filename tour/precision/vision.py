@@ -8,10 +8,10 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import autocast, medians_ms
+from tour.core.device import autocast, dtype_name, medians_ms
 from tour.core.errors import require
 from tour.precision.config import Config, Variant, Vision
-from tour.precision.variants import BASE, name, rows, show
+from tour.precision.variants import BASE, rows, show
 
 
 def mobilenet_v2(device):
@@ -39,8 +39,8 @@ def vision_fns(model, batch, low, device) -> dict:
     fns = {BASE: run(model, batch, nullcontext), "channels_last (fp32)": run(last, batch_last, nullcontext)}
     if low is not None:
         amp = lambda: autocast(device, low)  # noqa: E731
-        fns |= {f"{name(low)} autocast": run(model, batch, amp),
-                f"channels_last + {name(low)} autocast": run(last, batch_last, amp)}
+        fns |= {f"{dtype_name(low)} autocast": run(model, batch, amp),
+                f"channels_last + {dtype_name(low)} autocast": run(last, batch_last, amp)}
     return fns
 
 
