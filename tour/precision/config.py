@@ -45,7 +45,7 @@ class Variant:
     model: str  # "MiniLM inference", "SmolLM2 decode", ...
     variant: str  # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
     ms: float
-    speedup: float = 1.0  # fp32 eager ms / this ms: above 1 it is faster
+    speedup: float = 1.0  # fp32 eager ms / this ms (a batched decode: its tokens/s / fp32's): above 1 it is faster
     keeps: bool | None = True  # keeps the model's check (accuracy, top-1, loss, greedy reply)
     detail: str = ""  # what the check measured
 

@@ -1,6 +1,5 @@
-"""The ways of running a model beside fp32 (eager, autocast to the lower precision, weights cast to it), the timing
-of them side by side, and the row each way makes in the stop's table; shared by the encoder, training and vision
-parts."""
+"""The ways of running a model beside fp32 (eager, autocast to the lower precision, weights cast to it), their timing
+side by side with the roofs they are held to, and the row each way makes in the stop's table; shared by the parts."""
 
 from __future__ import annotations
 
