@@ -28,6 +28,8 @@ text = [os.environ["TOUR_TEXT"]] if os.environ.get("TOUR_TEXT") and len(files) =
 cfg = speech.Config(quick=QUICK, audio=files, text=text, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
+dtype, why = dev.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
+print("Whisper runs in", why)
 
 # %% [markdown]
 # ## 1) Audio in
@@ -43,10 +45,11 @@ for c in clips:
 # ## 2) The model
 # `tour/speech_convert.py` reads CTranslate2's `model.bin` (a header, then named float16/float32 arrays), splits
 # the fused attention projections back apart and saves a `WhisperForConditionalGeneration` folder. It is built
-# once into the tour's cache; the pipeline loads it like any Hub checkpoint.
+# once into the tour's cache; the pipeline loads it like any Hub checkpoint, and the model is cast to the chosen
+# dtype (the pipeline casts its log-mel features to match).
 
 # %%
-asr, folder = speech.load_pipeline(device)
+asr, folder = speech.load_pipeline(device, dtype)
 print(sorted(p.name for p in folder.iterdir()))
 
 # %% [markdown]

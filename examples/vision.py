@@ -29,6 +29,8 @@ cfg = vision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"),
                     images=["chelsea", "coffee", "astronaut", *mine])
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
+dtype, why = dev.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
+print("the photos' predictions run in", why)
 images = vision.load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
 
 # %% [markdown]
@@ -39,13 +41,14 @@ images = vision.load_images(cfg.images)  # built-in photos ship inside scikit-im
 # (`weights.transforms()`) and their labels (`weights.meta["categories"]`).
 
 # %%
-mobile_top, mobile_ids, cached = vw.mobilenet_top(images, k=3, device=device)
+mobile_top, mobile_ids, cached = vw.mobilenet_top(images, k=3, device=device, dtype=dtype)
 print("loaded from", cached)
 
 # %% [markdown]
 # ## 2) EfficientNet-Lite0 from torchvision's blocks
 # The same network built from torchvision's `MBConv` blocks, with weights from another package mapped on by name;
-# an independent implementation must give the same logits. Then: do the two models agree on each photo?
+# an independent implementation must give the same logits (in fp32 on the CPU, whatever the dtype: a parity
+# check). Then: do the two models agree on each photo?
 
 # %%
 model = load_efficientnet_lite0(device)
@@ -53,16 +56,17 @@ batch = torch.stack([preprocess()(im) for im in images.values()])
 with torch.inference_mode():
     gap = (load_efficientnet_lite0("cpu")(batch) - vw.reference_logits(batch)).abs().max().item()
 print(f"max |logit difference| vs efficientnet-lite-pytorch: {gap:.1e}")
-lite_top, lite_ids = vw.lite0_top(model, batch, list(images), 3, device)
+lite_top, lite_ids = vw.lite0_top(model, batch, list(images), 3, device, dtype)
 agree = vw.agreement(mobile_ids, lite_ids)
 
 # %% [markdown]
 # ## 3) Inference variants, timed side by side
 # `inference_mode` drops autograd's bookkeeping; `channels_last` stores pixels with their channels together, which
-# convolution kernels read faster. The rounds interleave the variants, so a busy machine slows them alike.
+# convolution kernels read faster; autocast runs the convolutions in the chosen dtype (no such row in fp32). The
+# rounds interleave the variants, so a busy machine slows them alike.
 
 # %%
-rates = vw.throughput(model, batch, n=2 if QUICK else 16, iters=2 if QUICK else 8, device=device)
+rates = vw.throughput(model, batch, n=2 if QUICK else 16, iters=2 if QUICK else 8, device=device, dtype=dtype)
 for label, rate in rates.items():
     print(f"{label:<30} {rate:7.1f} images/s")
 

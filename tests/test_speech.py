@@ -72,8 +72,62 @@ def test_batched_run_and_long_form(result):
 
 
 def test_every_check_passes(result):
+    """The module's run is --dtype auto: bf16 where the hardware has a bf16 fast path (AMX-BF16 here), so there
+    these are the bf16 checks: WER floors and identical batched transcripts."""
+    from tour.core import device as dev
+
     assert set(result.checks()) >= {"batch_same", "hears_clips", "hears_long"}
     assert result.failed_checks() == [] and result.hears_clips is True
+    assert result.dtype == dev.dtype_name(dev.choose_dtype("auto", dev.get_device(result.device))[0])
+    print(f"Whisper ran in {result.dtype}: WER {result.wer}, long-form {result.long_wer}")
+
+
+def _fake_whisper(monkeypatch, tmp_path) -> list:
+    """run() with its wiring only: a stand-in pipeline that records the dtype it was loaded in, canned outputs."""
+    from types import SimpleNamespace
+
+    loaded = []
+
+    def load(device, dtype=None):
+        loaded.append(dtype)
+        return SimpleNamespace(model=SimpleNamespace(num_parameters=lambda: 1)), tmp_path
+
+    def transcribe(asr, audios, cfg, **kw):
+        chunks = [{"text": "one two", "timestamp": (0.0, 0.5)}]
+        return [{"text": "one two", "chunks": chunks} for _ in audios]
+
+    monkeypatch.setattr(speech, "load_pipeline", load)
+    monkeypatch.setattr(speech, "transcribe", transcribe)
+    clip = {**_clip("a.wav", 2.0, "one two"), "rate_in": speech.RATE, "channels_in": 1}
+    monkeypatch.setattr(speech, "gather_clips", lambda *a: [clip])
+    return loaded
+
+
+@pytest.mark.parametrize("paths,flag,want", [((), "auto", "fp32"), (("AMX-BF16",), "auto", "bf16"),
+                                             (("AMX-BF16",), "fp32", "fp32")])
+def test_dtype_auto_follows_the_fast_paths_and_the_result_says_which(paths, flag, want, monkeypatch, tmp_path,
+                                                                    capsys):
+    """A device without fast paths runs Whisper in fp32 under auto; with AMX-BF16, in bf16; --dtype fp32 wins."""
+    from tour.core import device as dev
+
+    monkeypatch.setattr(dev, "fast_paths", lambda d: paths)
+    loaded = _fake_whisper(monkeypatch, tmp_path)
+    result = speech.run(speech.Config(quick=True, device="cpu", out=str(tmp_path), dtype=flag))
+    assert result.dtype == want and loaded == [dev.DTYPE_NAMES[want]]
+    assert f"Whisper runs in {want} (" in capsys.readouterr().out
+
+
+def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
+    from tour.core import device as dev
+
+    assert speech.DTYPES == dev.FLOAT_DTYPES  # repeated only because the core's module imports torch
+    with pytest.raises(SystemExit) as exc:  # a flag outside its choices is an argparse usage error, like any
+        speech.main(["--dtype", "int8", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "--dtype" in err and "'int8'" in err
+    with pytest.raises(TourError, match="--dtype 'float64' is not one of: auto, fp32, bf16, fp16"):
+        speech.Config(dtype="float64")
+    assert not (tmp_path / "out").exists()
 
 
 def test_wer_floors_are_not_run_on_your_own_audio():

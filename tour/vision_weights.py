@@ -22,6 +22,19 @@ def show(name: str, top: list[tuple[str, float]]) -> None:
     print(f"  {name:<12} " + ", ".join(f"{label} {p:.2f}" for label, p in top))
 
 
+def probabilities(model, batch, device, dtype=None):
+    """softmax over the model's logits, on the CPU; the forward pass autocast to `dtype` (None: fp32)."""
+    import contextlib
+
+    import torch
+
+    from tour.core import device as dev
+
+    with torch.inference_mode(), dev.autocast(device, dtype) if dtype else contextlib.nullcontext():
+        logits = model(batch.to(device))
+    return logits.float().softmax(dim=1).cpu()  # in fp32: a bf16 softmax would round the probabilities shown
+
+
 def top_k(probs, names: list[str], labels: list[str], k: int):
     """photo -> [(label, probability)] and photo -> top-1 class id."""
     top = {}
@@ -49,8 +62,9 @@ def load_mobilenet_v2(device):
     return model.eval().to(device), weights, cached
 
 
-def mobilenet_top(images: dict, k: int, device):
-    """The canonical path end to end: weights.transforms() in, weights.meta["categories"] out."""
+def mobilenet_top(images: dict, k: int, device, dtype=None):
+    """The canonical path end to end: weights.transforms() in, weights.meta["categories"] out (forward pass
+    autocast to `dtype`; None: fp32)."""
     import torch
     from torchvision.transforms import v2
 
@@ -61,8 +75,7 @@ def mobilenet_top(images: dict, k: int, device):
     print(f"  weights: {weights} ({weights.meta['num_params']:,} parameters, ImageNet top-1 "
           f"{weights.meta['_metrics']['ImageNet-1K']['acc@1']}% as published), file: {cached}")
     print(f"  preprocessing: {preprocess}".replace("\n", " "))
-    with torch.inference_mode():
-        probs = model(batch.to(device)).softmax(dim=1).cpu()
+    probs = probabilities(model, batch, device, dtype)
     top, ids = top_k(probs, list(images), weights.meta["categories"], k)
     return top, ids, str(cached)
 
@@ -81,14 +94,10 @@ def reference_logits(batch):
         return ref.eval()(batch.cpu())
 
 
-def lite0_top(model, batch, names: list[str], k: int, device):
-    import torch
-
+def lite0_top(model, batch, names: list[str], k: int, device, dtype=None):
     from tour.core.models import imagenet_labels
 
-    with torch.inference_mode():
-        probs = model(batch.to(device)).softmax(dim=1).cpu()
-    return top_k(probs, names, imagenet_labels(), k)
+    return top_k(probabilities(model, batch, device, dtype), names, imagenet_labels(), k)
 
 
 def agreement(a: dict[str, int], b: dict[str, int]) -> dict[str, bool]:
@@ -171,22 +180,23 @@ class Pretrained:
     throughput: dict[str, float]  # variant -> images/s
 
 
-def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: int) -> Pretrained:
-    """Both classifiers' `top_k` labels per photo, Lite0's parity with the reference implementation, and Lite0's
-    throughput per variant on batches of `batch_size` (median of `repeats`)."""
+def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: int, dtype) -> Pretrained:
+    """Both classifiers' `top_k` labels per photo and the autocast variant's timing in `dtype` (the stop's --dtype);
+    Lite0's parity with the reference implementation in fp32 always; Lite0's throughput per variant on batches of
+    `batch_size` (median of `repeats`)."""
     import torch
 
     from tour.core.models import load_efficientnet_lite0, preprocess
 
     print(f"1) MobileNetV2 the canonical way, mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1), offline: "
           f"top-{top_k} per photo")
-    mobile_top, mobile_ids, mobile_file = mobilenet_top(images, top_k, device)
+    mobile_top, mobile_ids, mobile_file = mobilenet_top(images, top_k, device, dtype)
     print("2) EfficientNet-Lite0 from torchvision's EfficientNet blocks, vs the reference implementation")
     model = load_efficientnet_lite0(device)
     transform = preprocess()  # resize 256 (bicubic), centre crop 224, scale, normalise like TF Lite
     batch = torch.stack([transform(im) for im in images.values()])
-    # Parity checks the weight mapping, so both run on the CPU in fp32: a GPU's TF32 convolutions would add
-    # ~1e-3 of rounding that says nothing about the mapping.
+    # Parity checks the weight mapping, so both run on the CPU in fp32 whatever --dtype says: a GPU's TF32
+    # convolutions (or bf16's ~3 digits) would add rounding that says nothing about the mapping.
     on_cpu = model if device.type == "cpu" else load_efficientnet_lite0("cpu")
     with torch.inference_mode():
         ours = on_cpu(batch)
@@ -195,10 +205,10 @@ def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: 
     print(f"  {n_params:,} parameters; max |logit difference| vs efficientnet-lite-pytorch on {len(batch)} photos: "
           f"{parity:.1e}")
     print(f"3) EfficientNet-Lite0's top-{top_k} per photo, and its agreement with MobileNetV2")
-    top, ids = lite0_top(model, batch, list(images), top_k, device)
+    top, ids = lite0_top(model, batch, list(images), top_k, device, dtype)
     agree = agreement(mobile_ids, ids)
     print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
-    rates = throughput(model, batch, batch_size, repeats, device)
+    rates = throughput(model, batch, batch_size, repeats, device, dtype)
     for k, v in rates.items():
         print(f"  {k:<30} {v:8.1f} images/s  x{v / rates['eager (no_grad)']:.2f}")
     return Pretrained(mobile_top, mobile_ids, str(mobile_file), n_params, parity, top, ids, agree, rates)
