@@ -61,8 +61,10 @@ def batching(cfg: Config, tokenizer, model, device) -> tuple[float, float, bool]
     batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)
     one = [decode(tokenizer, generate(model, s, cfg.speed_tokens))[0] for s in singles]
     together = decode(tokenizer, generate(model, batch, cfg.speed_tokens))
-    single_ms = median_ms(lambda: [generate(model, s, cfg.speed_tokens) for s in singles], device, cfg.repeats)
-    batched_ms = median_ms(lambda: generate(model, batch, cfg.speed_tokens), device, cfg.repeats)
+    # the two runs above were the warm-ups: a third run each before timing cost 3 more generations and taught nothing
+    single_ms = median_ms(lambda: [generate(model, s, cfg.speed_tokens) for s in singles], device, cfg.repeats,
+                          warmup=0)
+    batched_ms = median_ms(lambda: generate(model, batch, cfg.speed_tokens), device, cfg.repeats, warmup=0)
     same = one == together
     print(f"  {len(singles)} prompts one at a time {single_ms:.0f} ms, batched {batched_ms:.0f} ms: "
           f"{single_ms / batched_ms:.2f}x; same replies: {same}")
