@@ -101,7 +101,7 @@ def test_seed_everything_repeats():
 
 def test_describe_says_what_and_why():
     text = dev.describe("cpu")
-    assert text.startswith("device cpu (") and "--device cpu" in text and "float32" in text
+    assert text.startswith("device cpu (") and "--device cpu" in text and dev.dtypes_note(torch.device("cpu")) in text
 
 
 @pytest.mark.needs_cuda
@@ -233,7 +233,7 @@ def test_device_line_says_the_tf32_state(monkeypatch):
     monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
     monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (bf16)", "TF32"))  # an H100's, for get_dtype
     line = dev.describe("cuda:1")
-    assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bfloat16, TF32 matmul off, cuDNN "
+    assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bf16, TF32 matmul off, cuDNN "
                            "conv on)")
 
 
@@ -324,3 +324,12 @@ def test_choose_dtype_says_why(monkeypatch):
         with pytest.raises(TourError, match="choose one of: auto, fp32, bf16, fp16"):
             dev.choose_dtype(bad, cpu)
     assert dev.dtype_name(torch.float16) == "fp16" and dev.dtype_name(torch.float64) == "float64"
+
+
+def test_device_line_names_training_and_inference_dtypes(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16",))  # trains in fp32 on a CPU, predicts in bf16
+    assert dev.dtypes_note(cpu) == "training fp32, inference bf16"
+    assert "; training fp32, inference bf16)" in dev.describe("cpu")
+    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
+    assert dev.dtypes_note(cpu) == "dtype fp32"

@@ -459,6 +459,13 @@ def busy_cpu_note() -> str | None:
             "OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1")
 
 
+def dtypes_note(device: torch.device) -> str:
+    """'training fp32, inference bf16': the two dtypes the helper picks here (get_dtype, inference_dtype), so a stop
+    that trains in fp32 and predicts in bf16 doesn't read as a contradiction."""
+    train, infer = dtype_name(get_dtype(device)), dtype_name(inference_dtype(device))
+    return f"dtype {train}" if train == infer else f"training {train}, inference {infer}"
+
+
 def describe(device: str | torch.device | None = None) -> str:
     """What was picked and why: name, count, memory, dtype, threads (on cpu: the tour's threading choice and its
     reason, or a warning if the CPU is busy and nothing chose)."""
@@ -469,7 +476,7 @@ def describe(device: str | torch.device | None = None) -> str:
     extra = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
     precision = f", {precision_note(dev)}" if precision_note(dev) else ""
     text = (f"device {dev} ({device_name(dev)}, {_device_count(dev.type)} present{mem_txt}{extra}; "
-            f"dtype {str(get_dtype(dev)).removeprefix('torch.')}{precision}) - {choice.reason}")
+            f"{dtypes_note(dev)}{precision}) - {choice.reason}")
     if dev.type == "cpu":
         from tour.core import threads
 
