@@ -126,6 +126,19 @@ def test_length_batches_cap_tokens():
     assert batches == [[1, 5, 3], [0, 2], [4]]  # sorted by length; 3 x 9 > 40 tokens would pad too much
 
 
+def test_grouped_batches_cover_every_text_once_with_little_padding():
+    import random
+
+    lengths = [random.Random(i).randint(3, 64) for i in range(300)]
+    batches = nlp_data.grouped_batches(lengths, 16, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(300)) and max(map(len, batches)) == 16
+    assert batches == nlp_data.grouped_batches(lengths, 16, seed=0) != nlp_data.grouped_batches(lengths, 16, seed=1)
+    padded = lambda bs: sum(max(lengths[i] for i in b) * len(b) for b in bs)  # noqa: E731
+    drawn = list(range(300))
+    random.Random(0).shuffle(drawn)
+    assert padded(batches) < 0.7 * padded([drawn[i:i + 16] for i in range(0, 300, 16)])  # random draws pad more
+
+
 @pytest.fixture(scope="module")
 def encoder():
     from tour.core.models import load_encoder

@@ -210,6 +210,23 @@ def length_batches(lengths: list[int], batch_size: int, max_tokens: int) -> list
     return batches + [current] if current else batches
 
 
+def grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 8) -> list[list[int]]:
+    """One training epoch's batches, shuffled, each of texts of similar length: shuffle, sort every run of `group`
+    batches' worth of texts by length, cut it into batches, shuffle the batches (transformers' group_by_length).
+    Dynamic padding then pads a text to a near neighbour's length, not to the longest of a random draw."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch_size * group):
+        run = sorted(order[start:start + batch_size * group], key=lengths.__getitem__)
+        batches += [run[i:i + batch_size] for i in range(0, len(run), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def tokenized(ds, tokenizer, max_length: int):
     """Token ids via `map(batched=True)`; padding is left to the collator, per batch."""
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
