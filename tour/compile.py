@@ -13,12 +13,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from tour.compile_models import MODELS, Spec, specs
 from tour.core.config import BaseConfig, arg, stop_main
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
 NAME = "compile"
+MODELS = ("fusion", "vision", "encoder")  # built in tour/compile_models.py, imported when the stop runs (it imports
+# torch at its top, and `tour run compile --help` should not wait for torch)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _flat(out) -> list:
     return [t.float() for t in (out if isinstance(out, (list, tuple)) else [out]) if hasattr(t, "float")]
 
 
-def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
+def compare(spec, mode: str, device, repeats: int) -> Comparison:
     """Eager vs compiled in IEEE fp32 (TF32 off), compiling included: on a GPU cuDNN convolutions default to TF32,
     and a TF32 rounding gap (~1e-3) is not a compiler bug. Both sides are then timed doing the same maths."""
     from tour.core.device import ieee_fp32
@@ -127,7 +128,7 @@ def compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
         return _compare(spec, mode, device, repeats)
 
 
-def _compare(spec: Spec, mode: str, device, repeats: int) -> Comparison:
+def _compare(spec, mode: str, device, repeats: int) -> Comparison:
     import torch
 
     from tour.core.device import medians_ms, seed_everything
@@ -163,6 +164,7 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
+    from tour.compile_models import specs
     from tour.core.device import median_ms
 
     out = []

@@ -14,7 +14,6 @@ from torch import nn
 
 from tour.core.errors import TourError
 
-MODELS = ("fusion", "vision", "encoder")
 
 
 # the models ---------------------------------------------------------------------------------------------------
@@ -104,7 +103,7 @@ def specs(cfg, device) -> list[Spec]:
     import torch
 
     out = []
-    for name in cfg.models:  # names checked by Config (choices=MODELS)
+    for name in cfg.models:  # names checked by Config (choices=tour.compile.MODELS)
         if name == "fusion":
             x = torch.randn(2048 if cfg.quick else 8192, 512, device=device)  # 4 / 16 MB: memory-bound
             out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", FusionBlock().to(device), (x,),
