@@ -248,12 +248,17 @@ def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int 
     from tour import nlp_eval
 
     extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
-    ways = {"pipeline per sentence": lambda: naive_embed(texts, extractor),
-            f"pipeline(batch_size={batch_size})": lambda: pipeline_embed(texts, extractor, batch_size),
-            "batched embed()": lambda: embed(texts, tokenizer, encoder, device, batch_size=batch_size)}
+    ways = {"pipeline per sentence": lambda some: naive_embed(some, extractor),
+            f"pipeline(batch_size={batch_size})": lambda some: pipeline_embed(some, extractor, batch_size),
+            "batched embed()": lambda some: embed(some, tokenizer, encoder, device, batch_size=batch_size)}
+    for way in ways.values():
+        way(texts[:8])  # warm-up: a way's first call pays its one-off set-up; a few texts do that (a whole
+        # extra pass over all of them cost as much as a timed run)
+    last = {}  # each way's vectors from its timed runs: what the parity check compares
+    timed = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
+    rates = {name: nlp_eval.median_rate(timed(name, way), len(texts), device, repeats) for name, way in ways.items()}
     reference = embed(texts, tokenizer, encoder, device, batch_size=batch_size)
-    diff = max(float((fn() - reference).abs().max()) for fn in ways.values())  # also the warm-up
-    rates = {name: nlp_eval.median_rate(fn, len(texts), device, repeats) for name, fn in ways.items()}
+    diff = max(float((vectors - reference).abs().max()) for vectors in last.values())
     base = rates[f"pipeline(batch_size={batch_size})"]
     print(f"  {len(texts)} texts, median of {repeats}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
     print(f"  embed() vs the batched pipeline: {rates['batched embed()'] / base:.1f}x; vs per sentence: "
