@@ -35,7 +35,8 @@ dev.seed_everything(cfg.seed)
 datasets.disable_progress_bars()
 transformers.logging.disable_progress_bar()  # the stop prints its own summary lines
 transformers.logging.set_verbosity_error()  # the classifier head's "newly initialized" report is expected here
-print(dev.describe(cfg.device), f"| {len(texts)} sentence(s) of yours")
+dtype, why = dev.choose_dtype(cfg.dtype, device)  # the inference parts' dtype; fine-tuning stays fp32
+print(dev.describe(cfg.device), f"| inference in {why} | {len(texts)} sentence(s) of yours")
 
 # %% [markdown]
 # ## 1) Data and encoder
@@ -44,7 +45,7 @@ print(dev.describe(cfg.device), f"| {len(texts)} sentence(s) of yours")
 # %%
 full, train, test, labels = nlp.load_data(cfg)
 name = resolve_model(cfg.model)
-tokenizer, encoder = load_encoder(name, device)
+tokenizer, encoder = load_encoder(name, device, dtype)
 print(f"{tokenizer.tokenize(texts[0])[:12]} ... -> {encoder.config.num_hidden_layers} layers, "
       f"{encoder.config.hidden_size}-d vectors")
 
@@ -78,5 +79,5 @@ print(f"linear probe: held-out accuracy {probe:.3f}")
 # %%
 folder = out_dir(cfg, nlp.NAME)
 model, losses, seconds, acc, f1 = nlp.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
-preds, same, diff = nlp.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length)
+preds, same, diff = nlp.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length, dtype)
 print(f"nlp: fine-tuned accuracy {acc:.3f} (probe {probe:.3f}); reloaded pipeline agrees: {same}")
