@@ -169,9 +169,20 @@ def launch_command(cfg: Config) -> list[str]:
             "-m", WORKER, "--config", json.dumps(asdict(cfg))]
 
 
+def share_data(cfg: Config) -> None:
+    """Make the digits split once, here, for every rank on this machine to read (tour.distributed_worker.digits)."""
+    import torch
+
+    from tour.core.data import digits_split
+    from tour.distributed_worker import data_file
+
+    torch.save(digits_split(cfg.test_fraction, cfg.seed), data_file(cfg))
+
+
 def launch(cfg: Config, folder: Path) -> float:
     for old in folder.glob("rank*.json"):
         old.unlink()  # only this launch's ranks may report
+    share_data(cfg)
     from tour.core.threads import for_ranks
 
     # The ranks split the tour's threads (tour.core.threads); a user's OMP_NUM_THREADS goes to each rank as is.

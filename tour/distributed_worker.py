@@ -73,11 +73,28 @@ def backend_for(device) -> str:
     return dist.Backend.default_device_backend_map.get(device.type, "gloo")
 
 
+def data_file(cfg: Config) -> Path:
+    """Where the launching process leaves the digits split for its ranks (named by what decides the split)."""
+    return Path(cfg.out) / NAME / f"digits-{cfg.test_fraction:g}-{cfg.seed}.pt"
+
+
+def digits(cfg: Config):
+    """The digits split: read from the file the launcher wrote (each rank importing scikit-learn to make it again
+    cost ~1.3 s of start-up), else made here (a worker started by hand)."""
+    import torch
+
+    from tour.core.data import digits_split
+
+    path = data_file(cfg)
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return digits_split(cfg.test_fraction, cfg.seed)
+
+
 def build(cfg: Config, device):
     """Model, optimizer and data, identical on every rank and in the single-process reference."""
     import torch
 
-    from tour.core.data import digits_split
     from tour.core.device import seed_everything
     from tour.core.models import make_mlp
 
@@ -85,7 +102,7 @@ def build(cfg: Config, device):
     model = make_mlp(cfg.hidden).to(device)
     # Plain SGD: DDP's averaged gradients then give exactly the big-batch step, so parity is tight.
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    train, test = digits_split(cfg.test_fraction, cfg.seed)
+    train, test = digits(cfg)
     return model, opt, train, test
 
 
