@@ -98,3 +98,19 @@ def fused_optimizer_devices() -> list[str]:
     except ImportError:
         return []
     return list(supported())
+
+
+def generate_compile_config():
+    """A transformers CompileConfig for generate's own torch.compile of the decode step, told to compile on every
+    device: transformers 5.x compiles in generate only on accelerators unless its private class attribute
+    `_compile_all_devices` is set. mode="default": the default "reduce-overhead" means CUDA graphs. None where this
+    transformers lacks CompileConfig or that attribute (the caller then skips its compiled way)."""
+    try:
+        from transformers import CompileConfig
+    except ImportError:
+        return None
+    if not hasattr(CompileConfig, "_compile_all_devices"):
+        return None
+    config = CompileConfig(mode="default", fullgraph=True)
+    config._compile_all_devices = True
+    return config
