@@ -101,9 +101,11 @@ def test_bench_rows_carry_roofs_variants_and_each_decode_against_its_own_limit(r
     monkeypatch.setattr(precision, "run", lambda cfg: result)
     got = precision.bench_rows(BenchSettings(device="cpu", quick=True))
     assert {r.section for r in got} <= {"precision roof", "precision", "precision decode"}
-    assert all(r.baseline in ("fp32", "fp32 eager", "bandwidth limit") and r.variant_ms > 0 for r in got)
-    assert len([r for r in got if r.section == "precision"]) == len(
-        [v for v in result.variants if v["variant"] != "fp32 eager"])
+    # a batched decode is held to fp32 at its own batch (its ms per call of 16 rows is not batch 1's)
+    assert all(r.baseline in ("fp32", "fp32 eager", "fp32 batch 16", "bandwidth limit") and r.variant_ms > 0
+               for r in got)
+    models = {v["model"] for v in result.variants}
+    assert len([r for r in got if r.section == "precision"]) == len(result.variants) - len(models)
     decode_rows = [r for r in got if r.section == "precision decode"]
     assert len(decode_rows) == len(result.decode_limit_tokens_s) >= 1 and all(r.roof for r in decode_rows)
     assert all(abs(r.ratio - r.baseline_ms / r.variant_ms) < 1e-9 for r in decode_rows)  # the share of its roof
@@ -214,7 +216,7 @@ def test_a_decode_way_is_one_entry(monkeypatch, capsys):
 
     ways = {"fp32 eager": decode.WAYS["fp32 eager"],
             "{low} batched": decode.Way(lambda model, low: model, batched, batch=4, needs_low=True),
-            "needs a library": decode.Way(lambda m, low: m, missing=lambda: "pip install x")}
+            "needs a library": decode.Way(lambda m, low: m, missing=lambda device: "pip install x")}
     model = torch.nn.Linear(2, 2)
     built, skipped = decode.build_ways(model, torch.bfloat16, ways)
     assert list(built) == ["fp32 eager", "bf16 batched"] and built["bf16 batched"][0].generate is batched
@@ -243,3 +245,94 @@ def test_fused_adamw_follows_torchs_own_list_of_devices(monkeypatch):
     assert optimizer(model, CPU).defaults["fused"] is False
     monkeypatch.delattr(foreach, "_get_fused_kernels_supported_devices")  # a torch without the private list
     assert torch_private.fused_optimizer_devices() == [] and optimizer(model, CPU).defaults["fused"] is False
+
+
+# batch 16 and the compiled ways: the reply check runs on the timed batch; full-mode-only ways are listed ----------
+class FlipsAtBatch:
+    """A fake decode whose reply to prompt 1 changes in a batch of 4 (as bf16's rounding does with the GEMM
+    blocking): the prompts are strings, a reply the prompt's text, "-flip" added to row 3 of a 4-row batch."""
+
+    def __call__(self, model, chats, n, exact=False):
+        return [c + ("-flip" if len(chats) == 4 and i == 3 else "") for i, c in enumerate(chats)]
+
+
+def test_a_batched_way_is_checked_on_the_batch_it_is_timed_on(capsys):
+    from tour.precision import decode
+
+    tokenizer = type("T", (), {"decode": staticmethod(lambda t, skip_special_tokens: t)})()
+    flips = FlipsAtBatch()
+    built = {"fp32 eager": (decode.Way(lambda m, low: m, flips), None),
+             "bf16 batch 4": (decode.Way(lambda m, low: m, flips, batch=4), None),
+             "bf16 batch 3": (decode.Way(lambda m, low: m, flips, batch=3), None)}
+    replies, _ = decode.replies_of(built, ["a", "b"], tokenizer, 2)
+    assert replies["fp32 eager"] == ["a", "b"]  # batch 1 (both prompts at once here) has no flip
+    assert replies["bf16 batch 4"] == ["a", "b-flip"]  # rows a b a b-flip: prompt b fails, prompt a keeps
+    assert replies["bf16 batch 3"] == ["a", "b"]  # another batch size, no flip
+    assert decode.folded(["x", "y", "x", "y"], ["x", "y"]) == ["x", "y"]
+    assert decode.checked_rows(["a", "b", "c"], 2) == ["a", "b", "c"]  # never fewer rows than prompts
+
+
+@needs_bf16
+def test_quick_mode_lists_the_full_mode_only_ways_as_skipped(result):
+    from tour.precision import decode, encoder
+
+    assert result.skipped["int8 weights on bf16, static cache + compile"] == decode.FULL_ONLY
+    assert result.skipped["bf16 weights + compile (freezing)"] == encoder.FULL_ONLY
+    assert "full mode only" in decode.FULL_ONLY and "full mode only" in encoder.FULL_ONLY
+    batched = rows(result, "SmolLM2 decode (batch 16)")
+    assert list(batched) == ["fp32 batch 16", "bf16 weights batch 16"] and all(v["keeps"] for v in batched.values())
+    assert "fp32 batch 16's tokens/s (the dtype's own gain)" in batched["bf16 weights batch 16"]["detail"]
+    assert "converts the whole int8 weight" in rows(result, "SmolLM2 decode (batch 1)")[
+        "int8 weight-only (torchao)"]["detail"]
+
+
+def test_a_batched_decode_reads_against_its_own_fp32_in_the_table():
+    fake = [{"model": "m (batch 1)", "variant": "fp32 eager", "ms": 100.0, "speedup": 1.0, "keeps": True},
+            {"model": "m (batch 16)", "variant": "fp32 batch 16", "ms": 300.0, "speedup": 5.0, "keeps": True},
+            {"model": "m (batch 16)", "variant": "bf16 batch 16", "ms": 150.0, "speedup": 10.0, "keeps": True}]
+    best = precision.best_rows(fake)
+    assert [b["against its own fp32"] for b in best] == ["", "2.00x fp32 batch 16"]
+    assert "| m (batch 16) | bf16 batch 16 (2.00x fp32 batch 16) | 150.0 | 10.00x |" in precision.table(best)
+
+
+def test_a_transformers_without_generate_compile_on_every_device_skips_the_compiled_way(monkeypatch, capsys):
+    transformers = pytest.importorskip("transformers")
+    from tour.core import torch_private
+    from tour.precision import decode
+
+    config = getattr(transformers, "CompileConfig", None)
+    if config is None or not hasattr(config, "_compile_all_devices"):
+        assert torch_private.generate_compile_config() is None
+    else:
+        assert torch_private.generate_compile_config()._compile_all_devices is True
+        monkeypatch.delattr(config, "_compile_all_devices")  # a transformers without the private attribute
+        assert torch_private.generate_compile_config() is None
+    name = "int8 weights on {low}, static cache + compile"
+    built, skipped = decode.build_ways(torch.nn.Linear(2, 2), torch.bfloat16, {name: decode.WAYS[name]}, CPU)
+    why = skipped["int8 weights on bf16, static cache + compile"]
+    assert built == {} and "_compile_all_devices" in why and "\n" not in why
+    assert capsys.readouterr().out.count("skipped") == 1
+
+
+@pytest.mark.slow
+@needs_bf16
+def test_the_compiled_ways_keep_fp32s_replies_and_embeddings(tmp_path):
+    """int8 weights on bf16 with a static cache + generate's compile, two new tokens of one prompt; MiniLM's bf16
+    copy compiled with freezing on a small batch. Cold compiles on 2 cores: ~1.5 min and ~30 s."""
+    from tour.core.inductor import compile_problem
+    from tour.core.models import load_encoder
+    from tour.precision import decode, encoder
+
+    if compile_problem(CPU) or decode.compiled_missing(CPU):
+        pytest.skip(compile_problem(CPU) or decode.compiled_missing(CPU))
+    tokenizer, model = decode.load(CPU)
+    chats, _ = decode.inputs(precision.Config(prompts=precision.config.PROMPTS[:1]), tokenizer, CPU)
+    quantised = decode.int8_weight_only(model, torch.bfloat16)
+    want = decode.greedy(model, chats, 2)[0]
+    assert torch.equal(decode.compiled_greedy(quantised, chats, 2)[0], want)
+    tok, minilm = load_encoder(device=CPU)
+    enc = tok(["a short sentence", "another one"], padding="max_length", max_length=16, return_tensors="pt")
+    with torch.inference_mode():
+        ref, got = minilm(**enc).last_hidden_state, encoder.frozen_compiled(minilm, torch.bfloat16)(**enc)
+    cos = torch.nn.functional.cosine_similarity(got.last_hidden_state.float().mean(1), ref.mean(1))
+    assert cos.min() >= 1 - torch.finfo(torch.bfloat16).eps

@@ -45,7 +45,7 @@ class Variant:
     model: str  # "MiniLM inference", "SmolLM2 decode", ...
     variant: str  # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
     ms: float
-    speedup: float = 1.0  # fp32 eager ms / this ms (a batched decode: its tokens/s / fp32's): above 1 it is faster
+    speedup: float = 1.0  # fp32 eager ms / this ms (a batched decode: its tokens/s / fp32 batch 1's): above 1 faster
     keeps: bool | None = True  # keeps the model's check (accuracy, top-1, loss, greedy reply)
     detail: str = ""  # what the check measured
 
@@ -67,6 +67,7 @@ class Encoder:
     accuracy: dict[str, float] = field(default_factory=dict)  # way -> the classifier's held-out accuracy
     close: bool | None = None  # None: no lower precision here
     accuracy_kept: bool | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # a variant that could not run here -> why
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,8 @@ class Result(BaseResult):
     # way -> bandwidth / weight bytes
     decode_limit_tokens_s: dict[str, float] = labelled("decode limit (bandwidth / weight bytes)", "tokens/s",
                                                        default_factory=dict)
-    decode_tokens_s: dict[str, float] = labelled("SmolLM2 decode rate, batch 1", "tokens/s", default_factory=dict)
+    # way -> tokens/s over all the rows of its batch
+    decode_tokens_s: dict[str, float] = labelled("SmolLM2 decode rate", "tokens/s", default_factory=dict)
     # the copy bandwidth those limits use: the best of copies timed in the same rounds as the decode
     decode_bandwidth_gb_s: float | None = labelled("memory bandwidth beside the decode", "GB/s", None)
     fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
@@ -146,7 +148,8 @@ class Result(BaseResult):
     train_close: bool | None = check("autocast training losses within 4 eps(dtype) (relative) of fp32's", None)
     vision_agree: bool | None = check("EfficientNet-Lite0 and MobileNetV2 in the lower precision: same top-1 as "
                                       "fp32 on every photo", None)
-    greedy_same: bool | None = check("SmolLM2's greedy replies in bf16 / int8 weights equal fp32's", None)
+    greedy_same: bool | None = check("SmolLM2's greedy replies in bf16 / int8 weights (a batched way: "
+                                            "every row of its timed batch) equal fp32's at batch 1", None)
     perplexity_close: bool | None = check("SmolLM2's held-out perplexity in bf16 / int8 weights within 3% of "
                                           "fp32's", None)
     fusion_parity: bool | None = check("compiled fusion block allclose to eager at every size (atol 1e-4)", None)

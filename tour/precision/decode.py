@@ -1,4 +1,5 @@
-"""5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only; batch 1):
+"""5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only, a batch of
+16, int8 weights on the lower precision with a static cache + compile):
 the replies and held-out perplexity against fp32's, and tokens/s against the limit its own weight bytes set at the
 copy bandwidth measured in the same timing rounds. A new decode path (a batch, a static cache + compile, another
 kernel) is one more entry in WAYS: how to build its model from the fp32 one, and how to generate with it."""
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,19 +35,81 @@ def greedy(model, chats, n: int, exact: bool = False) -> list:
     return outs
 
 
+def pad_id(model) -> int:
+    """The token a left-padded batch pads with: the model's pad token, else its (first) end-of-sequence token."""
+    found = model.generation_config.pad_token_id
+    found = found if found is not None else model.generation_config.eos_token_id
+    return found[0] if isinstance(found, list) else found
+
+
+def left_padded(chats: list, pad: int) -> dict:
+    """The chat inputs as one batch, padded on the left: every row then continues from its own last token."""
+    width = max(c["input_ids"].shape[1] for c in chats)
+    fill = lambda t, value: torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value)  # noqa: E731
+    return {"input_ids": torch.cat([fill(c["input_ids"], pad) for c in chats]),
+            "attention_mask": torch.cat([fill(c["attention_mask"], 0) for c in chats])}
+
+
+def batched_greedy(model, chats, n: int, exact: bool = False) -> list:
+    """Greedy new token ids per prompt, all prompts decoded in one left-padded batch: each step reads the weights
+    once for every row (a small GEMM, where bf16's matrix units beat fp32, instead of a GEMV)."""
+    pad = pad_id(model)
+    batch = left_padded(chats, pad)
+    with torch.inference_mode():
+        out = model.generate(**batch, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False,
+                             pad_token_id=pad)
+    return list(out[:, batch["input_ids"].shape[1]:])
+
+
+def compiled_greedy(model, chats, n: int, exact: bool = False) -> list:
+    """greedy with a static KV cache and generate's own torch.compile of the decode step (the prefill stays eager).
+    One cache length for every call, so the step compiles once. Never with Inductor's freezing: a frozen step with
+    the static cache gives wrong replies (fp32 too)."""
+    from tour.core.torch_private import generate_compile_config, inductor_config_patch
+
+    length = 256 * math.ceil((max(c["input_ids"].shape[1] for c in chats) + n) / 256)
+    outs = []
+    with torch.inference_mode(), inductor_config_patch(freezing=False):
+        for enc in chats:
+            out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False,
+                                 cache_implementation="static", max_cache_len=length,
+                                 compile_config=generate_compile_config())
+            outs.append(out[0, enc["input_ids"].shape[1]:])
+    return outs
+
+
 def int8_weight_only(model, low=None):
-    """A copy with every Linear's weights stored as int8 with a scale per output channel (torchao)."""
+    """A copy with every Linear's weights stored as int8 with a scale per output channel (torchao); with `low`, on
+    a copy in `low` (bf16 activations: under compile Inductor lowers each Linear to torch._weight_int8pack_mm)."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-    quantised = copy.deepcopy(model)
-    quantize_(quantised, Int8WeightOnlyConfig())
+    quantised = copy.deepcopy(model) if low is None else copy.deepcopy(model).to(low)
+    # set_inductor_config=False: True sets process-wide Inductor flags (coordinate descent tuning ...) for good
+    quantize_(quantised, Int8WeightOnlyConfig(set_inductor_config=False))
     return quantised
 
 
-def torchao_missing() -> str | None:
+def torchao_missing(device=None) -> str | None:
     from tour.core.errors import is_available
 
     return None if is_available("torchao") else "torchao is not installed: pip install 'torch-tour[precision]'"
+
+
+def compiled_missing(device) -> str | None:
+    """Why the static cache + compile way can't run here: torchao, generate's compile on this device, Inductor."""
+    from tour.core.inductor import compile_problem
+    from tour.core.torch_private import generate_compile_config
+
+    if generate_compile_config() is None:
+        return ("this transformers has no CompileConfig._compile_all_devices, so generate will not compile on "
+                "every device")
+    return torchao_missing() or compile_problem(device)
+
+
+EAGER_INT8 = ("slow here: torchao's eager path converts the whole int8 weight to the activation dtype on every call "
+              "(2-6x slower than an fp32 GEMV); with bf16 activations under compile Inductor lowers it to "
+              "torch._weight_int8pack_mm (the static cache + compile way)")
+FULL_ONLY = "full mode only: its compile takes ~1.5 min cold"
 
 
 @dataclass(frozen=True)
@@ -55,32 +120,62 @@ class Way:
     generate: Callable = greedy  # (model, chats, n new tokens, exact) -> new token ids per prompt
     batch: int = 1  # prompts one timed call decodes together: each step reads the weights once for all of them
     needs_low: bool = False  # only where a lower precision is compared (its label's {low} names it)
-    missing: Callable[[], str | None] = lambda: None  # why it can't be built here (a one-line skip), or None
+    missing: Callable[[object], str | None] = lambda device: None  # why it can't run on `device` (a one-line skip)
+    full_only: str = ""  # why quick mode skips it (a long compile), or "" where quick mode runs it
+    compiles: bool = False  # runs Inductor: its compile time is printed, its kernels kept in the tour's cache
+    note: str = ""  # why it is as fast as it is, added to its row's detail
+
+
+def cast(model, low):
+    return copy.deepcopy(model).to(low)
 
 
 # label -> Way, in the order they are timed; the first is the baseline every other way is held to
 WAYS: dict[str, Way] = {
     BASE: Way(lambda model, low: model),
-    "{low} weights": Way(lambda model, low: copy.deepcopy(model).to(low), needs_low=True),
-    "int8 weight-only (torchao)": Way(int8_weight_only, missing=torchao_missing),
+    "{low} weights": Way(cast, needs_low=True),
+    "int8 weight-only (torchao)": Way(lambda model, low: int8_weight_only(model), missing=torchao_missing,
+                                      note=EAGER_INT8),
+    # the batching gain alone, then the dtype's own gain at the same batch
+    "fp32 batch 16": Way(lambda model, low: model, batched_greedy, batch=16),
+    "{low} weights batch 16": Way(cast, batched_greedy, batch=16, needs_low=True),
+    "int8 weights on {low}, static cache + compile": Way(int8_weight_only, compiled_greedy, needs_low=True,
+                                                        missing=compiled_missing, full_only=FULL_ONLY,
+                                                        compiles=True),
 }
 
 
-def build_ways(model, low, ways: dict[str, Way] = WAYS) -> tuple[dict[str, tuple[Way, object]], dict[str, str]]:
+def build_ways(model, low, ways: dict[str, Way] = WAYS, device=None,
+               quick: bool = False) -> tuple[dict[str, tuple[Way, object]], dict[str, str]]:
     """({label: (way, its model)}, {way: why it was skipped}); a way that needs a lower precision is left out
-    without one, a way whose library is missing is skipped in one line."""
+    without one, a way that can't run here (a missing library, no compiler) or only runs in full mode is skipped
+    in one line."""
     built, skipped = {}, {}
     for label, way in ways.items():
         if way.needs_low and low is None:
             continue
-        why = way.missing()
+        label = label.format(low=dtype_name(low) if low is not None else "")
+        why = (way.full_only if quick else "") or way.missing(device)
         if why:
             key = label.split(" (")[0]
             skipped[key] = why
             print(f"  {key}: skipped ({why})")
             continue
-        built[label.format(low=dtype_name(low) if low is not None else "")] = (way, way.build(model, low))
+        built[label] = (way, way.build(model, low))
     return built, skipped
+
+
+def checked_rows(chats: list, batch: int) -> list:
+    """The inputs a way's replies are checked on: the very batch it is timed on (bf16's rounding, and so which
+    nearly tied reply flips, depends on the batch size: the GEMM blocking changes with the rows), the prompts
+    repeated to fill it; a batch smaller than the prompts is checked on all of them at once."""
+    return (chats * batch)[:max(batch, len(chats))]
+
+
+def folded(rows: list[str], ref: list[str]) -> list[str]:
+    """One reply per prompt from a batch whose row i answers prompt i % len(ref): the reference reply when every
+    row of the prompt says it, else the first row that does not (so a flip in any row fails the prompt)."""
+    return [next((r for r in rows[i::len(ref)] if r != want), want) for i, want in enumerate(ref)]
 
 
 def weight_bytes(model) -> int:
@@ -120,20 +215,31 @@ def plain_text_differs(tokenizer) -> str | None:
     return None
 
 
+def same_batch_gain(label: str, batch: dict[str, int], tokens_s: dict[str, float]) -> str:
+    """'; 1.76x fp32 batch 16's tokens/s (the dtype's own gain)': a batched way against fp32 at its own batch size,
+    since its speed-up over fp32 eager (batch 1) also holds the batching gain. "" for batch 1 or fp32 itself."""
+    fp32 = next((k for k in batch if k.startswith("fp32") and batch[k] == batch[label]), None)
+    if batch[label] == 1 or fp32 in (None, label):
+        return ""
+    return f"; {tokens_s[label] / tokens_s[fp32]:.2f}x {fp32}'s tokens/s (the dtype's own gain)"
+
+
 def judged(ms: dict[str, float], batch: dict[str, int], tokens_s: dict[str, float], limits: dict[str, float],
            weights: dict[str, int], replies: dict[str, list[str]], ppl: dict[str, float],
-           differs: str | None) -> list[Variant]:
+           differs: str | None, notes: dict[str, str] | None = None) -> list[Variant]:
     """A row per way: the same greedy replies as fp32 and perplexity within PERPLEXITY_TOL (unless `differs` says
     perplexity is not comparable here), tokens/s against the bandwidth limit of its own weight bytes. Its speed-up
-    is in tokens/s over fp32's (at batch 1 that is fp32's ms over its ms)."""
+    is in tokens/s over fp32 eager's at batch 1 (at batch 1 that is fp32's ms over its ms); a batched way also
+    states its gain over fp32 at the same batch. `notes`: a way's own remark (why it is slow, its compile time)."""
     found = []
     for label, t in ms.items():
         same = replies[label] == replies[BASE]
         close = differs is not None or abs(ppl[label] / ppl[BASE] - 1) <= PERPLEXITY_TOL
+        note = (notes or {}).get(label)
         found.append(Variant(MODEL.format(batch[label]), label, t, tokens_s[label] / tokens_s[BASE], same and close, (
             f"same greedy replies: {same}; {tokens_s[label]:.1f} tokens/s, {weights[label] / 1e6:.0f} MB of weights "
             f"-> limit {limits[label]:.0f} tokens/s ({share(tokens_s[label], limits[label], 'of it')}); perplexity "
-            f"{ppl[label]:.2f}")))
+            f"{ppl[label]:.2f}" + same_batch_gain(label, batch, tokens_s) + (f"; {note}" if note else ""))))
     return found
 
 
@@ -162,18 +268,37 @@ def inputs(cfg: Config, tokenizer, device) -> tuple[list, list[str]]:
     return chats, [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1, ["conversations"])][::50][:16]
 
 
+def replies_of(built: dict, chats: list, tokenizer, n: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """({way: one reply per prompt}, {way: its compile time}): each way decodes the batch it is timed on, its rows
+    folded to one verdict per prompt against fp32 eager's batch-1 reply (the first way, decoded first)."""
+    replies, notes = {}, {}
+    for label, (way, m) in built.items():
+        start = time.perf_counter()
+        rows = [tokenizer.decode(t, skip_special_tokens=True).strip()
+                for t in way.generate(m, checked_rows(chats, way.batch), n)]
+        replies[label] = folded(rows, replies[BASE]) if replies else rows
+        seconds = time.perf_counter() - start
+        if way.compiles:
+            print(f"  {label}: compile + first replies {seconds:.0f} s")
+        compiled = f"compile + first replies {seconds:.0f} s" if way.compiles else ""
+        notes[label] = "; ".join(filter(None, [way.note, compiled]))
+    return replies, notes
+
+
 def measure(cfg: Config, device, low) -> Decode:
+    from tour.core.inductor import inductor_cache
+
     tokenizer, model = load(device)
     chats, heldout = inputs(cfg, tokenizer, device)
-    built, skipped = build_ways(model, low)
-    replies = {label: [tokenizer.decode(t, skip_special_tokens=True).strip()
-                       for t in way.generate(m, chats, cfg.new_tokens)] for label, (way, m) in built.items()}
-    ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
-    copy, nbytes = copy_fn(cfg.copy_mb, device)
-    batch = {label: way.batch for label, (way, _) in built.items()}
-    calls = {label: (lambda w=way, m=m: w.generate(m, (chats * w.batch)[:w.batch], cfg.new_tokens, True))
-             for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
-    ms, best = beside_roofs(calls, {COPY: copy}, device, cfg.repeats)
+    built, skipped = build_ways(model, low, device=device, quick=cfg.quick)
+    with inductor_cache() if any(way.compiles for way, _ in built.values()) else nullcontext():
+        replies, notes = replies_of(built, chats, tokenizer, cfg.new_tokens)
+        ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
+        copy, nbytes = copy_fn(cfg.copy_mb, device)
+        batch = {label: way.batch for label, (way, _) in built.items()}
+        calls = {label: (lambda w=way, m=m: w.generate(m, (chats * w.batch)[:w.batch], cfg.new_tokens, True))
+                 for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
+        ms, best = beside_roofs(calls, {COPY: copy}, device, cfg.repeats)
     bandwidth = gb_s(nbytes, best[COPY])
     weights = {label: weight_bytes(m) for label, (_, m) in built.items()}
     tokens_s = {label: batch[label] * cfg.new_tokens * 1e3 / t for label, t in ms.items()}
@@ -181,7 +306,7 @@ def measure(cfg: Config, device, low) -> Decode:
     differs = plain_text_differs(tokenizer)  # this stack's tokenizer makes the perplexities incomparable
     if differs:
         print(f"  perplexity not compared: {differs}")
-    found = judged(ms, batch, tokens_s, limits, weights, replies, ppl, differs)
+    found = judged(ms, batch, tokens_s, limits, weights, replies, ppl, differs, notes)
     for label, said in replies.items():
         print(f"  {label}: {said}")
     show(found)
