@@ -220,52 +220,7 @@ def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device
     return [g[0] for g in got], [m[0] for m in mem] == [g[0] for g in got], diff
 
 
-# 6-7) search is nlp_eval.search; fast inference: three ways to embed many texts ------------------------------------
-def naive_embed(texts, extractor):
-    """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
-    import torch
-
-    rows = [extractor(t, return_tensors=True)[0].float().mean(0) for t in texts]
-    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
-
-
-def pipeline_embed(texts, extractor, batch_size: int):
-    """The pipeline's own batching (`batch_size=`): the fair baseline. A batched pipeline pads every text to its
-    batch's longest, and its outputs keep the padding rows, so pool only each text's real tokens."""
-    import torch
-
-    lengths = [len(ids) for ids in extractor.tokenizer(list(texts), truncation=True)["input_ids"]]
-    out = extractor(list(texts), batch_size=batch_size, return_tensors=True, truncation=True)
-    rows = [o[0, :n].float().mean(0) for o, n in zip(out, lengths)]
-    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
-
-
-def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int = 64) -> dict:
-    """Texts per second: per-sentence pipeline, pipeline(batch_size=N), and embed() (batched, length-sorted so
-    little is padding, inference_mode). Same vectors checked for all three."""
-    from transformers import pipeline
-
-    from tour import nlp_eval
-
-    extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
-    ways = {"pipeline per sentence": lambda some: naive_embed(some, extractor),
-            f"pipeline(batch_size={batch_size})": lambda some: pipeline_embed(some, extractor, batch_size),
-            "batched embed()": lambda some: embed(some, tokenizer, encoder, device, batch_size=batch_size)}
-    for way in ways.values():
-        way(texts[:8])  # warm-up: a way's first call pays its one-off set-up; a few texts do that (a whole
-        # extra pass over all of them cost as much as a timed run)
-    last = {}  # each way's vectors from its timed runs: what the parity check compares
-    timed = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
-    rates = {name: nlp_eval.median_rate(timed(name, way), len(texts), device, repeats) for name, way in ways.items()}
-    reference = embed(texts, tokenizer, encoder, device, batch_size=batch_size)
-    diff = max(float((vectors - reference).abs().max()) for vectors in last.values())
-    base = rates[f"pipeline(batch_size={batch_size})"]
-    print(f"  {len(texts)} texts, median of {repeats}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
-    print(f"  embed() vs the batched pipeline: {rates['batched embed()'] / base:.1f}x; vs per sentence: "
-          f"{rates['batched embed()'] / rates['pipeline per sentence']:.1f}x; same vectors (max diff {diff:.1e})")
-    return {"rates": rates, "max_diff": diff}
-
-
+# 6-7) search and the embedding throughput are in tour/nlp_eval.py; the tolerance of its same-vectors check ------
 def embed_tol(dtype) -> float:
     """EMBED_TOL, or one rounding step of a lower-precision dtype (bf16: 7.8e-3), whichever is larger."""
     import torch
@@ -356,10 +311,11 @@ def run(cfg: Config) -> Result:
     hits = nlp_eval.search(queries_text, queries, vectors, full["text"], [labels[i] for i in full["label"]])
 
     print("7) fast inference: per-sentence pipeline, pipeline(batch_size=...), and embed()")
-    speed = throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
-                       cfg.repeats)
+    speed = nlp_eval.throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
+                                cfg.repeats)
     rates = list(speed["rates"].values())
-    return Result(device=str(device), dtype=dev.dtype_name(dtype), model=name, labels=labels, train_size=len(train), test_size=len(test),
+    return Result(device=str(device), dtype=dev.dtype_name(dtype), model=name, labels=labels, train_size=len(train),
+                  test_size=len(test),
                   probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
                   confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),
                   reload_predictions=preds, reload_matches=same, reload_max_score_diff=diff, search_hits=hits,
@@ -383,6 +339,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.core.data import corpus_rows
     from tour.core.device import get_device
     from tour.core.models import load_encoder
+    from tour.nlp_eval import throughput
 
     require("transformers", "yaml", stop="the NLP bench rows")
     device = get_device(settings.device)

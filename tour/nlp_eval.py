@@ -1,5 +1,6 @@
 """The NLP stop's scoring helpers: the linear-probe baseline, held-out metrics with a confusion matrix, semantic
-search and a throughput timer. A helper of tour/nlp.py only (its data comes from tour.core.data).
+search, and the embedding throughput (per-sentence pipeline, batched pipeline, embed(); same vectors checked).
+A helper of tour/nlp.py only (its data comes from tour.core.data).
 """
 
 from __future__ import annotations
@@ -50,3 +51,49 @@ def median_rate(fn, n: int, device, repeats: int) -> float:
     from tour.core.device import median_ms
 
     return n / (median_ms(fn, device, repeats, warmup=0) / 1e3)  # the caller has warmed up already
+
+
+# fast inference: three ways to embed many texts, side by side ----------------------------------------------
+def naive_embed(texts, extractor):
+    """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
+    import torch
+
+    rows = [extractor(t, return_tensors=True)[0].float().mean(0) for t in texts]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def pipeline_embed(texts, extractor, batch_size: int):
+    """The pipeline's own batching (`batch_size=`): the fair baseline. A batched pipeline pads every text to its
+    batch's longest, and its outputs keep the padding rows, so pool only each text's real tokens."""
+    import torch
+
+    lengths = [len(ids) for ids in extractor.tokenizer(list(texts), truncation=True)["input_ids"]]
+    out = extractor(list(texts), batch_size=batch_size, return_tensors=True, truncation=True)
+    rows = [o[0, :n].float().mean(0) for o, n in zip(out, lengths)]
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int = 64) -> dict:
+    """Texts per second: per-sentence pipeline, pipeline(batch_size=N), and embed() (batched, length-sorted so
+    little is padding, inference_mode). Same vectors checked for all three."""
+    from transformers import pipeline
+
+    from tour.nlp import embed  # the stop's own batched embedding, the fast way
+
+    extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
+    ways = {"pipeline per sentence": lambda some: naive_embed(some, extractor),
+            f"pipeline(batch_size={batch_size})": lambda some: pipeline_embed(some, extractor, batch_size),
+            "batched embed()": lambda some: embed(some, tokenizer, encoder, device, batch_size=batch_size)}
+    for way in ways.values():
+        way(texts[:8])  # warm-up: a way's first call pays its one-off set-up; a few texts do that (a whole
+        # extra pass over all of them cost as much as a timed run)
+    last = {}  # each way's vectors from its timed runs: what the parity check compares
+    timed = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
+    rates = {name: median_rate(timed(name, way), len(texts), device, repeats) for name, way in ways.items()}
+    reference = embed(texts, tokenizer, encoder, device, batch_size=batch_size)
+    diff = max(float((vectors - reference).abs().max()) for vectors in last.values())
+    base = rates[f"pipeline(batch_size={batch_size})"]
+    print(f"  {len(texts)} texts, median of {repeats}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
+    print(f"  embed() vs the batched pipeline: {rates['batched embed()'] / base:.1f}x; vs per sentence: "
+          f"{rates['batched embed()'] / rates['pipeline per sentence']:.1f}x; same vectors (max diff {diff:.1e})")
+    return {"rates": rates, "max_diff": diff}
