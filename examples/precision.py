@@ -42,7 +42,9 @@ found_roofs = roofs.measure(cfg, device, low)  # each part returns its own recor
 # ## 2) MiniLM in lower precision, next to fp32
 # Three ways to run the same encoder: fp32, `torch.autocast` (matmuls in bf16, sums and norms kept in fp32), and
 # the weights themselves cast to bf16. Each must give embeddings within bf16's rounding of fp32's (cosine ≥ 1 − ε),
-# and a logistic head fitted on fp32 embeddings of the nlp stop's corpus must score within one point.
+# and a logistic head fitted on fp32 embeddings of the nlp stop's corpus must score within one point. In full mode
+# a fourth way compiles the bf16 copy with Inductor's freezing (the weights become constants: prepacked AMX kernels
+# with GELU and adds fused in); its compile takes ~30 s cold, so quick mode lists it as skipped.
 
 # %%
 from tour.core.models import load_encoder
@@ -52,9 +54,13 @@ found_encoder = encoder.measure(cfg, device, low, tokenizer, minilm)  # its roof
 print("held-out accuracy per way:", found_encoder.accuracy)
 
 # %% [markdown]
-# ## 3) Decoding SmolLM2 in bf16 and int8 weights
+# ## 3) Decoding SmolLM2 in bf16 and int8 weights, one prompt and 16 at once
 # Each decode step reads every weight once. Half the bytes (bf16) or a quarter (int8 weight-only, via torchao)
-# raise the bandwidth limit two- or fourfold; whether the kernels reach it is what we measure. The replies must
+# raise the bandwidth limit two- or fourfold; whether the kernels reach it is what we measure. At batch 1 each step
+# is a matrix-vector product, where bf16 is no faster than fp32 on a CPU; a batch of 16 makes it a small matmul,
+# where bf16's matrix units pay (the "fp32 batch 16" way separates the batching gain from the dtype's). In full
+# mode, int8 weights on a bf16 copy with a static cache and generate's own compile run on Inductor's int8 kernel.
+# A batched way's replies are checked on the very batch that is timed (bf16's rounding depends on it). The replies must
 # stay the same as fp32's, and the perplexity on held-out corpus text within 3%. The copy bandwidth that sets each
 # limit is timed in the same rounds as the decodes, so a neighbour's load hits both alike. Each way is one entry
 # of `decode.WAYS`: how to build its model from the fp32 one, and how to generate with it.

@@ -55,7 +55,7 @@ def rows(model: str, ms: dict[str, float], keeps: dict[str, bool | None], detail
 
 def show(found: list[Variant]) -> None:
     for row in found:
-        print(f"  {row.model:<30} {row.variant:<34} {row.ms:9.1f} ms  {row.speedup:5.2f}x  "
+        print(f"  {row.model:<30} {row.variant:<44} {row.ms:9.1f} ms  {row.speedup:5.2f}x  "
               f"{'keeps' if row.keeps else 'FAILS'}: {row.detail}")
 
 
