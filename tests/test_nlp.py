@@ -95,7 +95,6 @@ def test_inference_runs_in_the_auto_dtype(result):
 def test_float_dtypes_are_the_device_helpers():
     from tour.core.device import FLOAT_DTYPES
 
-    assert nlp.FLOAT_DTYPES == FLOAT_DTYPES
     field = next(f for f in dataclasses.fields(nlp.Config) if f.name == "dtype")
     assert tuple(field.metadata["choices"]) == FLOAT_DTYPES
 

@@ -125,7 +125,7 @@ def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, 
 
 
 def test_bad_dtype_is_a_one_line_error(capsys):
-    with pytest.raises(TourError, match=r"^--dtype 'int4' is not one of: auto, bf16, fp16, fp32$"):
+    with pytest.raises(TourError, match=r"^--dtype 'int4' is not one of: auto, fp32, bf16, fp16$"):
         precision.Config(dtype="int4")
     with pytest.raises(TourError, match="not a dtype the tour knows"):
         dev.parse_dtype("int4", CPU)

@@ -120,7 +120,7 @@ def test_dtype_auto_follows_the_fast_paths_and_the_result_says_which(paths, flag
 def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
     from tour.core import device as dev
 
-    assert speech.DTYPES == dev.FLOAT_DTYPES  # repeated only because the core's module imports torch
+    assert speech.Config.__dataclass_fields__["dtype"].metadata["choices"] == dev.FLOAT_DTYPES
     with pytest.raises(SystemExit) as exc:  # a flag outside its choices is an argparse usage error, like any
         speech.main(["--dtype", "int8", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()

@@ -127,7 +127,7 @@ def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys)
     from tour.core import device as dev
     from tour.core.errors import TourError
 
-    assert vision.DTYPES == dev.FLOAT_DTYPES  # repeated only because the core's module imports torch
+    assert vision.Config.__dataclass_fields__["dtype"].metadata["choices"] == dev.FLOAT_DTYPES
     with pytest.raises(SystemExit) as exc:
         vision.main(["--dtype", "bfloat16", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
@@ -24,9 +24,6 @@ FLOOR_SETTINGS = ("model", "data", "max_per_topic", "min_per_topic", "drop_topic
 EMBED_TOL = 1e-3  # embed() vs the pipelines' sentence vectors (unit length, fp32; padding changes the kernels)
 # In bf16 the three ways differed by 2.4e-3 (quick run, AMX CPU): each sums in its own order and every sum rounds to
 # 8 bits, so a lower dtype's tolerance is one epsilon of it (embed_tol); a wrong pooling differs by ~0.1 or more.
-# tour.core.device.FLOAT_DTYPES, written out: the device helper imports torch, and `tour run nlp --help` must not
-# wait for that (tests/test_nlp.py checks that the two agree)
-FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")
 QUERIES = ["what is a function in programming?", "i feel lonely and sad today",
            "who was the first president of the united states?", "can a machine ever really think?"]
 SENTENCES = ["how do i write a for loop in python?", "i am so happy i could dance", "who painted the mona lisa?",
@@ -312,7 +309,7 @@ def run(cfg: Config) -> Result:
 
     print("7) fast inference: per-sentence pipeline, pipeline(batch_size=...), and embed()")
     speed = nlp_eval.throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
-                                cfg.repeats)
+                                cfg.repeats, embed)
     rates = list(speed["rates"].values())
     return Result(device=str(device), dtype=dev.dtype_name(dtype), model=name, labels=labels, train_size=len(train),
                   test_size=len(test),
@@ -345,7 +342,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     device = get_device(settings.device)
     texts = [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1)][:64 if settings.quick else 256]
     tokenizer, encoder = load_encoder(device=device)
-    speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats)
+    speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats, embed)
     base_name, base = list(speed["rates"].items())[1]  # the batched pipeline: the fair baseline
     return [BenchRow("throughput", f"MiniLM, {len(texts)} texts", base_name, name, 1e3 / base, 1e3 / rate,
                      rate / base, speed["max_diff"] < EMBED_TOL, "ms per text")

@@ -73,12 +73,11 @@ def pipeline_embed(texts, extractor, batch_size: int):
     return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
-def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int = 64) -> dict:
-    """Texts per second: per-sentence pipeline, pipeline(batch_size=N), and embed() (batched, length-sorted so
-    little is padding, inference_mode). Same vectors checked for all three."""
+def throughput(texts, tokenizer, encoder, device, repeats: int, embed, batch_size: int = 64) -> dict:
+    """Texts per second: per-sentence pipeline, pipeline(batch_size=N), and `embed` (the stop's own batched,
+    length-sorted embedding under inference_mode: passed in, so this helper never imports its stop). Same vectors
+    checked for all three."""
     from transformers import pipeline
-
-    from tour.nlp import embed  # the stop's own batched embedding, the fast way
 
     extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
     ways = {"pipeline per sentence": lambda some: naive_embed(some, extractor),

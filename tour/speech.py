@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
@@ -29,7 +29,6 @@ NAME = "speech"
 WER_FLOOR = 0.10
 LONG_WER_FLOOR = 0.30
 FLOOR_BEAMS = 5  # the floors were measured with this beam width; fewer beams mishear more
-DTYPES = ("auto", "fp32", "bf16", "fp16")  # = tour.core.device.FLOAT_DTYPES (a test says so), which imports torch
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Config(BaseConfig):
     # auto, as measured on an AMX-BF16 CPU: bf16 kept every check (WER 0.018 on the tour's 4 clips, as fp32;
     # long-form 0.121 vs fp32's 0.131; batched transcripts identical)
     dtype: str = arg("auto", "Whisper's dtype; auto: bf16 where the hardware has it, fp16 on other GPUs, else fp32",
-                     choices=DTYPES)
+                     choices=FLOAT_DTYPES)
 
     def validate(self) -> None:
         if self.text and len(self.text) != len(self.audio):

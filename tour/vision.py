@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
@@ -24,7 +24,6 @@ CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, E
 COFFEE_CLASSES = (504, 967, 968)  # coffee mug, espresso, cup
 KNOWN_PHOTOS = {"chelsea": CAT_CLASSES, "coffee": COFFEE_CLASSES}  # built-in photos whose class is beyond doubt
 PARITY_TOL = 1e-4  # Lite0 vs the reference implementation, max |logit diff| (fp32 on the CPU; a bad mapping: ~1)
-DTYPES = ("auto", "fp32", "bf16", "fp16")  # = tour.core.device.FLOAT_DTYPES (a test says so), which imports torch
 ACCURACY_FLOOR = 0.90  # the MNIST CNN, held out: quick (2,000 digits, 3 epochs) gave 0.95-0.96, full reaches 0.98
 TOP_COLUMNS = {"photo": ("photo", ""), "class": ("ImageNet class", ""), "p": ("probability", "%")}  # a top-5 table
 
@@ -43,7 +42,7 @@ class Config(BaseConfig):
     # (probabilities moved by 0.04 at most). Lite0's parity check and MNIST training run in fp32 whatever it says.
     dtype: str = arg("auto", "dtype of the photos' predictions and the throughput table's autocast variant (fp32: "
                              "none); auto: bf16 where the hardware has it, fp16 on other GPUs, else fp32",
-                     choices=DTYPES)
+                     choices=FLOAT_DTYPES)
 
 
 @dataclass

@@ -39,6 +39,11 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
+# The float dtypes a stop's --dtype chooses between (tour.core.device.choose_dtype turns a name into a torch dtype
+# and says why). Here, not in device.py, because a Config's flags are read before torch is imported.
+FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")
+
+
 def arg(default: Any, help: str, *, quick: Any = None, **kw: Any) -> Any:
     """A Config field with its help text (lists get a default_factory so instances don't share one).
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tour.core.config import FLOAT_DTYPES  # the --dtype choices: with the flags, torch-free
 from tour.core.errors import TourError
 
 ENV_VAR = "TOUR_DEVICE"
@@ -200,8 +201,6 @@ def parse_dtype(name: str, device: torch.device, flag: str = "--dtype") -> torch
                         f"{', '.join(DTYPE_NAMES)}")
     return DTYPE_NAMES[name]
 
-
-FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")  # what a stop's --dtype chooses between for its float inference
 
 
 def dtype_name(dtype: torch.dtype) -> str:

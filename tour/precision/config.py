@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tour.core.config import BaseConfig, arg
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg
 from tour.core.results import BaseResult, check, labelled
 
 NAME = "precision"
 PARTS = ("roofs", "encoder", "train", "vision", "generate", "compile")
-DTYPES = ("auto", "bf16", "fp16", "fp32")
 # The generate stop's prompts and system prompt (a stop imports no other stop, so they are repeated here)
 PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "Name a primary colour."]
 SYSTEM = "You are a helpful assistant. Answer in one short sentence."
@@ -19,7 +18,7 @@ SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 @dataclass
 class Config(BaseConfig):
     dtype: str = arg("auto", "lower precision compared with fp32: auto (the device helper's pick: bf16 where the "
-                     "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=DTYPES)
+                     "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=FLOAT_DTYPES)
     parts: list[str] = arg(list(PARTS), "what to measure", choices=PARTS)
     repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
     roof_n: int = arg(2048, "size n of the n x n matmuls that measure each dtype's roof", min=64, quick=1024)
