@@ -336,3 +336,35 @@ def test_the_compiled_ways_keep_fp32s_replies_and_embeddings(tmp_path):
         ref, got = minilm(**enc).last_hidden_state, encoder.frozen_compiled(minilm, torch.bfloat16)(**enc)
     cos = torch.nn.functional.cosine_similarity(got.last_hidden_state.float().mean(1), ref.mean(1))
     assert cos.min() >= 1 - torch.finfo(torch.bfloat16).eps
+
+
+def test_the_compiled_decode_runs_the_longest_prompt_first_and_keeps_prompt_order(monkeypatch):
+    """transformers 4.x sizes the static cache from generate's first call and refuses max_cache_len: the longest
+    prompt goes first so one cache (one compile) serves all; replies come back in prompt order either way."""
+    import transformers
+
+    from tour.precision import generation
+
+    calls = []
+
+    class Fake:
+        def generate(self, input_ids, attention_mask, **kw):
+            calls.append((input_ids.shape[1], "max_cache_len" in kw))
+            return torch.cat([input_ids, torch.full((1, 2), input_ids.shape[1])], dim=1)
+
+    chats = [{"input_ids": torch.zeros(1, n, dtype=torch.long), "attention_mask": torch.ones(1, n)} for n in (5, 9, 7)]
+    for has_len in (True, False):
+        calls.clear()
+
+        class Config(transformers.GenerationConfig):
+            def __init__(self, **kw):
+                super().__init__(**kw)
+                if has_len:
+                    self.max_cache_len = None
+                elif hasattr(self, "max_cache_len"):
+                    del self.max_cache_len
+
+        monkeypatch.setattr(transformers, "GenerationConfig", Config)
+        outs = generation.compiled_greedy(Fake(), chats, 2)
+        assert [c[0] for c in calls] == [9, 7, 5] and all(c[1] == has_len for c in calls)
+        assert [int(o[0]) for o in outs] == [5, 9, 7]  # each reply is its own prompt's

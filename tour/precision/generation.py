@@ -52,11 +52,22 @@ def compiled_greedy(model, chats, n: int, exact: bool = False) -> list:
     from tour.core.torch_private import generate_compile_config, inductor_config_patch
 
     length = 256 * math.ceil((max(c["input_ids"].shape[1] for c in chats) + n) / 256)
-    outs = []
+    outs = [None] * len(chats)
     with torch.inference_mode(), inductor_config_patch(freezing=False):
-        for enc in chats:
+        # longest prompt first: where generate sizes the cache from its first call (transformers 4.x), every later,
+        # shorter call then reuses that one cache, so the step still compiles once
+        for i in sorted(range(len(chats)), key=lambda k: -chats[k]["input_ids"].shape[1]):
+            enc = chats[i]
             out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False,
-                                 cache_implementation="static", max_cache_len=length,
-                                 compile_config=generate_compile_config())
-            outs.append(out[0, enc["input_ids"].shape[1]:])
+                                 cache_implementation="static", compile_config=generate_compile_config(),
+                                 **static_cache_length(length))
+            outs[i] = out[0, enc["input_ids"].shape[1]:]
     return outs
+
+
+def static_cache_length(length: int) -> dict:
+    """generate's keyword for the static cache's length where it has one (transformers 5: `max_cache_len`); 4.x
+    refuses the keyword and sizes the cache from the first call instead (hence longest first above)."""
+    from transformers import GenerationConfig
+
+    return {"max_cache_len": length} if hasattr(GenerationConfig(), "max_cache_len") else {}
