@@ -174,12 +174,17 @@ def fast_paths(device: torch.device) -> tuple[str, ...]:
     return ()
 
 
+def dtype_fast_paths(device: torch.device, dtype: torch.dtype) -> list[str]:
+    """The fast paths this hardware has that speed up `dtype` (["AMX-BF16", "AVX512-BF16"] for bf16 on a recent
+    Xeon); empty where `dtype` would be emulated."""
+    wanted = FAST_PATHS_FOR.get(dtype, ())
+    # fast_paths is looked up at call time, so a test can force a device without fast paths
+    return [p for p in fast_paths(device) if p in wanted]
+
+
 def supports_dtype(device: torch.device, dtype: torch.dtype) -> bool:
     """Does this hardware run `dtype` natively (a fast path), not by emulation slower than fp32? fp32 always."""
-    if dtype == torch.float32:
-        return True
-    paths = fast_paths(device)  # looked up at call time, so a test can force a device without fast paths
-    return any(p in paths for p in FAST_PATHS_FOR.get(dtype, ()))
+    return dtype == torch.float32 or bool(dtype_fast_paths(device, dtype))
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
@@ -202,7 +207,6 @@ def parse_dtype(name: str, device: torch.device, flag: str = "--dtype") -> torch
     return DTYPE_NAMES[name]
 
 
-
 def dtype_name(dtype: torch.dtype) -> str:
     """torch.bfloat16 -> 'bf16': the tour's short name (DTYPE_NAMES), else torch's own."""
     return next((k for k, v in DTYPE_NAMES.items() if v == dtype), str(dtype).removeprefix("torch."))
@@ -216,11 +220,11 @@ def choose_dtype(name: str, device: torch.device, flag: str = "--dtype") -> tupl
         raise TourError(f"{flag} {name!r} is not a float dtype a stop can run in; choose one of: "
                         f"{', '.join(FLOAT_DTYPES)}")
     dtype = parse_dtype(name, device, flag)
-    paths = [p for p in fast_paths(device) if p in FAST_PATHS_FOR.get(dtype, ())]
+    paths = dtype_fast_paths(device, dtype)
     if name == "auto":
         why = (f"auto: {', '.join(paths)} on this {device.type}" if paths
                else f"auto: no bf16/fp16 fast path on this {device.type}, so fp32")
-    elif dtype != torch.float32 and not supports_dtype(device, dtype):
+    elif not supports_dtype(device, dtype):
         why = f"{flag} {name}: no fast path on this {device.type}, so emulated (usually slower than fp32)"
     else:
         why = f"{flag} {name}"

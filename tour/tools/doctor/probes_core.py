@@ -131,7 +131,7 @@ def _fast_path(device: str, dtype, detail: str, data: dict):
 
     from tour.core import device as dev
 
-    paths = [p for p in dev.fast_paths(torch.device(device)) if p in dev.FAST_PATHS_FOR.get(dtype, ())]
+    paths = dev.dtype_fast_paths(torch.device(device), dtype)
     fast = dev.supports_dtype(torch.device(device), dtype)
     verdict = f"fast path here: {', '.join(paths)}" if fast else "emulated, no fast path here (slower than fp32)"
     return f"{detail}; {verdict}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
