@@ -42,9 +42,9 @@ def check_causal_lm(folder: Path, flag: str) -> None:
 def resolve(model: str) -> tuple[str, bool]:
     """Where to load from, and whether this call converted the GGUF file."""
     if not model:
-        from tour.core.assets import cache_root
+        from tour.core.assets import cached
 
-        fresh = not (cache_root() / CACHE_NAME / "config.json").exists()
+        fresh = cached(CACHE_NAME) is None
         return str(default_folder()), fresh
     from tour.core.models import resolve_model
 
