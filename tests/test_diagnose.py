@@ -51,8 +51,17 @@ def _fake_smi(folder: Path) -> Path:
     return folder
 
 
+def _machine_neutral_env() -> dict:
+    """This process's environment without the machine's own warnings: the free disk where the caches live and a
+    busy CPU are facts of the machine the tests run on (a CI runner low on disk fired low-disk in a run that
+    planted only an uncached hub name). Runs that plant one of those set it again in their env_changes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env.update({doctor_facts.MIN_FREE_VAR: "0", "OMP_WAIT_POLICY": "PASSIVE"})
+    return env
+
+
 def _start(args, env_changes=None, path_first=None):
-    env = dict(os.environ)
+    env = _machine_neutral_env()
     env.update(env_changes or {})
     if path_first:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(path_first), env.get("PYTHONPATH")) if p)
@@ -96,7 +105,7 @@ def runs(tmp_path_factory):
     # No C++ compiler: a PATH with none on it, and CXX unset.
     bare = root / "bare-bin"
     bare.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env = {k: v for k, v in _machine_neutral_env().items() if k != "CXX"}
     env["PATH"] = str(bare)
     starts["nocxx"] = subprocess.Popen([PY, "-m", "tour.tools.doctor", "--quick", "--only", "compile", "--json"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
