@@ -139,12 +139,12 @@ def test_whisper_probe_reads_the_header_and_sees_the_converted_copy(tmp_path, mo
 
     monkeypatch.setattr(assets, "whisper_tiny_en_dir", lambda: tmp_path)
     monkeypatch.setenv("TOUR_CACHE_DIR", str(tmp_path / "cache"))
-    (tmp_path / "cache" / assets.WHISPER_CACHE).mkdir(parents=True)
-    (tmp_path / "cache" / assets.WHISPER_CACHE / "config.json").write_text("{}")
+    assets.cache_folder(assets.WHISPER_CACHE).mkdir(parents=True)
+    (assets.cache_folder(assets.WHISPER_CACHE) / "config.json").write_text("{}")
     model_bin("WhisperSpec")
     got = run_probe(Probe("Whisper tiny.en", "assets", probes_assets.whisper_probe))
     assert got["status"] == OK and "CTranslate2 v6 WhisperSpec, 140 variables" in got["detail"], got
-    assert f"converted copy cached at {tmp_path / 'cache' / assets.WHISPER_CACHE}" in got["detail"]
+    assert f"converted copy cached at {assets.cache_folder(assets.WHISPER_CACHE)}" in got["detail"]
     model_bin("TransformerSpec")
     got = run_probe(Probe("Whisper tiny.en", "assets", probes_assets.whisper_probe))
     assert got["status"] == FAILED and got["kind"] == WRONG_RESULT and "TransformerSpec" in got["detail"]

@@ -25,7 +25,7 @@ def result(tmp_path_factory, stop_device):
     try:
         assets.smollm2_gguf()
     except TourError as e:
-        if not (assets.cache_root() / CACHE_NAME / "config.json").exists():
+        if assets.cached(CACHE_NAME) is None:
             pytest.skip(str(e))
     out = tmp_path_factory.mktemp("out")
     printed = io.StringIO()
@@ -99,10 +99,28 @@ def test_lora_learns_and_round_trips(result):
 
 
 def test_converted_folder_is_plain_safetensors(result):
-    folder = assets.cache_root() / CACHE_NAME
+    folder = assets.cached(CACHE_NAME)
+    assert folder.name.startswith(f"{CACHE_NAME}.transformers")  # one folder per transformers major version
     assert (folder / "model.safetensors").exists() and (folder / "chat_template.jinja").exists()
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     assert not list(folder.parent.glob(f".{CACHE_NAME}-*"))  # no temporary folder left behind
+
+
+def test_each_transformers_major_version_converts_its_own_copy(tmp_path, monkeypatch):
+    """A folder saved by transformers 5 names a tokenizer class 4.x lacks: a user who moves between stacks gets a
+    copy their transformers wrote, never one it cannot read. Minor versions share one."""
+    monkeypatch.setenv("TOUR_CACHE_DIR", str(tmp_path))
+    built = []
+
+    def build(tmp: Path) -> None:
+        built.append(assets.cache_folder("demo").name)
+        (tmp / "config.json").write_text("{}")
+
+    for installed in ("5.23.0", "4.57.6", "5.24.0"):
+        monkeypatch.setattr(assets, "version", lambda name, v=installed: v)
+        assets.converted("demo", build)
+    assert built == ["demo.transformers5", "demo.transformers4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.transformers4", "demo.transformers5"]
 
 
 def test_bench_rows_shape(monkeypatch):

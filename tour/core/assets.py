@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
 from tour.core.errors import TourError, require
@@ -154,20 +155,38 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "torch-tour"
 
 
+def _writer() -> str:
+    """Which transformers writes the converted folders, as a folder-name suffix.
+
+    The converters save with transformers' `save_pretrained`, whose files follow its major version: a tokenizer
+    saved by 5.x names a `TokenizersBackend` class that 4.x lacks. Each major version therefore gets its own
+    folder, so a user who moves between stacks never loads a folder their transformers cannot read.
+    """
+    try:
+        return f"transformers{version('transformers').split('.')[0]}"
+    except PackageNotFoundError:
+        return "transformers-absent"  # nothing can be converted then; the stop's require() says what to install
+
+
+def cache_folder(name: str) -> Path:
+    """Where the converted asset `name` lives for the installed transformers: `cache_root()/<name>.<writer>`."""
+    return cache_root() / f"{name}.{_writer()}"
+
+
 def cached(name: str, marker: str = "config.json") -> Path | None:
-    """The folder `cache_root()/name` when it has been built (it holds `marker`), else None; never builds it."""
-    folder = cache_root() / name
+    """`cache_folder(name)` when it has been built (it holds `marker`), else None; never builds it."""
+    folder = cache_folder(name)
     return folder if (folder / marker).exists() else None
 
 
 def converted(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
-    """The folder `cache_root()/name`, built by `build(tmp_folder)` the first time.
+    """`cache_folder(name)`, built by `build(tmp_folder)` the first time.
 
     `build` writes into a temporary folder beside the target, which is then renamed into place: a rename is
     atomic, so a crash leaves nothing half-written and two runs at once cannot corrupt it (the slower one finds
     the folder there and throws its copy away). A folder without `marker` counts as absent.
     """
-    target = cache_root() / name
+    target = cache_folder(name)
     if cached(name, marker):
         return target
     try:
