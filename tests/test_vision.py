@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tour import vision
+from tour.core.errors import TourError
 
 QUICK_ACCURACY_FLOOR = vision.ACCURACY_FLOOR  # 2,000 digits, 3 epochs: 0.95-0.96 seen; full mode reaches 0.98
 
@@ -125,7 +126,6 @@ def test_bf16_keeps_the_photos_classes(tmp_path):
 
 def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
     from tour.core import device as dev
-    from tour.core.errors import TourError
 
     assert vision.Config.__dataclass_fields__["dtype"].metadata["choices"] == dev.FLOAT_DTYPES
     with pytest.raises(SystemExit) as exc:
@@ -236,6 +236,22 @@ def test_a_phone_photo_is_upright_and_transparency_is_white(tmp_path):
     assert images["phone.jpg"].size == upright.size
     logo = np.asarray(images["logo.png"])
     assert (logo[0, 0] == 255).all() and tuple(logo[20, 20]) == (200, 0, 0)
+
+
+def test_a_folder_stands_for_its_image_files(tmp_path):
+    """`--images holiday/`: the folder's photos in name order; other files beside them are left alone."""
+    from PIL import Image
+
+    (tmp_path / "sub").mkdir()
+    for name in ("b.JPG", "a.png", "sub/c.png"):
+        Image.new("RGB", (8, 8), "red").save(tmp_path / name, format="JPEG" if name.endswith("JPG") else "PNG")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    images = vision.load_images([str(tmp_path), "chelsea"])
+    assert list(images) == ["a.png", "b.JPG", "chelsea"]
+    empty = tmp_path / "sub" / "none"
+    empty.mkdir()
+    with pytest.raises(TourError, match="is a folder with no image files in it"):
+        vision.load_images([str(empty)])
 
 
 @pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])

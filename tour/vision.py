@@ -31,7 +31,8 @@ TOP_COLUMNS = {"photo": ("photo", ""), "class": ("ImageNet class", ""), "p": ("p
 @dataclass
 class Config(BaseConfig):
     images: list[str] = arg(list(SKIMAGE_PHOTOS + SKLEARN_PHOTOS),
-                            "photos to classify: built-in names or your own image files (JPEG, PNG, ...)")
+                            "photos to classify: built-in names, your own image files (JPEG, PNG, ...) or "
+                            "folders of them")
     top_k: int = arg(5, "labels printed per photo", min=1, max=1000)  # ImageNet has 1000 classes
     epochs: int = arg(8, "passes over the MNIST training digits", min=1, quick=3)
     batch_size: int = arg(64, "digits per training step", min=1)
@@ -110,13 +111,32 @@ def read_image_file(path: Path):
                         "pass a JPEG, PNG, GIF, WebP, TIFF or BMP file") from None
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")  # what a folder offers
+
+
+def expand_folders(names: list[str]) -> list[str]:
+    """Each folder among `names` replaced by its image files (by suffix, sorted), as `--images photos/` promises."""
+    out = []
+    for name in names:
+        folder = Path(name)
+        if not folder.is_dir():
+            out.append(name)
+            continue
+        files = sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise TourError(f"{folder} is a folder with no image files in it ({', '.join(IMAGE_SUFFIXES)}); "
+                            "pass image files, a folder that holds some, or built-in names")
+        out += files
+    return out
+
+
 def load_images(names: list[str]) -> dict[str, object]:
     """name -> image, all read before anything runs so a bad path fails fast with nothing written."""
     if not names:
         raise TourError("no images to classify: --images was given nothing; pass image files or built-in "
                         f"names ({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
     images = {}
-    for name in names:
+    for name in expand_folders(names):
         builtin = name in SKIMAGE_PHOTOS + SKLEARN_PHOTOS and not Path(name).exists()
         key = name if builtin or Path(name).name in images else Path(name).name  # full path if names clash
         images[key] = builtin_photo(name) if builtin else read_image_file(Path(name))
