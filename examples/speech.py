@@ -42,6 +42,15 @@ for c in clips:
     print(f"{c['name']}: {c['seconds']} s, was {c['rate_in']} Hz x{c['channels_in']} channels; text: {c['text']}")
 
 # %% [markdown]
+# Whisper given a tone, music or silence does not say "nothing": it invents words. Silero VAD (the audio stop's
+# speech detector) is asked first; a file with no speech in it is named and left out (none of yours has speech:
+# the tour's clips stand in).
+
+# %%
+clips, no_speech, yours = speech.speech_or_tours(clips, bool(cfg.audio), cfg.sentences)
+print("speech heard (s):", {c["name"]: c["speech_s"] for c in clips}, "| no speech:", no_speech)
+
+# %% [markdown]
 # ## 2) The model
 # `tour/speech_convert.py` reads CTranslate2's `model.bin` (a header, then named float16/float32 arrays), splits
 # the fused attention projections back apart and saves a `WhisperForConditionalGeneration` folder. It is built
@@ -74,7 +83,7 @@ said = speech.transcripts_part(asr, clips, cfg, device)  # the clips with transc
 # otherwise the tour's clips back to back (a short clip looped is no test: Whisper would loop on the repeats).
 
 # %%
-long = speech.long_part(asr, clips, cfg)  # prints each timestamped segment
+long = speech.long_part(asr, clips, cfg, yours)  # prints each timestamped segment
 
 # %% [markdown]
 # ## The waveform with its words

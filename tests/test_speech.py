@@ -51,6 +51,7 @@ def test_transcripts_and_wer(result):
     for clip in result.clips:
         print(f"{clip['name']}: WER {clip['wer']:.3f} {clip['transcript']!r}")
     assert len(result.clips) == 3 and all(c["transcript"] for c in result.clips)
+    assert result.no_speech == [] and all(0 < c["speech_s"] <= c["seconds"] for c in result.clips)  # Silero hears all
     assert result.wer is not None and result.wer <= WER_FLOOR
     assert result.n_params == 37_760_256  # tiny.en (output projection tied to the embeddings)
 
@@ -100,6 +101,9 @@ def _fake_whisper(monkeypatch, tmp_path) -> list:
     monkeypatch.setattr(speech, "transcribe", transcribe)
     clip = {**_clip("a.wav", 2.0, "one two"), "rate_in": speech.RATE, "channels_in": 1}
     monkeypatch.setattr(speech, "gather_clips", lambda *a: [clip])
+    # the made-up clip is a constant, which Silero VAD rightly hears as no speech: here it counts as speech
+    monkeypatch.setattr(speech, "speech_or_tours", lambda clips, yours, sentences: (
+        [{**c, "speech_s": c["seconds"]} for c in clips], [], yours))
     return loaded
 
 
@@ -141,6 +145,41 @@ def test_wer_floors_are_not_run_on_your_own_audio():
 def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:
     return {"name": name, "seconds": seconds, "text": text, "audio": np.full(int(seconds * speech.RATE), value,
                                                                            dtype=np.float32)}
+
+
+def _tone(name: str, seconds: float = 2.5, hz: float = 440.0) -> dict:
+    t = np.arange(int(seconds * speech.RATE)) / speech.RATE
+    return {"name": name, "seconds": seconds, "text": None, "rate_in": speech.RATE, "channels_in": 1,
+            "audio": (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)}
+
+
+def _tours_clip() -> dict:
+    audio, rate, channels = speech.load_audio(assets.speech_clip())
+    return {"name": "speech.wav", "seconds": round(len(audio) / speech.RATE, 2), "text": speech.CLIP_TEXT,
+            "rate_in": rate, "channels_in": channels, "audio": audio}
+
+
+def test_only_clips_with_speech_go_to_whisper():
+    """Silero VAD (the real model) hears the tour's spoken clip and nothing in a tone or in silence: Whisper,
+    given those, invented "beep beep beep ..." to its token limit."""
+    silence = {**_tone("silence.wav"), "audio": np.zeros(2 * speech.RATE, dtype=np.float32)}
+    spoken, none = speech_clips.with_speech([_tone("beep.wav"), _tours_clip(), silence])
+    assert [c["name"] for c in spoken] == ["speech.wav"] and none == ["beep.wav", "silence.wav"]
+    assert 3.5 < spoken[0]["speech_s"] <= spoken[0]["seconds"]
+
+
+def test_your_files_without_speech_are_named_and_the_tours_clips_stand_in(monkeypatch, tmp_path, capsys):
+    """Only a tone of yours: the run says Silero heard no speech in it and shows Whisper on the tour's clips."""
+    _fake_whisper(monkeypatch, tmp_path)
+    monkeypatch.setattr(speech, "speech_or_tours", speech_clips.speech_or_tours)  # the real one, real VAD
+    monkeypatch.setattr(speech, "gather_clips", lambda *a: [_tone("beep.wav")])
+    monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: [_tours_clip()])
+    result = speech.run(speech.Config(quick=True, device="cpu", out=str(tmp_path), audio=["beep.wav"], dtype="fp32"))
+    printed = capsys.readouterr().out
+    assert result.no_speech == ["beep.wav"] and [c["name"] for c in result.clips] == ["speech.wav"]
+    assert "beep.wav: Silero VAD hears no speech in it, so Whisper is not asked" in printed
+    assert "none of your files holds speech: the parts below run on the tour's own clips" in printed
+    assert result.hears_clips is None  # your --audio: no floor, even on the stand-in clips
 
 
 def test_a_short_clip_of_yours_is_never_repeated_into_long_form(monkeypatch):

@@ -8,7 +8,6 @@ detector marks where the speech is. Run: `tour run audio` (or `python -m tour.au
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +18,10 @@ from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
+# Silero VAD lives in the core (the speech stop asks it too); the stop's API names it (audio.load_vad, ...)
+from tour.core.vad import detect_speech, load_vad  # noqa: F401
 
 NAME = "audio"
-VAD_WINDOW = 512  # samples per Silero decision at 16 kHz: 32 ms
 
 
 @dataclass
@@ -118,47 +118,7 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
 # 3) physics checks live in tour/audio_checks.py
 
 
-# 4) a pretrained speech detector ------------------------------------------------------------------------------
-def load_vad():
-    """Silero VAD's TorchScript file, loaded directly: importing silero_vad would set torch to 1 thread."""
-    import torch
-
-    from tour.core.assets import silero_vad_jit
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated; Silero ships TorchScript
-        return torch.jit.load(str(silero_vad_jit()), map_location="cpu").eval()
-
-
-def detect_speech(model, audio, threshold: float) -> list[list[float]]:
-    """Speech segments (s) in 16 kHz mono audio. The model scores 32 ms windows, keeping its LSTM state across
-    them (audio_forward); Silero's rule makes segments: enter at p >= threshold, leave after 100 ms below
-    threshold - 0.15, drop segments under 250 ms, pad 30 ms each side. It runs on the CPU, as Silero intends:
-    one 32 ms step at a time is launch overhead on a GPU."""
-    import torch
-
-    from tour.core.device import one_thread  # 32 ms windows are too small to share between threads
-
-    with torch.inference_mode(), one_thread():
-        probs = model.audio_forward(audio.reshape(1, -1).float().cpu(), RATE)[0].tolist()
-    step, total = VAD_WINDOW / RATE, audio.numel() / RATE
-    segments, start, quiet = [], None, None
-    for i, p in enumerate(probs):
-        t = i * step
-        if start is None:
-            start = t if p >= threshold else None
-        elif p >= threshold:
-            quiet = None
-        elif p < threshold - 0.15:
-            quiet = t if quiet is None else quiet
-            if t - quiet >= 0.1:
-                segments.append((start, quiet))
-                start, quiet = None, None
-    if start is not None:
-        segments.append((start, total))
-    return [[round(max(0.0, s - 0.03), 3), round(min(total, e + 0.03), 3)] for s, e in segments if e - s >= 0.25]
-
-
+# 4) a pretrained speech detector (Silero VAD itself is in tour/core/vad.py) ---------------------------------------
 def speech_bounds(audio, floor: float = 0.02) -> tuple[int, int]:
     """First and last sample above `floor` x the peak: where a clean clip's speech starts and ends."""
     loud = (audio.flatten().abs() > floor * audio.abs().max()).nonzero().flatten()

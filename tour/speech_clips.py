@@ -1,6 +1,6 @@
 """The speech stop's audio, imported only by tour/speech.py: clips in (your files at any rate and channel count, or
-the tour's clip plus sentences espeak-ng speaks, so every word is known), the long-form input past Whisper's 30 s
-window, and the word picture out. Imports no torch at the top (the stop's import must stay light).
+the tour's clip plus sentences espeak-ng speaks, so every word is known), which of them hold speech (Silero VAD),
+the long-form input past Whisper's 30 s window, and the word picture out. Imports no torch at the top (the stop's import must stay light).
 """
 
 from __future__ import annotations
@@ -63,6 +63,31 @@ def gather_clips(audio: list[str], text: list[str], sentences: list[str]) -> lis
     if not audio:
         return tour_clips(sentences)
     return read_clips([(Path(a), text[i] if text else None) for i, a in enumerate(audio)])
+
+
+# which clips hold speech: Whisper is asked only about those --------------------------------------------------------
+def with_speech(clips: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the clips with speech, the names of those without), each kept clip with `speech_s`, the seconds Silero VAD
+    hears as speech. Whisper given a tone, music or silence does not say "nothing": it invents words, often one
+    repeated to its token limit ("beep beep beep ..."), and takes 30x longer doing it."""
+    from tour.core.vad import load_vad, speech_seconds
+
+    vad = load_vad()
+    marked = [{**c, "speech_s": speech_seconds(vad, c["audio"])} for c in clips]
+    return [c for c in marked if c["speech_s"] > 0], [c["name"] for c in marked if c["speech_s"] == 0]
+
+
+def speech_or_tours(clips: list[dict], yours: bool, sentences: list[str]) -> tuple[list[dict], list[str], bool]:
+    """(the clips to transcribe, your files without speech, whether those clips are yours): `clips` that hold
+    speech, or the tour's clips (`sentences` spoken) when none of your files does, saying so."""
+    spoken, none = with_speech(clips)
+    for name in none:
+        print(f"  {name}: Silero VAD hears no speech in it, so Whisper is not asked (on a tone, music or silence it "
+              "invents words)")
+    if spoken or not yours:
+        return spoken, none, yours
+    print("  none of your files holds speech: the parts below run on the tour's own clips")
+    return with_speech(tour_clips(sentences))[0], none, False
 
 
 # long-form audio: past Whisper's 30 s window ----------------------------------------------------------------------

@@ -74,7 +74,7 @@ def mobilenet_top(images: dict, k: int, device, dtype=None):
     batch = torch.stack([preprocess(to_image(im)) for im in images.values()])
     print(f"  weights: {weights} ({weights.meta['num_params']:,} parameters, ImageNet top-1 "
           f"{weights.meta['_metrics']['ImageNet-1K']['acc@1']}% as published), file: {cached}")
-    print(f"  preprocessing: {preprocess}".replace("\n", " "))
+    print(f"  preprocessing: {' '.join(str(preprocess).split())}")  # its repr spans lines; one line here
     probs = probabilities(model, batch, device, dtype)
     top, ids = top_k(probs, list(images), weights.meta["categories"], k)
     return top, ids, str(cached)
