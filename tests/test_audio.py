@@ -121,6 +121,18 @@ def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
     assert not any(m["exact"] for m in audio_checks.masking_checks(audio.Config(), logmel))
 
 
+def test_a_time_mask_over_a_whole_short_clip_is_exact():
+    """0.1 s of audio is 11 frames and the time mask reaches 30: masking every frame zeroes every band too, and
+    that must not read as a frequency mask 64 bands wide (the check failed on a user's 0.1 s clip)."""
+    import torch
+
+    torch.manual_seed(0)
+    logmel = torch.linspace(-50, 20, 64 * 11).reshape(1, 64, 11)
+    rows = audio_checks.masking_checks(audio.Config(), logmel)
+    assert all(m["exact"] for m in rows)
+    assert any(m["frames"] == [0, 10] and m["bands"] == [] for m in rows)  # this seed draws a mask over all 11
+
+
 def test_vad_finds_true_boundaries_and_nothing_in_noise(result):
     assert len(result.vad_true) == 2 and len(result.vad_detected) == 2
     assert result.vad_max_error_s <= TOLERANCE_S

@@ -75,8 +75,7 @@ def masking_checks(cfg, logmel) -> list[dict]:
     masked = T.TimeMasking(cfg.time_mask, iid_masks=True)(T.FrequencyMasking(cfg.freq_mask, iid_masks=True)(batch))
     rows = []
     for orig, out in zip(batch[:, 0], masked[:, 0]):
-        bands = (out == 0).all(dim=1).nonzero().flatten().tolist()
-        frames = (out == 0).all(dim=0).nonzero().flatten().tolist()
+        bands, frames = _zeroed(out)
         expected = orig.clone()
         expected[bands, :], expected[:, frames] = 0, 0
         exact = torch.equal(out, expected) and _block(bands, cfg.freq_mask) and _block(frames, cfg.time_mask)
@@ -96,6 +95,19 @@ def verdicts(cfg, peaks: list[dict], alias_db: float, bands: list[dict], masks: 
             "masks_exact": all(m["exact"] for m in masks),
             "vad_finds_speech": vad["vad_max_error_s"] <= VAD_TOL_S if stock_vad else None,
             "vad_ignores_noise": vad["noise_segments"] == 0 if stock_vad else None}
+
+
+def _zeroed(out) -> tuple[list[int], list[int]]:
+    """(bands, frames) that are all zero. A band tells its mask apart only where some frame is left: a time mask
+    wider than a short clip (0.1 s is 11 frames; --time-mask 30) zeroes every frame, and so every band too."""
+    zero = out == 0
+    bands = zero.all(dim=1).nonzero().flatten().tolist()
+    frames = zero.all(dim=0).nonzero().flatten().tolist()
+    if len(frames) == out.shape[1]:
+        return [], frames
+    if len(bands) == out.shape[0]:  # the same, a frequency mask over every band (--freq-mask >= --n-mels)
+        return bands, []
+    return bands, frames
 
 
 def _block(idx: list[int], widest: int) -> bool:
