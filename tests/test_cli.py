@@ -112,6 +112,22 @@ def test_out_of_range_values_are_refused_by_the_parser(flag, value, needle, caps
     assert needle in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("stop,flag", [("nlp", "--queries"), ("generate", "--prompts"), ("speech", "--sentences"),
+                                       ("precision", "--prompts")])
+def test_an_empty_query_prompt_or_sentence_is_refused(stop, flag, capsys):
+    """A search for nothing or a question of nothing answers with something that means nothing: refuse it."""
+    import importlib
+
+    from tour.core.errors import TourError
+
+    module = importlib.import_module(f"tour.{stop}")
+    with pytest.raises(SystemExit) as exc:
+        module.main([flag, "fine words", "  ", "--quick"])
+    assert exc.value.code == 2 and f"argument {flag}: got an empty text" in capsys.readouterr().err
+    with pytest.raises(TourError, match=f"{flag} got an empty text"):  # the import API says the same
+        module.Config(**{flag[2:]: [""]})
+
+
 def test_guarded_turns_user_errors_and_ctrl_c_into_exit_codes(capsys):
     from tour.core.config import guarded
     from tour.core.errors import TourError

@@ -217,6 +217,20 @@ def test_data_without_label_column_is_one_line(tmp_path, capsys):
     assert "lacks column(s) label" in _fails(capsys, "--out", str(tmp_path), "--data", str(bad))
 
 
+@pytest.mark.parametrize("name,content,says", [
+    ("empty.csv", b"", "is empty; it needs a header line"),
+    ("latin1.csv", "text,label\ncaf\xe9,drink\nsteak,food\n".encode("latin-1"),
+     "is not UTF-8 text (it holds byte 0xe9"),
+    ("cut.json", b'[{"text": "a", "label": ', "could not be read: ValueError"),
+])
+def test_unreadable_data_says_why(name, content, says, tmp_path, capsys):
+    """The file's own fault, not the DatasetGenerationError datasets wraps it in."""
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert says in _fails(capsys, "--out", str(tmp_path / "out"), "--data", str(bad))
+    assert not (tmp_path / "out").exists()
+
+
 def test_single_label_is_one_line(tmp_path, capsys):
     one = tmp_path / "one.json"
     one.write_text(json.dumps([{"text": f"text number {i}", "label": "same"} for i in range(10)]))

@@ -38,7 +38,8 @@ class Config(BaseConfig):
                                "clip plus espeak-ng sentences")
     text: list[str] = arg([], "the reference transcript of each --audio file (its known words), for a word error "
                               "rate (optional)")
-    sentences: list[str] = arg(SENTENCES, "sentences espeak-ng speaks for the default clips (when installed)")
+    sentences: list[str] = arg(SENTENCES, "sentences espeak-ng speaks for the default clips (when installed)",
+                              nonblank=True)
     # 5 is the pipeline's own default here; greedy (1) is twice as fast but tiny.en then mishears more
     num_beams: int = arg(5, "beam search width (1 = greedy, like faster-whisper's beam_size=1)", min=1, max=10)
     batch_size: int = arg(4, "clips per forward pass in the batched run", min=1, max=64)

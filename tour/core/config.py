@@ -48,7 +48,8 @@ def arg(default: Any, help: str, *, quick: Any = None, **kw: Any) -> Any:
     """A Config field with its help text (lists get a default_factory so instances don't share one).
 
     `min=` / `max=` bound a number, or each number of a list (inclusive); `gt=` / `lt=` bound it exclusively (a
-    learning rate: `gt=0`); `choices=` lists the allowed values;
+    learning rate: `gt=0`); `choices=` lists the allowed values; `nonblank=True` refuses an empty or blank text
+    (a query, prompt or sentence of nothing gives an answer that means nothing);
     `quick=` is the value quick mode uses when the caller does not set the field.
     """
     meta = {"help": help, "default": default, **kw}
@@ -93,6 +94,8 @@ def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> N
         raise TourError(f"{flag} {value} is out of range: it must be > {meta['gt']}")
     if meta.get("lt") is not None and not value < meta["lt"]:
         raise TourError(f"{flag} {value} is out of range: it must be < {meta['lt']}")
+    if meta.get("nonblank") and isinstance(value, str) and not value.strip():
+        raise TourError(f"{flag} got an empty text; each one needs some words")
     if choices is not None and value not in choices:
         raise TourError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
 

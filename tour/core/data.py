@@ -120,6 +120,18 @@ def corpus_rows(folder: Path, min_per_topic: int, drop: list[str] = ()) -> list[
     return rows
 
 
+def unreadable_because(error: BaseException) -> str:
+    """What to tell a user whose file the loader refused: the innermost cause (datasets wraps pandas' and
+    pyarrow's errors in a DatasetGenerationError that names neither the file's fault nor its fix)."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    if isinstance(error, UnicodeDecodeError):
+        return (f"it is not UTF-8 text (it holds byte 0x{error.object[error.start]:02x}, as Latin-1 and Windows "
+                "files do); save it as UTF-8 (in a spreadsheet: CSV UTF-8)")
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return f"{type(error).__name__}{': ' + first if first else ''}; check that it is valid CSV or JSON"
+
+
 def user_dataset(path: str):
     """A user's CSV or JSON file with `text` and `label` columns, both read as strings."""
     from datasets import Dataset, Features, Value
@@ -134,10 +146,12 @@ def user_dataset(path: str):
     # "a" further down made one chunk int64 and the next a string (ArrowInvalid on datasets 4.x). Empty cells stay
     # "" (not NaN/"None") and are dropped below.
     kwargs = {"converters": {"text": str, "label": str}, "keep_default_na": False} if loader == "from_csv" else {}
+    if file.stat().st_size == 0:
+        raise TourError(f"--data {path} is empty; it needs a header line and rows with text and label")
     try:
         ds = getattr(Dataset, loader)(str(file), **kwargs)
-    except Exception as e:  # pyarrow/pandas raise many kinds for a malformed file
-        raise TourError(f"--data {path} could not be read ({type(e).__name__}); check the file") from None
+    except Exception as e:  # pyarrow/pandas raise many kinds for a malformed file, wrapped by datasets
+        raise TourError(f"--data {path} could not be read: {unreadable_because(e)}") from None
     missing = {"text", "label"} - set(ds.column_names)
     if missing:
         raise TourError(f"--data {path} lacks column(s) {', '.join(sorted(missing))} (has: "

@@ -31,7 +31,8 @@ class Config(BaseConfig):
     train_steps: int = arg(6, "MiniLM training steps compared (the loss curve): the same batches in both "
                            "precisions", min=1, quick=3)
     images: int = arg(16, "images per vision timing batch (the tour's six photos, repeated)", min=1, quick=6)
-    prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2])
+    prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2],
+                             nonblank=True)
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
     fusion_mb: list[int] = arg([1, 4, 16, 64, 256], "tensor sizes (MB) of compile's fusion sweep, from inside L2 to "
                                "past the last-level cache", min=1, quick=[1, 32])
