@@ -124,6 +124,29 @@ def test_the_device_refusal_is_selected_by_its_kind():
     assert not [d for d in diagnose(facts(gpu=gpu, device="cuda"), [other]) if d.rule == "cuda-unusable"]
 
 
+def test_a_tour_device_that_is_not_here_is_an_error_selected_by_the_torch_rows_data(monkeypatch):
+    """TOUR_DEVICE=cuda on a CPU machine: the torch probe records the refusal every stop would print (its data
+    field, not its detail), and the rule makes it an error with the fix that lets the stops start."""
+    monkeypatch.setenv("TOUR_DEVICE", "cuda:3")
+    monkeypatch.setattr(probes_core, "_tour_device_refusal", lambda: "device 'cuda:3' from TOUR_DEVICE is not here")
+    (torch,) = [rows.ProbeResult.from_dict(run_probe(rows.Probe("torch", "system", probes_core.torch_probe)))]
+    assert torch.data["tour_device_refused"] == "device 'cuda:3' from TOUR_DEVICE is not here"
+    (d,) = [d for d in diagnose(facts(env={"TOUR_DEVICE": "cuda:3"}), [dataclasses.replace(torch, detail="xyz")])
+            if d.rule == "tour-device-absent"]
+    assert d.severity == rows.ERROR and "TOUR_DEVICE=cuda:3 names a device" in d.cause
+    assert d.fix.startswith("unset TOUR_DEVICE")
+    assert not [d for d in diagnose(facts(), [torch_row()]) if d.rule == "tour-device-absent"]
+
+
+def test_the_tour_device_refusal_is_the_stops_own(monkeypatch):
+    """The probe asks the device helper itself: unset, auto or cpu pass; an absent or unknown device is refused."""
+    for fine in (None, "auto", "cpu"):
+        monkeypatch.delenv("TOUR_DEVICE", raising=False) if fine is None else monkeypatch.setenv("TOUR_DEVICE", fine)
+        assert probes_core._tour_device_refusal() is None
+    monkeypatch.setenv("TOUR_DEVICE", "tpu9")
+    assert "TOUR_DEVICE=tpu9" in probes_core._tour_device_refusal()
+
+
 def test_the_installed_stack_gives_no_error():
     found = diagnose(facts(), [torch_row(cuda_available=False)])
     assert not [d for d in found if d.severity == rows.ERROR], found

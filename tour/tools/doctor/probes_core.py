@@ -71,8 +71,24 @@ def torch_probe():
             "interop_threads": torch.get_num_interop_threads(), "mkl": torch.backends.mkl.is_available(),
             "openmp": torch.backends.openmp.is_available(), "cuda_available": torch.cuda.is_available(),
             "cuda_devices": torch.cuda.device_count() if torch.version.cuda else 0}
+    refused = _tour_device_refusal()
+    if refused:
+        data["tour_device_refused"] = refused
     return (f"torch {torch.__version__} ({build} build){acc_text}; {data['threads']} intra-op / "
             f"{data['interop_threads']} inter-op threads, MKL {data['mkl']}, OpenMP {data['openmp']}"), data
+
+
+def _tour_device_refusal() -> str | None:
+    """What every stop would say about TOUR_DEVICE here (None: nothing; it is unset, auto or usable). The doctor
+    itself probes every device present, so only this asks the question the stops ask first."""
+    from tour.core import device as dev
+    from tour.core.errors import TourError
+
+    try:
+        dev.choose(None)
+    except TourError as e:
+        return str(e)
+    return None
 
 
 # -- devices ------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Rules (id: what it finds):
     cuda-library        a library fails to load a CUDA runtime .so (libnvrtc.so.13, ...): built for another torch/CUDA
     cuda-unusable       a CUDA build, an NVIDIA GPU or driver present, and torch cannot use it (driver vs build CUDA)
     cpu-build-on-gpu    a CPU-only torch on a machine with an NVIDIA GPU
+    tour-device-absent  TOUR_DEVICE names a device torch cannot use here: every `tour run` would refuse to start
     no-triton           a GPU torch.compile would use, and no Triton
     triton-build        Triton is there but cannot build its launcher: no C compiler or no Python.h
     no-cuda-toolkit     AOTInductor on the GPU needs a CUDA toolkit (CUDA_HOME, cuda.h) that is not there
@@ -372,6 +373,17 @@ def rule_cpu_build_on_gpu(facts: Facts, probes) -> list[Diagnosis]:
         _keys(_gpu_rows(probes)))]
 
 
+def rule_tour_device_absent(facts: Facts, probes) -> list[Diagnosis]:
+    refused = _torch_data(probes).get("tour_device_refused")
+    if not refused:
+        return []
+    named = facts.env.get("TOUR_DEVICE", "")
+    return [Diagnosis("tour-device-absent", ERROR,
+                      f"TOUR_DEVICE={named} names a device torch cannot use here, so every `tour run` stops at once "
+                      "(the doctor itself probes the devices present)", refused,
+                      "unset TOUR_DEVICE   # auto: the best device present; or export TOUR_DEVICE=cpu")]
+
+
 def rule_no_triton(facts: Facts, probes) -> list[Diagnosis]:
     gpu_in_use = _torch_data(probes).get("cuda_available") or any(_on_gpu(p) and p.status == OK for p in probes)
     if not gpu_in_use or facts.triton:
@@ -549,9 +561,9 @@ def rule_low_disk(facts: Facts, probes) -> list[Diagnosis]:
 
 RULES: tuple[Callable[[Facts, list], list[Diagnosis]], ...] = (
     rule_torch_shadowed, rule_version_range, rule_torch_pair, rule_cuda_library, rule_cuda_unusable,
-    rule_cpu_build_on_gpu, rule_no_triton, rule_triton_build, rule_no_cuda_toolkit, rule_no_cxx,
-    rule_torchcodec_ffmpeg, rule_cache_unwritable, rule_offline_hub_name, rule_cpu_oversubscribed, rule_low_disk,
-    rule_version_untested)
+    rule_cpu_build_on_gpu, rule_tour_device_absent, rule_no_triton, rule_triton_build, rule_no_cuda_toolkit,
+    rule_no_cxx, rule_torchcodec_ffmpeg, rule_cache_unwritable, rule_offline_hub_name, rule_cpu_oversubscribed,
+    rule_low_disk, rule_version_untested)
 
 
 def diagnose(facts: Facts | None, probes: list[ProbeResult]) -> list[Diagnosis]:
