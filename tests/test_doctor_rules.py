@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import pytest
 from doctor_helpers import TORCH, facts, row, torch_row
@@ -145,6 +146,29 @@ def test_the_tour_device_refusal_is_the_stops_own(monkeypatch):
         assert probes_core._tour_device_refusal() is None
     monkeypatch.setenv("TOUR_DEVICE", "tpu9")
     assert "TOUR_DEVICE=tpu9" in probes_core._tour_device_refusal()
+
+
+def test_an_unwritable_inductor_cache_explains_the_row_that_failed_making_it():
+    """TORCHINDUCTOR_CACHE_DIR=/proc/nope: importing torch._dynamo raises FileNotFoundError for that folder. The row
+    keeps the OSError's path as data; cache-unwritable claims it by that path; low-disk stays quiet about /proc."""
+    failed = row("c++ compiler", "compile", FileNotFoundError(2, "No such file or directory", "/proc/nope"))
+    assert failed.kind == rows.ERROR_KIND and failed.data["path"] == "/proc/nope"
+    cache = {"name": "inductor", "path": "/proc/nope", "var": "TORCHINDUCTOR_CACHE_DIR", "writable": False,
+             "why": "cannot be made", "free_bytes": 0, "device": None, "fallback": "/tmp/inductor"}
+    found = {d.rule: d for d in diagnose(facts(caches=[cache]), [torch_row(), dataclasses.replace(failed, detail="x")])}
+    assert found["cache-unwritable"].explains == [{"group": "compile", "name": "c++ compiler"}]
+    assert found["cache-unwritable"].fix == "export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor"
+    assert "low-disk" not in found  # 0 bytes free on a folder that cannot exist is not a full disk
+
+
+def test_a_folder_root_cannot_make_is_unwritable(tmp_path):
+    """root passes os.access everywhere, /proc included: the facts make a folder for real to know."""
+    from tour.tools.doctor.facts import writable
+
+    assert writable(tmp_path / "new" / "deeper")[0] and not (tmp_path / "new").exists()  # looked, left nothing
+    if Path("/proc/self").exists():
+        ok, why, _ = writable(Path("/proc/nope"))
+        assert not ok and "cannot be made in /proc" in why
 
 
 def test_the_installed_stack_gives_no_error():

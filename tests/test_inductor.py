@@ -98,3 +98,23 @@ def test_triton_with_compiler_and_headers_is_ready(triton_installed, monkeypatch
     monkeypatch.setattr(sysconfig, "get_paths", lambda **kw: {**real(**kw), "include": str(triton_installed)})
     monkeypatch.setenv("CC", "sh")  # any program on PATH will do: Triton takes $CC as given
     assert inductor.compile_problem(CUDA) is None
+
+
+def test_an_unwritable_inductor_cache_is_one_line_before_any_stop_runs(tmp_path, monkeypatch, capsys):
+    """torch makes TORCHINDUCTOR_CACHE_DIR while importing torch._dynamo and dies there with a traceback; every
+    stop's run checks it first (keeps_caller_state) and says it in one line, nothing written."""
+    from tour import basics
+    from tour.core.errors import TourError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    monkeypatch.setenv(inductor.CACHE_VAR, str(blocker / "inductor"))
+    with pytest.raises(TourError, match=f"{inductor.CACHE_VAR}=.*a-file/inductor cannot be written"):
+        inductor.check_cache_var()
+    out = tmp_path / "out"
+    assert basics.main(["--quick", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be written" in err and not out.exists()
+    monkeypatch.setenv(inductor.CACHE_VAR, str(tmp_path / "new" / "inductor"))
+    inductor.check_cache_var()  # a folder that can be made is made, as torch would
+    assert (tmp_path / "new" / "inductor").is_dir()

@@ -152,6 +152,26 @@ def aoti_problem(device) -> str | None:
     return problem
 
 
+def check_cache_var() -> None:
+    """A TORCHINDUCTOR_CACHE_DIR that cannot be made or written is a one-line TourError. torch 2.14 makes that
+    folder while importing torch._dynamo (which transformers, torchvision and every compile import), so otherwise
+    each stop dies there with a traceback, or with a stranger one on the next import of the same module."""
+    import tempfile
+
+    from tour.core.errors import TourError
+
+    chosen = os.environ.get(CACHE_VAR)
+    if not chosen:
+        return
+    try:
+        os.makedirs(chosen, exist_ok=True)
+        with tempfile.TemporaryFile(dir=chosen):
+            pass
+    except OSError as e:
+        raise TourError(f"{CACHE_VAR}={chosen} cannot be written ({e.strerror or e}); unset it or point it at a "
+                        "writable folder") from None
+
+
 def default_cache_dir() -> Path:
     """Where the tour keeps Inductor's artefacts: the user's TORCHINDUCTOR_CACHE_DIR, else a user cache folder that
     survives reboots (Inductor's own fallback is in /tmp, and Inductor sets the variable to it on first use: that

@@ -42,12 +42,14 @@ def caller_state_restored():
 def keeps_caller_state(fn):
     """Decorator form of `caller_state_restored`, for a stop's `run(cfg)`; also the one place every stop's run
     passes through, so it applies the threading policy there (tour.core.threads.during_run: on a busy machine,
-    the idle cores' threads for the run, the caller's count after), through the import API as on the CLI."""
+    the idle cores' threads for the run, the caller's count after), through the import API as on the CLI, and
+    checks first what would otherwise fail with a traceback deep inside (an unwritable Inductor cache)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from tour.core import threads
+        from tour.core import inductor, threads
 
+        inductor.check_cache_var()  # before anything imports torch._dynamo, which would fail with a traceback
         with caller_state_restored(), threads.during_run():
             return fn(*args, **kwargs)
 

@@ -31,6 +31,8 @@ def inductor_default_cache_dir() -> str | None:
         from torch._inductor.runtime.cache_dir_utils import default_cache_dir
     except ImportError:
         return None
+    except OSError:  # importing torch._inductor makes $TORCHINDUCTOR_CACHE_DIR (torch 2.14) and fails where it can't:
+        return None  # then the variable is the user's, and the one to report
     return os.path.abspath(default_cache_dir())
 
 

@@ -220,8 +220,10 @@ def writable(folder: Path) -> tuple[bool, str, Path]:
         except OSError as e:
             return False, f"cannot create a file in {folder}: {e.strerror or e}", probe
         return True, "", probe
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return False, f"{folder} does not exist and {probe} is not writable", probe
+    try:  # make a folder where `folder` would start, for real: root passes os.access even on /proc
+        os.rmdir(tempfile.mkdtemp(dir=probe))
+    except OSError as e:
+        return False, f"{folder} does not exist and cannot be made in {probe}: {e.strerror or e}", probe
     return True, "", probe
 
 

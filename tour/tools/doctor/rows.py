@@ -7,6 +7,7 @@ failed or was skipped, an error kind from `KINDS`. The rules (rules.py) select r
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 import traceback
@@ -209,8 +210,12 @@ def classify(error: BaseException) -> tuple[str, dict]:
     libs = missing_libraries(error)
     if libs:
         return MISSING_SHARED_LIBRARY, {"missing_libraries": libs}
-    if isinstance(error, PermissionError):
-        return PERMISSION, {}
+    # the file or folder an OSError names (a cache folder that cannot be made): rules match it against the caches
+    where = {"path": str(error.filename)} if isinstance(error, OSError) and error.filename else {}
+    if isinstance(error, PermissionError) or isinstance(error, OSError) and error.errno == errno.EROFS:
+        return PERMISSION, where
+    if where:
+        return ERROR_KIND, where
     if isinstance(error, ImportError):
         return IMPORT_ERROR, {}
     kind = getattr(error, "kind", None)  # a TourError may say what it is

@@ -456,6 +456,10 @@ def rule_torchcodec_ffmpeg(facts: Facts, probes) -> list[Diagnosis]:
                       fix, _keys(rows))]
 
 
+def _under(path: str | None, folder: str) -> bool:
+    return bool(path) and (Path(path) == Path(folder) or Path(folder) in Path(path).parents)
+
+
 def rule_cache_unwritable(facts: Facts, probes) -> list[Diagnosis]:
     out = []
     hf_rows = [p for p in _failed(probes) if {"huggingface-hub", "datasets"} & set(p.libraries)]
@@ -466,7 +470,8 @@ def rule_cache_unwritable(facts: Facts, probes) -> list[Diagnosis]:
         if any(d.rule == "cache-unwritable" and var in d.fix for d in out):
             continue  # HF_HOME moves both Hugging Face caches: one diagnosis, one fix
         target = cache.get("fallback") or f"/tmp/{var.lower()}"
-        explained = _failed(probes, PERMISSION) + (hf_rows if var.startswith("HF") else [])
+        inside = [p for p in _failed(probes) if _under(p.data.get("path"), cache["path"])]  # the OSError's path
+        explained = _failed(probes, PERMISSION) + inside + (hf_rows if var.startswith("HF") else [])
         explained = list({id(p): p for p in explained}.values())
         out.append(Diagnosis("cache-unwritable", ERROR, f"the {cache['name']} cache cannot be written",
                              f"{cache['why']} (set by {var if var in facts.env else 'the default'})",
@@ -543,7 +548,8 @@ def rule_torch_shadowed(facts: Facts, probes) -> list[Diagnosis]:
 
 
 def rule_low_disk(facts: Facts, probes) -> list[Diagnosis]:
-    low = [c for c in facts.caches if c.get("free_bytes") is not None and c["free_bytes"] < facts.min_free_bytes]
+    low = [c for c in facts.caches if c.get("free_bytes") is not None and c["free_bytes"] < facts.min_free_bytes
+           and c["writable"]]  # an unwritable one is cache-unwritable's (a pseudo file system has 0 bytes free)
     if not low:
         return []
     fixes_ = []
