@@ -24,6 +24,7 @@ from tour.tools.doctor import facts as doctor_facts
 from tour.tools.doctor import fixes
 
 PY = sys.executable
+REPO = Path(__file__).resolve().parents[1]
 DRIVER_CUDA = "12.2"  # what the fake nvidia-smi below reports
 
 
@@ -60,13 +61,15 @@ def _machine_neutral_env() -> dict:
     return env
 
 
-def _start(args, env_changes=None, path_first=None):
+def _start(args, env_changes=None, path_first=None, cwd=None):
     env = _machine_neutral_env()
     env.update(env_changes or {})
     if path_first:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(path_first), env.get("PYTHONPATH")) if p)
+    if cwd:  # `python -m` runs from there: the tour itself must still import, from the checkout
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO)) if p)
     return subprocess.Popen([PY, "-m", "tour.tools.doctor", "--quick", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
 
 def torch_cuda_available() -> bool:
@@ -120,6 +123,12 @@ def runs(tmp_path_factory):
     (hf / "hub" / "models--org--cached" / "snapshots" / "abc").mkdir(parents=True)
     starts["offline"] = _start(["--only", "system", "--json", "--model", "org/cached", "--model", str(root),
                                 "--model", "org/not-cached"], env_changes={"HF_HOME": str(hf)})
+
+    # A script of the user's named like a library, in the folder they run from: `import datasets` finds it first.
+    work = root / "work"
+    work.mkdir()
+    (work / "datasets.py").write_text("# my notes on data sets\n")
+    starts["shadow"] = _start(["--only", "datasets", "--json"], cwd=work)
 
     # A CPU-only torch on a machine with an NVIDIA GPU: a torch package whose version.py says cuda = None.
     cpu = root / "cpu"
@@ -196,7 +205,8 @@ def test_warnings_are_diagnosed_and_keep_exit_0(runs):
     assert code == 0, data["diagnoses"]
     shadow = found["torch-shadowed"]
     assert "2.0.0 in " in shadow["evidence"] and "import torch loads this one" in shadow["evidence"]
-    assert shadow["fix"].startswith("export PYTHONPATH=") and "warn" not in shadow["fix"]
+    fix = shadow["fix"]  # off the user's own PYTHONPATH (the doctor's children also get the tour's root)
+    assert fix == "unset PYTHONPATH" or fix.startswith("export PYTHONPATH=") and "warn" not in fix, fix
     codec = found["torchcodec-ffmpeg"]
     assert codec["explains"] == [{"group": "audio i/o", "name": "torchcodec"}]
     assert "ffmpeg" in codec["fix"]
@@ -254,6 +264,17 @@ def test_offline_with_an_uncached_hub_name(runs):
     assert "HF_HUB_OFFLINE=1 but the hub model org/not-cached is not in the cache" in d["cause"]
     assert d["fix"].startswith("HF_HUB_OFFLINE=0 hf download org/not-cached")
     assert [r for r, d in found.items() if d["severity"] != "note"] == ["offline-hub-name"]  # the others are fine
+
+
+def test_a_users_file_named_like_a_library_is_found_and_named(runs):
+    """./datasets.py in the working folder hides the installed datasets from `python -m`, notebooks and scripts."""
+    code, found, _ = _json(runs, "shadow")
+    d = found["module-shadowed"]
+    assert code == 1 and d["severity"] == "error" and d["explains"] and all(
+        e["group"] in ("datasets", "hugging face") for e in d["explains"])
+    assert "`import datasets` loads " in d["cause"] and d["cause"].split(" loads ")[1].startswith(str(Path("/")))
+    assert "work/datasets.py" in d["cause"] and "not the installed datasets " in d["cause"]
+    assert d["fix"].startswith("mv ") and d["fix"].split()[1].endswith("work/datasets.py")
 
 
 def test_cpu_only_build_on_a_gpu_machine(runs):

@@ -172,8 +172,14 @@ def test_broken_library_fails_its_probes_and_nothing_else(runs):
         assert f" {OK} " in _row(out, group, name)
     assert "required probes failed: torchvision model forward" in out
     assert "\nversions: " in out and " supported (within its ranges)" in out  # the version check always reports
-    # Its metadata is the real, matching torchvision's: no known cause, and the doctor says so.
-    assert "not explained by a known cause: torchvision model forward" in out
+    # Its metadata is the real, matching torchvision's, but `import torchvision` finds the stub folder first on
+    # PYTHONPATH: that is the cause the doctor names, with the fix that takes the folder off the path.
+    assert "[module-shadowed] ERROR: `import torchvision` loads " in out and "/torchvision, not the installed " \
+        "torchvision " in out
+    fix = next(ln.strip() for ln in out.splitlines() if ln.strip().startswith("fix: ") and
+               ("PYTHONPATH" in ln or ln.strip().startswith("fix: mv")))
+    assert fix in ("fix: unset PYTHONPATH",) or fix.startswith("fix: export PYTHONPATH="), fix
+    assert "not explained by a known cause: torchvision model forward" not in out
 
 
 def test_hanging_import_is_cut_off_and_the_rest_still_runs(runs):

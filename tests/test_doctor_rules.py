@@ -5,6 +5,7 @@ every row's text is reworded."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -169,6 +170,36 @@ def test_a_folder_root_cannot_make_is_unwritable(tmp_path):
     if Path("/proc/self").exists():
         ok, why, _ = writable(Path("/proc/nope"))
         assert not ok and "cannot be made in /proc" in why
+
+
+def test_a_library_hidden_by_a_pythonpath_folder_is_fixed_on_pythonpath():
+    shadow = {"module": "transformers", "origin": "/stray/transformers/__init__.py", "dist": "transformers",
+              "version": "5.0.0", "location": "/venv/site-packages"}
+    tiny = row("tiny model", "transformers", ImportError("cannot import name X"), ("torch", "transformers"))
+    env = {"PYTHONPATH": f"/stray{os.pathsep}/mine"}
+    (d,) = [d for d in diagnose(facts(shadowed=[shadow], env=env), [torch_row(), tiny])
+            if d.rule == "module-shadowed"]
+    assert d.severity == rows.ERROR and d.explains == [{"group": "transformers", "name": "tiny model"}]
+    assert d.cause == "`import transformers` loads /stray/transformers, not the installed transformers 5.0.0"
+    assert d.fix == "export PYTHONPATH=/mine"
+    (quiet,) = [d for d in diagnose(facts(shadowed=[shadow]), [torch_row()]) if d.rule == "module-shadowed"]
+    assert quiet.severity == rows.WARNING and quiet.fix.startswith("mv /stray/transformers /stray/transformers_mine")
+
+
+def test_an_editable_install_is_no_shadow(tmp_path):
+    """A developer's `pip install -e ~/src/transformers`: its modules live in the source tree direct_url.json names."""
+    import json
+
+    from tour.tools.doctor.facts import _home
+
+    class Dist:
+        def read_text(self, name):
+            return json.dumps({"url": f"file://{tmp_path}/src", "dir_info": {"editable": True}})
+
+        def locate_file(self, path):
+            return tmp_path / "site-packages" / path
+
+    assert _home(Dist()) == (tmp_path / "src").resolve()
 
 
 def test_the_installed_stack_gives_no_error():

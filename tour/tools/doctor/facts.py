@@ -21,6 +21,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from tour.tools.doctor.rows import MIN_FREE_GB, Facts
+from tour.tools.doctor.rows import CALLER_PYTHONPATH, MIN_FREE_GB, Facts
 
 TOUR_DIST = "torch-tour"
 PAIRED = ("torchvision", "torchaudio", "torchcodec")  # wheels built against one torch release
@@ -267,9 +268,54 @@ def _model_facts(names: list[str], hub_cache: Path) -> list[dict]:
     return models
 
 
+def _home(dist: importlib.metadata.Distribution) -> Path:
+    """Where a dist's modules live: its site-packages folder, or for an editable install the source tree its
+    direct_url.json points at (PEP 610), which is no shadow."""
+    try:
+        url = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (OSError, ValueError):
+        url = {}
+    if url.get("dir_info", {}).get("editable") and url.get("url", "").startswith("file://"):
+        return Path(urllib.parse.unquote(url["url"][len("file://"):])).resolve()
+    return Path(str(dist.locate_file(""))).resolve()
+
+
+# Top-level names some wheels ship by mistake (torchao ships `test`): never what a script imports them by, and a
+# user's own tests/ folder beside them is no shadow.
+NOT_LIBRARIES = {"test", "tests", "testing", "docs", "examples", "benchmarks", "scripts"}
+
+
+def _shadow_facts(facts: Facts) -> None:
+    """The declared libraries' top-level modules that `import` would load from outside their installed dist: a
+    user's own `datasets.py` in the working folder, or a stray `transformers/` folder on PYTHONPATH, hides the real
+    library from every script, notebook and `python -m` run there. Finds, never imports."""
+    for module, names in importlib.metadata.packages_distributions().items():
+        ours = [canonicalize_name(n) for n in names if canonicalize_name(n) in facts.installed]
+        if not ours or module.startswith("_") or module in NOT_LIBRARIES or ours == ["torch-tour"]:
+            continue
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        found = spec and (spec.origin if spec.origin not in (None, "namespace", "built-in", "frozen")
+                          else next(iter(spec.submodule_search_locations or []), None))
+        if not found:
+            continue
+        origin = Path(found).resolve()
+        dists = [d for n in ours for d in dists_named(n)]
+        if any(_home(d) in origin.parents for d in dists):
+            continue
+        facts.shadowed.append({"module": module, "origin": str(origin), "dist": ours[0], "version": dists[0].version,
+                               "location": _dist_location(dists[0])})
+
+
 def collect_facts(device: str | None = None, models: list[str] | tuple[str, ...] = ()) -> Facts:
     """The snapshot the rules read. Imports no torch; every outside call has a timeout."""
     env = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
+    if CALLER_PYTHONPATH in os.environ:  # a doctor child: its PYTHONPATH ends with the tour's root, which the
+        env.pop("PYTHONPATH", None)  # user did not set; fix lines must edit the user's own
+        if os.environ[CALLER_PYTHONPATH]:
+            env["PYTHONPATH"] = os.environ[CALLER_PYTHONPATH]
     user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
     facts = Facts(user_site=user_site if user_site in sys.path else None, path=list(sys.path), env=env,
                   device=device, has_apt=bool(shutil.which("apt-get") or Path("/usr/bin/apt-get").exists()),
@@ -285,6 +331,7 @@ def collect_facts(device: str | None = None, models: list[str] | tuple[str, ...]
     _torch_facts(facts)
     _declared_facts(facts)
     _tested_facts(facts)
+    _shadow_facts(facts)
     facts.gpu = _gpu_facts()
     facts.caches = _cache_facts(env)
     try:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 ERROR, WARNING, NOTE = "error", "warning", "note"  # a diagnosis' severity; only an error fails the doctor
+CALLER_PYTHONPATH = "TOUR_DOCTOR_CALLER_PYTHONPATH"  # a child's PYTHONPATH as the user set it (the worker appends)
 
 # Error kinds: why a probe failed or was skipped, for the rules to select on.
 DEVICE_ABSENT = "device_absent"  # the device is not present or torch cannot use it
@@ -177,6 +178,9 @@ class Facts:
     compilers: dict[str, str | None] = field(default_factory=dict)  # g++, c++, clang++ -> path
     ffmpeg_libs: list[str] = field(default_factory=list)  # FFmpeg shared libraries the loader finds
     models: list[dict] = field(default_factory=list)  # from --model: name, kind (folder/hub), cached
+    # a declared library's module that `import` finds outside its installed dist (./datasets.py, a PYTHONPATH
+    # folder): module, origin (what import would load), dist, version, location (where the dist is installed)
+    shadowed: list[dict] = field(default_factory=list)
     device: str | None = None  # the doctor's --device
     has_apt: bool = False
     root: bool = False

@@ -7,6 +7,7 @@ explained by the first diagnosis that claims it.
 
 Rules (id: what it finds):
     torch-shadowed      two torch installs on the path (user site vs venv, a stray PYTHONPATH entry)
+    module-shadowed     a declared library's module found outside its install (./datasets.py, a folder on PYTHONPATH)
     version-range       an installed package outside the range the tour declares (torch-tour's own metadata)
     torch-pair          torchvision / torchaudio / torchcodec whose metadata requires another torch than the one loaded
     cuda-library        a library fails to load a CUDA runtime .so (libnvrtc.so.13, ...): built for another torch/CUDA
@@ -522,6 +523,33 @@ def rule_cpu_oversubscribed(facts: Facts, probes) -> list[Diagnosis]:
                       "; ".join(why), f"export OMP_NUM_THREADS={usable} OMP_WAIT_POLICY=PASSIVE")]
 
 
+def _pythonpath_without(facts: Facts, folder: str) -> str | None:
+    """The fix that takes `folder` off PYTHONPATH; None when PYTHONPATH does not put it there."""
+    python_path = [p for p in facts.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    on_it = [p for p in python_path if Path(p).resolve() == Path(folder).resolve()]
+    if not on_it:
+        return None
+    rest = os.pathsep.join(p for p in python_path if p not in on_it)
+    return f"export PYTHONPATH={rest}" if rest else "unset PYTHONPATH"
+
+
+def rule_module_shadowed(facts: Facts, probes) -> list[Diagnosis]:
+    out = []
+    for s in facts.shadowed:
+        origin = Path(s["origin"])
+        hider = origin.parent if origin.name == "__init__.py" else origin  # a package folder or a module file
+        fix = _pythonpath_without(facts, str(hider.parent)) or \
+            f"mv {hider} {hider.with_name(hider.stem + '_mine' + hider.suffix)}   # or rename it: it is not the library"
+        explained = _loading(probes, s["dist"])
+        out.append(Diagnosis(
+            "module-shadowed", ERROR if any(p.required for p in explained) else WARNING,  # optional rows: a warning
+            f"`import {s['module']}` loads {hider}, not the installed {s['dist']} {s['version']}",
+            f"{s['dist']} {s['version']} is installed in {s['location']}, but {hider.parent} comes first on sys.path "
+            "(PYTHONPATH, or the working folder, which Python searches first for `python -m`, `python -c` and "
+            "notebooks)", fix, _keys(explained)))
+    return out
+
+
 def rule_torch_shadowed(facts: Facts, probes) -> list[Diagnosis]:
     places = {i["location"] for i in facts.torch_installs}
     if len(places) < 2:
@@ -532,14 +560,10 @@ def rule_torch_shadowed(facts: Facts, probes) -> list[Diagnosis]:
     stray = others[0] if others else facts.torch_installs[1]
     listed = "; ".join(f"{i['version']} in {i['location']}" + (" (import torch loads this one)" if i["loaded"] else "")
                        for i in facts.torch_installs)
-    python_path = [p for p in facts.env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    on_pythonpath = [p for p in python_path if Path(p).resolve() == Path(stray["location"]).resolve()]
-    if on_pythonpath:
-        rest = os.pathsep.join(p for p in python_path if p not in on_pythonpath)
-        fix = f"export PYTHONPATH={rest}" if rest else "unset PYTHONPATH"
-    elif facts.user_site and Path(stray["location"]).resolve() == Path(facts.user_site).resolve():
+    fix = _pythonpath_without(facts, stray["location"])
+    if fix is None and facts.user_site and Path(stray["location"]).resolve() == Path(facts.user_site).resolve():
         fix = "python -m pip uninstall -y torch   # the user-site copy comes first on the path, so it goes"
-    else:
+    elif fix is None:
         fix = f"rm -rf {stray['location']}/torch-{stray['version']}.dist-info {stray['location']}/torch" \
               "   # the copy `import torch` does not load"
     shadow = "metadata (pip, importlib.metadata) see" if loaded is not first else "it is the one loaded; also"
@@ -566,10 +590,10 @@ def rule_low_disk(facts: Facts, probes) -> list[Diagnosis]:
 
 
 RULES: tuple[Callable[[Facts, list], list[Diagnosis]], ...] = (
-    rule_torch_shadowed, rule_version_range, rule_torch_pair, rule_cuda_library, rule_cuda_unusable,
-    rule_cpu_build_on_gpu, rule_tour_device_absent, rule_no_triton, rule_triton_build, rule_no_cuda_toolkit,
-    rule_no_cxx, rule_torchcodec_ffmpeg, rule_cache_unwritable, rule_offline_hub_name, rule_cpu_oversubscribed,
-    rule_low_disk, rule_version_untested)
+    rule_torch_shadowed, rule_module_shadowed, rule_version_range, rule_torch_pair, rule_cuda_library,
+    rule_cuda_unusable, rule_cpu_build_on_gpu, rule_tour_device_absent, rule_no_triton, rule_triton_build,
+    rule_no_cuda_toolkit, rule_no_cxx, rule_torchcodec_ffmpeg, rule_cache_unwritable, rule_offline_hub_name,
+    rule_cpu_oversubscribed, rule_low_disk, rule_version_untested)
 
 
 def diagnose(facts: Facts | None, probes: list[ProbeResult]) -> list[Diagnosis]:

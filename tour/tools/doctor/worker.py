@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tour.core.errors import TourError, require
-from tour.tools.doctor.rows import (CRASH, FAILED, NOT_INSTALLED, OK, SKIPPED, TIMEOUT, Probe, ProbeResult, Skip,
-                                    classify, one_line)
+from tour.tools.doctor.rows import (CALLER_PYTHONPATH, CRASH, FAILED, NOT_INSTALLED, OK, SKIPPED, TIMEOUT, Probe,
+                                    ProbeResult, Skip, classify, one_line)
 
 PROBE_MARK = "[tour doctor] probe "  # written to the worker's log as each probe starts
 STARTUP_TIMEOUT = 120.0  # the worker's start: importing torch and finding the devices
@@ -125,6 +125,7 @@ def child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[3])  # so the children import this same tour package
     # Appended, not prepended: whatever the user put first on PYTHONPATH must still win (the fault-injection
     # tests rely on it, and so does a user checking a patched library).
+    env[CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")  # the user's own, for the facts (and their fix lines)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), root) if p)
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no pool of compile workers for one tiny function
     return env
