@@ -254,6 +254,25 @@ def test_a_folder_stands_for_its_image_files(tmp_path):
         vision.load_images([str(empty)])
 
 
+def test_a_200_megapixel_phone_photo_reads_and_a_bigger_one_is_one_line(tmp_path, monkeypatch):
+    """Pillow calls anything over 179 MP a decompression bomb and raises; a photo the user names is read up to
+    PHOTO_MAX_PIXELS, a JPEG decoded scaled down. Shrunk here: Pillow's limit 1,000 px, the tour's 100,000."""
+    from PIL import Image
+
+    from tour import vision_images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    monkeypatch.setattr(vision_images, "PHOTO_MAX_PIXELS", 100_000)
+    monkeypatch.setattr(vision_images, "DRAFT_SIDE", 64)
+    Image.new("RGB", (200, 200), "red").save(tmp_path / "phone.jpg")  # 40,000 px: a bomb to Pillow, fine here
+    Image.new("RGB", (400, 400), "red").save(tmp_path / "huge.jpg")  # 160,000 px: over twice 50,000
+    photo = vision.read_image_file(tmp_path / "phone.jpg")
+    assert photo.mode == "RGB" and photo.size == (100, 100)  # decoded at 1/2: both sides still >= 64
+    with pytest.raises(TourError, match="huge.jpg has over 0.1 megapixels, more than the tour reads; pass a smaller"):
+        vision.read_image_file(tmp_path / "huge.jpg")
+    assert Image.MAX_IMAGE_PIXELS == 1_000  # Pillow's own limit is back for everyone else
+
+
 @pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])
 def test_bad_images_are_one_line_errors(case, tmp_path, capsys):
     out = tmp_path / "out"

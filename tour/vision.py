@@ -15,9 +15,11 @@ from pathlib import Path
 
 from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
-from tour.core.errors import TourError, require
+from tour.core.errors import require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
+# The photos in (built-in names, your files and folders) live in the stop's helper; the stop's API names them too.
+from tour.vision_images import IMAGE_SUFFIXES, expand_folders, load_images, read_image_file  # noqa: F401
 
 NAME = "vision"
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -87,60 +89,6 @@ class Result(BaseResult):
                                       "(not run when neither photo is in --images)", None)
     learned: bool | None = check(f"the MNIST CNN's held-out accuracy >= {ACCURACY_FLOOR} (not run with training "
                                  "settings of your own)", None)
-
-
-# 0) images: built-in photos or the user's files ---------------------------------------------------------------
-def read_image_file(path: Path):
-    """An RGB PIL image, upright. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey and palette
-    images are converted to RGB, transparent ones laid on white. (torchvision.io's decoders are deprecated since
-    0.29 for TorchCodec.)"""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise TourError(f"image file not found: {path}; pass existing image files or built-in names "
-                        f"({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
-    try:
-        with Image.open(path) as im:
-            # a phone stores a photo sideways with an EXIF "turn me" tag: the model must see it upright
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:  # transparent pixels: white, not
-                im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))  # their RGB
-            return im.convert("RGB")  # convert() reads the pixels, so errors surface here, not later
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise TourError(f"{path} is not an image Pillow can read ({type(e).__name__}); "
-                        "pass a JPEG, PNG, GIF, WebP, TIFF or BMP file") from None
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")  # what a folder offers
-
-
-def expand_folders(names: list[str]) -> list[str]:
-    """Each folder among `names` replaced by its image files (by suffix, sorted), as `--images photos/` promises."""
-    out = []
-    for name in names:
-        folder = Path(name)
-        if not folder.is_dir():
-            out.append(name)
-            continue
-        files = sorted(str(f) for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise TourError(f"{folder} is a folder with no image files in it ({', '.join(IMAGE_SUFFIXES)}); "
-                            "pass image files, a folder that holds some, or built-in names")
-        out += files
-    return out
-
-
-def load_images(names: list[str]) -> dict[str, object]:
-    """name -> image, all read before anything runs so a bad path fails fast with nothing written."""
-    if not names:
-        raise TourError("no images to classify: --images was given nothing; pass image files or built-in "
-                        f"names ({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
-    images = {}
-    for name in expand_folders(names):
-        builtin = name in SKIMAGE_PHOTOS + SKLEARN_PHOTOS and not Path(name).exists()
-        key = name if builtin or Path(name).name in images else Path(name).name  # full path if names clash
-        images[key] = builtin_photo(name) if builtin else read_image_file(Path(name))
-    return images
 
 
 # 5) + 6) a CNN on real MNIST ----------------------------------------------------------------------------------
