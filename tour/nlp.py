@@ -15,6 +15,7 @@ from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
+from tour.nlp_eval import predict, save_and_reload  # the fine-tuned model's checks: the stop's API names them too
 
 NAME = "nlp"
 ACCURACY_FLOOR = 0.85  # fine-tuned, held out, on the tour's corpus: quick mode (80 texts a topic) clears it, full ~0.92
@@ -182,42 +183,7 @@ def fine_tune(cfg: Config, model, train_tok, collator, device, epochs: int) -> l
     return losses
 
 
-def predict(model, tokenizer, texts, device, max_length: int, batch_size: int = 64):
-    """Class probabilities from the in-memory model, in input order."""
-    import torch
-
-    model.eval()
-    probs = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt").to(device)
-            probs.append(model(**batch).logits.float().softmax(-1).cpu())
-    return torch.cat(probs)
-
-
-# 5) save and reload through pipeline() ---------------------------------------------------------------------------
-def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int, dtype):
-    """save_pretrained (safetensors, fp32) + tokenizer, then pipeline() on the folder in `dtype`, one batch; its
-    labels and scores must match the in-memory model's in the same dtype on the same padded batch."""
-    import copy
-
-    from transformers import pipeline
-
-    model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
-    tokenizer.save_pretrained(folder)
-    probs = predict(copy.deepcopy(model).to(dtype), tokenizer, sentences, device, max_length)
-    mem = [(model.config.id2label[int(i)], float(p)) for p, i in zip(*probs.max(-1))]
-    clf = pipeline("text-classification", model=str(folder), device=device, dtype=dtype)
-    got = [(d["label"], float(d["score"]))
-           for d in clf(sentences, batch_size=len(sentences), truncation=True, max_length=max_length)]
-    diff = max(abs(a[1] - b[1]) for a, b in zip(mem, got))
-    for text, (label, score) in zip(sentences, got):
-        print(f"  {text!r:48} -> {label} ({score:.2f})")
-    return [g[0] for g in got], [m[0] for m in mem] == [g[0] for g in got], diff
-
-
-# 6-7) search and the embedding throughput are in tour/nlp_eval.py; the tolerance of its same-vectors check ------
+# 4-7) predictions, save + reload, search, throughput: tour/nlp_eval.py; the same-vectors check's tolerance --
 def embed_tol(dtype) -> float:
     """EMBED_TOL, or one rounding step of a lower-precision dtype (bf16: 7.8e-3), whichever is larger."""
     import torch
