@@ -275,6 +275,13 @@ def test_a_users_file_named_like_a_library_is_found_and_named(runs):
     assert "`import datasets` loads " in d["cause"] and d["cause"].split(" loads ")[1].startswith(str(Path("/")))
     assert "work/datasets.py" in d["cause"] and "not the installed datasets " in d["cause"]
     assert d["fix"].startswith("mv ") and d["fix"].split()[1].endswith("work/datasets.py")
+    # the fix line, run as the user would, really resolves it: the same doctor run is clean afterwards
+    work = Path(d["fix"].split()[1]).parent
+    subprocess.run(d["fix"], shell=True, check=True, cwd=work)
+    proc = _start(["--only", "datasets", "--json"], cwd=work)
+    out, err = proc.communicate(timeout=400)
+    after = json.loads(out)
+    assert proc.returncode == 0 and "module-shadowed" not in [x["rule"] for x in after["diagnoses"]], err
 
 
 def test_cpu_only_build_on_a_gpu_machine(runs):
