@@ -159,7 +159,7 @@ def vad_section(cfg: Config, audio, name: str) -> dict:
 
     vad = load_vad()
     segments = detect_speech(vad, audio, cfg.threshold)
-    print(f"  speech in {name}: {segments} s")
+    print(f"  speech in {name}: {segments} s" if segments else f"  no speech in {name} (a tone, music or silence?)")
     if cfg.audio:  # the truth is known only for the tour's own clip, whatever --audio holds
         audio = mono_at(*read_audio(speech_clip()), RATE)
     clip, truth = check_clip(audio, cfg.seed)
