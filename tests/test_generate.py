@@ -157,7 +157,9 @@ def fails(capsys, argv, out) -> str:
 
 
 def test_empty_prompt(capsys, tmp_path):
-    assert "prompt 2 is empty" in fails(capsys, ["--prompts", "hi", "  "], tmp_path / "o")
+    assert "argument --prompts: got an empty text" in fails(capsys, ["--prompts", "hi", "  "], tmp_path / "o")
+    with pytest.raises(TourError, match=r"--prompts got an empty text \(entry 2\)"):  # the import API: which one
+        generate.Config(prompts=["hi", "  "])
     with pytest.raises(TourError, match="--prompts is empty"):
         generate.Config(prompts=[])
 

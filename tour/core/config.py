@@ -65,15 +65,16 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
-def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> None:
-    """One field against its metadata; raises a one-line TourError naming the flag and what would be accepted."""
+def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any], entry: int | None = None) -> None:
+    """One field against its metadata; raises a one-line TourError naming the flag and what would be accepted.
+    `entry`: the 1-based place of a list's item, named where it helps (argparse checks items one at a time)."""
     flag = "--" + name.replace("_", "-")
     if typing.get_origin(kind) is list:
         if not isinstance(value, (list, tuple)):
             raise TourError(f"{flag} must be a list, got {value!r}")
         (item,) = typing.get_args(kind) or (Any,)
-        for v in value:
-            _check_value(name, v, item, meta)
+        for i, v in enumerate(value):
+            _check_value(name, v, item, meta, i + 1)
         return
     base = [a for a in typing.get_args(kind) if a is not type(None)] if typing.get_origin(kind) else [kind]
     if value is None and type(None) in typing.get_args(kind):
@@ -95,7 +96,7 @@ def _check_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> N
     if meta.get("lt") is not None and not value < meta["lt"]:
         raise TourError(f"{flag} {value} is out of range: it must be < {meta['lt']}")
     if meta.get("nonblank") and isinstance(value, str) and not value.strip():
-        raise TourError(f"{flag} got an empty text; each one needs some words")
+        raise TourError(f"{flag} got an empty text{f' (entry {entry})' if entry else ''}; each one needs some words")
     if choices is not None and value not in choices:
         raise TourError(f"{flag} {value!r} is not one of: {', '.join(map(str, choices))}")
 

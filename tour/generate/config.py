@@ -43,8 +43,5 @@ class Config(BaseConfig):
     def validate(self) -> None:
         if not self.prompts:
             raise TourError("--prompts is empty; give at least one question, e.g. --prompts 'What is 2 + 2?'")
-        blank = [i + 1 for i, p in enumerate(self.prompts) if not p.strip()]
-        if blank:
-            raise TourError(f"--prompts: prompt {blank[0]} is empty; give each question as non-empty text")
         if not self.topics:
             raise TourError("--topics is empty; name one or more chatterbot topics, e.g. --topics ai emotion")
