@@ -297,11 +297,10 @@ def _shadow_facts(facts: Facts) -> None:
             spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):
             continue
-        found = spec and (spec.origin if spec.origin not in (None, "namespace", "built-in", "frozen")
-                          else next(iter(spec.submodule_search_locations or []), None))
-        if not found:
+        # a namespace package (mpl_toolkits) spans folders and hides nothing; built-ins have no file
+        if not spec or spec.origin in (None, "namespace", "built-in", "frozen"):
             continue
-        origin = Path(found).resolve()
+        origin = Path(spec.origin).resolve()
         dists = [d for n in ours for d in dists_named(n)]
         if any(_home(d) in origin.parents for d in dists):
             continue
