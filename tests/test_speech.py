@@ -163,8 +163,12 @@ def test_only_clips_with_speech_go_to_whisper():
     """Silero VAD (the real model) hears the tour's spoken clip and nothing in a tone or in silence: Whisper,
     given those, invented "beep beep beep ..." to its token limit."""
     silence = {**_tone("silence.wav"), "audio": np.zeros(2 * speech.RATE, dtype=np.float32)}
-    spoken, none = speech_clips.with_speech([_tone("beep.wav"), _tours_clip(), silence])
-    assert [c["name"] for c in spoken] == ["speech.wav"] and none == ["beep.wav", "silence.wav"]
+    quiet = {**_tours_clip(), "name": "quiet.wav"}
+    quiet["audio"] = quiet["audio"] * 0.001  # -60 dB: Silero alone hears nothing; Whisper still would
+    hiss = {**_tone("hiss.wav"), "audio": np.random.default_rng(0).normal(0, 1e-3, 3 * speech.RATE).astype(np.float32)}
+    spoken, none = speech_clips.with_speech([_tone("beep.wav"), _tours_clip(), silence, quiet, hiss])
+    assert [c["name"] for c in spoken] == ["speech.wav", "quiet.wav"]
+    assert none == ["beep.wav", "silence.wav", "hiss.wav"]  # scaled up, faint noise is still no speech
     assert 3.5 < spoken[0]["speech_s"] <= spoken[0]["seconds"]
 
 
