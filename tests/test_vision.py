@@ -273,6 +273,22 @@ def test_a_200_megapixel_phone_photo_reads_and_a_bigger_one_is_one_line(tmp_path
     assert Image.MAX_IMAGE_PIXELS == 1_000  # Pillow's own limit is back for everyone else
 
 
+def test_an_iphone_heic_photo_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pillow_heif(name, *args, **kwargs):
+        if name == "pillow_heif":
+            raise ImportError("No module named 'pillow_heif'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pillow_heif)
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    with pytest.raises(TourError, match="IMG_0001.HEIC is a HEIC/HEIF photo .*pip install pillow-heif"):
+        vision.load_images([str(tmp_path)])  # a folder of iPhone photos: the same line
+
+
 @pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])
 def test_bad_images_are_one_line_errors(case, tmp_path, capsys):
     out = tmp_path / "out"

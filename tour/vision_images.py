@@ -15,6 +15,19 @@ PHOTO_MAX_PIXELS = 400_000_000  # twice a 200 MP phone photo: larger is refused 
 DRAFT_SIDE = 1024  # a large JPEG decodes at the smallest 1/2^k scale that keeps both sides at least this
 
 
+HEIF_SUFFIXES = (".heic", ".heif")  # iPhones save photos so; Pillow reads them once pillow-heif registers itself
+
+
+def heif_opener() -> bool:
+    """Teach Pillow HEIC/HEIF through pillow-heif where it is installed (optional: the tour does not need it)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
 def read_image_file(path: Path):
     """An RGB PIL image, upright. Pillow reads JPEG, PNG, GIF (first frame), WebP, TIFF, BMP, ...; grey and palette
     images are converted to RGB, transparent ones laid on white. (torchvision.io's decoders are deprecated since
@@ -24,6 +37,9 @@ def read_image_file(path: Path):
     if not path.is_file():
         raise TourError(f"image file not found: {path}; pass existing image files or built-in names "
                         f"({', '.join(SKIMAGE_PHOTOS + SKLEARN_PHOTOS)})")
+    if path.suffix.lower() in HEIF_SUFFIXES and not heif_opener():
+        raise TourError(f"{path} is a HEIC/HEIF photo (an iPhone's default); Pillow reads those with pillow-heif: "
+                        "pip install pillow-heif (or export the photo as JPEG)")
     limit = Image.MAX_IMAGE_PIXELS
     # Pillow refuses images over twice this (179 MP) as "decompression bombs"; a 200 MP phone photo is one. A photo
     # a user names is trusted up to PHOTO_MAX_PIXELS, and a JPEG decodes scaled down (the models see 224 px).
@@ -41,12 +57,13 @@ def read_image_file(path: Path):
                         "smaller copy (the models see 224 x 224 pixels)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise TourError(f"{path} is not an image Pillow can read ({type(e).__name__}); "
-                        "pass a JPEG, PNG, GIF, WebP, TIFF or BMP file") from None
+                        "pass a JPEG, PNG, GIF, WebP, AVIF, TIFF or BMP file") from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp")  # what a folder offers
+# what a folder offers: Pillow's own formats, and HEIC (read through pillow-heif, or refused in one line)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".tif", ".tiff", ".bmp", *HEIF_SUFFIXES)
 
 
 def expand_folders(names: list[str]) -> list[str]:
