@@ -196,7 +196,8 @@ def _bad_files(folder: Path) -> dict:
     files = {"missing": folder / "nope.wav", "folder": folder}
     for name, data in {"empty.wav": b"", "truncated.wav": good[:30], "no_samples.wav": good[:44],
                        "noise_bytes.wav": np.random.default_rng(0).bytes(4000),
-                       "notes.flac": b"this is a text file, not audio\n" * 40}.items():
+                       "notes.flac": b"this is a text file, not audio\n" * 40,
+                       "memo.m4a": b"\0\0\0\x20ftypM4A " + bytes(200)}.items():
         (folder / name).write_bytes(data)
         files[name] = folder / name
     sf.write(str(folder / "blip.wav"), np.full(50, 0.1, dtype="float32"), 16000)  # 3 ms
@@ -209,7 +210,8 @@ def _bad_files(folder: Path) -> dict:
 BAD_FILE_WORDS = {"missing": "no such file", "folder": "is a folder", "empty.wav": "is empty",
                   "truncated.wav": "not audio soundfile can read", "no_samples.wav": "holds 0 samples",
                   "noise_bytes.wav": "not audio soundfile can read", "notes.flac": "not audio soundfile can read",
-                  "blip.wav": "pass at least 0.1 s", "silence.wav": "is silent"}
+                  "blip.wav": "pass at least 0.1 s", "silence.wav": "is silent",
+                  "memo.m4a": "convert it first: ffmpeg -i "}
 
 
 def test_bad_files_are_one_line_errors(tmp_path, capsys):

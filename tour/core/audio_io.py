@@ -14,6 +14,8 @@ from tour.core.errors import TourError
 
 MIN_SECONDS = 0.1  # shorter input fills neither one STFT frame, one VAD window nor a word
 FORMATS = "a wav, flac, ogg or mp3 file"  # what to pass instead, in every message
+# containers libsndfile cannot open (AAC, WMA, AMR, WebM): a voice memo is .m4a; FFmpeg converts each in one line
+NEEDS_CONVERTING = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".amr", ".3gp", ".webm", ".caf")
 
 
 def read_audio(path: str | Path, flag: str = "--audio"):
@@ -33,6 +35,9 @@ def read_audio(path: str | Path, flag: str = "--audio"):
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as e:  # soundfile's LibsndfileError is a RuntimeError
+        if path.suffix.lower() in NEEDS_CONVERTING:
+            raise TourError(f"{where}: {path.suffix} audio (AAC and the like: a phone's voice memo) is not read by "
+                            f"soundfile; convert it first: ffmpeg -i {path} {path.with_suffix('.wav')}") from None
         reason = " ".join(getattr(e, "error_string", str(e)).split())  # libsndfile's words, minus the path
         raise TourError(f"{where} is not audio soundfile can read ({reason}); pass {FORMATS}") from None
     wave = torch.from_numpy(data.T.copy())  # soundfile gives (samples, channels); torchaudio wants channels first
