@@ -237,6 +237,20 @@ def test_single_label_is_one_line(tmp_path, capsys):
     assert "one label only" in _fails(capsys, "--out", str(tmp_path), "--data", str(one))
 
 
+@pytest.mark.parametrize("suffix", [".tsv", ".parquet", ".jsonl"])
+def test_user_data_in_the_other_formats_a_spreadsheet_or_script_saves(suffix, tmp_path):
+    """Tab-separated (with commas inside the texts), Parquet and JSON lines: the same labelled data set."""
+    import pandas as pd
+
+    rows = pd.DataFrame({"text": [f"sentence {i}, with a comma" for i in range(20)],
+                         "label": ["ab"[i % 2] for i in range(20)]})
+    path = tmp_path / f"mine{suffix}"
+    {".tsv": lambda: rows.to_csv(path, sep="\t", index=False), ".parquet": lambda: rows.to_parquet(path),
+     ".jsonl": lambda: rows.to_json(path, orient="records", lines=True)}[suffix]()
+    ds = nlp_data.labelled_dataset(str(path), 100, [], None, 0)
+    assert ds.features["label"].names == ["a", "b"] and len(ds) == 20 and ds["text"][0] == "sentence 0, with a comma"
+
+
 def test_user_csv_loads_as_classlabel(tmp_path):
     data = tmp_path / "mine.csv"
     data.write_text("text,label\n" + "".join(f"sentence {i},{'ab'[i % 2]}\n" for i in range(20)))

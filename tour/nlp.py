@@ -1,6 +1,6 @@
 """NLP with transformers + datasets: fine-tune all-MiniLM-L6-v2 on a real corpus, offline, end to end.
 
-Topic classification on chatterbot-corpus (or your CSV/JSON via --data): a linear-probe baseline, fine-tuning,
+Topic classification on chatterbot-corpus (or your own table via --data): a linear-probe baseline, fine-tuning,
 accuracy/macro-F1 and a confusion matrix, save + reload through pipeline(), semantic search, fast batched embedding.
 Run: `tour run nlp` (or `python -m tour.nlp`, `python examples/nlp.py`); `--quick` for a short run.
 """
@@ -34,7 +34,8 @@ SENTENCES = ["how do i write a for loop in python?", "i am so happy i could danc
 @dataclass
 class Config(BaseConfig):
     model: str | None = arg(None, "encoder: a local folder or hub name (unset: all-MiniLM-L6-v2, offline)")
-    data: str | None = arg(None, "your own CSV/JSON file with text,label columns (unset: chatterbot-corpus topics)")
+    data: str | None = arg(None, "your own CSV, TSV, JSON (lines) or Parquet file with text,label columns (unset: "
+                                 "chatterbot-corpus topics)")
     max_per_topic: int | None = arg(None, "at most this many texts per topic, drawn at random (unset: all)", min=2,
                                     quick=80)
     min_per_topic: int = arg(100, "corpus topics with fewer texts than this are dropped (too small to learn)",

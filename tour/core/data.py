@@ -94,7 +94,9 @@ class DigitsDataset:
 
 
 # topic-labelled texts --------------------------------------------------------------------------------------------
-LOADERS = {".csv": "from_csv", ".json": "from_json", ".jsonl": "from_json"}
+# a --data file's suffix -> (the datasets loader, its extra arguments): the formats a spreadsheet or a script saves
+LOADERS = {".csv": ("from_csv", {}), ".tsv": ("from_csv", {"sep": "\t"}), ".json": ("from_json", {}),
+           ".jsonl": ("from_json", {}), ".parquet": ("from_parquet", {})}
 
 
 def corpus_rows(folder: Path, min_per_topic: int, drop: list[str] = ()) -> list[dict]:
@@ -133,19 +135,21 @@ def unreadable_because(error: BaseException) -> str:
 
 
 def user_dataset(path: str):
-    """A user's CSV or JSON file with `text` and `label` columns, both read as strings."""
+    """A user's CSV, TSV, JSON (lines) or Parquet file with `text` and `label` columns, both read as strings."""
     from datasets import Dataset, Features, Value
 
     file = Path(path)
     if not file.is_file():
-        raise TourError(f"--data file {path} not found; pass a CSV or JSON file with text,label columns")
-    loader = LOADERS.get(file.suffix.lower())
-    if loader is None:
-        raise TourError(f"--data {path}: unknown file type {file.suffix!r}; use .csv, .json or .jsonl")
+        raise TourError(f"--data file {path} not found; pass a CSV, TSV, JSON or Parquet file with text,label "
+                        "columns")
+    if file.suffix.lower() not in LOADERS:
+        raise TourError(f"--data {path}: unknown file type {file.suffix!r}; use {', '.join(LOADERS)}")
+    loader, kwargs = LOADERS[file.suffix.lower()]
     # Every CSV cell is read as text: pandas infers each 10,000-row chunk's types on its own, so labels 0/1 then
     # "a" further down made one chunk int64 and the next a string (ArrowInvalid on datasets 4.x). Empty cells stay
     # "" (not NaN/"None") and are dropped below.
-    kwargs = {"converters": {"text": str, "label": str}, "keep_default_na": False} if loader == "from_csv" else {}
+    if loader == "from_csv":
+        kwargs = {**kwargs, "converters": {"text": str, "label": str}, "keep_default_na": False}
     if file.stat().st_size == 0:
         raise TourError(f"--data {path} is empty; it needs a header line and rows with text and label")
     try:
