@@ -1,6 +1,7 @@
 """The speech stop's audio, imported only by tour/speech.py: clips in (your files at any rate and channel count, or
 the tour's clip plus sentences espeak-ng speaks, so every word is known), which of them hold speech (Silero VAD),
-the long-form input past Whisper's 30 s window, and the word picture out. Imports no torch at the top (the stop's import must stay light).
+the long-form input past Whisper's 30 s window, and the word picture out. Imports no torch at the top (the stop's
+import must stay light).
 """
 
 from __future__ import annotations
@@ -66,10 +67,10 @@ def gather_clips(audio: list[str], text: list[str], sentences: list[str]) -> lis
 
 
 # which clips hold speech: Whisper is asked only about those --------------------------------------------------------
-def with_speech(clips: list[dict]) -> tuple[list[dict], list[dict]]:
+def with_speech(clips: list[dict]) -> tuple[list[dict], list[str]]:
     """(the clips with speech, the names of those without), each kept clip with `speech_s`, the seconds Silero VAD
     hears as speech. Whisper given a tone, music or silence does not say "nothing": it invents words, often one
-    repeated to its token limit ("beep beep beep ..."), and takes 30x longer doing it."""
+    repeated to its token limit ("beep beep beep ..."), and is slow doing it."""
     from tour.core.vad import load_vad, speech_seconds
 
     vad = load_vad()

@@ -57,7 +57,7 @@ def detect_speech(model, audio, threshold: float = THRESHOLD) -> list[list[float
 
 def speech_seconds(model, audio, threshold: float = THRESHOLD) -> float:
     """How many seconds of `audio` Silero hears as speech (0.0: none), with the audio scaled to a 0.9 peak first:
-    Silero missed the tour's clip at -50 dB, which Whisper (its features are normalised) still transcribes."""
+    Silero missed the tour's clip at -60 dB, which Whisper (its features are normalised) still transcribes."""
     import torch
 
     audio = torch.as_tensor(audio).float()
