@@ -15,6 +15,7 @@ from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
+from tour import nlp_eval  # the stop's scoring helpers: light at import (their heavy imports are inside)
 from tour.nlp_eval import predict, save_and_reload  # the fine-tuned model's checks: the stop's API names them too
 
 NAME = "nlp"
@@ -206,7 +207,6 @@ def load_data(cfg: Config):
 def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path):
     from transformers import DataCollatorWithPadding
 
-    from tour import nlp_eval
     from tour.core import data as nlp_data
 
     print("3) fine-tuning AutoModelForSequenceClassification")
@@ -239,7 +239,6 @@ def run(cfg: Config) -> Result:
     require("transformers", "datasets", "yaml", stop="the NLP stop")
     import datasets
 
-    from tour import nlp_eval
     from tour.core import device as dev
     from tour.core.models import load_encoder, resolve_model
 
@@ -303,13 +302,12 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.core.data import corpus_rows
     from tour.core.device import get_device
     from tour.core.models import load_encoder
-    from tour.nlp_eval import throughput
 
     require("transformers", "yaml", stop="the NLP bench rows")
     device = get_device(settings.device)
     texts = [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1)][:64 if settings.quick else 256]
     tokenizer, encoder = load_encoder(device=device)
-    speed = throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats, embed)
+    speed = nlp_eval.throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats, embed)
     base_name, base = list(speed["rates"].items())[1]  # the batched pipeline: the fair baseline
     return [BenchRow("throughput", f"MiniLM, {len(texts)} texts", base_name, name, 1e3 / base, 1e3 / rate,
                      rate / base, speed["max_diff"] < EMBED_TOL, "ms per text")

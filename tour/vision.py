@@ -19,7 +19,7 @@ from tour.core.errors import require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 # The photos in (built-in names, your files and folders) live in the stop's helper; the stop's API names them too.
-from tour.vision_images import IMAGE_SUFFIXES, expand_folders, load_images, read_image_file  # noqa: F401
+from tour.vision_images import load_images, read_image_file  # noqa: F401
 
 NAME = "vision"
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -10,8 +10,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Callable
 
 from tour.core.errors import TourError, require
