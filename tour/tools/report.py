@@ -277,8 +277,8 @@ def write(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) -
         "seconds": seconds,
         "quick": cfg.quick,
         "versions": _versions(),
-        "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "checks": o.checks,
-                           "result": o.result} for o in outcomes},
+        "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "kind": getattr(o, "kind", ""),
+                           "checks": o.checks, "result": o.result} for o in outcomes},
         "doctor": doctor,
     }
     json_path, html_path = out / "results.json", out / "index.html"

@@ -34,6 +34,7 @@ class StopOutcome:
     error: str = ""  # one line: why it failed
     result: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)  # the Result's declared checks: name -> True / False / None (not run)
+    kind: str = ""  # the TourError's kind when it had one: "missing_library" is a stop this stack cannot run
 
 
 def _names(text: str, flag: str) -> list[str]:
@@ -55,7 +56,7 @@ def selected(cfg: Config) -> list[str]:
 def run_stop(name: str, cfg: Config) -> StopOutcome:
     """Import and run one stop with the tour's shared settings; never raises."""
     start = time.perf_counter()
-    doc = ""
+    doc, kind = "", ""
     try:
         module = load(name)
         doc = (module.__doc__ or "").strip()
@@ -68,11 +69,11 @@ def run_stop(name: str, cfg: Config) -> StopOutcome:
         return StopOutcome(name, not failed, time.perf_counter() - start, doc, error=error,
                            result=to_jsonable(result), checks=checks)
     except TourError as e:
-        reason = str(e)
+        reason, kind = str(e), e.kind or ""
     except Exception as e:  # noqa: BLE001 - one broken stop must not end the tour
         where = traceback.extract_tb(e.__traceback__)[-1]
         reason = f"{type(e).__name__}: {e} ({Path(where.filename).name}:{where.lineno})"
-    return StopOutcome(name, False, time.perf_counter() - start, doc, error=reason.splitlines()[0])
+    return StopOutcome(name, False, time.perf_counter() - start, doc, error=reason.splitlines()[0], kind=kind)
 
 
 def doctor_summary(cfg: Config) -> dict | None:

@@ -1,0 +1,3 @@
+from tour.tools.gpu_check import main
+
+raise SystemExit(main())
