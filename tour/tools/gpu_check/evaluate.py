@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tour.core.errors import MISSING_LIBRARY
+from tour.tools.gpu_check.steps import Outcome
 
 PROBE_TIMEOUT = 120.0  # importing torch and asking CUDA on a cold machine
 
@@ -100,8 +101,6 @@ def stop(name: str, code: int | None, out: Path):
 def evaluate(step, code: int | None, seconds: float, out: Path, cut_by_budget: bool = False):
     """The step's Outcome, from its exit code and what its files record (a failed check fails a step whose exit code
     may not say so)."""
-    from tour.tools.gpu_check import Outcome
-
     def outcome(state: str, detail: str = "", notes: list[str] | None = None):
         return Outcome(step.name, state, seconds, detail, step.log, code, notes or [])
 
