@@ -85,6 +85,7 @@ def tolerance():
 
 
 def pytest_collection_modifyitems(config, items):
+    _mark_slow(items)
     if any("needs_cuda" in item.keywords for item in items) and not _cuda_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU; none here")
         for item in items:
@@ -138,3 +139,54 @@ def _keep_rng_and_threads():
 def out_dir(tmp_path):
     """A fresh output folder for a stop's files."""
     return str(tmp_path / "out")
+
+
+# -- the fast tier: a test that runs a stop, a doctor worker or a subprocess is `slow`, found from its code -----------
+# `make test-fast` (pytest -m "not slow") then checks renderers, rules, parsers and flags in a couple of minutes;
+# CI keeps the full suite. Read from the source of the test, of the fixtures it uses and of the module's own helpers
+# it calls, so a new test is classed without anyone remembering to mark it.
+def _slow_pattern():
+    import re
+
+    from tour.tools.registry import STOPS
+
+    stops = "|".join(STOPS)
+    return re.compile(rf"\bsubprocess\b|\bPopen\b|\bcheck_output\(|\b(?:{stops}|stop|module)\.(?:run|main)\(|"
+                      r"\brun_stop\(|\bstop_main\(|\bdoctor\.(?:collect|main)\(|\bcollect\(|\bgpu_check\.(?:main|"
+                      r"execute)\(|\b(?:run_all|bench|cli|compat)\.main\(|\bspawn\(|\btorchrun\b")
+
+
+def _sources(item) -> list[str]:
+    import inspect
+
+    found, seen = [], set()
+
+    def add(fn):
+        fn = inspect.unwrap(fn)
+        if fn in seen:
+            return
+        seen.add(fn)
+        try:
+            text = inspect.getsource(fn)
+        except (OSError, TypeError):
+            return
+        found.append(text)
+        module = inspect.getmodule(fn)
+        for name, helper in vars(module or object).items():  # the module's own helpers it calls, one level deep
+            if inspect.isfunction(helper) and helper.__module__ == getattr(module, "__name__", None) and \
+                    f"{name}(" in text and not name.startswith("test_"):
+                add(helper)
+
+    add(item.function)
+    for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values():
+        for d in defs:
+            if str(getattr(d, "baseid", "")).startswith("tests") or "tests" in str(inspect.getfile(d.func)):
+                add(d.func)
+    return found
+
+
+def _mark_slow(items) -> None:
+    pattern = _slow_pattern()
+    for item in items:
+        if "slow" not in item.keywords and any(pattern.search(s) for s in _sources(item)):
+            item.add_marker(pytest.mark.slow)

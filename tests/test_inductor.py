@@ -118,3 +118,21 @@ def test_an_unwritable_inductor_cache_is_one_line_before_any_stop_runs(tmp_path,
     monkeypatch.setenv(inductor.CACHE_VAR, str(tmp_path / "new" / "inductor"))
     inductor.check_cache_var()  # a folder that can be made is made, as torch would
     assert (tmp_path / "new" / "inductor").is_dir()
+
+
+def test_a_kernel_a_killed_compile_left_half_written_is_dropped_but_not_one_being_written(tmp_path):
+    # g++ writes its .so in place: a compile killed mid-build (Ctrl-C, gpu-check's time limit) left a 0-byte file
+    # that Inductor then failed to load ("file too short") on every later run
+    from tour.core.inductor import drop_truncated_builds, inductor_cache
+
+    (tmp_path / "mq").mkdir()
+    empty, cut, good, busy = (tmp_path / "mq" / f"{n}.main.so" for n in ("empty", "cut", "good", "busy"))
+    empty.write_bytes(b"")
+    cut.write_bytes(b"\x7fE")
+    good.write_bytes(b"\x7fELF" + bytes(60))
+    busy.write_bytes(b"")
+    with open(busy, "ab"):  # a live process is writing this one
+        assert sorted(p.name for p in drop_truncated_builds(tmp_path)) == ["cut.main.so", "empty.main.so"]
+    assert good.exists() and busy.exists() and not empty.exists() and not cut.exists()
+    with inductor_cache(tmp_path):  # every compile of the tour enters here, so the next run heals itself
+        assert not busy.exists()

@@ -185,12 +185,53 @@ def default_cache_dir() -> Path:
     return root / "torch-tour" / "inductor"
 
 
+def _open_anywhere(paths: set[str]) -> set[str]:
+    """Which of `paths` some live process has open (Linux /proc; elsewhere: all of them, so none is touched)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return set(paths)
+    found = set()
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                target = os.readlink(fd)
+                if target in paths:
+                    found.add(target)
+        except OSError:  # a process that ended meanwhile, or one we may not look into
+            continue
+    return found
+
+
+def drop_truncated_builds(folder: Path) -> list[Path]:
+    """Remove the compiled kernels a killed compile left half-written. The C++ compiler writes its .so in place, so
+    a run killed mid-build (Ctrl-C, a time limit) leaves an empty or cut-off file under its final name, which
+    Inductor later finds and fails to load ("file too short") on every run until it is deleted. A file some live
+    process is still writing is left alone."""
+    suspects = set()
+    for lib in folder.glob("**/*.so") if folder.is_dir() else []:
+        try:
+            with open(lib, "rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    suspects.add(str(lib))
+        except OSError:
+            continue
+    dropped = []
+    for path in sorted(suspects - _open_anywhere(suspects)):
+        try:
+            os.remove(path)
+            dropped.append(Path(path))
+        except OSError:
+            continue
+    return dropped
+
+
 @contextmanager
 def inductor_cache(folder: Path | None = None):
     """Point Inductor's cache at `folder` (default: `default_cache_dir()`) for the duration, so a second run reuses
     compiled kernels, then put the caller's setting back. Inductor reads the variable when it compiles, and child
     processes started inside (a fresh AOTInductor runner) inherit it."""
     folder = Path(folder or default_cache_dir())
+    drop_truncated_builds(folder)
     before = os.environ.get(CACHE_VAR)
     os.environ[CACHE_VAR] = str(folder)
     try:

