@@ -101,13 +101,29 @@ def plan(out: Path, device: str, only: list[str] | None, pytest: bool) -> list[S
 
 def install_kit(kit: Path | None, out: Path) -> tuple[Path | None, str]:
     """Install the carried wheels into out/site for the children: (that folder or None, one line saying what)."""
-    wheels = sorted((kit / "wheels").glob("*.whl")) if kit else []
+    found = sorted((kit / "wheels").glob("*.whl")) if kit else []
+    wheels = [w for w in found if installs_here(w)]
     if not wheels:
-        return None, "no carried wheels" + (f" in {kit / 'wheels'}" if kit else "")
+        return None, (f"no carried wheel is for this Python ({len(found)} in {kit / 'wheels'})" if found else
+                      "no carried wheels" + (f" in {kit / 'wheels'}" if kit else ""))
     site = out / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                            "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)],
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         return None, f"carried wheels did not install: {(done.stderr.strip().splitlines() or ['?'])[-1][:200]}"
-    return site, f"{len(wheels)} carried wheels installed for the children ({', '.join(w.name.split('-')[0] for w in wheels)})"
+    others = f"; {len(found) - len(wheels)} not for this Python" if len(found) > len(wheels) else ""
+    names = ", ".join(w.name.split("-")[0] for w in wheels)
+    return site, f"{len(wheels)} carried wheels installed for the steps ({names}){others}"
+
+
+def installs_here(wheel: Path) -> bool:
+    """Is this wheel for this interpreter and platform? (A kit made for the node's 3.12 on a 3.11 rehearsal.)"""
+    from packaging.tags import sys_tags
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        tags = parse_wheel_filename(wheel.name)[3]
+    except InvalidWheelFilename:
+        return False
+    return not tags.isdisjoint(set(sys_tags()))
