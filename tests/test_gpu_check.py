@@ -50,7 +50,8 @@ def _step(name, code, cap=60, kind="other"):
 def test_the_budget_holds_when_a_step_hangs_and_the_summary_is_written_after_every_step(tmp_path):
     # the second step reads the summary as it stands while it runs: the first done, itself running, the rest waiting
     reads_summary = ("import json, sys; d = json.load(open(sys.argv[1])); "
-                     "sys.exit([s['state'] for s in d['steps']] != ['passed', 'running', 'not reached', 'not reached'])")
+                     "sys.exit([s['state'] for s in d['steps']] != "
+                     "['passed', 'running', 'not reached', 'not reached'])")
     steps = [_step("first", "print('ok')"),
              Step("second", [PY, "-c", reads_summary, str(tmp_path / "summary.json")], 60, "second.log", "other"),
              _step("hangs", "import time; time.sleep(600)"),
@@ -95,7 +96,8 @@ def test_a_stop_missing_a_library_is_skipped_with_why_and_a_failed_check_fails(t
 
 def test_bench_failures_are_read_from_bench_json(tmp_path):
     (tmp_path / "bench").mkdir()
-    rows = [{"section": "compile", "what": "MLP, inference", "parity": False}, {"section": "x", "what": "y", "parity": True}]
+    rows = [{"section": "compile", "what": "MLP, inference", "parity": False},
+            {"section": "x", "what": "y", "parity": True}]
     (tmp_path / "bench" / "bench.json").write_text(json.dumps({"rows": rows, "failed": {"export": "OSError: no ld"}}))
     assert evaluate.bench(tmp_path) == ["bench export: OSError: no ld", "bench compile MLP, inference: parity False"]
     got = evaluate.evaluate(Step("bench", [], 1, "bench.log", "bench"), 0, 1.0, tmp_path)
@@ -112,14 +114,15 @@ def test_summary_carries_the_sanity_figures_and_the_doctors_gpu_rows(tmp_path):
     (tmp_path / "sanity.json").write_text(json.dumps(sanity))
     probe = {"name": "sdpa [cuda:0]", "group": "device", "status": "ok", "detail": "backends that ran: math, flash",
              "seconds": 0.1, "required": True, "data": {"sdpa_backends": ["math", "flash"]}}
-    diag = {"rule": "no-triton", "severity": "error", "cause": "no Triton", "evidence": "e", "fix": "pip install triton",
-            "explains": []}
+    diag = {"rule": "no-triton", "severity": "error", "cause": "no Triton", "evidence": "e",
+            "fix": "pip install triton", "explains": []}
     (tmp_path / "doctor.json").write_text(json.dumps({"probes": [probe], "seconds": 1.0, "quick": True,
                                                       "device": "cuda", "diagnoses": [diag], "facts": None}))
     outcomes = [Outcome("sanity", "passed", 12.0, "bf16 780.0 TFLOP/s", "sanity.log"),
                 Outcome("doctor", "failed", 30.0, "no-triton: no Triton", "doctor.json", 1)]
     text = summary.write(tmp_path, dict(CONTEXT), outcomes).read_text()
-    assert "# gpu-check on cuda: H200" in text and "| doctor | failed | 30 | no-triton: no Triton | doctor.json |" in text
+    assert "# gpu-check on cuda: H200" in text
+    assert "| doctor | failed | 30 | no-triton: no Triton | doctor.json |" in text
     assert "| bf16 | 8192 | 780.0 | TFLOP/s |" in text and "| copy | | 4300 | GB/s (read + written) |" in text
     assert "SDPA backends that ran: flash_attention" in text
     assert "| device sdpa [cuda:0] | ok | backends that ran: math, flash |" in text
