@@ -70,6 +70,15 @@ def test_each_roof_is_measured_once_per_process(timer, monkeypatch):
     assert set(first.rates) | set(first.skipped) == {"fp32", "int8"} and first.n["fp32"] in roofs.sizes("cpu")
 
 
+def test_quick_times_the_same_sizes_as_full(timer):
+    """Quick mode's roof is full mode's within noise: the same sizes, fewer repeats at most."""
+    quick = [roofs.peak(CPU, torch.float32, quick=True).tried, list(timer.calls)]
+    roofs.forget()
+    timer.calls.clear()
+    assert [roofs.peak(CPU, torch.float32, quick=False).tried, timer.calls] == quick
+    assert roofs.REPEATS[True] <= roofs.REPEATS[False]
+
+
 def test_bandwidth_is_measured_once_per_size(monkeypatch):
     monkeypatch.setattr(roofs, "COPY_MIB", {"cpu": 8})
     first = roofs.bandwidth_gb_s(CPU, quick=True)
