@@ -14,7 +14,10 @@ tour.core.threads.configure()
 
 import os
 
+import torch
+
 from tour.core import device as dev
+from tour.core import roofs
 from tour.tools import bench
 
 cfg = bench.Config(quick=os.environ.get("TOUR_QUICK") == "1", only=["roof", "attention"],
@@ -25,11 +28,14 @@ print(dev.describe(cfg.device), "| sections:", bench.sections(cfg), "| all of th
 # %% [markdown]
 # ## 1) The roof
 # An n x n matmul does 2n^3 floating-point operations; its median time gives about the best dense maths this
-# device does. Bigger matrices get closer to it: small ones are dominated by overhead.
+# device does. Bigger matrices get closer to it: small ones are dominated by overhead. The core measures the peak
+# over a few sizes once per process (tour.core.roofs), and every "% of the roof" in the tour is held to it.
 
 # %%
-for n in (256, cfg.roof_n):
-    print(f"{n:>5} x {n}: {bench.matmul_roof(n, device, cfg.repeats):8.1f} GFLOP/s")
+for n in (256, 1024):
+    ms = dev.median_ms(roofs.matmul_call(torch.float32, n, device), device, 3, warmup=2)
+    print(f"{n:>5} x {n}: {roofs.rate(n, ms):8.1f} GFLOP/s")
+print("\n".join(roofs.describe(roofs.measure(device, quick=cfg.quick))))
 
 # %% [markdown]
 # ## 2) The sections, as `tour bench` runs them

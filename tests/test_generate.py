@@ -2,6 +2,7 @@
 the LoRA adapter's round trip and held-out gain, and one-line errors for bad input. One quick run is shared."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import sys
@@ -139,6 +140,10 @@ def test_bench_rows_shape(monkeypatch):
     assert rows[0].ratio == 4.0 and rows[0].parity is True
     assert rows[3].baseline_ms == 50.0 and rows[3].variant_ms == 100.0 and rows[3].ratio == 0.5
     assert "20.0 tok/s" in rows[3].note and "500 MB" in rows[3].note
+    # a decode above its bandwidth limit: the share is clamped and says why, never above 100%
+    monkeypatch.setattr(speed, "measure", lambda *a: dataclasses.replace(timings, decode_tokens_per_s=25.0))
+    roof = generate.bench_rows(generate.BenchSettings(device="cpu", quick=True))[-1]
+    assert roof.ratio == 1.0 and "(clamped: measured 125%" in roof.note
 
 
 # -- bad input: one line, exit 2, nothing written --------------------------------------------------------------------

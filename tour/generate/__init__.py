@@ -68,6 +68,7 @@ def run(cfg: Config) -> Result:
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     """KV cache, batching and attention implementation, each timed side by side; decode vs the bandwidth roof."""
     from tour.core import device as dev
+    from tour.core import roofs
     from tour.generate import model as gm
 
     cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
@@ -88,9 +89,10 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
         # ms per token at the limit vs measured: the ratio is the share of the memory roof that decoding reaches
         BenchRow("generate", "decode ms/token, batch 1, KV cache", "bandwidth limit", "measured",
                  1e3 / s.decode_limit_tokens_per_s, 1e3 / s.decode_tokens_per_s,
-                 s.decode_tokens_per_s / s.decode_limit_tokens_per_s, None, roof=True,
+                 roofs.share(s.decode_tokens_per_s, s.decode_limit_tokens_per_s), None, roof=True,
                  note=f"{s.decode_tokens_per_s:.1f} tok/s vs {s.decode_limit_tokens_per_s:.1f} tok/s = "
-                      f"{s.bandwidth_gb_s:.1f} GB/s copy bandwidth / {s.weights_mb:.0f} MB of weights per token"),
+                      f"{s.bandwidth_gb_s:.1f} GB/s copy bandwidth / {s.weights_mb:.0f} MB of weights per token: "
+                      + roofs.share_text(s.decode_tokens_per_s, s.decode_limit_tokens_per_s, "of it")),
     ]
 
 

@@ -28,7 +28,8 @@ class Config(BaseConfig):
                        max=1.0)
     speed_tokens: int = arg(24, "new tokens in each side-by-side timing", min=2, max=512, quick=8)
     repeats: int = arg(2, "timed runs per side-by-side measurement after one warm-up (median)", min=1, quick=1)
-    copy_mb: int = arg(256, "size of the tensor copied to measure memory bandwidth", min=8, quick=128)
+    copy_mb: int | None = arg(None, "MiB copied to measure memory bandwidth (default: the core's, 256 on a CPU, 1024 "
+                              "on a GPU, measured once per process)", min=8)
     topics: list[str] = arg(["ai", "emotion"], "chatterbot topics whose question/answer pairs LoRA learns")
     test_fraction: float = arg(0.2, "share of the pairs held out for the loss/perplexity", min=0.05, max=0.5,
                                 quick=0.1)

@@ -86,20 +86,18 @@ def attention_impls(cfg: Config, model, inputs, device) -> tuple[float, float, b
 
 
 def bandwidth(cfg: Config, model, device, kv_on_ms: float, n: int) -> tuple[float, float, float, float]:
-    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1.
+    """Each decode step reads every weight once, so bytes/s / weight bytes bounds tokens/s at batch 1; the bytes/s
+    is the core's copy bandwidth (tour.core.roofs), shared with `tour bench` and the precision stop.
     (copy GB/s, weight MB, decoded tokens/s, the limit in tokens/s)"""
-    import torch
+    from tour.core import roofs
 
-    from tour.core.device import median_ms
-
-    src = torch.ones(cfg.copy_mb * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    ms = median_ms(lambda: dst.copy_(src), device, max(3, cfg.repeats))
-    gbs = 2 * src.numel() * 4 / ms / 1e6  # read + write
     weights = sum(p.numel() * p.element_size() for p in model.parameters())  # a tied embedding counts once
-    limit, got = gbs * 1e9 / weights, n * 1e3 / kv_on_ms
-    print(f"  memory bandwidth {gbs:.1f} GB/s (copy of {cfg.copy_mb} MiB); weights {weights / 1e6:.0f} MB per step "
-          f"-> limit {limit:.1f} tokens/s; decoding reached {got:.1f} tokens/s ({got / limit:.0%} of it)")
+    got = n * 1e3 / kv_on_ms
+    gbs = roofs.bandwidth_gb_s(device, cfg.copy_mb, cfg.quick, at_least=got * weights / 1e9)
+    limit = gbs * 1e9 / weights
+    print(f"  memory bandwidth {gbs:.1f} GB/s (copy of {cfg.copy_mb or roofs.copy_mib(device.type)} MiB); weights "
+          f"{weights / 1e6:.0f} MB per step -> limit {limit:.1f} tokens/s; decoding reached {got:.1f} tokens/s "
+          f"({roofs.share_text(got, limit, 'of it')})")
     return gbs, weights / 1e6, got, limit
 
 

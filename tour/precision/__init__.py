@@ -44,7 +44,9 @@ def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc
                | fusion.skipped)
     return Result(
         device=str(device), fast_paths=paths, low_dtype=dtype_name(low) if low is not None else "fp32",
-        roofs_gflops=roofs.gflops, roofs_ms=roofs.ms, bandwidth_gb_s=roofs.bandwidth_gb_s or dec.bandwidth_gb_s or 0.0,
+        roofs_gflops=roofs.gflops, roofs_ms=roofs.ms, roofs_n=roofs.n,
+        # the core's one bandwidth, the later reading (a decode that beat it had it measured again) when both ran
+        bandwidth_gb_s=max(roofs.bandwidth_gb_s, dec.bandwidth_gb_s or 0.0),
         variants=variants, best=best_rows(variants), encoder_min_cosine=enc.min_cosine, encoder_max_diff=enc.max_diff,
         accuracy=enc.accuracy, train_losses=train.losses, top1=vision.top1, replies=dec.replies,
         perplexity=dec.perplexity, decode_limit_tokens_s=dec.limits, decode_tokens_s=dec.tokens_s,
@@ -100,9 +102,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     cfg = Config(device=settings.device, quick=settings.quick, out=settings.out, seed=settings.seed,
                  repeats=settings.repeats)
     result = run(cfg)
-    rows = [BenchRow("precision roof", f"matmul {cfg.roof_n}²", "fp32", k, result.roofs_ms["fp32"], ms,
-                     result.roofs_ms["fp32"] / ms, None, f"{result.roofs_gflops[k]:.0f} G(FL)OP/s")
-            for k, ms in result.roofs_ms.items() if k != "fp32"]
+    rows = roof_rows(result)
     # each model's first variant is its baseline: fp32 eager, or fp32 at the same batch for a batched decode (whose
     # ms per call of 16 rows is not comparable with batch 1's)
     base: dict[str, dict] = {}
@@ -114,11 +114,24 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     return rows + decode_roof_rows(result)
 
 
+def roof_rows(result: Result) -> list[BenchRow]:
+    """Each dtype's matmul peak against fp32's: the ms of the same n x n matmul (the dtype's peak n) at each one's
+    peak rate, so the ratio is the rates' ratio even where the two peaks were reached at different sizes."""
+    rates, fp32 = result.roofs_gflops, result.roofs_gflops.get("fp32")
+    return [BenchRow("precision roof", f"matmul peak ({n}² at each peak rate)", "fp32", k, 2 * n**3 / fp32 / 1e6,
+                     2 * n**3 / rates[k] / 1e6, rates[k] / fp32, None,
+                     f"{rates[k]:.0f} vs {fp32:.0f} G(FL)OP/s")
+            for k, n in result.roofs_n.items() if k != "fp32" and fp32]
+
+
 def decode_roof_rows(result: Result) -> list[BenchRow]:
-    """Per decode way, ms per token at its bandwidth limit vs measured: the ratio is the share of its own roof
-    reached, the roof being the copy bandwidth timed in the same rounds as the decode."""
+    """Per decode way, ms per token at its bandwidth limit vs measured: the ratio is the share of its roof reached
+    (the core's copy bandwidth), at most 1."""
+    from tour.core.roofs import share, share_text
+
     return [BenchRow("precision decode", f"SmolLM2 ms/token, {way}", "bandwidth limit", "measured",
-                     1e3 / limit, 1e3 / result.decode_tokens_s[way], result.decode_tokens_s[way] / limit, None,
+                     1e3 / limit, 1e3 / result.decode_tokens_s[way], share(result.decode_tokens_s[way], limit), None,
                      roof=True, note=f"{result.decode_tokens_s[way]:.1f} tok/s vs {limit:.1f} tok/s at "
-                                     f"{result.decode_bandwidth_gb_s:.1f} GB/s copy bandwidth beside the decode")
+                                     f"{result.decode_bandwidth_gb_s:.1f} GB/s copy bandwidth: "
+                                     f"{share_text(result.decode_tokens_s[way], limit, 'of it')}")
             for way, limit in result.decode_limit_tokens_s.items()]

@@ -21,8 +21,11 @@ class Config(BaseConfig):
                      "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=FLOAT_DTYPES)
     parts: list[str] = arg(list(PARTS), "what to measure", choices=PARTS)
     repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
-    roof_n: int = arg(2048, "size n of the n x n matmuls that measure each dtype's roof", min=64, quick=1024)
-    copy_mb: int = arg(256, "MB copied to measure memory bandwidth (larger than the last-level cache share)", min=8)
+    # the roofs are the core's (tour.core.roofs), shared in one process with `tour bench` and the generate stop
+    roof_n: int | None = arg(None, "an n also tried for each dtype's matmul roof, beside the core's sizes (CPU "
+                             "1024/2048/3072, GPU 4096/8192); a roof is the peak over them", min=64)
+    copy_mb: int | None = arg(None, "MiB copied to measure memory bandwidth (default: the core's, 256 on a CPU, "
+                              "1024 on a GPU; keep it past the last-level cache)", min=8)
     batch_size: int = arg(32, "texts per MiniLM batch (inference: padded to 128 tokens; training: corpus texts "
                           "padded to the batch's longest)", min=1, quick=8)
     # All 963 texts also in quick mode: embedding them is cheap, and 193 held out make one flip half a point
@@ -54,7 +57,8 @@ class Variant:
 @dataclass(frozen=True)
 class Roofs:
     gflops: dict[str, float] = field(default_factory=dict)  # dtype -> matmul G(FL)OP/s (int8: GOP/s)
-    ms: dict[str, float] = field(default_factory=dict)  # dtype -> median ms of one matmul
+    ms: dict[str, float] = field(default_factory=dict)  # dtype -> median ms of one matmul at its peak's n
+    n: dict[str, int] = field(default_factory=dict)  # dtype -> the n x n size that reached its peak
     bandwidth_gb_s: float = 0.0  # (read + written) bytes / time of a large copy
     skipped: dict[str, str] = field(default_factory=dict)  # "bf16 roof" -> why it was not measured
 
@@ -91,7 +95,7 @@ class Decode:
     perplexity: dict[str, float] = field(default_factory=dict)  # way -> held-out perplexity
     tokens_s: dict[str, float] = field(default_factory=dict)  # way -> measured decode tokens/s
     limits: dict[str, float] = field(default_factory=dict)  # way -> bandwidth / weight bytes, tokens/s
-    bandwidth_gb_s: float | None = None  # the best copy bandwidth timed in the same rounds as the decode
+    bandwidth_gb_s: float | None = None  # the core's copy bandwidth the limits use
     greedy_same: bool | None = None
     perplexity_close: bool | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # a way that could not be built here -> why
@@ -112,7 +116,8 @@ class Result(BaseResult):
     low_dtype: str  # the lower precision compared with fp32 ("fp32": none on this hardware)
     # dtype -> matmul G(FL)OP/s (int8: GOP/s)
     roofs_gflops: dict[str, float] = labelled("matmul roof per dtype", "G(FL)OP/s", default_factory=dict)
-    roofs_ms: dict[str, float] = field(default_factory=dict)
+    roofs_ms: dict[str, float] = field(default_factory=dict)  # dtype -> ms of one matmul at its peak's n
+    roofs_n: dict[str, int] = field(default_factory=dict)  # dtype -> the n that reached its peak
     bandwidth_gb_s: float = labelled("memory bandwidth", "GB/s", 0.0)
     # model, variant, ms, speed-up over fp32 eager, keeps, detail
     variants: list[dict] = labelled("each variant beside fp32 eager", default_factory=list,
@@ -135,8 +140,8 @@ class Result(BaseResult):
                                                        default_factory=dict)
     # way -> tokens/s over all the rows of its batch
     decode_tokens_s: dict[str, float] = labelled("SmolLM2 decode rate", "tokens/s", default_factory=dict)
-    # the copy bandwidth those limits use: the best of copies timed in the same rounds as the decode
-    decode_bandwidth_gb_s: float | None = labelled("memory bandwidth beside the decode", "GB/s", None)
+    # the copy bandwidth those limits use: the core's roof (measured again if a decode beat it)
+    decode_bandwidth_gb_s: float | None = labelled("memory bandwidth the decode limits use", "GB/s", None)
     fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
     fusion_reason: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # part -> why it did not run (one line)

@@ -1,7 +1,7 @@
 """5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only, a batch of
 16, int8 weights on the lower precision with a static cache + compile):
 the replies and held-out perplexity against fp32's, and tokens/s against the limit its own weight bytes set at the
-copy bandwidth measured in the same timing rounds. A new decode path (a batch, a static cache + compile, another
+core's copy bandwidth (tour.core.roofs). A new decode path (a batch, a static cache + compile, another
 kernel) is one more entry in WAYS: how to build its model from the fp32 one, and how to generate with it."""
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Callable
 
 import torch
 
-from tour.core.device import dtype_name
+from tour.core import roofs
+from tour.core.device import dtype_name, medians_ms
 from tour.precision.config import SYSTEM, Config, Decode, Variant
 from tour.precision.generation import batched_greedy, compiled_greedy, greedy
-from tour.precision.roofs import copy_fn, gb_s
-from tour.precision.variants import BASE, beside_roofs, share, show
+from tour.precision.variants import BASE, show
 
 PERPLEXITY_TOL = 0.03  # a way keeps its check with perplexity within 3% of fp32's (and the same greedy replies)
 MODEL = "SmolLM2 decode (batch {})"  # a batch size is its own row of the table: ms per call differ
-COPY = "memory copy"  # the bandwidth roof, timed in the same rounds as the decodes
 
 
 def int8_weight_only(model, low=None):
@@ -184,9 +183,10 @@ def judged(ms: dict[str, float], batch: dict[str, int], tokens_s: dict[str, floa
         same = replies[label] == replies[BASE]
         close = differs is not None or abs(ppl[label] / ppl[BASE] - 1) <= PERPLEXITY_TOL
         note = (notes or {}).get(label)
+        of_limit = roofs.share_text(tokens_s[label], limits[label], "of it")
         found.append(Variant(MODEL.format(batch[label]), label, t, tokens_s[label] / tokens_s[BASE], same and close, (
             f"same greedy replies: {same}; {tokens_s[label]:.1f} tokens/s, {weights[label] / 1e6:.0f} MB of weights "
-            f"-> limit {limits[label]:.0f} tokens/s ({share(tokens_s[label], limits[label], 'of it')}); perplexity "
+            f"-> limit {limits[label]:.0f} tokens/s ({of_limit}); perplexity "
             f"{ppl[label]:.2f}" + same_batch_gain(label, batch, tokens_s) + (f"; {note}" if note else ""))))
     return found
 
@@ -242,14 +242,15 @@ def measure(cfg: Config, device, low) -> Decode:
     with inductor_cache() if any(way.compiles for way, _ in built.values()) else nullcontext():
         replies, notes = replies_of(built, chats, tokenizer, cfg.new_tokens)
         ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
-        copy, nbytes = copy_fn(cfg.copy_mb, device)
         batch = {label: way.batch for label, (way, _) in built.items()}
         calls = {label: (lambda w=way, m=m: w.generate(m, (chats * w.batch)[:w.batch], cfg.new_tokens, True))
                  for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
-        ms, best = beside_roofs(calls, {COPY: copy}, device, cfg.repeats)
-    bandwidth = gb_s(nbytes, best[COPY])
+        ms = medians_ms(calls, device, cfg.repeats)  # side by side: a neighbour's load slows every way alike
     weights = {label: weight_bytes(m) for label, (_, m) in built.items()}
     tokens_s = {label: batch[label] * cfg.new_tokens * 1e3 / t for label, t in ms.items()}
+    # the bandwidth a way's rate implies (each step reads its weights once per batch): a roof below it is re-measured
+    implied = max(tokens_s[k] * weights[k] / batch[k] / 1e9 for k in ms)
+    bandwidth = roofs.bandwidth_gb_s(device, cfg.copy_mb, cfg.quick, at_least=implied)
     limits = {label: batch[label] * bandwidth * 1e9 / weights[label] for label in ms}
     differs = plain_text_differs(tokenizer)  # this stack's tokenizer makes the perplexities incomparable
     if differs:

@@ -11,11 +11,12 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import dtype_name
+from tour.core.device import dtype_name, medians_ms
 from tour.core.models import mean_pool
+from tour.core.roofs import flops_per_call, share_text
+from tour.precision import roofs
 from tour.precision.config import Config, Encoder
-from tour.precision.roofs import gflops, matmul_fn
-from tour.precision.variants import BASE, beside_roofs, count_flops, rows, share, show, tolerance, ways
+from tour.precision.variants import BASE, rows, show, tolerance, ways
 
 ACCURACY_POINTS = 0.01  # a lower precision keeps the classifier's accuracy within one point of fp32's
 
@@ -105,20 +106,13 @@ def classifier_accuracy(encoder, low, tokenizer, train, test, device) -> dict:
     return found
 
 
-def of_roof(variant: str, ms: float, flops: int, roofs_gflops: dict[str, float]) -> str:
-    """'; 120 GFLOP/s, 40% of the bf16 roof': the rate a variant reached against its own dtype's matmul roof."""
+def of_roof(cfg: Config, device, variant: str, ms: float, flops: int) -> str:
+    """'; 120 GFLOP/s, 40% of the bf16 roof': the rate a variant reached against its own dtype's matmul roof (the
+    core's peak, measured again if the variant beat it)."""
     rate = flops / ms / 1e6
     dtype = variant.split()[0]  # "fp32 eager", "bf16 autocast", "bf16 weights"
-    roof = roofs_gflops.get(dtype)
-    return f"; {rate:.0f} GFLOP/s" + (f", {share(rate, roof, f'of the {dtype} roof')}" if roof else "")
-
-
-def timed(cfg: Config, fns: dict, low, device) -> tuple[dict[str, float], dict[str, float]]:
-    """({way: median ms}, {dtype: matmul roof in GFLOP/s}), the roofs (fp32's and the lower precision's) timed in
-    the same rounds as the ways they are held to."""
-    roofs = {dtype_name(d): matmul_fn(d, cfg.roof_n, device) for d in (torch.float32, low) if d is not None}
-    ms, best = beside_roofs(fns, roofs, device, cfg.repeats)
-    return ms, {k: gflops(cfg.roof_n, t) for k, t in best.items()}
+    roof = roofs.peak(cfg, device, dtype, at_least=rate)
+    return f"; {rate:.0f} GFLOP/s" + (f", {share_text(rate, roof, f'of the {dtype} roof')}" if roof else "")
 
 
 def first_call(fns: dict, label: str | None) -> str:
@@ -146,9 +140,9 @@ def measure(cfg: Config, device, low, tokenizer, encoder) -> Encoder:
     with inductor_cache() if frozen else nullcontext():
         fns = encoder_fns(encoder, enc, low, device, frozen=frozen is not None)
         compiled = first_call(fns, frozen)
-        ms, roofs_gflops = timed(cfg, fns, low, device)
+        ms = medians_ms(fns, device, cfg.repeats)  # side by side: a neighbour's load slows every way alike
         outs = {label: fn() for label, fn in fns.items()}
-    flops = count_flops(fns[BASE])  # the same maths in every variant
+    flops = flops_per_call(fns[BASE])  # the same maths in every variant
     ref, pool = outs[BASE], lambda h: mean_pool(h, enc["attention_mask"])  # noqa: E731
     cos = {label: float((pool(out) * pool(ref)).sum(-1).min()) for label, out in outs.items()}
     acc = classifier_accuracy(encoder, low, tokenizer, data["train"], data["test"], device)
@@ -158,7 +152,7 @@ def measure(cfg: Config, device, low, tokenizer, encoder) -> Encoder:
     keeps = {k: cos[k] >= 1 - eps and kept.get(k, True) for k in ms}  # the frozen variant: its embeddings only
     detail = {k: f"cosine >= {cos[k]:.5f}; " + (f"accuracy {acc[k][0]:.3f}; max logit diff "
                                                 f"{abs(acc[k][1] - acc[BASE][1]).max():.3f}" if k in acc else compiled)
-              + of_roof(k, ms[k], flops, roofs_gflops) for k in ms}
+              + of_roof(cfg, device, k, ms[k], flops) for k in ms}
     found = rows("MiniLM inference", ms, keeps, detail)
     show(found)
     return Encoder(rows=found, min_cosine=min(cos.values()),

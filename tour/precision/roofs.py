@@ -1,12 +1,12 @@
-"""1) Roofs: the lower precision this hardware has a fast path for, each dtype's matmul rate, and the memory
-bandwidth (a large copy) that bounds decoding."""
+"""1) Roofs: the lower precision this hardware has a fast path for, each dtype's matmul roof, and the memory
+bandwidth (a large copy) that bounds decoding; measured by the core (tour.core.roofs), printed here."""
 
 from __future__ import annotations
 
 import torch
 
 from tour.core import device as dev
-from tour.core.torch_private import int_mm
+from tour.core import roofs as core
 from tour.precision.config import Config, Roofs
 
 
@@ -26,71 +26,23 @@ def low_dtype(cfg: Config, device) -> tuple[torch.dtype | None, str]:
     return None, reason
 
 
-def matmul_fn(dtype, n: int, device):
-    """A call that multiplies two n x n matrices in `dtype` (2 n^3 operations); int8 through torch._int_mm (int32
-    accumulators). The encoder part times it beside MiniLM, the roofs part on its own."""
-    if dtype == torch.int8:
-        a, b = (torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device) for _ in range(2))
-        return lambda: int_mm()(a, b)
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return lambda: a @ b
-
-
-def gflops(n: int, ms: float) -> float:
-    return 2 * n**3 / ms / 1e6
-
-
-def matmul_roof(dtype, n: int, device, repeats: int) -> tuple[float, float]:
-    """(ms, G(FL)OP/s) of an n x n matmul in `dtype`."""
-    ms = dev.median_ms(matmul_fn(dtype, n, device), device, repeats, warmup=2)
-    return ms, gflops(n, ms)
-
-
-def copy_fn(mb: int, device):
-    """(a call that copies an `mb` MB tensor, the bytes it moves: read + written): the memory roof decoding runs
-    into. The decode part times it in the same rounds as the decode itself."""
-    src = torch.ones(mb * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    return (lambda: dst.copy_(src)), 2 * src.numel() * 4
-
-
-def gb_s(nbytes: int, ms: float) -> float:
-    return nbytes / ms / 1e6
-
-
-def bandwidth_gb_s(mb: int, device, repeats: int) -> float:
-    """(read + written) bytes / median time of a large tensor copy."""
-    fn, nbytes = copy_fn(mb, device)
-    return gb_s(nbytes, dev.median_ms(fn, device, max(3, repeats), warmup=1))
-
-
-def skip_reason(dtype, low, device, paths) -> str | None:
-    """Why a dtype's roof is not measured here, or None. A dtype the hardware names (AVX512-FP16) is measured even
-    where torch's kernels don't use it: that shows."""
-    if dtype == torch.float32:
+def peak(cfg: Config, device, name: str, at_least: float | None = None) -> float | None:
+    """The core's roof for the dtype a variant runs in ("fp32", "bf16" ...), in G(FL)OP/s; None where it has none
+    here. `at_least`: the rate the variant reached (a roof below it is measured again)."""
+    dtype = dev.DTYPE_NAMES.get(name)
+    if dtype is None or core.skip_reason(device, dtype):
         return None
-    has = dev.supports_dtype(device, dtype) or any(dev.dtype_name(dtype).upper() in p.upper() for p in paths)
-    if low is None or not has:
-        return "not on this hardware" if low is not None else "fp32 only"
-    if dtype == torch.int8 and int_mm() is None:
-        return "this torch has no torch._int_mm"
-    return None
+    return core.peak(device, dtype, cfg.quick, cfg.roof_n, at_least).rate
 
 
 def measure(cfg: Config, device, low) -> Roofs:
-    """Each dtype's matmul roof (the ones this hardware has) and the copy bandwidth, printed against fp32's."""
-    paths = dev.fast_paths(device)
-    ms, rates, skipped = {}, {}, {}
-    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
-        why, short = skip_reason(dtype, low, device, paths), dev.dtype_name(dtype)
-        if why:
-            skipped[f"{short} roof"] = why
-            continue
-        ms[short], rates[short] = matmul_roof(dtype, cfg.roof_n, device, cfg.repeats)
-    bandwidth = bandwidth_gb_s(cfg.copy_mb, device, cfg.repeats)
-    for k, v in rates.items():
-        native = "" if dev.supports_dtype(device, dev.DTYPE_NAMES[k]) else "  (no fast path in torch's kernels)"
-        unit = "GOP/s" if k == "int8" else "GFLOP/s"
-        print(f"  {cfg.roof_n}² matmul {k:>4}: {v:8.0f} {unit}  ({v / rates['fp32']:.1f}x fp32){native}")
-    print(f"  memory bandwidth (copy of {cfg.copy_mb} MB): {bandwidth:.1f} GB/s")
-    return Roofs(gflops=rates, ms=ms, bandwidth_gb_s=bandwidth, skipped=skipped)
+    """Each dtype's matmul roof (the ones this hardware has; only fp32 when no lower precision is compared) and the
+    copy bandwidth, from the core (measured once per process, shared with `tour bench` and the generate stop)."""
+    dtypes = (torch.float32, torch.bfloat16, torch.float16, torch.int8) if low is not None else (torch.float32,)
+    roof = core.measure(device, dtypes, cfg.quick, cfg.roof_n, cfg.copy_mb)
+    for line in core.describe(roof):
+        print(f"  {line}")
+    skipped = {f"{k} roof": why for k, why in roof.skipped.items()}
+    if low is None:
+        skipped |= {f"{dev.dtype_name(d)} roof": "fp32 only" for d in (torch.bfloat16, torch.float16, torch.int8)}
+    return Roofs(gflops=roof.rates, ms=roof.ms, n=roof.n, bandwidth_gb_s=roof.bandwidth_gb_s, skipped=skipped)

@@ -25,15 +25,15 @@ from tour.tools.registry import bench_stops, load
 NAME = "bench"
 # The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
 SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (--load N or --only load)
-GPU_ROOF_N = 4096  # 137 GFLOP: milliseconds on a datacentre GPU, where n=1024 is over in ~50 us
 
 
 @dataclass
 class Config(BaseConfig):
     only: list[str] = arg([], "sections to run (default: all)", choices=SECTIONS)
     repeats: int = arg(10, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=5)
-    roof_n: int = arg(2048, "size n of the n x n fp32 matmul that measures the roof (on a GPU at least "
-                      f"{GPU_ROOF_N}, so one call lasts milliseconds)", min=1, quick=1024)
+    # the roof is the core's (tour.core.roofs): measured once per process, shared with the precision and generate rows
+    roof_n: int | None = arg(None, "an n also tried for the fp32 matmul roof, beside the core's sizes (CPU "
+                             "1024/2048/3072, GPU 4096/8192); the roof is the peak over them", min=64)
     batch_size: int = arg(8, "images / sentences per call for the FLOP and stop measurements", min=1, quick=2)
     load: int = arg(0, "competing torch processes for the 'load' section; 0: no load section unless --only load "
                     "(then 2)", min=0, max=16)
@@ -46,8 +46,8 @@ class Result:
     device: str
     sections: list[str]
     precision: str = ""  # the fp32 precision the rows ran in (TF32 on or off for matmuls and cuDNN convolutions)
-    roof_n: int = 0  # the n of the n x n matmul that measured the roof
-    roof_gflops: float = 0.0  # median fp32 matmul GFLOP/s
+    roof_n: int = 0  # the n of the n x n matmul that reached the roof
+    roof_gflops: float = 0.0  # the core's fp32 matmul peak, GFLOP/s
     rows: list[BenchRow] = field(default_factory=list)  # one shape, declared in the core so stops build them
     flops: list[dict] = field(default_factory=list)  # model, GFLOP per call, ms, GFLOP/s, fraction of the roof
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run (an optional piece missing)
@@ -56,41 +56,37 @@ class Result:
     md_path: str = ""
 
 
-# 1) the roof ----------------------------------------------------------------------------------------------------
-def matmul_roof(n: int, device, repeats: int) -> float:
-    """GFLOP/s of an n x n fp32 matmul (2 n^3 flops): about the best dense math this device does."""
+# 1) the roof: the core's fp32 peak ------------------------------------------------------------------------------
+def fp32_roof(cfg: Config, device, at_least: float | None = None):
+    """The core's fp32 matmul peak (tour.core.roofs.Peak), in IEEE fp32 like the FLOP rows held to it."""
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core import roofs
 
-    a, b = (torch.randn(n, n, device=device) for _ in range(2))
-    ms = median_ms(lambda: a @ b, device, repeats, warmup=2)
-    return 2 * n**3 / ms / 1e6
+    return roofs.peak(device, torch.float32, cfg.quick, cfg.roof_n, at_least)
 
 
 # 5) achieved FLOP/s as a fraction of the roof -------------------------------------------------------------------
-def achieved(spec, device, repeats: int, roof: float) -> dict:
-    """FLOPs of one inference call counted by FlopCounterMode (matmuls, convs, attention), over its median time."""
+def achieved(spec, cfg: Config, device) -> dict:
+    """FLOPs of one inference call (the core's count: matmuls, convs, attention) over its median time, and its
+    share of the fp32 roof (measured again if this rate beat it; never above 100%)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from tour.core.device import median_ms
+    from tour.core.roofs import flops_per_call, share, share_text
 
     spec.model.eval()
     with torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            spec.model(*spec.inputs)
-        ms = median_ms(lambda: spec.model(*spec.inputs), device, repeats, warmup=2)
-    gflop = counter.get_total_flops() / 1e9
+        gflop = flops_per_call(lambda: spec.model(*spec.inputs)) / 1e9
+        ms = median_ms(lambda: spec.model(*spec.inputs), device, cfg.repeats, warmup=2)
     rate = gflop / ms * 1e3
-    print(f"  {spec.label}: {gflop:.2f} GFLOP per call in {ms:.1f} ms = {rate:.1f} GFLOP/s, "
-          f"{rate / roof:.0%} of the roof" if roof else "")
+    roof = fp32_roof(cfg, device, at_least=rate).rate
+    print(f"  {spec.label}: {gflop:.2f} GFLOP per call in {ms:.1f} ms = {rate:.1f} GFLOP/s, {share_text(rate, roof)}")
     return {"model": spec.label, "input": [list(t.shape) for t in spec.inputs][0], "gflop_per_call": gflop,
-            "ms": ms, "gflops": rate, "fraction_of_roof": rate / roof if roof else None}
+            "ms": ms, "gflops": rate, "fraction_of_roof": share(rate, roof)}
 
 
-def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
+def flops_rows(cfg: Config, device) -> list[dict]:
     """The tour's two pretrained models, also in quick mode (a FLOP rate needs real work to mean anything)."""
     import torch
 
@@ -102,7 +98,7 @@ def flops_rows(cfg: Config, device, roof: float) -> list[dict]:
     specs = [Spec("MiniLM-L6 encoder (pretrained)", encoder, (enc["input_ids"], enc["attention_mask"])),
              Spec("EfficientNet-Lite0 (pretrained)", load_efficientnet_lite0(device),
                   (torch.randn(cfg.batch_size, 3, 224, 224, device=device),))]
-    return [achieved(spec, device, cfg.repeats, roof) for spec in specs]
+    return [achieved(spec, cfg, device) for spec in specs]
 
 
 @dataclass
@@ -138,7 +134,7 @@ def above_roof(row: BenchRow) -> str:
 def flops_table(result: Result) -> str:
     if not result.roof_gflops:
         return ""
-    lines = [f"matmul roof: {result.roof_gflops:.1f} GFLOP/s (fp32, n={result.roof_n})", "",
+    lines = [f"matmul roof: {result.roof_gflops:.1f} GFLOP/s (fp32 peak, reached at n={result.roof_n})", "",
              "| model | input | GFLOP/call | ms | GFLOP/s | of roof |", "|---|---|---:|---:|---:|---:|"]
     for f in result.flops:
         lines.append(f"| {f['model']} | {f['input']} | {f['gflop_per_call']:.2f} | {f['ms']:.2f} | "
@@ -157,11 +153,6 @@ def settings_of(cfg: Config) -> BenchSettings:
                          batch_size=cfg.batch_size)
 
 
-def roof_size(cfg: Config, device) -> int:
-    """The roof's n: the flag's on CPU (its numbers stay comparable), at least GPU_ROOF_N on an accelerator."""
-    return cfg.roof_n if device.type == "cpu" else max(cfg.roof_n, GPU_ROOF_N)
-
-
 def one_line(e: Exception) -> str:
     """An error in one line: its type and first non-empty line (Triton's and Inductor's span pages)."""
     first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
@@ -175,13 +166,15 @@ def run_section(name: str, cfg: Config, device, result: Result) -> None:
 
     try:
         if name == "roof":
-            result.roof_n = roof_size(cfg, device)
-            with ieee_fp32():  # an IEEE fp32 roof, and the FLOP rows below in the same maths
-                result.roof_gflops = matmul_roof(result.roof_n, device, cfg.repeats)
-            print(f"  {result.roof_n} x {result.roof_n} fp32 matmul: {result.roof_gflops:.1f} GFLOP/s")
+            found = fp32_roof(cfg, device)  # in IEEE fp32, and the FLOP rows below in the same maths
+            result.roof_n, result.roof_gflops = found.n, found.rate
+            print(f"  fp32 matmul peak: {found.rate:.1f} GFLOP/s at n={found.n} (n tried: "
+                  f"{', '.join(map(str, found.tried))})")
         elif name == "flops":
             with ieee_fp32():  # cuDNN's convolutions default to TF32 on a GPU: not the roof's maths
-                result.flops = flops_rows(cfg, device, result.roof_gflops)
+                result.flops = flops_rows(cfg, device)
+            found = fp32_roof(cfg, device)  # the roof again: measured anew if a model's rate beat it
+            result.roof_n, result.roof_gflops = found.n, found.rate
         elif name == "load":
             from tour.tools.bench_load import bench_rows as load_rows
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
                                 result_table, rows_table, short)
+from tour.core.roofs import share
 from tour.tools.registry import STOPS, load
 
 VERSIONED = ["torch", "torchvision", "torchaudio", "transformers", "datasets", "lightning", "pyro-ppl",
@@ -143,7 +144,7 @@ def roofs_of(name: str, result: dict, labels: dict[str, Label]) -> list[Roof]:
         value, limit = result.get(path), result.get(label.roof) if label.roof else None
         if is_number(value) and is_number(limit) and limit > 0:
             roof = labels[label.roof].text if label.roof in labels else label.roof
-            found.append(Roof(f"{name} · {label.text}", value / limit,
+            found.append(Roof(f"{name} · {label.text}", share(value, limit),  # above 1: the roof was wrong
                               f"{short(float(value))} of {short(float(limit))} {label.unit} ({roof})"))
     return found
 
