@@ -66,7 +66,11 @@ def roofs(device, quick: bool) -> dict:
     """The core's roof: what every '% of the roof' figure in the tour is measured against."""
     from tour.core import roofs as core_roofs
 
-    return core_roofs.measure(device, quick=quick).as_dict()
+    roof = core_roofs.measure(device, quick=quick)
+    for line in core_roofs.describe(roof):
+        print(f"  {line}", flush=True)
+    return {"rates": roof.rates, "sizes": roof.n, "ms": roof.ms, "bandwidth_gb_s": roof.bandwidth_gb_s,
+            "copy_mib": roof.copy_mib, "skipped": roof.skipped}
 
 
 def compiled(device) -> dict:
