@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
 from tour.core.errors import TourError
+from tour.core.files import write_text
 from tour.core.results import BenchRow, BenchSettings, to_jsonable
 from tour.core.state import keeps_caller_state
 from tour.tools.registry import bench_stops, load
@@ -226,12 +227,12 @@ def precision(device) -> str:
 
 def write(result: Result, folder: Path) -> None:
     result.json_path, result.md_path = str(folder / "bench.json"), str(folder / "bench.md")
-    Path(result.json_path).write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    write_text(result.json_path, json.dumps(to_jsonable(result), indent=2) + "\n")
     skipped = "".join(f"\n- {k} skipped: {v}" for k, v in result.skipped.items())
     skipped += "".join(f"\n- {k} FAILED: {v}" for k, v in result.failed.items())
-    Path(result.md_path).write_text(f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
-                                    f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
-                                    f"{flops_table(result)}\n{skipped}\n")
+    write_text(result.md_path, f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
+                               f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
+                               f"{flops_table(result)}\n{skipped}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
