@@ -251,19 +251,46 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str 
     return cls(**vars(ns))
 
 
+def _not_no_cuda_runtime(record) -> bool:
+    """torch's cpp_extension, imported by torchao and Inductor, warns on every CPU machine that has a CUDA_HOME
+    folder: "No CUDA runtime is found, using CUDA_HOME=...". Nothing there is for a tour user to do."""
+    return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+def quiet_libraries() -> None:
+    """Output that tells a learner nothing, quieted where the tour makes the call: the command line only (importers
+    keep their own logging and warnings); errors still show, and so does the tour's own progress.
+
+    - torchao, which transformers imports whenever it is installed, registers enums that torch now handles
+      natively, and torch logs a deprecation warning per enum (torch.utils._pytree).
+    - transformers draws a "Loading weights" bar for every model it loads (13 in a tour): the stops say what they
+      load. Its bars follow huggingface_hub's switch, read when transformers is imported (children inherit it).
+    - torch's cpp_extension says "No CUDA runtime is found" on a CPU machine (see `_not_no_cuda_runtime`).
+    - torch's AOT autograd cache asks torchao's Int8Tensor to implement `_stable_hash_for_caching`: a note to
+      torchao's authors (the cache still works, with a default hash).
+    """
+    import logging
+    import os
+    import warnings
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a notebook, a test): its switch was read then
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    cpp = logging.getLogger("torch.utils.cpp_extension")
+    if _not_no_cuda_runtime not in cpp.filters:
+        cpp.addFilter(_not_no_cuda_runtime)
+    warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching", category=UserWarning)
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
     fix) is one line on stderr and exit 2 (1 for a write that failed mid-run: tour.core.files), Ctrl-C is exit 130;
     an error only a write has (a full disk inside a library's writer) that reached here unwrapped is one line,
     exit 1. Anything else is a bug and keeps its traceback."""
-    import logging
-
     from tour.core.files import FIXES, is_write_error, os_error
 
-    # torchao, which transformers imports whenever it is installed, registers enums that torch now handles natively,
-    # and torch logs a deprecation warning per enum into every stop's output: a note between two libraries, not
-    # something a tour user can act on. Only the command line quiets it; importers keep their own logging.
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    quiet_libraries()
     try:
         return body()
     except TourError as e:

@@ -53,6 +53,8 @@ class Result:
     flops: list[dict] = field(default_factory=list)  # model, GFLOP per call, ms, GFLOP/s, fraction of the roof
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run (an optional piece missing)
     failed: dict[str, str] = field(default_factory=dict)  # section -> the error it raised, in one line
+    interrupted: str = ""  # the section Ctrl-C stopped (the sections before it are kept)
+    not_run: list[str] = field(default_factory=list)  # sections not reached (interrupted, or still running)
     json_path: str = ""
     md_path: str = ""
 
@@ -207,14 +209,18 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     dev.seed_everything(cfg.seed)
     print(f"[bench] {dev.describe(cfg.device)}\n[bench] sections: {' '.join(names)}")
-    result = Result(str(device), names, precision=precision(device))
-    try:
-        with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
-            for i, name in enumerate(names, 1):
-                print(f"{i}) {name}")
+    result = Result(str(device), names, precision=precision(device), not_run=list(names))
+    with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
+        for i, name in enumerate(names, 1):
+            print(f"{i}) {name}")
+            try:
                 run_section(name, cfg, device, result)
-    finally:  # what was measured is kept, also when a run is interrupted
-        write(result, folder)
+            except KeyboardInterrupt:
+                result.interrupted = name
+                raise
+            finally:  # after every section: an interrupt or a kill keeps what was measured, marked as partial
+                result.not_run.remove(name)
+                write(result, folder)
     return result
 
 
@@ -230,6 +236,8 @@ def write(result: Result, folder: Path) -> None:
     write_text(result.json_path, json.dumps(to_jsonable(result), indent=2) + "\n")
     skipped = "".join(f"\n- {k} skipped: {v}" for k, v in result.skipped.items())
     skipped += "".join(f"\n- {k} FAILED: {v}" for k, v in result.failed.items())
+    skipped += f"\n- {result.interrupted} interrupted (Ctrl-C) before it finished" if result.interrupted else ""
+    skipped += f"\n- not run: {', '.join(result.not_run)}" if result.not_run else ""
     write_text(result.md_path, f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
                                f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
                                f"{flops_table(result)}\n{skipped}\n")
