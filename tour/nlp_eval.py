@@ -42,7 +42,7 @@ def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device
 
     from tour.core.files import writes_to
 
-    with writes_to(folder):  # a full disk: one line naming the folder, not safetensors' traceback
+    with writes_to(folder, owned=True):  # a full disk: one line naming the folder, and no half-saved model
         model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
         tokenizer.save_pretrained(folder)
     probs = predict(copy.deepcopy(model).to(dtype), tokenizer, sentences, device, max_length)

@@ -231,8 +231,9 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
             (item,) = typing.get_args(kind)
             convert = _typed(item, f.name, f.metadata)
             if "choices" in f.metadata:  # names: space- or comma-separated, the same on every command
-                parser.add_argument(flag, nargs="*", type=_names(convert), action=_Flatten, help=help_text,
-                                    metavar=f.name.upper())
+                names = f"; space- or comma-separated, from: {', '.join(f.metadata['choices'])}"
+                parser.add_argument(flag, nargs="*", type=_names(convert), action=_Flatten,
+                                    help=help_text[:-1] + names + ")", metavar=f.name.upper())
             else:
                 parser.add_argument(flag, nargs="*", type=convert, help=help_text, metavar=f.name.upper())
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -97,13 +98,17 @@ def write_bytes(path: Path | str, data: bytes, fix: str | None = None) -> Path:
 
 
 @contextmanager
-def writes_to(folder: Path | str, fix: str | None = None) -> Iterator[None]:
-    """For a library's writer that fills a folder (save_pretrained): an OSError becomes a one-line WriteError."""
+def writes_to(folder: Path | str, fix: str | None = None, *, owned: bool = False) -> Iterator[None]:
+    """For a library's writer that fills a folder (save_pretrained): an OSError becomes a one-line WriteError.
+    `owned`: the folder holds only what this writer writes, so a failed write removes it (a half-written model
+    must not look like a saved one)."""
     try:
         yield
     except Exception as e:
         if not is_write_error(e):
             raise
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
         raise cannot_write(getattr(e, "filename", None) or folder, os_error(e), fix) from None
 
 

@@ -202,6 +202,7 @@ def resolve_model(model: str | None) -> str:
     if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
         raise TourError(f"--model {model}: no such folder; pass an existing model folder or a hub name")
     # A hub name must be loadable before any work starts: its config, from the local cache (offline) or the hub.
+    require("transformers", stop="--model with a hub name")
     from transformers import AutoConfig
 
     from_pretrained(AutoConfig, model)
