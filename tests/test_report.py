@@ -67,7 +67,7 @@ def test_a_stop_that_raises_does_not_end_the_tour(tmp_path, monkeypatch):
     assert not outcome.ok and outcome.error.startswith("ZeroDivisionError: division by zero")
 
 
-@pytest.mark.parametrize("args,needle", [(["--only", "nosuch"], "unknown stop(s) nosuch"),
+@pytest.mark.parametrize("args,needle", [(["--only", "nosuch"], "'nosuch' is not one of"),
                                          (["--only", "basics", "--skip", "basics"], "leave no stop")])
 def test_bad_selection_is_one_line(args, needle):
     res = subprocess.run([sys.executable, "-m", "tour", "run", "all", *args], capture_output=True, text=True)

@@ -40,8 +40,11 @@ def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device
 
     from transformers import pipeline
 
-    model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
-    tokenizer.save_pretrained(folder)
+    from tour.core.files import writes_to
+
+    with writes_to(folder, owned=True):  # a full disk: one line naming the folder, and no half-saved model
+        model.save_pretrained(folder)  # model.safetensors + config.json (with id2label)
+        tokenizer.save_pretrained(folder)
     probs = predict(copy.deepcopy(model).to(dtype), tokenizer, sentences, device, max_length)
     mem = [(model.config.id2label[int(i)], float(p)) for p, i in zip(*probs.max(-1))]
     clf = pipeline("text-classification", model=str(folder), device=device, dtype=dtype)

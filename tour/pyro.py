@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tour.core.config import BaseConfig, arg, out_dir, stop_main
 from tour.core.errors import TourError, require
+from tour.core.plots import write_png
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 
@@ -173,8 +174,7 @@ def plot_elbo(path, curves: dict, log_evidence: float, meanfield_gap: float):
     right.set_yscale("log")
     right.set(xlabel="SVI step", ylabel="log p(y) - ELBO = KL(q || posterior)", title="the gap, 10-step mean")
     right.legend(loc="upper right")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return str(path)
+    return write_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_densities(path, features, mean, cov, svi, meanfield, samples):
@@ -193,8 +193,7 @@ def plot_densities(path, features, mean, cov, svi, meanfield, samples):
         ax.plot(grid, pdf(meanfield[0][i], meanfield[1][i]), "C2:", label="AutoDiagonalNormal (mean-field)")
         ax.set(title=f"weight of {name}", xlabel="w")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.1))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return str(path)
+    return write_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 def svi_both(cfg: Config, model, x, y, device):

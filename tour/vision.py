@@ -135,12 +135,14 @@ def train_cnn(cfg: Config, train, test, device):
 def save_and_reload(model, folder: Path, loader, device) -> tuple[Path, bool]:
     """safetensors holds plain tensors (no pickle, so loading runs no code); a fresh SmallCNN gets them back."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
+    from tour.core.files import write_bytes
     from tour.core.models import SmallCNN
 
     path = folder / "mnist_cnn.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    # bytes first, then the tour's writer: a full disk is one line and leaves no half-written file behind
+    write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
     fresh = SmallCNN().to(device)
     fresh.load_state_dict(load_file(str(path), device=str(device)))
     return path, bool(torch.equal(predict(model, loader, device), predict(fresh, loader, device)))

@@ -51,6 +51,8 @@ def arg(default: Any, help: str, *, quick: Any = None, **kw: Any) -> Any:
     learning rate: `gt=0`); `choices=` lists the allowed values; `nonblank=True` refuses an empty or blank text
     (a query, prompt or sentence of nothing gives an answer that means nothing);
     `quick=` is the value quick mode uses when the caller does not set the field.
+    A list with `choices=` (names of things: stops, sections) takes them space- or comma-separated, or both:
+    `--only nlp,vision`, `--only nlp vision` and, in Python, `only="nlp,vision"` are the same.
     """
     meta = {"help": help, "default": default, **kw}
     if quick is not None:
@@ -115,7 +117,9 @@ class BaseConfig:
             value = getattr(self, f.name)
             if value is UNSET:
                 value = _copy(f.metadata["quick"] if self.quick else f.metadata["default"])
-                setattr(self, f.name, value)
+            if "choices" in f.metadata and typing.get_origin(hints[f.name]) is list:
+                value = split_names(value)  # "nlp,vision" or ["nlp", "vision,audio"]: the names it lists
+            setattr(self, f.name, value)
             _check_value(f.name, value, hints[f.name], f.metadata)
         self.validate()
 
@@ -143,14 +147,22 @@ class DigitsConfig(BaseConfig):
                                min=0.06, max=0.9)
 
 
+def split_names(value: Any) -> Any:
+    """A list of names as typed: each item may hold several, comma-separated ("nlp,vision"); blanks dropped.
+    A string is one such item. Anything else is left for the type check to refuse."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return value
+    return [name.strip() for item in value for name in item.split(",") if name.strip()]
+
+
 def out_dir(cfg: BaseConfig, stop: str) -> Path:
-    """The stop's own output folder, created on demand; absolute, so subprocesses started elsewhere find it."""
-    path = (Path(cfg.out) / stop).resolve()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TourError(f"cannot create output folder {path}: {e.strerror}; pass --out with a writable folder") from None
-    return path
+    """The stop's own output folder, created on demand; absolute, so subprocesses started elsewhere find it. One
+    that cannot be made (a file in the way, read-only) is a one-line error, exit 2."""
+    from tour.core.files import make_folder
+
+    return make_folder(Path(cfg.out) / stop)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -179,6 +191,23 @@ def _typed(kind: type, name: str, meta: Mapping[str, Any]) -> Callable[[str], An
     return convert
 
 
+def _names(convert: Callable[[str], Any]) -> Callable[[str], list]:
+    """A converter for one word of a names list (`--only nlp,vision audio`): the names it holds, each checked."""
+
+    def names(text: str) -> list:
+        return [convert(name) for name in split_names(text)]
+
+    names.__name__ = convert.__name__
+    return names
+
+
+class _Flatten(argparse.Action):
+    """Gathers a names list's words, each already split into its names, into one list."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [name for word in values for name in word])
+
+
 def field_default(f: dataclasses.Field) -> Any:
     if "default" in f.metadata:
         return f.metadata["default"]
@@ -200,8 +229,13 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(kind) is list:
             (item,) = typing.get_args(kind)
-            parser.add_argument(flag, nargs="*", type=_typed(item, f.name, f.metadata), help=help_text,
-                                metavar=f.name.upper())
+            convert = _typed(item, f.name, f.metadata)
+            if "choices" in f.metadata:  # names: space- or comma-separated, the same on every command
+                names = f"; space- or comma-separated, from: {', '.join(f.metadata['choices'])}"
+                parser.add_argument(flag, nargs="*", type=_names(convert), action=_Flatten,
+                                    help=help_text[:-1] + names + ")", metavar=f.name.upper())
+            else:
+                parser.add_argument(flag, nargs="*", type=convert, help=help_text, metavar=f.name.upper())
         else:
             # Optional[X] -> X; None stays the default.
             args = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -218,20 +252,58 @@ def parse_config(cls: type, argv: list[str] | None, prog: str, description: str 
     return cls(**vars(ns))
 
 
+def _not_no_cuda_runtime(record) -> bool:
+    """torch's cpp_extension, imported by torchao and Inductor, warns on every CPU machine that has a CUDA_HOME
+    folder: "No CUDA runtime is found, using CUDA_HOME=...". Nothing there is for a tour user to do."""
+    return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+def quiet_libraries() -> None:
+    """Output that tells a learner nothing, quieted where the tour makes the call: the command line only (importers
+    keep their own logging and warnings); errors still show, and so does the tour's own progress.
+
+    - torchao, which transformers imports whenever it is installed, registers enums that torch now handles
+      natively, and torch logs a deprecation warning per enum (torch.utils._pytree).
+    - transformers draws a "Loading weights" bar for every model it loads (13 in a tour): the stops say what they
+      load. Its bars follow huggingface_hub's switch, read when transformers is imported (children inherit it).
+    - torch's cpp_extension says "No CUDA runtime is found" on a CPU machine (see `_not_no_cuda_runtime`).
+    - torch's AOT autograd cache asks torchao's Int8Tensor to implement `_stable_hash_for_caching`: a note to
+      torchao's authors (the cache still works, with a default hash).
+    """
+    import logging
+    import os
+    import warnings
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a notebook, a test): its switch was read then
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    cpp = logging.getLogger("torch.utils.cpp_extension")
+    if _not_no_cuda_runtime not in cpp.filters:
+        cpp.addFilter(_not_no_cuda_runtime)
+    warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching", category=UserWarning)
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body, the one place user errors become exit codes: a TourError (something the user can
-    fix) is one line on stderr and exit 2, Ctrl-C is exit 130. Anything else is a bug and keeps its traceback."""
-    import logging
+    fix) is one line on stderr and exit 2 (1 for a write that failed mid-run: tour.core.files), Ctrl-C is exit 130;
+    an error only a write has (a full disk inside a library's writer) that reached here unwrapped is one line,
+    exit 1. Anything else is a bug and keeps its traceback."""
+    from tour.core.files import FIXES, is_write_error, os_error
 
-    # torchao, which transformers imports whenever it is installed, registers enums that torch now handles natively,
-    # and torch logs a deprecation warning per enum into every stop's output: a note between two libraries, not
-    # something a tour user can act on. Only the command line quiets it; importers keep their own logging.
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    quiet_libraries()
     try:
         return body()
     except TourError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
+    except Exception as e:
+        if not is_write_error(e, anywhere=True):
+            raise
+        cause = os_error(e)
+        where = f" {cause.filename}" if cause.filename else " the tour's files"
+        print(f"{prog}: error: cannot write{where}: {cause.strerror}; {FIXES[cause.errno]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

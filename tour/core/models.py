@@ -184,7 +184,8 @@ def accuracy(model: nn.Module, data, device) -> float:
 
 # the MiniLM encoder (nlp, compile, bench), or any other encoder folder / hub name -------------------------------
 def resolve_model(model: str | None) -> str:
-    """A local folder as a string, or a hub name left for from_pretrained; a missing path is a one-line error."""
+    """A local folder as a string, or a hub name left for from_pretrained; a missing path, or a hub name whose config
+    cannot be found (a typo; offline and not cached), is a one-line error, before the stop does any work."""
     from tour.core.assets import minilm_dir
 
     if not model:
@@ -200,6 +201,11 @@ def resolve_model(model: str | None) -> str:
     # "org/name" or "name" may be a hub id; anything else that looks like a path (./x, /x, a/b/c) is a typo
     if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or "\\" in model:
         raise TourError(f"--model {model}: no such folder; pass an existing model folder or a hub name")
+    # A hub name must be loadable before any work starts: its config, from the local cache (offline) or the hub.
+    require("transformers", stop="--model with a hub name")
+    from transformers import AutoConfig
+
+    from_pretrained(AutoConfig, model)
     return model
 
 

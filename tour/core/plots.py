@@ -20,7 +20,15 @@ def figure(width: float = 5, height: float = 3.2, dpi: int = 100):
 def save(fig, path: Path | str, dpi: int | None = None) -> str:
     """Lay the figure out, write it as a PNG and return the path as a string (what Results hold)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi or fig.dpi)
+    return write_png(fig, path, dpi=dpi or fig.dpi)
+
+
+def write_png(fig, path: Path | str, **savefig) -> str:
+    """`fig.savefig(path, **savefig)` as a PNG, whole or not at all (a full disk is one line: tour.core.files)."""
+    from tour.core.files import writing
+
+    with writing(path) as tmp:
+        fig.savefig(tmp, format="png", **savefig)
     return str(path)
 
 

@@ -469,6 +469,6 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_result(result: Any, folder: Path) -> Path:
     """The Result as `result.json` in the stop's folder (what `tour run all` gathers and the tests may read)."""
-    path = folder / "result.json"
-    path.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
-    return path
+    from tour.core.files import write_text
+
+    return write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=2) + "\n")

@@ -192,7 +192,10 @@ def round_trip(peft_model, base_loader, folder: Path, batch: dict) -> tuple[floa
     import torch
     from peft import PeftModel
 
-    peft_model.save_pretrained(folder)
+    from tour.core.files import writes_to
+
+    with writes_to(folder, owned=True):  # a full disk: one line naming the folder, and no half-saved adapter
+        peft_model.save_pretrained(folder)
     with torch.inference_mode():
         want = peft_model(**batch).logits
         with warnings.catch_warnings():  # the same deprecated question as in add_lora

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
 from tour.core.errors import TourError
+from tour.core.files import write_text
 from tour.core.results import BenchRow, BenchSettings, to_jsonable
 from tour.core.state import keeps_caller_state
 from tour.tools.registry import bench_stops, load
@@ -52,6 +53,8 @@ class Result:
     flops: list[dict] = field(default_factory=list)  # model, GFLOP per call, ms, GFLOP/s, fraction of the roof
     skipped: dict[str, str] = field(default_factory=dict)  # section -> why it did not run (an optional piece missing)
     failed: dict[str, str] = field(default_factory=dict)  # section -> the error it raised, in one line
+    interrupted: str = ""  # the section Ctrl-C stopped (the sections before it are kept)
+    not_run: list[str] = field(default_factory=list)  # sections not reached (interrupted, or still running)
     json_path: str = ""
     md_path: str = ""
 
@@ -199,14 +202,18 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     dev.seed_everything(cfg.seed)
     print(f"[bench] {dev.describe(cfg.device)}\n[bench] sections: {' '.join(names)}")
-    result = Result(str(device), names, precision=precision(device))
-    try:
-        with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
-            for i, name in enumerate(names, 1):
-                print(f"{i}) {name}")
+    result = Result(str(device), names, precision=precision(device), not_run=list(names))
+    with inductor_cache():  # compiled kernels land in the tour's cache, so a second bench compiles fast
+        for i, name in enumerate(names, 1):
+            print(f"{i}) {name}")
+            try:
                 run_section(name, cfg, device, result)
-    finally:  # what was measured is kept, also when a run is interrupted
-        write(result, folder)
+            except KeyboardInterrupt:
+                result.interrupted = name
+                raise
+            finally:  # after every section: an interrupt or a kill keeps what was measured, marked as partial
+                result.not_run.remove(name)
+                write(result, folder)
     return result
 
 
@@ -219,12 +226,14 @@ def precision(device) -> str:
 
 def write(result: Result, folder: Path) -> None:
     result.json_path, result.md_path = str(folder / "bench.json"), str(folder / "bench.md")
-    Path(result.json_path).write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    write_text(result.json_path, json.dumps(to_jsonable(result), indent=2) + "\n")
     skipped = "".join(f"\n- {k} skipped: {v}" for k, v in result.skipped.items())
     skipped += "".join(f"\n- {k} FAILED: {v}" for k, v in result.failed.items())
-    Path(result.md_path).write_text(f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
-                                    f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
-                                    f"{flops_table(result)}\n{skipped}\n")
+    skipped += f"\n- {result.interrupted} interrupted (Ctrl-C) before it finished" if result.interrupted else ""
+    skipped += f"\n- not run: {', '.join(result.not_run)}" if result.not_run else ""
+    write_text(result.md_path, f"# tour bench on {result.device}\n\nratio = baseline ms / variant ms "
+                               f"(above 1: the variant is faster); {result.precision}\n\n{table(result)}\n\n"
+                               f"{flops_table(result)}\n{skipped}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tour.core.files import write_text
 from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
                                 result_table, rows_table, short)
 from tour.core.roofs import share
@@ -178,7 +179,7 @@ def bench_bars(data: dict) -> tuple[list[Ratio], list[Roof]]:
 def measured(outcomes: list, out: Path) -> tuple[list[Ratio], list[Roof]]:
     """The run's ratios and roofs, stop by stop in tour order, then `tour bench`'s if it wrote into `out`."""
     ratios, roofs = [], []
-    for o in outcomes:
+    for o in (o for o in outcomes if o.result):  # a stop that failed or never ran measured nothing
         labels = _labels(o.name)
         ratios += ratios_of(o.name, _flat(o.name, o.result), labels)
         roofs += roofs_of(o.name, _flat(o.name, o.result), labels)
@@ -206,15 +207,28 @@ def _chart_section(outcomes: list, out: Path) -> str:
             f"<details><summary>the numbers</summary>{numbers}</details></section>")
 
 
+def _state(outcome) -> str:
+    """ok, failed, interrupted or not run (an outcome from before states were recorded: ok or failed)."""
+    return getattr(outcome, "state", "") or ("ok" if outcome.ok else "failed")
+
+
+# A state's colour: an interrupted stop and one never reached are neither passed nor failed.
+_CSS = {"ok": "ok", "failed": "failed", "interrupted": "skipped", "not run": "skipped"}
+
+
 def _stop_section(outcome, out: Path) -> str:
+    state = _state(outcome)
+    if state == "not run":  # nothing ran: no labels to load, no pictures to find (old ones are not this run's)
+        return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
+                f'<span class="badge skipped">NOT RUN</span></h2><p class="skipped">{html.escape(outcome.error)}</p>'
+                "</section>")
     labels, pngs = _labels(outcome.name), sorted((out / outcome.name).glob("*.png"))
-    state = "ok" if outcome.ok else "failed"
-    error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
+    error = "" if outcome.ok else f'<p class="{_CSS[state]}">{html.escape(outcome.error)}</p>'
     body = error + checks_html(getattr(outcome, "checks", {}), labels)
     data = _flat(outcome.name, outcome.result)
     body += result_table(data, labels) if outcome.result else ""
     return (f'<section id="stop-{outcome.name}" class="stop"><h2>{html.escape(outcome.name)}'
-            f'<span class="badge {state}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
+            f'<span class="badge {_CSS[state]}">{state.upper()} · {outcome.seconds:.1f} s</span></h2>'
             f"{_paragraphs(outcome.doc)}{body}{pictures_html(pngs, captions(data, labels))}</section>")
 
 
@@ -257,8 +271,10 @@ def render(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) 
     versions = _versions()
     device = next((o.result.get("device") for o in outcomes if o.ok and o.result.get("device")), cfg.device)
     n_ok = sum(o.ok for o in outcomes)
-    nav = "".join(f'<a href="#stop-{o.name}" class="{"ok" if o.ok else "failed"}">{o.name}</a>' for o in outcomes)
-    head = (f"<header><h1>torch-tour report</h1><p>{n_ok}/{len(outcomes)} stops ok · "
+    nav = "".join(f'<a href="#stop-{o.name}" class="{_CSS[_state(o)]}">{o.name}</a>' for o in outcomes)
+    unfinished = [o.name for o in outcomes if _state(o) in ("interrupted", "not run")]
+    partial = f" · <b>incomplete</b>: {html.escape(', '.join(unfinished))} not finished" if unfinished else ""
+    head = (f"<header><h1>torch-tour report</h1><p>{n_ok}/{len(outcomes)} stops ok{partial} · "
             f"{'quick' if cfg.quick else 'full'} tour in {seconds:.0f} s · device {html.escape(str(device))} · "
             f"{time.strftime('%Y-%m-%d %H:%M')}</p></header>")
     env = ", ".join(f"{k} {v}" for k, v in versions.items())
@@ -278,13 +294,15 @@ def write(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) -
         "seconds": seconds,
         "quick": cfg.quick,
         "versions": _versions(),
-        "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "kind": getattr(o, "kind", ""),
-                           "checks": o.checks, "result": o.result} for o in outcomes},
+        "complete": all(_state(o) in ("ok", "failed") for o in outcomes),  # False: interrupted, or still running
+        "stops": {o.name: {"ok": o.ok, "state": _state(o), "seconds": o.seconds, "error": o.error,
+                           "kind": getattr(o, "kind", ""), "checks": o.checks, "result": o.result}
+                  for o in outcomes},
         "doctor": doctor,
     }
     json_path, html_path = out / "results.json", out / "index.html"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
-    html_path.write_text(render(out, outcomes, doctor, cfg, seconds))
+    write_text(json_path, json.dumps(results, indent=2) + "\n")
+    write_text(html_path, render(out, outcomes, doctor, cfg, seconds))
     return {"json": json_path, "html": html_path}
 
 

@@ -1,18 +1,22 @@
 """`tour run all`: every stop in order, then a report page to look at.
 
 A stop that fails is reported with its one-line reason and the rest still run; the exit code says whether all
-passed. The output folder gets each stop's files, `results.json` (every stop's Result) and `index.html`.
-Run: `tour run all [--quick] [--only nlp,vision] [--skip distributed]`.
+passed. The output folder gets each stop's files, `results.json` (every stop's Result) and `index.html`, both
+rewritten after every stop: a tour stopped by Ctrl-C (or killed) leaves the report of what finished, the stop it
+was in marked interrupted and the rest not run.
+Run: `tour run all [--quick] [--only nlp,vision] [--skip distributed]` (names comma- or space-separated).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
+from tour.core.files import make_folder
 from tour.core.results import to_jsonable, write_result
 from tour.core.errors import TourError
 from tour.tools.registry import STOPS, load
@@ -20,9 +24,14 @@ from tour.tools.registry import STOPS, load
 
 @dataclass
 class Config(BaseConfig):
-    only: str = arg("", "comma-separated stops to run, in tour order (default: all)")
-    skip: str = arg("", "comma-separated stops to leave out")
+    # choices: the registry itself, so a stop registered later (a test's fake one) is a choice too
+    only: list[str] = arg([], "stops to run, in tour order (default: all)", choices=STOPS)
+    skip: list[str] = arg([], "stops to leave out", choices=STOPS)
     doctor: bool = arg(True, "add `tour doctor --quick`'s summary to the report")
+
+
+# A stop's state on the report: it ran (ok / failed), Ctrl-C came while it ran, or the tour ended before it.
+OK, FAILED, INTERRUPTED, NOT_RUN = "ok", "failed", "interrupted", "not run"
 
 
 @dataclass
@@ -34,20 +43,15 @@ class StopOutcome:
     error: str = ""  # one line: why it failed
     result: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)  # the Result's declared checks: name -> True / False / None (not run)
+    state: str = ""  # OK, FAILED, INTERRUPTED or NOT_RUN; empty: read from `ok`
     kind: str = ""  # the TourError's kind when it had one: "missing_library" is a stop this stack cannot run
 
-
-def _names(text: str, flag: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in STOPS]
-    if unknown:
-        raise TourError(f"{flag}: unknown stop(s) {', '.join(unknown)}; choose from: {', '.join(STOPS)}")
-    return names
+    def __post_init__(self) -> None:
+        self.state = self.state or (OK if self.ok else FAILED)
 
 
 def selected(cfg: Config) -> list[str]:
-    only, skip = _names(cfg.only, "--only"), _names(cfg.skip, "--skip")
-    chosen = [n for n in STOPS if (not only or n in only) and n not in skip]
+    chosen = [n for n in STOPS if (not cfg.only or n in cfg.only) and n not in cfg.skip]
     if not chosen:
         raise TourError("--only/--skip leave no stop to run; see `tour list`")
     return chosen
@@ -86,18 +90,34 @@ def doctor_summary(cfg: Config) -> dict | None:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def not_run(name: str) -> StopOutcome:
+    return StopOutcome(name, False, 0.0, error="not run: the tour ended before it", state=NOT_RUN)
+
+
 def run(cfg: Config) -> list[StopOutcome]:
+    """Every selected stop in tour order; the report is rewritten after each one, so an interrupt (re-raised
+    once the report says so), a crash or a kill leaves the report of everything that finished."""
+    from tour.tools import report
+
     names = selected(cfg)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    outcomes = []
+    out = make_folder(cfg.out)  # a bad --out (a file, read-only) is one line, exit 2, before any stop runs
+    outcomes = [not_run(name) for name in names]
     t0 = time.perf_counter()
-    for i, name in enumerate(names, 1):
-        print(f"\n[{i}/{len(names)}] {name}: {STOPS[name].summary}  (tour time {time.perf_counter() - t0:.0f} s)",
+    for i, name in enumerate(names):
+        print(f"\n[{i + 1}/{len(names)}] {name}: {STOPS[name].summary}  (tour time {time.perf_counter() - t0:.0f} s)",
               flush=True)
-        outcome = run_stop(name, cfg)
-        state = "ok" if outcome.ok else f"FAILED: {outcome.error}"
-        print(f"[{i}/{len(names)}] {name}: {state} in {outcome.seconds:.1f} s", flush=True)
-        outcomes.append(outcome)
+        start = time.perf_counter()
+        try:
+            outcomes[i] = run_stop(name, cfg)
+        except KeyboardInterrupt:
+            took = time.perf_counter() - start
+            outcomes[i] = StopOutcome(name, False, took, error=f"interrupted (Ctrl-C) after {took:.0f} s",
+                                      state=INTERRUPTED)
+            raise
+        finally:
+            report.write(out, outcomes, None, cfg, time.perf_counter() - t0)
+        state = "ok" if outcomes[i].ok else f"FAILED: {outcomes[i].error}"
+        print(f"[{i + 1}/{len(names)}] {name}: {state} in {outcomes[i].seconds:.1f} s", flush=True)
     return outcomes
 
 
@@ -107,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg = parse_config(Config, argv, "tour run all", __doc__)
         start = time.perf_counter()
-        outcomes = run(cfg)
+        try:
+            outcomes = run(cfg)
+        except KeyboardInterrupt:
+            page = Path(cfg.out).resolve() / "index.html"
+            if page.exists():
+                print(f"\nthe report of the stops that finished: {page}", file=sys.stderr)
+            raise
         doctor = doctor_summary(cfg) if cfg.doctor else None
         paths = report.write(Path(cfg.out), outcomes, doctor, cfg, time.perf_counter() - start)
         failed = [o for o in outcomes if not o.ok]

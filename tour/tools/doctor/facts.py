@@ -1,7 +1,7 @@
 """The doctor's facts: a snapshot of the install, taken without importing torch (so it works when torch is broken).
 
 Package metadata (what is installed, what the tour declares, what each paired wheel requires of torch), the tested
-set (constraints.txt beside an editable checkout), where torch really loads from, the NVIDIA driver, caches,
+set (constraints.txt, shipped in the package: tested/), where torch really loads from, the NVIDIA driver, caches,
 threads, compilers, FFmpeg. The doctor runs it as `python -m tour.tools.doctor.facts` in a killable child (see
 worker.py); the rules (rules.py) read the result and never do I/O themselves.
 """
@@ -98,15 +98,14 @@ def _declared_facts(facts: Facts) -> None:
         facts.installed["torch"] = facts.torch_version
 
 
+TESTED = Path(__file__).parent / "tested"  # package data: copies of the checkout's constraints.txt, stacks/*.txt
+
+
 def tested_files() -> list[Path]:
-    """The tested sets beside the tour package, there in a checkout installed editable (`pip install -e .`):
+    """The tested sets, shipped inside the package so any install has them (editable or not):
     constraints.txt (the newest tested set) first, then stacks/*.txt (the oldest supported stack, ...)."""
-    spec = importlib.util.find_spec("tour")
-    if spec is None or not spec.origin:
-        return []
-    root = Path(spec.origin).resolve().parent.parent
-    found = [root / "constraints.txt"] if (root / "constraints.txt").is_file() else []
-    return found + sorted((root / "stacks").glob("*.txt")) if found else []
+    found = [TESTED / "constraints.txt"] if (TESTED / "constraints.txt").is_file() else []
+    return found + sorted((TESTED / "stacks").glob("*.txt")) if found else []
 
 
 def read_pins(path: Path) -> dict[str, str]:

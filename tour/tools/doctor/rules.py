@@ -290,8 +290,8 @@ def rule_version_untested(facts: Facts, probes) -> list[Diagnosis]:
                           "pip install -e .   # from the tour's checkout")]
     if facts.tested is None:
         return [Diagnosis("version-untested", NOTE, "tested set unknown: versions were checked against the supported "
-                          "(declared) ranges only", "no constraints.txt beside the tour package (not an editable "
-                          "checkout)", "")]
+                          "(declared) ranges only", "the tour's package holds no tested sets "
+                          "(tour/tools/doctor/tested/constraints.txt)", "")]
     off = {n: v for n, v in facts.installed.items() if n in ranges and n in facts.tested
            and not _is_tested(facts, n, v) and _contains(ranges[n][0].specifier, v)}
     if not off:
