@@ -103,6 +103,29 @@ def load_efficientnet_lite0(device: torch.device | str | None = None, weights: s
     return model.to(get_device(device)).eval()
 
 
+def load_mobilenet_v2(device):
+    """(MobileNetV2 in eval mode on `device`, its weights enum, the file its weights came from), the way torchvision
+    users load it: the packaged file is staged (hash-checked) into torch's hub cache, then torchvision's own builder
+    loads it as if it had downloaded it. A random-weights stand-in (tour.core.assets) is loaded into the same
+    architecture instead: it must never sit in torch's cache under the real file's name."""
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    from tour.core import assets
+
+    weights = MobileNet_V2_Weights.IMAGENET1K_V1  # also the transforms and category names, random weights or not
+    source = assets.mobilenet_v2_weights()
+    if assets.random_weights(source):
+        model = mobilenet_v2(weights=None)
+        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+        return model.eval().to(device), weights, source
+    cached = assets.stage_hub_checkpoint(source, weights.url)
+    try:
+        model = mobilenet_v2(weights=weights)
+    except OSError as e:  # a network error would mean the file was not where torch.hub looks
+        raise TourError(f"torchvision tried to download {weights.url} ({e}); is TORCH_HOME writable?") from None
+    return model.eval().to(device), weights, cached
+
+
 def imagenet_labels() -> list[str]:
     """The clean ImageNet-1k names; the two that repeat (missile, sunglasses) get their class id appended."""
     import json
