@@ -391,6 +391,26 @@ def _random_transformers(source: Path, tmp: Path) -> None:
             shutil.copyfile(path, tmp / path.name)
 
 
+def _calibrated(model):
+    """`model` with its BatchNorm statistics measured on seeded noise. Freshly initialised, every BatchNorm holds
+    mean 0 and variance 1, while the activations it sees shrink layer after layer: in eval mode the logits come out
+    ~1e-6, and any two ways of computing them would agree for no merit. With measured statistics each layer's output
+    is normalised as in a trained network, and the logits are of order one."""
+    import torch
+
+    for unit in model.modules():
+        if isinstance(unit, torch.nn.modules.batchnorm._BatchNorm):
+            unit.momentum = None  # a plain average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(8, 3, 224, 224))
+    for unit in model.modules():
+        if isinstance(unit, torch.nn.modules.batchnorm._BatchNorm):
+            unit.momentum = 0.1  # torch's default, as a model built by its constructor has
+    return model.eval()
+
+
 def _random_lite0(source: Path, tmp: Path) -> None:
     """Lite0 as tour.core.models builds it, saved under the reference implementation's names (the packaged file's
     format), so the parity check with that implementation loads the very same weights."""
@@ -398,7 +418,7 @@ def _random_lite0(source: Path, tmp: Path) -> None:
 
     from tour.core.models import build_efficientnet_lite0, lite0_key_map
 
-    model = build_efficientnet_lite0()
+    model = _calibrated(build_efficientnet_lite0())
     back = {ours: theirs for theirs, ours in lite0_key_map(model).items()}
     state = {back[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: v for k, v in model.state_dict().items()}
     torch.save(state, tmp / "efficientnet-lite0-random.pth")
@@ -408,7 +428,7 @@ def _random_mobilenet(source: Path, tmp: Path) -> None:
     import torch
     from torchvision.models import mobilenet_v2
 
-    torch.save(mobilenet_v2(weights=None).state_dict(), tmp / "mobilenet_v2-random.pth")
+    torch.save(_calibrated(mobilenet_v2(weights=None)).state_dict(), tmp / "mobilenet_v2-random.pth")
 
 
 _BUILDERS = {LITE0: _random_lite0, MOBILENET: _random_mobilenet}  # the others are transformers folders

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tour.core.assets import RANDOM_LABEL
 from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
                                 result_table, rows_table, short)
 from tour.tools.registry import STOPS, load
@@ -209,6 +210,9 @@ def _stop_section(outcome, out: Path) -> str:
     labels, pngs = _labels(outcome.name), sorted((out / outcome.name).glob("*.png"))
     state = "ok" if outcome.ok else "failed"
     error = "" if outcome.ok else f'<p class="failed">{html.escape(outcome.error)}</p>'
+    random = getattr(outcome, "random_weights", [])
+    if random:
+        error += f'<p class="skipped">{html.escape(RANDOM_LABEL)} ({html.escape(", ".join(random))})</p>'
     body = error + checks_html(getattr(outcome, "checks", {}), labels)
     data = _flat(outcome.name, outcome.result)
     body += result_table(data, labels) if outcome.result else ""
@@ -278,6 +282,8 @@ def write(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) -
         "quick": cfg.quick,
         "versions": _versions(),
         "stops": {o.name: {"ok": o.ok, "seconds": o.seconds, "error": o.error, "checks": o.checks,
+                           # models it ran with random weights: its checks that need pretrained ones read not run
+                           "random_weights": getattr(o, "random_weights", []),
                            "result": o.result} for o in outcomes},
         "doctor": doctor,
     }
