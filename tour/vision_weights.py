@@ -74,10 +74,10 @@ def reference_logits(batch):
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from tour.core import assets
+    from tour.core.models import efficientnet_lite0_weights
 
     ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
+    ref.load_state_dict(torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
     with torch.inference_mode():
         return ref.eval()(batch.cpu())
 

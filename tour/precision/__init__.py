@@ -48,7 +48,7 @@ def pretrained_only(ok: bool | None, name: str, *finds) -> bool | None:
 def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc: Encoder, train: Training,
               vision: Vision, dec: Decode, fusion: Fusion, seconds: dict[str, float]) -> Result:
     """The stop's Result, built once from every part's record."""
-    from tour.core import assets
+    from tour.core import assets, models
     from tour.core.device import dtype_name
 
     variants = [asdict(row) for part in (enc, train, vision, dec) for row in part.rows]
@@ -63,8 +63,8 @@ def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc
         decode_bandwidth_gb_s=dec.bandwidth_gb_s, fusion=fusion.rows, fusion_reason=fusion.reason, skipped=skipped,
         part_seconds=seconds, encoder_close=enc.close,
         accuracy_kept=pretrained_only(enc.accuracy_kept, "accuracy_kept", assets.minilm_dir), train_close=train.close,
-        vision_agree=pretrained_only(vision.agree, "vision_agree", assets.mobilenet_v2_weights,
-                                     assets.efficientnet_lite0_weights),
+        vision_agree=pretrained_only(vision.agree, "vision_agree", models.mobilenet_v2_weights,
+                                     models.efficientnet_lite0_weights),
         greedy_same=dec.greedy_same,
         perplexity_close=pretrained_only(dec.perplexity_close, "perplexity_close", assets.smollm2_dir),
         fusion_parity=fusion.parity)

@@ -25,10 +25,10 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgp
 
 def _hf_folders() -> dict[str, Path]:
     """skeleton name -> the installed model folder it is taken from (the converted ones are built if needed)."""
-    from tour.speech import whisper_dir
+    from tour.tools.registry import load
 
     return {assets.MINILM: assets.minilm_dir(), assets.SMOLLM2_CACHE: assets.smollm2_dir(),
-            assets.WHISPER_CACHE: whisper_dir()}
+            assets.WHISPER_CACHE: load("speech").whisper_dir()}
 
 
 def copy_skeleton(source: Path, target: Path) -> None:
@@ -46,8 +46,8 @@ def write(out: Path) -> dict[str, int]:
     """Write every skeleton into `out`; returns name -> bytes written."""
     for name, source in _hf_folders().items():
         copy_skeleton(source, out / name)
-    for name, how in ((assets.LITE0, "tour.core.models.build_efficientnet_lite0()"),
-                      (assets.MOBILENET, "torchvision.models.mobilenet_v2(weights=None)")):
+    for name, how in ((assets.LITE0, "tour.core.models.random_lite0"),
+                      (assets.MOBILENET, "tour.core.models.random_mobilenet_v2")):
         (out / name).mkdir(parents=True, exist_ok=True)
         (out / name / "skeleton.json").write_text(json.dumps({"model": assets.STAND_INS[name][0],
                                                               "architecture": how}, indent=2) + "\n")
