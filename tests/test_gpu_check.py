@@ -82,7 +82,7 @@ def test_a_stop_missing_a_library_is_skipped_with_why_and_a_failed_check_fails(t
                                      "run: pip install 'torch-tour[pyro]'", "kind": "missing_library", "checks": {}})
     _stop_results(tmp_path, "compile", {"ok": False, "error": "failed check(s): parity", "checks": {"parity": False}})
     _stop_results(tmp_path, "nlp", {"ok": True, "error": "", "checks": {"reload": True, "accuracy_floor": None},
-                                    "result": {"random_weights": ["MiniLM"]}})
+                                    "random_weights": ["MiniLM"]})
     pyro = evaluate.evaluate(Step("pyro", [], 1, "stops/pyro.log"), 1, 2.0, tmp_path)
     assert pyro.state == "skipped" and "pip install 'torch-tour[pyro]'" in pyro.detail and not pyro.bad
     compiled = evaluate.evaluate(Step("compile", [], 1, "stops/compile.log"), 1, 2.0, tmp_path)

@@ -51,18 +51,18 @@ def test_canonical_mobilenet_v2_loads_with_no_network(tmp_path, monkeypatch):
     import torch
     from torchvision.models import MobileNet_V2_Weights
 
-    from tour import vision_weights
     from tour.core import assets
+    from tour.core.models import load_mobilenet_v2
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    model, weights, cached = vision_weights.load_mobilenet_v2("cpu")
+    model, weights, cached = load_mobilenet_v2("cpu")
     assert weights is MobileNet_V2_Weights.IMAGENET1K_V1 and cached.name == weights.url.rsplit("/", 1)[-1]
     assert cached.parent == tmp_path / "torch" / "hub" / "checkpoints"
     assert assets.sha256_hex(cached).startswith("b0353104")
     assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"] == 3_504_872
     state = torch.load(assets.mobilenet_v2_weights(), map_location="cpu", weights_only=True)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
-    assert vision_weights.load_mobilenet_v2("cpu")[2] == cached  # second time: found, checked, reused
+    assert load_mobilenet_v2("cpu")[2] == cached  # second time: found, checked, reused
 
 
 def test_staging_never_overwrites_a_users_file(tmp_path, monkeypatch):

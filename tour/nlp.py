@@ -239,6 +239,7 @@ def run(cfg: Config) -> Result:
     require("transformers", "datasets", "yaml", stop="the NLP stop")
     import datasets
 
+    from tour.core import assets
     from tour.core import device as dev
     from tour.core.models import load_encoder, resolve_model
 
@@ -285,7 +286,8 @@ def run(cfg: Config) -> Result:
                   naive_per_s=rates[0], pipeline_batched_per_s=rates[1], batched_per_s=rates[2],
                   speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"], reload_scores_close=diff < RELOAD_TOL,
                   embed_tol=embed_tol(dtype), embed_same=speed["max_diff"] < embed_tol(dtype),
-                  learned=acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None)
+                  learned=assets.floor(acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None, "learned",
+                                       name))
 
 
 def main(argv: list[str] | None = None) -> int:

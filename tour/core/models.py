@@ -92,15 +92,85 @@ def map_lite0_state_dict(reference: dict[str, torch.Tensor], model: nn.Module) -
     return {names[key.rsplit(".", 1)[0]] + "." + key.rsplit(".", 1)[1]: value for key, value in reference.items()}
 
 
+# random-weight stand-ins (tour.core.assets.pretrained_or_random): the architecture is code, so they live here --
+def calibrated(model: nn.Module) -> nn.Module:
+    """`model` with its BatchNorm statistics measured on seeded noise. Freshly initialised, every BatchNorm holds
+    mean 0 and variance 1 while the activations it sees shrink layer after layer: in eval mode the logits came out
+    ~1e-6, and any two ways of computing them would agree for no merit. Measured statistics normalise each layer's
+    output as in a trained network, and the logits are of order one."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.momentum = None  # a plain average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(8, 3, IMAGE_SIZE, IMAGE_SIZE))
+    for norm in norms:
+        norm.momentum = 0.1  # torch's default, as the constructor left it
+    return model.eval()
+
+
+def random_lite0(skeleton: Path, folder: Path) -> None:
+    """Lite0 as built here, saved under the reference implementation's names (the packaged file's format), so the
+    parity check with that implementation loads the very same weights."""
+    model = calibrated(build_efficientnet_lite0())
+    back = {ours: theirs for theirs, ours in lite0_key_map(model).items()}
+    state = {back[k.rsplit(".", 1)[0]] + "." + k.rsplit(".", 1)[1]: v for k, v in model.state_dict().items()}
+    torch.save(state, folder / "efficientnet-lite0-random.pth")
+
+
+def random_mobilenet_v2(skeleton: Path, folder: Path) -> None:
+    from torchvision.models import mobilenet_v2
+
+    torch.save(calibrated(mobilenet_v2(weights=None)).state_dict(), folder / "mobilenet_v2-random.pth")
+
+
+def efficientnet_lite0_weights() -> Path:
+    """The packaged EfficientNet-Lite0 state dict, or where the package is missing and $TOUR_SKELETONS is set, its
+    seeded random stand-in in the same format."""
+    from tour.core import assets
+
+    return assets.pretrained_or_random(assets.LITE0, assets.efficientnet_lite0_weights, random_lite0)
+
+
+def mobilenet_v2_weights() -> Path:
+    """The packaged MobileNetV2 file, or its seeded random stand-in (never staged into torch's cache)."""
+    from tour.core import assets
+
+    return assets.pretrained_or_random(assets.MOBILENET, assets.mobilenet_v2_weights, random_mobilenet_v2)
+
+
 def load_efficientnet_lite0(device: torch.device | str | None = None, weights: str | None = None) -> nn.Module:
     """Pretrained ImageNet EfficientNet-Lite0 on `device` (default: the tour's pick), in eval mode."""
-    from tour.core import assets
     from tour.core.device import get_device
 
-    reference = torch.load(weights or assets.efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
+    reference = torch.load(weights or efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
     model = build_efficientnet_lite0()
     model.load_state_dict(map_lite0_state_dict(reference, model), strict=True)  # strict: every tensor mapped
     return model.to(get_device(device)).eval()
+
+
+def load_mobilenet_v2(device):
+    """(MobileNetV2 in eval mode on `device`, its weights enum, the file its weights came from), the way torchvision
+    users load it: the packaged file is staged (hash-checked) into torch's hub cache, then torchvision's own builder
+    loads it as if it had downloaded it. A random-weights stand-in (tour.core.assets) is loaded into the same
+    architecture instead: it must never sit in torch's cache under the real file's name."""
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    from tour.core import assets
+
+    weights = MobileNet_V2_Weights.IMAGENET1K_V1  # also the transforms and category names, random weights or not
+    source = mobilenet_v2_weights()
+    if assets.random_weights(source):
+        model = mobilenet_v2(weights=None)
+        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
+        return model.eval().to(device), weights, source
+    cached = assets.stage_hub_checkpoint(source, weights.url)
+    try:
+        model = mobilenet_v2(weights=weights)
+    except OSError as e:  # a network error would mean the file was not where torch.hub looks
+        raise TourError(f"torchvision tried to download {weights.url} ({e}); is TORCH_HOME writable?") from None
+    return model.eval().to(device), weights, cached
 
 
 def imagenet_labels() -> list[str]:

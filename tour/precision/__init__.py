@@ -34,9 +34,21 @@ class Clock:
         return found
 
 
+def pretrained_only(ok: bool | None, name: str, *finds) -> bool | None:
+    """A check whose verdict needs pretrained weights: not run where its model is a random-weights stand-in
+    (tour.core.assets.floor). A trained classifier's decisions have margins that rounding does not flip; a random
+    one's top two logits are near ties (MobileNetV2's top-1 flipped under bf16 on one of six photos), its held-out
+    accuracy is that of a random encoder, and a random LM's perplexity is the vocabulary's size, where 3% says
+    nothing. `finds` (the models' asset lookups) are asked only when the check ran, so its model was found."""
+    from tour.core import assets
+
+    return ok if ok is None else assets.floor(ok, name, *(find() for find in finds))
+
+
 def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc: Encoder, train: Training,
               vision: Vision, dec: Decode, fusion: Fusion, seconds: dict[str, float]) -> Result:
     """The stop's Result, built once from every part's record."""
+    from tour.core import assets, models
     from tour.core.device import dtype_name
 
     variants = [asdict(row) for part in (enc, train, vision, dec) for row in part.rows]
@@ -51,8 +63,12 @@ def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc
         accuracy=enc.accuracy, train_losses=train.losses, top1=vision.top1, replies=dec.replies,
         perplexity=dec.perplexity, decode_limit_tokens_s=dec.limits, decode_tokens_s=dec.tokens_s,
         decode_bandwidth_gb_s=dec.bandwidth_gb_s, fusion=fusion.rows, fusion_reason=fusion.reason, skipped=skipped,
-        part_seconds=seconds, encoder_close=enc.close, accuracy_kept=enc.accuracy_kept, train_close=train.close,
-        vision_agree=vision.agree, greedy_same=dec.greedy_same, perplexity_close=dec.perplexity_close,
+        part_seconds=seconds, encoder_close=enc.close,
+        accuracy_kept=pretrained_only(enc.accuracy_kept, "accuracy_kept", assets.minilm_dir), train_close=train.close,
+        vision_agree=pretrained_only(vision.agree, "vision_agree", models.mobilenet_v2_weights,
+                                     models.efficientnet_lite0_weights),
+        greedy_same=dec.greedy_same,
+        perplexity_close=pretrained_only(dec.perplexity_close, "perplexity_close", assets.smollm2_dir),
         fusion_parity=fusion.parity)
 
 

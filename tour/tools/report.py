@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tour.core.assets import RANDOM_LABEL
 from tour.core.files import write_text
 from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
                                 result_table, rows_table, short)
@@ -224,6 +225,9 @@ def _stop_section(outcome, out: Path) -> str:
                 "</section>")
     labels, pngs = _labels(outcome.name), sorted((out / outcome.name).glob("*.png"))
     error = "" if outcome.ok else f'<p class="{_CSS[state]}">{html.escape(outcome.error)}</p>'
+    random = getattr(outcome, "random_weights", [])
+    if random:
+        error += f'<p class="skipped">{html.escape(RANDOM_LABEL)} ({html.escape(", ".join(random))})</p>'
     body = error + checks_html(getattr(outcome, "checks", {}), labels)
     data = _flat(outcome.name, outcome.result)
     body += result_table(data, labels) if outcome.result else ""
@@ -296,7 +300,9 @@ def write(out: Path, outcomes: list, doctor: dict | None, cfg, seconds: float) -
         "versions": _versions(),
         "complete": all(_state(o) in ("ok", "failed") for o in outcomes),  # False: interrupted, or still running
         "stops": {o.name: {"ok": o.ok, "state": _state(o), "seconds": o.seconds, "error": o.error,
-                           "kind": getattr(o, "kind", ""), "checks": o.checks, "result": o.result}
+                           "kind": getattr(o, "kind", ""), "checks": o.checks,
+                           # models it ran with random weights: its checks that need pretrained ones read not run
+                           "random_weights": getattr(o, "random_weights", []), "result": o.result}
                   for o in outcomes},
         "doctor": doctor,
     }

@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tour.core.assets import RANDOM_LABEL
 from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
 from tour.core.files import make_folder
 from tour.core.results import to_jsonable, write_result
@@ -45,6 +46,8 @@ class StopOutcome:
     checks: dict = field(default_factory=dict)  # the Result's declared checks: name -> True / False / None (not run)
     state: str = ""  # OK, FAILED, INTERRUPTED or NOT_RUN; empty: read from `ok`
     kind: str = ""  # the TourError's kind when it had one: "missing_library" is a stop this stack cannot run
+    # models that ran with random weights (tour.core.assets' stand-ins): only its agreement checks say anything
+    random_weights: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state = self.state or (OK if self.ok else FAILED)
@@ -59,19 +62,22 @@ def selected(cfg: Config) -> list[str]:
 
 def run_stop(name: str, cfg: Config) -> StopOutcome:
     """Import and run one stop with the tour's shared settings; never raises."""
+    from tour.core.assets import watching_random_weights
+
     start = time.perf_counter()
     doc, kind = "", ""
     try:
         module = load(name)
         doc = (module.__doc__ or "").strip()
         stop_cfg = module.Config(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed)
-        result = module.run(stop_cfg)
+        with watching_random_weights() as random:
+            result = module.run(stop_cfg)
         write_result(result, out_dir(stop_cfg, name))
         checks, failed = result.checks(), result.failed_checks()
         # A stop that ran but whose check failed (parity False, accuracy under its floor) has failed, on any device.
         error = f"failed check(s): {', '.join(failed)}" if failed else ""
         return StopOutcome(name, not failed, time.perf_counter() - start, doc, error=error,
-                           result=to_jsonable(result), checks=checks)
+                           result=to_jsonable(result), checks=checks, random_weights=sorted(random))
     except TourError as e:
         reason, kind = str(e), e.kind or ""
     except Exception as e:  # noqa: BLE001 - one broken stop must not end the tour
@@ -117,6 +123,8 @@ def run(cfg: Config) -> list[StopOutcome]:
         finally:
             report.write(out, outcomes, None, cfg, time.perf_counter() - t0)
         state = "ok" if outcomes[i].ok else f"FAILED: {outcomes[i].error}"
+        if outcomes[i].random_weights:
+            state += f" ({RANDOM_LABEL}: {', '.join(outcomes[i].random_weights)})"
         print(f"[{i + 1}/{len(names)}] {name}: {state} in {outcomes[i].seconds:.1f} s", flush=True)
     return outcomes
 
@@ -139,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         failed = [o for o in outcomes if not o.ok]
         print(f"\ntour finished in {time.perf_counter() - start:.1f} s: {len(outcomes) - len(failed)} ok, "
               f"{len(failed)} failed" + "".join(f"\n  {o.name}: {o.error}" for o in failed))
+        random = [f"{o.name} ({', '.join(o.random_weights)})" for o in outcomes if o.random_weights]
+        if random:
+            print(f"{RANDOM_LABEL}: {'; '.join(random)}")
         print(f"report: {paths['html']}\nresults: {paths['json']}")
         return 1 if failed else 0
 

@@ -69,9 +69,8 @@ def bench(out: Path) -> list[str]:
 
 
 def random_weights(stop: dict) -> list[str]:
-    """The models a stop ran on seeded random weights (no pretrained weights here), as its Result records them."""
-    result = stop.get("result") or {}
-    return list(result.get("random_weights") or [])
+    """The models a stop ran on seeded random weights (no pretrained weights here), as `tour run all` records them."""
+    return list(stop.get("random_weights") or [])
 
 
 def stop(name: str, code: int | None, out: Path):

@@ -65,14 +65,12 @@ def download(out: Path, python: str) -> list[Path]:
 
 def skeletons(out: Path) -> str:
     """The configs and tokenizers of the models whose weights stay behind; one line saying what was written."""
-    try:
-        from tour.core import skeletons as core_skeletons
-    except ImportError:
-        return "skeletons: this tour has no random-weights fallback; skipped"
+    from tour.tools import skeletons as tool
+
     if out.exists():
         shutil.rmtree(out)
-    written = core_skeletons.write_all(out)
-    return f"skeletons: {', '.join(written) or 'none'}"
+    written = tool.write(out)
+    return f"skeletons of {', '.join(written) or 'no model'}"
 
 
 def size(path: Path) -> int:
