@@ -132,5 +132,7 @@ def test_system_packages_include_what_triton_builds_with():
     plan = subprocess.run(["make", "-n", "-C", str(gpu_check.ROOT), "system-deps"], capture_output=True, text=True,
                           timeout=60, check=True).stdout
     assert "command -v gcc" in plan and 'missing="$missing gcc"' in plan
+    # gcc alone brings no C++ compiler: Inductor's CPU kernels and AOTInductor need g++ too
+    assert "command -v g++" in plan and 'missing="$missing g++"' in plan
     # python3-dev is a header, not a command: probed where this Python's sysconfig puts Python.h
     assert "sysconfig.get_paths()['include'], 'Python.h'" in plan and 'missing="$missing python3-dev"' in plan
