@@ -302,16 +302,38 @@ def test_a_transformers_without_generate_compile_on_every_device_skips_the_compi
 
     config = getattr(transformers, "CompileConfig", None)
     if config is None or not hasattr(config, "_compile_all_devices"):
-        assert torch_private.generate_compile_config() is None
+        assert torch_private.generate_compile_config(CPU) is None
     else:
-        assert torch_private.generate_compile_config()._compile_all_devices is True
+        assert torch_private.generate_compile_config(CPU)._compile_all_devices is True
         monkeypatch.delattr(config, "_compile_all_devices")  # a transformers without the private attribute
-        assert torch_private.generate_compile_config() is None
+        assert torch_private.generate_compile_config(CPU) is None
     name = "int8 weights on {low}, static cache + compile"
     built, skipped = decode.build_ways(torch.nn.Linear(2, 2), torch.bfloat16, {name: decode.WAYS[name]}, CPU)
     why = skipped["int8 weights on bf16, static cache + compile"]
     assert built == {} and "_compile_all_devices" in why and "\n" not in why
     assert capsys.readouterr().out.count("skipped") == 1
+
+
+def test_generate_compiles_as_transformers_intends_on_each_device(monkeypatch):
+    """CUDA keeps transformers' own default (reduce-overhead: CUDA graphs, which a decode step of small kernels
+    needs), even without the private attribute; a CPU is told to compile anyway, in mode "default"."""
+    transformers = pytest.importorskip("transformers")
+    from tour.core import torch_private
+    from tour.precision import decode
+
+    if not hasattr(transformers, "CompileConfig"):
+        pytest.skip("this transformers has no CompileConfig")
+    gpu = torch.device("cuda", 1)
+    on_gpu = torch_private.generate_compile_config(gpu)
+    assert on_gpu.mode == transformers.CompileConfig().mode == "reduce-overhead" and not on_gpu._compile_all_devices
+    if hasattr(transformers.CompileConfig, "_compile_all_devices"):
+        on_cpu = torch_private.generate_compile_config(CPU)
+        assert on_cpu.mode == "default" and on_cpu._compile_all_devices and on_cpu.fullgraph
+        monkeypatch.delattr(transformers.CompileConfig, "_compile_all_devices")
+    assert torch_private.generate_compile_config(gpu).mode == "reduce-overhead"  # CUDA needs no private flag
+    monkeypatch.setattr("tour.core.inductor.compile_problem", lambda device: None)  # a GPU set up for Inductor
+    monkeypatch.setattr(decode, "torchao_missing", lambda device=None: None)
+    assert decode.compiled_missing(gpu) is None and "compile on cpu" in decode.compiled_missing(CPU)
 
 
 @pytest.mark.slow
