@@ -18,7 +18,26 @@ from tour.core.results import BenchSettings  # noqa: E402
 
 CPU = torch.device("cpu")
 HAS_BF16 = dev.supports_dtype(CPU, torch.bfloat16)
-needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
+# For tests that run on this host's CPU themselves (not on the shared run's device)
+needs_cpu_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
+
+
+def no_bf16_reason(stop_device: str) -> str | None:
+    """Why the shared run compared no bf16 ways on the device it ran on, or None: the device's own fast paths
+    (AMX / AVX512-BF16 on a CPU, tensor cores on a GPU), never this host CPU's flags for a GPU's run."""
+    device = torch.device(stop_device)
+    if dev.supports_dtype(device, torch.bfloat16):
+        return None
+    return f"{stop_device} has no bf16 fast path ({', '.join(dev.FAST_PATHS_FOR[torch.bfloat16])})"
+
+
+@pytest.fixture
+def bf16_on_the_stops_device(stop_device):
+    if no_bf16_reason(stop_device):
+        pytest.skip(no_bf16_reason(stop_device))
+
+
+needs_bf16 = pytest.mark.usefixtures("bf16_on_the_stops_device")  # a test of the shared run's bf16 ways
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +53,12 @@ def rows(result, model):
 
 
 @needs_bf16
-def test_roofs_per_dtype_and_bandwidth(result):
+def test_roofs_per_dtype_and_bandwidth(result, stop_device):
     assert {"fp32", "bf16"} <= set(result.roofs_gflops) and all(v > 0 for v in result.roofs_gflops.values())
     assert result.bandwidth_gb_s > 0
-    assert "AMX-BF16" in result.fast_paths or "AVX512-BF16" in result.fast_paths
+    # the fast paths of the device the stop ran on: AMX / AVX512-BF16 on a CPU, tensor cores (bf16) on a GPU
+    wanted = dev.dtype_fast_paths(torch.device(stop_device), torch.bfloat16)
+    assert wanted and set(wanted) <= set(result.fast_paths)
 
 
 @needs_bf16
@@ -136,6 +157,17 @@ def test_bad_dtype_is_a_one_line_error(capsys):
     assert len(err) == 1 and "--dtype" in err[0] and "int4" in err[0]
 
 
+def test_a_gpus_bf16_is_read_from_the_gpu_not_from_this_host(monkeypatch):
+    # the bf16 gate of the shared run's tests: a GPU with tensor cores passes on a host CPU without AMX, and
+    # neither passes where its own device lacks a bf16 fast path (faked: no GPU here)
+    paths = {"cpu": (), "cuda": ("tensor cores (fp16)", "tensor cores (int8)", "tensor cores (bf16)", "TF32")}
+    monkeypatch.setattr(dev, "fast_paths", lambda device: paths[device.type])
+    assert no_bf16_reason("cuda") is None and "cpu has no bf16 fast path" in no_bf16_reason("cpu")
+    paths.update(cpu=("AMX-BF16", "AMX-INT8"), cuda=("tensor cores (fp16)", "tensor cores (int8)"))  # a T4 on a Xeon
+    assert no_bf16_reason("cpu") is None and "cuda has no bf16 fast path" in no_bf16_reason("cuda")
+    assert dev.dtype_fast_paths(torch.device("cuda"), torch.bfloat16) == []
+
+
 def test_fast_paths_and_cache_sizes_describe_this_machine():
     assert dev.supports_dtype(CPU, torch.float32)
     assert dev.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
@@ -229,6 +261,50 @@ def test_a_decode_way_is_one_entry(monkeypatch, capsys):
                          {k: 38.0 for k in ms}, None)
     assert [r.model for r in rows] == ["SmolLM2 decode (batch 1)", "SmolLM2 decode (batch 4)"]
     assert rows[1].speedup == 2.0 and rows[1].keeps and "(12% of it)" in rows[1].detail
+
+
+class Toy(torch.nn.Module):
+    """A classifier's training interface (model(**batch).loss, input embeddings) around a dropout and a fp16 cast."""
+
+    def __init__(self, fp16_gain: float = 1.0):
+        super().__init__()
+        self.emb, self.w, self.drop, self.gain = torch.nn.Embedding(2, 2), torch.nn.Parameter(torch.ones(8)), \
+            torch.nn.Dropout(0.5), fp16_gain
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, k):
+        from types import SimpleNamespace
+
+        # d loss / d w passes through fp16 as gain x scale: past fp16's 65504 it is inf, as a GPU's big grads are
+        return SimpleNamespace(loss=self.drop(self.w * k).sum() + (self.w.half() * self.gain).float().sum())
+
+
+def test_each_training_way_draws_the_same_dropout_masks():
+    # unseeded, fp32 and autocast drew other masks: their losses differed by ~0.5%, more than fp16's tolerance
+    from tour.precision.training import training
+
+    losses, _ = training(Toy(), [{"k": torch.tensor(1.0)}] * 3, torch.bfloat16, CPU, repeats=1)
+    assert losses["bf16 autocast"] == losses["fp32 eager"] and len(set(losses["fp32 eager"])) > 1
+
+
+def test_fp16_training_starts_its_grad_scaler_where_no_step_is_skipped(monkeypatch):
+    """torch's scaler starts at 2^16 and skips each step whose gradients overflow while it halves; the warmed one
+    starts at the largest scale whose gradients are finite (here 4 x 8192 = 32768 < 65504), so no step is lost."""
+    from contextlib import nullcontext
+
+    from tour.precision.training import training, warmed_scaler
+
+    model, batch = Toy(fp16_gain=4.0), {"k": torch.tensor(1.0)}
+    assert torch.amp.GradScaler("cpu").get_scale() == 2.0 ** 16
+    scaler = warmed_scaler(model, batch, nullcontext, CPU)
+    assert scaler.get_scale() == 8192.0 and model.w.grad is None  # found without touching the weights' grads
+    scales, update = [], torch.amp.GradScaler.update
+    monkeypatch.setattr(torch.amp.GradScaler, "update", lambda self, *a: (scales.append(self.get_scale()),
+                                                                          update(self, *a))[1])
+    training(model, [batch] * 3, torch.float16, CPU, repeats=1)
+    assert len(scales) >= 3 and set(scales) == {8192.0}  # a skipped step would have halved the scale
 
 
 def test_fused_adamw_follows_torchs_own_list_of_devices(monkeypatch):
@@ -337,7 +413,7 @@ def test_generate_compiles_as_transformers_intends_on_each_device(monkeypatch):
 
 
 @pytest.mark.slow
-@needs_bf16
+@needs_cpu_bf16
 def test_the_compiled_ways_keep_fp32s_replies_and_embeddings(tmp_path):
     """int8 weights on bf16 with a static cache + generate's compile, two new tokens of one prompt; MiniLM's bf16
     copy compiled with freezing on a small batch. Cold compiles on 2 cores: ~1.5 min and ~30 s."""
