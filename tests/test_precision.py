@@ -446,6 +446,8 @@ def test_the_compiled_decode_runs_the_longest_prompt_first_and_keeps_prompt_orde
     calls = []
 
     class Fake:
+        device = CPU  # a model's device: generate's compile settings follow it
+
         def generate(self, input_ids, attention_mask, **kw):
             calls.append((input_ids.shape[1], "max_cache_len" in kw))
             return torch.cat([input_ids, torch.full((1, 2), input_ids.shape[1])], dim=1)
