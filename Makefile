@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # System tools some tests and stops use: espeak-ng makes speech clips, chromium renders the report page; on a GPU,
-# Triton builds its kernel launcher with gcc against Python.h (python3-dev).
-APT_PACKAGES := espeak-ng chromium gcc python3-dev
+# Triton builds its kernel launcher with gcc against Python.h (python3-dev); Inductor's C++ (the CPU's kernels, every
+# AOTInductor package) needs g++, which Debian's gcc does not bring.
+APT_PACKAGES := espeak-ng chromium gcc g++ python3-dev
 # How system-deps tells a package is there: its command on PATH, except python3-dev, which is a header: Python.h
 # where this Python's sysconfig puts it (the one Triton compiles against).
 HAS_PYTHON_H = $(PYTHON) -c "import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"

@@ -46,9 +46,10 @@ def test_dynamic_true_compiles_once(result):
     assert result.dynamic_shape.startswith("(s") and result.dynamic_shape.endswith(", 64)")  # a symbolic batch
 
 
-def test_second_run_hits_the_inductor_cache(result, tmp_path, capsys):
-    # same TORCHINDUCTOR_CACHE_DIR as the shared run: the fusion block's graph comes from the cache
-    assert comp.main(["--quick", "--device", "cpu", "--out", str(tmp_path), "--models", "fusion"]) == 0
+def test_second_run_hits_the_inductor_cache(result, stop_device, tmp_path, capsys):
+    # same TORCHINDUCTOR_CACHE_DIR as the shared run, and its device: the fusion block's graph (C++ kernels on a
+    # CPU, Triton on a GPU) comes from the cache the shared run filled
+    assert comp.main(["--quick", "--device", stop_device, "--out", str(tmp_path), "--models", "fusion"]) == 0
     saved = json.loads(Path(tmp_path, "compile", "result.json").read_text())
     (fusion,) = saved["comparisons"]
     assert fusion["first_compile_cache"] == "hit" and fusion["parity"] is True

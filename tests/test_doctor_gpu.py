@@ -49,6 +49,19 @@ def test_the_plan_puts_them_on_the_first_gpu_and_requires_them_only_when_named()
     assert comp.required and nccl.required and comp.device == "cuda:1"
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "cpu"])
+def test_two_gpus_present_get_the_pair_probe_whatever_device_is_named(device, monkeypatch):
+    # `tour doctor --device cuda` probes one GPU, but the 2-rank all-reduce needs (and finds) both present ones
+    import torch
+
+    monkeypatch.setattr("tour.core.device.get_device", lambda spec: torch.device(spec))
+    monkeypatch.setattr("tour.core.device.present_devices", lambda: ["cpu", "cuda:0", "cuda:1"])
+    (pair,) = [p for p in doctor_plan.plan(quick=True, device=device) if p.name == "nccl 2 ranks"]
+    assert pair.func.args == (("cuda:0", "cuda:1"),) and pair.device == "cuda:0" and not pair.required
+    (one,) = [p for p in doctor_plan.plan(quick=True, device=device) if p.name == "nccl"]
+    assert one.device == (None if device == "cpu" else device)  # the one-rank probe stays on the named GPU
+
+
 @pytest.mark.parametrize("missing,kind,rule", [
     ("has_triton", MISSING_TRITON, "no-triton"),
     ("c_compiler", MISSING_COMPILER, "triton-build"),
@@ -100,6 +113,23 @@ def test_a_wedged_rank_is_cut_off(two_gpus):
     two_gpus.setattr(probes_gpu, "_RANK", "import time; time.sleep(60)")
     r = _run("nccl 2 ranks", lambda: probes_gpu.nccl_pair_probe(("cuda:0", "cuda:1"), limit=2))
     assert r.status == "failed" and r.kind == TIMEOUT and r.seconds < 30, r
+
+
+def test_a_timed_out_pair_leaves_no_rank_running(two_gpus):
+    # rank 0 hits the deadline first; rank 1, waiting in the same collective, must not outlive the probe either
+    import subprocess
+
+    started, real = [], subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    two_gpus.setattr(probes_gpu.subprocess, "Popen", popen)
+    two_gpus.setattr(probes_gpu, "_RANK", "import time; time.sleep(60)")
+    r = _run("nccl 2 ranks", lambda: probes_gpu.nccl_pair_probe(("cuda:0", "cuda:1"), limit=2))
+    assert r.kind == TIMEOUT and len(started) == 2
+    assert [p.returncode for p in started] == [-9, -9]  # both killed and reaped
 
 
 def test_a_failing_rank_says_which(two_gpus):

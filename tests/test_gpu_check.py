@@ -218,5 +218,7 @@ def test_make_gpu_check_runs_on_the_python_it_is_given_without_a_venv(tmp_path):
 def test_system_packages_include_what_triton_builds_with():
     plan = _make_n("system-deps")
     assert "command -v gcc" in plan and 'missing="$missing gcc"' in plan
+    # gcc alone brings no C++ compiler: Inductor's CPU kernels and AOTInductor need g++ too
+    assert "command -v g++" in plan and 'missing="$missing g++"' in plan
     # python3-dev is a header, not a command: probed where this Python's sysconfig puts Python.h
     assert "sysconfig.get_paths()['include'], 'Python.h'" in plan and 'missing="$missing python3-dev"' in plan

@@ -61,10 +61,11 @@ def test_everything_stays_in_out_dir(run_dir):
     assert list((cwd / "out" / "lightning" / "logs").glob("version_*/metrics.csv"))
 
 
-def test_deterministic_mode_is_put_back(result):
+def test_deterministic_mode_is_put_back(result, stop_device):
     import torch
 
-    assert result.accelerator == "cpu"
+    assert result.accelerator == torch.device(stop_device).type  # the Trainer ran where the stop was asked to
+    assert torch.device(result.device).type == torch.device(stop_device).type
     assert not torch.are_deterministic_algorithms_enabled()
 
 
@@ -72,8 +73,24 @@ def test_accelerator_for_unknown_device_type_is_a_tour_error():
     import torch
 
     assert stop.accelerator_for(torch.device("cpu")) == "cpu"
+    assert stop.accelerator_for(torch.device("cuda", 1)) == "cuda"  # the index goes to Trainer(devices=[1])
     with pytest.raises(errors.TourError, match="no accelerator for device type 'meta'"):
         stop.accelerator_for(torch.device("meta"))
+
+
+def test_the_plain_loop_is_timed_on_a_warmed_up_device(monkeypatch):
+    """On a GPU the first cuBLAS call pays the context's set-up: warm_up runs before the plain loop's clock starts,
+    and the clock stops after the device is done (faked here: the calls are recorded, not run)."""
+    import torch
+
+    calls, gpu = [], torch.device("cuda", 1)
+    monkeypatch.setattr("tour.core.device.warm_up", lambda d: calls.append(("warm_up", d)))
+    monkeypatch.setattr("tour.core.device.synchronize", lambda d: calls.append(("synchronize", d)))
+    monkeypatch.setattr("tour.core.models.train_mlp", lambda cfg, d, train, epochs: (calls.append(("train", d)),
+                                                                                    ("model", [1.0]))[1])
+    monkeypatch.setattr("tour.core.models.accuracy", lambda model, test, d: 1.0)
+    model, losses, acc, seconds = stop.plain_loop(stop.Config(quick=True), gpu, None, None)
+    assert calls == [("warm_up", gpu), ("train", gpu), ("synchronize", gpu)] and seconds >= 0
 
 
 def test_missing_extra_is_one_line_exit_2(monkeypatch, tmp_path, capsys):

@@ -19,7 +19,26 @@ from tour.core.results import BenchSettings  # noqa: E402
 
 CPU = torch.device("cpu")
 HAS_BF16 = dev.supports_dtype(CPU, torch.bfloat16)
-needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
+# For tests that run on this host's CPU themselves (not on the shared run's device)
+needs_cpu_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
+
+
+def no_bf16_reason(stop_device: str) -> str | None:
+    """Why the shared run compared no bf16 ways on the device it ran on, or None: the device's own fast paths
+    (AMX / AVX512-BF16 on a CPU, tensor cores on a GPU), never this host CPU's flags for a GPU's run."""
+    device = torch.device(stop_device)
+    if dev.supports_dtype(device, torch.bfloat16):
+        return None
+    return f"{stop_device} has no bf16 fast path ({', '.join(dev.FAST_PATHS_FOR[torch.bfloat16])})"
+
+
+@pytest.fixture
+def bf16_on_the_stops_device(stop_device):
+    if no_bf16_reason(stop_device):
+        pytest.skip(no_bf16_reason(stop_device))
+
+
+needs_bf16 = pytest.mark.usefixtures("bf16_on_the_stops_device")  # a test of the shared run's bf16 ways
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +54,12 @@ def rows(result, model):
 
 
 @needs_bf16
-def test_roofs_per_dtype_and_bandwidth(result):
+def test_roofs_per_dtype_and_bandwidth(result, stop_device):
     assert {"fp32", "bf16"} <= set(result.roofs_gflops) and all(v > 0 for v in result.roofs_gflops.values())
     assert result.bandwidth_gb_s > 0
-    assert "AMX-BF16" in result.fast_paths or "AVX512-BF16" in result.fast_paths
+    # the fast paths of the device the stop ran on: AMX / AVX512-BF16 on a CPU, tensor cores (bf16) on a GPU
+    wanted = dev.dtype_fast_paths(torch.device(stop_device), torch.bfloat16)
+    assert wanted and set(wanted) <= set(result.fast_paths)
 
 
 @needs_bf16
@@ -150,6 +171,17 @@ def test_bad_dtype_is_a_one_line_error(capsys):
     assert len(err) == 1 and "--dtype" in err[0] and "int4" in err[0]
 
 
+def test_a_gpus_bf16_is_read_from_the_gpu_not_from_this_host(monkeypatch):
+    # the bf16 gate of the shared run's tests: a GPU with tensor cores passes on a host CPU without AMX, and
+    # neither passes where its own device lacks a bf16 fast path (faked: no GPU here)
+    paths = {"cpu": (), "cuda": ("tensor cores (fp16)", "tensor cores (int8)", "tensor cores (bf16)", "TF32")}
+    monkeypatch.setattr(dev, "fast_paths", lambda device: paths[device.type])
+    assert no_bf16_reason("cuda") is None and "cpu has no bf16 fast path" in no_bf16_reason("cpu")
+    paths.update(cpu=("AMX-BF16", "AMX-INT8"), cuda=("tensor cores (fp16)", "tensor cores (int8)"))  # a T4 on a Xeon
+    assert no_bf16_reason("cpu") is None and "cuda has no bf16 fast path" in no_bf16_reason("cuda")
+    assert dev.dtype_fast_paths(torch.device("cuda"), torch.bfloat16) == []
+
+
 def test_fast_paths_and_cache_sizes_describe_this_machine():
     assert dev.supports_dtype(CPU, torch.float32)
     assert dev.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
@@ -227,6 +259,50 @@ def test_a_decode_way_is_one_entry(monkeypatch, capsys):
     assert rows[1].speedup == 2.0 and rows[1].keeps and "(12% of it)" in rows[1].detail
 
 
+class Toy(torch.nn.Module):
+    """A classifier's training interface (model(**batch).loss, input embeddings) around a dropout and a fp16 cast."""
+
+    def __init__(self, fp16_gain: float = 1.0):
+        super().__init__()
+        self.emb, self.w, self.drop, self.gain = torch.nn.Embedding(2, 2), torch.nn.Parameter(torch.ones(8)), \
+            torch.nn.Dropout(0.5), fp16_gain
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, k):
+        from types import SimpleNamespace
+
+        # d loss / d w passes through fp16 as gain x scale: past fp16's 65504 it is inf, as a GPU's big grads are
+        return SimpleNamespace(loss=self.drop(self.w * k).sum() + (self.w.half() * self.gain).float().sum())
+
+
+def test_each_training_way_draws_the_same_dropout_masks():
+    # unseeded, fp32 and autocast drew other masks: their losses differed by ~0.5%, more than fp16's tolerance
+    from tour.precision.training import training
+
+    losses, _ = training(Toy(), [{"k": torch.tensor(1.0)}] * 3, torch.bfloat16, CPU, repeats=1)
+    assert losses["bf16 autocast"] == losses["fp32 eager"] and len(set(losses["fp32 eager"])) > 1
+
+
+def test_fp16_training_starts_its_grad_scaler_where_no_step_is_skipped(monkeypatch):
+    """torch's scaler starts at 2^16 and skips each step whose gradients overflow while it halves; the warmed one
+    starts at the largest scale whose gradients are finite (here 4 x 8192 = 32768 < 65504), so no step is lost."""
+    from contextlib import nullcontext
+
+    from tour.precision.training import training, warmed_scaler
+
+    model, batch = Toy(fp16_gain=4.0), {"k": torch.tensor(1.0)}
+    assert torch.amp.GradScaler("cpu").get_scale() == 2.0 ** 16
+    scaler = warmed_scaler(model, batch, nullcontext, CPU)
+    assert scaler.get_scale() == 8192.0 and model.w.grad is None  # found without touching the weights' grads
+    scales, update = [], torch.amp.GradScaler.update
+    monkeypatch.setattr(torch.amp.GradScaler, "update", lambda self, *a: (scales.append(self.get_scale()),
+                                                                          update(self, *a))[1])
+    training(model, [batch] * 3, torch.float16, CPU, repeats=1)
+    assert len(scales) >= 3 and set(scales) == {8192.0}  # a skipped step would have halved the scale
+
+
 def test_fused_adamw_follows_torchs_own_list_of_devices(monkeypatch):
     import torch.utils._foreach_utils as foreach
 
@@ -298,11 +374,11 @@ def test_a_transformers_without_generate_compile_on_every_device_skips_the_compi
 
     config = getattr(transformers, "CompileConfig", None)
     if config is None or not hasattr(config, "_compile_all_devices"):
-        assert torch_private.generate_compile_config() is None
+        assert torch_private.generate_compile_config(CPU) is None
     else:
-        assert torch_private.generate_compile_config()._compile_all_devices is True
+        assert torch_private.generate_compile_config(CPU)._compile_all_devices is True
         monkeypatch.delattr(config, "_compile_all_devices")  # a transformers without the private attribute
-        assert torch_private.generate_compile_config() is None
+        assert torch_private.generate_compile_config(CPU) is None
     name = "int8 weights on {low}, static cache + compile"
     built, skipped = decode.build_ways(torch.nn.Linear(2, 2), torch.bfloat16, {name: decode.WAYS[name]}, CPU)
     why = skipped["int8 weights on bf16, static cache + compile"]
@@ -310,8 +386,30 @@ def test_a_transformers_without_generate_compile_on_every_device_skips_the_compi
     assert capsys.readouterr().out.count("skipped") == 1
 
 
+def test_generate_compiles_as_transformers_intends_on_each_device(monkeypatch):
+    """CUDA keeps transformers' own default (reduce-overhead: CUDA graphs, which a decode step of small kernels
+    needs), even without the private attribute; a CPU is told to compile anyway, in mode "default"."""
+    transformers = pytest.importorskip("transformers")
+    from tour.core import torch_private
+    from tour.precision import decode
+
+    if not hasattr(transformers, "CompileConfig"):
+        pytest.skip("this transformers has no CompileConfig")
+    gpu = torch.device("cuda", 1)
+    on_gpu = torch_private.generate_compile_config(gpu)
+    assert on_gpu.mode == transformers.CompileConfig().mode == "reduce-overhead" and not on_gpu._compile_all_devices
+    if hasattr(transformers.CompileConfig, "_compile_all_devices"):
+        on_cpu = torch_private.generate_compile_config(CPU)
+        assert on_cpu.mode == "default" and on_cpu._compile_all_devices and on_cpu.fullgraph
+        monkeypatch.delattr(transformers.CompileConfig, "_compile_all_devices")
+    assert torch_private.generate_compile_config(gpu).mode == "reduce-overhead"  # CUDA needs no private flag
+    monkeypatch.setattr("tour.core.inductor.compile_problem", lambda device: None)  # a GPU set up for Inductor
+    monkeypatch.setattr(decode, "torchao_missing", lambda device=None: None)
+    assert decode.compiled_missing(gpu) is None and "compile on cpu" in decode.compiled_missing(CPU)
+
+
 @pytest.mark.slow
-@needs_bf16
+@needs_cpu_bf16
 def test_the_compiled_ways_keep_fp32s_replies_and_embeddings(tmp_path):
     """int8 weights on bf16 with a static cache + generate's compile, two new tokens of one prompt; MiniLM's bf16
     copy compiled with freezing on a small batch. Cold compiles on 2 cores: ~1.5 min and ~30 s."""
@@ -344,6 +442,8 @@ def test_the_compiled_decode_runs_the_longest_prompt_first_and_keeps_prompt_orde
     calls = []
 
     class Fake:
+        device = CPU  # a model's device: generate's compile settings follow it
+
         def generate(self, input_ids, attention_mask, **kw):
             calls.append((input_ids.shape[1], "max_cache_len" in kw))
             return torch.cat([input_ids, torch.full((1, 2), input_ids.shape[1])], dim=1)

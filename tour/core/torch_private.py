@@ -102,15 +102,19 @@ def fused_optimizer_devices() -> list[str]:
     return list(supported())
 
 
-def generate_compile_config():
-    """A transformers CompileConfig for generate's own torch.compile of the decode step, told to compile on every
-    device: transformers 5.x compiles in generate only on accelerators unless its private class attribute
-    `_compile_all_devices` is set. mode="default": the default "reduce-overhead" means CUDA graphs. None where this
-    transformers lacks CompileConfig or that attribute (the caller then skips its compiled way)."""
+def generate_compile_config(device):
+    """The CompileConfig for generate's own torch.compile of a static-cache decode step on `device`. On CUDA,
+    transformers compiles by itself and its default is what it intends there: CompileConfig() (mode
+    "reduce-overhead", CUDA graphs: a decode step of small kernels is launch-bound without them). Elsewhere
+    transformers 5.x compiles only when its private class attribute `_compile_all_devices` is set, and mode
+    "default" (a CPU has no CUDA graphs); fullgraph, so a graph break is an error, not a silently eager step.
+    None where this transformers lacks CompileConfig, or off CUDA that attribute (the caller skips its way)."""
     try:
         from transformers import CompileConfig
     except ImportError:
         return None
+    if device.type == "cuda":
+        return CompileConfig()
     if not hasattr(CompileConfig, "_compile_all_devices"):
         return None
     config = CompileConfig(mode="default", fullgraph=True)

@@ -47,9 +47,9 @@ def compiled_missing(device) -> str | None:
     from tour.core.inductor import compile_problem
     from tour.core.torch_private import generate_compile_config
 
-    if generate_compile_config() is None:
-        return ("this transformers has no CompileConfig._compile_all_devices, so generate will not compile on "
-                "every device")
+    if generate_compile_config(device) is None:
+        return (f"this transformers has no CompileConfig._compile_all_devices, so generate will not compile on "
+                f"{device.type}")
     return torchao_missing() or compile_problem(device)
 
 

@@ -46,12 +46,14 @@ def batched_greedy(model, chats, n: int, exact: bool = False) -> list:
 
 
 def compiled_greedy(model, chats, n: int, exact: bool = False) -> list:
-    """greedy with a static KV cache and generate's own torch.compile of the decode step (the prefill stays eager).
-    One cache length for every call, so the step compiles once. Never with Inductor's freezing: a frozen step with
-    the static cache gives wrong replies (fp32 too)."""
+    """greedy with a static KV cache and generate's own torch.compile of the decode step (the prefill stays eager),
+    in the mode transformers intends on the model's device (CUDA graphs on CUDA: generate_compile_config). One cache
+    length for every call, so the step compiles once. Never with Inductor's freezing: a frozen step with the static
+    cache gives wrong replies (fp32 too)."""
     from tour.core.torch_private import generate_compile_config, inductor_config_patch
 
     length = 256 * math.ceil((max(c["input_ids"].shape[1] for c in chats) + n) / 256)
+    config = generate_compile_config(model.device)
     outs = [None] * len(chats)
     with torch.inference_mode(), inductor_config_patch(freezing=False):
         # longest prompt first: where generate sizes the cache from its first call (transformers 4.x), every later,
@@ -59,7 +61,7 @@ def compiled_greedy(model, chats, n: int, exact: bool = False) -> list:
         for i in sorted(range(len(chats)), key=lambda k: -chats[k]["input_ids"].shape[1]):
             enc = chats[i]
             out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n if exact else None, do_sample=False,
-                                 cache_implementation="static", compile_config=generate_compile_config(),
+                                 cache_implementation="static", compile_config=config,
                                  **static_cache_length(length))
             outs[i] = out[0, enc["input_ids"].shape[1]:]
     return outs

@@ -33,6 +33,23 @@ def train_step_fn(model, opt, batch, ctx, scaler):
     return step
 
 
+def warmed_scaler(model, batch, ctx, device, halvings: int = 24):
+    """fp16's GradScaler, started at the largest scale (torch's 2^16 and down, halving) at which this batch's scaled
+    gradients stay finite. A fresh scaler finds that scale by skipping steps, and a skipped step leaves the fp16
+    curve an update behind fp32's: compared step by step, a missing update, not fp16's rounding. autograd.grad
+    leaves the weights' .grad and the optimiser untouched; the caller seeds after this, so its draws don't count."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    scale = torch.amp.GradScaler(device.type).get_scale()  # torch's own starting scale
+    for _ in range(halvings):
+        with ctx():
+            loss = model(**batch).loss
+        grads = torch.autograd.grad(loss * scale, params, allow_unused=True)
+        if all(bool(torch.isfinite(g).all()) for g in grads if g is not None):
+            break
+        scale /= 2
+    return torch.amp.GradScaler(device.type, init_scale=scale)
+
+
 def optimizer(model, device):
     """AdamW over the trainable weights; the fused kernel where torch has one for this device (its own list), so
     the optimiser's fp32 work, the same in both ways, does not hide the maths."""
@@ -40,16 +57,19 @@ def optimizer(model, device):
                              fused=device.type in fused_optimizer_devices())
 
 
-def training(clf, batches, low, device, repeats: int) -> tuple[dict, dict]:
-    """The same classifier from the same start, trained on the same batches in fp32 and under autocast:
-    ({way: losses per step}, {way: median ms of a further step, the ways interleaved})."""
+def training(clf, batches, low, device, repeats: int, seed: int = 0) -> tuple[dict, dict]:
+    """The same classifier from the same start, trained on the same batches with the same dropout draws (seeded
+    alike) in fp32 and under autocast: ({way: losses per step}, {way: median ms of a further step, interleaved})."""
     losses, steps = {}, {}
     for label, (_, ctx) in ways(clf, low, device, weights=False).items():  # training keeps fp32 master weights
         model = copy.deepcopy(clf).train()
         # As the nlp stop trains: word embeddings frozen (half the weights, nothing to learn from a few hundred texts)
         model.get_input_embeddings().requires_grad_(False)
         opt = optimizer(model, device)
-        scaler = torch.amp.GradScaler(device.type) if low == torch.float16 and label != BASE else None
+        scaler = warmed_scaler(model, batches[0], ctx, device) if low == torch.float16 and label != BASE else None
+        # Dropout is on in training: unseeded, each way drew other masks, and their losses differed by ~0.5% from
+        # that alone (measured), more than fp16's whole tolerance (4 eps = 0.4%)
+        torch.manual_seed(seed)
         losses[label] = [train_step_fn(model, opt, b, ctx, scaler)() for b in batches]
         steps[label] = train_step_fn(model, opt, batches[0], ctx, scaler)
     return losses, medians_ms(steps, device, repeats)
@@ -70,7 +90,7 @@ def measure(cfg: Config, device, low, tokenizer) -> Training:
 
     data = corpus(cfg.max_per_topic, cfg.seed)
     clf = from_pretrained(AutoModelForSequenceClassification, resolve_model(None), num_labels=len(data["labels"]))
-    losses, ms = training(clf.to(device), batches(cfg, tokenizer, data, device), low, device, cfg.repeats)
+    losses, ms = training(clf.to(device), batches(cfg, tokenizer, data, device), low, device, cfg.repeats, cfg.seed)
     base = losses[BASE]
     worst = {k: max(abs(a - b) / b for a, b in zip(curve, base)) for k, curve in losses.items()}
     keeps = {k: w <= LOSS_EPS * tolerance(low or torch.float32) for k, w in worst.items()}

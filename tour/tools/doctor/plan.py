@@ -35,13 +35,16 @@ def _device_probes(devices: list[str], named: str | None) -> list[Probe]:
     return probes
 
 
-def _gpu_probes(devices: list[str], named: str | None, quick: bool) -> tuple[list[Probe], list[Probe]]:
-    """(distributed, compile): nccl on one rank and on two, torch.compile and AOTInductor on the first CUDA GPU;
-    each skipped without a GPU."""
+def _gpu_probes(devices: list[str], named: str | None, quick: bool,
+                present: list[str] | None = None) -> tuple[list[Probe], list[Probe]]:
+    """(distributed, compile): nccl on one rank, torch.compile and AOTInductor on the first CUDA GPU probed; nccl on
+    two ranks whenever two GPUs are `present` (default: `devices`), also when --device named one of them; each
+    skipped without a GPU."""
     try:
         gpus = pg.cuda_devices(tuple(devices))
+        pair = pg.cuda_devices(tuple(devices if present is None else present))
     except Exception:  # noqa: BLE001 - torch itself is broken: the torch probe says why
-        gpus = []
+        gpus, pair = [], []
     gpu = gpus[0] if gpus else None
     required = named is not None and gpu is not None  # a GPU named with --device must pass
     label = gpu or "cuda"
@@ -49,8 +52,8 @@ def _gpu_probes(devices: list[str], named: str | None, quick: bool) -> tuple[lis
     distributed = [
         Probe("nccl", "distributed", functools.partial(pg.nccl_probe, tuple(devices)), required, libraries=TORCH,
               device=gpu),
-        Probe("nccl 2 ranks", "distributed", functools.partial(pg.nccl_pair_probe, tuple(gpus)), False,
-              libraries=TORCH, device=gpu),
+        Probe("nccl 2 ranks", "distributed", functools.partial(pg.nccl_pair_probe, tuple(pair)), False,
+              libraries=TORCH, device=pair[0] if pair else None),
     ]
     compile_ = [
         Probe(f"torch.compile [{label}]", "compile", functools.partial(pg.compile_gpu_probe, gpu, quick), required,
@@ -68,12 +71,17 @@ def _devices(device: str | None) -> tuple[list[str], str | None]:
 
         named = str(get_device(device))
         return [named], named
+    return _present(), None
+
+
+def _present() -> list[str]:
+    """Every device here (cpu, cuda:0, cuda:1 ...), whatever --device named."""
     try:
         from tour.core.device import present_devices
 
-        return present_devices(), None
+        return present_devices()
     except Exception:  # noqa: BLE001 - torch itself is broken: the torch probe will say why; the CPU probes fail too
-        return ["cpu"], None
+        return ["cpu"]
 
 
 def plan(quick: bool = False, device: str | None = None, only: tuple[str, ...] = ()) -> list[Probe]:
@@ -91,7 +99,8 @@ def plan(quick: bool = False, device: str | None = None, only: tuple[str, ...] =
 
 def _plan(quick: bool, device: str | None) -> list[Probe]:
     devices, named = _devices(device)
-    gpu_distributed, gpu_compile = _gpu_probes(devices, named, quick)
+    # the 2-rank NCCL probe needs two GPUs, not the one --device names: it looks at every device present
+    gpu_distributed, gpu_compile = _gpu_probes(devices, named, quick, _present() if named else devices)
     return [
         Probe("python", "system", pc.python_probe),
         Probe("platform", "system", pc.platform_probe),

@@ -97,7 +97,10 @@ def nccl_pair_probe(devices: tuple[str, ...], limit: float = PAIR_TIMEOUT):
         ranks = [subprocess.Popen([sys.executable, "-c", _RANK, str(r), store, str(NCCL_TIMEOUT)], text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
                  for r in range(2)]
-        outs = [_finish(proc, start + limit) for proc in ranks]
+        try:
+            outs = [_finish(proc, start + limit) for proc in ranks]
+        finally:  # past the deadline (or on any error) no rank outlives the probe: one waits on the other
+            _kill_all(ranks)
     for rank, (out, proc) in enumerate(zip(outs, ranks)):
         check(proc.returncode == 0, f"rank {rank} failed: {out}")
         check(out == "3.0", f"2-rank all_reduce gave {out}, expected 3.0")
@@ -105,15 +108,22 @@ def nccl_pair_probe(devices: tuple[str, ...], limit: float = PAIR_TIMEOUT):
 
 
 def _finish(proc: subprocess.Popen, deadline: float) -> str:
-    """The rank's last line of output (or of its errors); killed past the deadline."""
+    """The rank's last line of output (or of its errors); a TIMEOUT Fact past the deadline (the caller kills)."""
     try:
         out, err = proc.communicate(timeout=max(1.0, deadline - time.perf_counter()))
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
         raise Fact(f"the 2-rank all-reduce did not finish in {PAIR_TIMEOUT:g} s (cut off)", TIMEOUT) from None
     lines = (out.strip() or err.strip()).splitlines()
     return lines[-1][:200] if lines else ""
+
+
+def _kill_all(ranks: list[subprocess.Popen]) -> None:
+    """Kill every rank still running and reap it (its pipes closed), so none is left waiting in a collective."""
+    for proc in ranks:
+        if proc.poll() is None:
+            proc.kill()
+    for proc in ranks:
+        proc.communicate()
 
 
 # -- Inductor on the GPU --------------------------------------------------------------------------------------------
