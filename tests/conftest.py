@@ -151,7 +151,10 @@ def _slow_pattern():
     from tour.tools.registry import STOPS
 
     stops = "|".join(STOPS)
+    # a stop's run(Config(...)) or main([...]) under any name it was imported as (comp.main([...]))
     return re.compile(rf"\bsubprocess\b|\bPopen\b|\bcheck_output\(|\b(?:{stops}|stop|module)\.(?:run|main)\(|"
+                      r"\.run\(\w*\.?Config\(|\.main\(\[|\bbench_rows\(|\brun_probe\(|\bNotebookClient\b|"
+                      r"\bDataLoader\(|"
                       r"\brun_stop\(|\bstop_main\(|\bdoctor\.(?:collect|main)\(|\bcollect\(|\bgpu_check\.(?:main|"
                       r"execute)\(|\b(?:run_all|bench|cli|compat)\.main\(|\bspawn\(|\btorchrun\b")
 
