@@ -52,7 +52,7 @@ def versions_probe():
     shown = ", ".join(f"{d} {v}" for d, v in found.items() if v and d in ECOSYSTEM[:12])
     missing = [d for d, v in found.items() if not v]
     extra = f"; not installed: {', '.join(missing)}" if missing else ""
-    # Whether these fit the tour's declared ranges and each other is the rules' job (rules.py), from metadata.
+    # Whether these fit the tour's declared ranges and each other is the rules' job (rules/versions.py), from metadata.
     return f"{shown}{extra}", {"versions": found}
 
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tour.core.errors import is_available
-from tour.tools.doctor.rows import LIBRARY_LOAD, NOT_INSTALLED, Fact, Skip, check, classify, one_line
+from tour.tools.doctor.rows import LIBRARY_LOAD, NOT_INSTALLED, Fact, Skip, check, classify, one_line, truthy
 
 
 # -- torchvision --------------------------------------------------------------------------------------------------
@@ -180,10 +180,6 @@ def datasets_probe():
     return f"datasets {datasets.__version__}: batched map and with_format('torch') give [2, 3, 1]"
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def hf_offline_probe():
     from huggingface_hub import constants
 
@@ -202,7 +198,7 @@ def hf_offline_probe():
         caches["datasets"] = str(datasets.config.HF_DATASETS_CACHE)
     where = ", ".join(f"{k} {v}" for k, v in caches.items())
     data = {"env": env, "libraries_offline": seen, "caches": caches}
-    if not _truthy(env["HF_HUB_OFFLINE"]):
+    if not truthy(env["HF_HUB_OFFLINE"]):
         return f"online mode (HF_HUB_OFFLINE unset; the tour's defaults load from local packages anyway); " \
                f"caches: {where}", data
     ignored = [lib for lib, offline in seen.items() if not offline]
