@@ -13,7 +13,8 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state

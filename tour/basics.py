@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import DigitsConfig, out_dir
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError, is_available, require
 from tour.core.inductor import aoti_problem
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled

@@ -11,7 +11,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import DigitsConfig, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from tour.core.config import stop_main
+from tour.core.cli import stop_main
 from tour.core.errors import require
 from tour.core.results import BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state

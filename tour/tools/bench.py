@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
+from tour.core.cli import guarded, parse_config
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError
 from tour.core.files import write_text
-from tour.core.results import BenchRow, BenchSettings, to_jsonable
+from tour.core.render import to_jsonable
+from tour.core.results import BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
 from tour.tools.registry import bench_stops, load
 

@@ -40,7 +40,8 @@ import os
 import sys
 from dataclasses import asdict
 
-from tour.core.config import _Parser, guarded
+from tour.core.cli import guarded
+from tour.core.cli import Parser
 from tour.tools.doctor.collect import DEFAULT_TIMEOUT, collect
 from tour.tools.doctor.rows import ERROR, FAILED, NOTE, OK, SKIPPED, Diagnosis, Facts, PlanRefused, ProbeResult, Report
 from tour.tools.doctor.rules import version_summary
@@ -130,10 +131,10 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _parser() -> _Parser:
+def _parser() -> Parser:
     import argparse
 
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the report as JSON (default: a table)")
     p.add_argument("--quick", action="store_true", help="skip the slow probes: torch.compile, torch.export")
     p.add_argument("--device", default=None,
