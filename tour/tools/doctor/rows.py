@@ -101,7 +101,7 @@ class Fact(Exception):
         self.data = data or {}
 
 
-def check(ok: bool, message: str, kind: str = WRONG_RESULT) -> None:
+def expect(ok: bool, message: str, kind: str = WRONG_RESULT) -> None:
     if not ok:
         raise Fact(message, kind)
 
