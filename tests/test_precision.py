@@ -12,13 +12,14 @@ pytest.importorskip("datasets")
 import torch  # noqa: E402
 
 from tour import precision  # noqa: E402
-from tour.core import device as dev  # noqa: E402
+from tour.core import device as dev
+from tour.core import dtypes  # noqa: E402
 from tour.core import roofs  # noqa: E402
 from tour.core.errors import TourError  # noqa: E402
 from tour.core.results import BenchSettings  # noqa: E402
 
 CPU = torch.device("cpu")
-HAS_BF16 = dev.supports_dtype(CPU, torch.bfloat16)
+HAS_BF16 = dtypes.supports_dtype(CPU, torch.bfloat16)
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
 
 
@@ -127,8 +128,8 @@ def test_no_variant_reads_above_its_roof(result):
 
 
 def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(dev, "fast_paths", lambda device: ())  # a CPU without AMX / AVX512-BF16
-    assert dev.inference_dtype(CPU) == torch.float32 and not dev.supports_dtype(CPU, torch.bfloat16)
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: ())  # a CPU without AMX / AVX512-BF16
+    assert dtypes.inference_dtype(CPU) == torch.float32 and not dtypes.supports_dtype(CPU, torch.bfloat16)
     res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["roofs", "encoder"]))
     lines = [line for line in capsys.readouterr().out.splitlines() if "not on this hardware" in line]
     assert len(lines) == 1 and "fp32 path only" in lines[0]
@@ -142,7 +143,7 @@ def test_bad_dtype_is_a_one_line_error(capsys):
     with pytest.raises(TourError, match=r"^--dtype 'int4' is not one of: auto, fp32, bf16, fp16$"):
         precision.Config(dtype="int4")
     with pytest.raises(TourError, match="not a dtype the tour knows"):
-        dev.parse_dtype("int4", CPU)
+        dtypes.parse_dtype("int4", CPU)
     with pytest.raises(SystemExit) as exit_info:
         precision.main(["--dtype", "int4"])
     assert exit_info.value.code == 2
@@ -151,8 +152,8 @@ def test_bad_dtype_is_a_one_line_error(capsys):
 
 
 def test_fast_paths_and_cache_sizes_describe_this_machine():
-    assert dev.supports_dtype(CPU, torch.float32)
-    assert dev.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
+    assert dtypes.supports_dtype(CPU, torch.float32)
+    assert dtypes.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
     caches = dev.cache_sizes()
     assert all(v > 0 for v in caches.values()) and (not caches or "L2" in caches)
 

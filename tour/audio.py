@@ -110,7 +110,7 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
     """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     with torch.inference_mode():
         return seconds / (median_ms(lambda: featurise(wave, tf), device, repeats) / 1e3)

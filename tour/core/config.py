@@ -36,7 +36,7 @@ class _Unset:
 UNSET: Any = _Unset()
 
 
-# The float dtypes a stop's --dtype chooses between (tour.core.device.choose_dtype turns a name into a torch dtype
+# The float dtypes a stop's --dtype chooses between (tour.core.dtypes.choose_dtype turns a name into a torch dtype
 # and says why). Here, not in device.py, because a Config's flags are read before torch is imported.
 FLOAT_DTYPES = ("auto", "fp32", "bf16", "fp16")
 

@@ -36,7 +36,7 @@ class Speed:
 
 
 def generate_ms(model, inputs, n: int, repeats: int, device, **kw):
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     ids = generate(model, inputs, n, exact=True, **kw)
     return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats, warmup=0), ids  # warm already
@@ -55,7 +55,7 @@ def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
 def batching(cfg: Config, tokenizer, model, device) -> tuple[float, float, bool]:
     """Left padding lets prompts of different lengths decode together; the attention mask hides the pads.
     (ms one at a time, ms batched, same replies)"""
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
     batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)

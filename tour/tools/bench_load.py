@@ -35,7 +35,7 @@ def _basics(repeats: int) -> float:
 
     from tour.core.config import DigitsConfig  # the basics stop's training settings, from the core
     from tour.core.data import digits_split
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import train_mlp
 
     cfg = DigitsConfig(quick=True)
@@ -46,7 +46,7 @@ def _basics(repeats: int) -> float:
 def _efficientnet(repeats: int) -> float:
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import load_efficientnet_lite0
 
     model, x = load_efficientnet_lite0("cpu"), torch.randn(2, 3, 224, 224)
@@ -57,7 +57,7 @@ def _efficientnet(repeats: int) -> float:
 def _minilm(repeats: int) -> float:
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import load_encoder
 
     tok, enc = load_encoder(device="cpu")

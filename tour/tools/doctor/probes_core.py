@@ -141,23 +141,23 @@ def _no_kernel(device: str, what: str):
 
 
 def _fast_path(device: str, dtype, detail: str, data: dict):
-    """(detail, data), the detail ending with whether this hardware runs `dtype` natively (tour.core.device decides);
+    """(detail, data), the detail ending with whether this hardware runs `dtype` natively (tour.core.dtypes decides);
     the row's status is ok either way."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    paths = dev.dtype_fast_paths(torch.device(device), dtype)
-    fast = dev.supports_dtype(torch.device(device), dtype)
+    paths = dtypes.dtype_fast_paths(torch.device(device), dtype)
+    fast = dtypes.supports_dtype(torch.device(device), dtype)
     verdict = f"fast path here: {', '.join(paths)}" if fast else "emulated, no fast path here (slower than fp32)"
-    return f"{detail}; {verdict}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
+    return f"{detail}; {verdict}", {**data, "dtype": dtypes.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
 
 
 def float_dtype_probe(device: str, name: str):
     """A 64x64 matmul in bf16 or fp16 equals fp32's on the same (rounded) inputs, within a few of the dtype's eps."""
     import torch
 
-    from tour.core.device import DTYPE_NAMES
+    from tour.core.dtypes import DTYPE_NAMES
 
     dtype = DTYPE_NAMES[name]
     a, b = (x.to(dtype) for x in _pair(n=64))  # rounded once, so the reference sees the same inputs
