@@ -19,11 +19,12 @@ import torch.nn.functional as F
 
 from tour import attention
 from tour.core import device as dev
+from tour.core import dtypes
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
 cfg = attention.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
-dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
+dtype = dtypes.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
 dev.seed_everything(cfg.seed)
 print(dev.describe(cfg.device), "| dtype", dtype)
 

@@ -17,6 +17,7 @@ import os
 import torch
 
 from tour.core import device as dev
+from tour.core import timing
 from tour.core import roofs
 from tour.tools import bench
 
@@ -33,7 +34,7 @@ print(dev.describe(cfg.device), "| sections:", bench.sections(cfg), "| all of th
 
 # %%
 for n in (256, 1024):
-    ms = dev.median_ms(roofs.matmul_call(torch.float32, n, device), device, 3, warmup=2)
+    ms = timing.median_ms(roofs.matmul_call(torch.float32, n, device), device, 3, warmup=2)
     print(f"{n:>5} x {n}: {roofs.rate(n, ms):8.1f} GFLOP/s")
 print("\n".join(roofs.describe(roofs.measure(device, quick=cfg.quick))))
 

@@ -22,6 +22,7 @@ import transformers
 
 from tour import nlp, nlp_eval
 from tour.core import device as dev
+from tour.core import dtypes
 from tour.core.config import out_dir
 from tour.core.models import load_encoder, resolve_model
 
@@ -35,7 +36,7 @@ dev.seed_everything(cfg.seed)
 datasets.disable_progress_bars()
 transformers.logging.disable_progress_bar()  # the stop prints its own summary lines
 transformers.logging.set_verbosity_error()  # the classifier head's "newly initialized" report is expected here
-dtype, why = dev.choose_dtype(cfg.dtype, device)  # the inference parts' dtype; fine-tuning stays fp32
+dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # the inference parts' dtype; fine-tuning stays fp32
 print(dev.describe(cfg.device), f"| inference in {why} | {len(texts)} sentence(s) of yours")
 
 # %% [markdown]

@@ -18,6 +18,7 @@ import torch
 
 from tour import precision
 from tour.core import device as dev
+from tour.core import dtypes
 from tour.precision import decode, encoder, fusion, roofs, variants
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
@@ -25,8 +26,8 @@ cfg = precision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"
 device = dev.get_device(cfg.device)
 dev.seed_everything(cfg.seed)
 print(dev.describe(cfg.device))
-print("fast paths here:", ", ".join(dev.fast_paths(device)) or "none")
-print("the device helper would run inference in", dev.inference_dtype(device))
+print("fast paths here:", ", ".join(dtypes.fast_paths(device)) or "none")
+print("the device helper would run inference in", dtypes.inference_dtype(device))
 
 # %% [markdown]
 # ## 1) Roofs: what each dtype can do here
@@ -85,7 +86,7 @@ found_fusion = fusion.measure(cfg, device)
 # Per model, the fastest way that kept its check, and how much faster than fp32 eager it is.
 
 # %%
-result = precision.result_of(device, list(dev.fast_paths(device)), low, why_not, found_roofs, found_encoder,
+result = precision.result_of(device, list(dtypes.fast_paths(device)), low, why_not, found_roofs, found_encoder,
                              precision.Training(), precision.Vision(), found_decode, found_fusion, {})
 print(precision.table(result.best))
 print("failed checks:", result.failed_checks() or "none", "| bf16 eps:", variants.tolerance(torch.bfloat16))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tour import speech
 from tour.core import device as dev
+from tour.core import dtypes
 from tour.core.config import out_dir
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
@@ -28,7 +29,7 @@ text = [os.environ["TOUR_TEXT"]] if os.environ.get("TOUR_TEXT") and len(files) =
 cfg = speech.Config(quick=QUICK, audio=files, text=text, out=os.environ.get("TOUR_OUT", "tour-output"))
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
-dtype, why = dev.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
+dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
 print("Whisper runs in", why)
 
 # %% [markdown]

@@ -20,6 +20,7 @@ import torch
 from tour import vision
 from tour import vision_weights as vw
 from tour.core import device as dev
+from tour.core import dtypes
 from tour.core.models import load_efficientnet_lite0, preprocess
 
 QUICK = os.environ.get("TOUR_QUICK") == "1"
@@ -29,7 +30,7 @@ cfg = vision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"),
                     images=["chelsea", "coffee", "astronaut", *mine])
 device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
-dtype, why = dev.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
+dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
 print("the photos' predictions run in", why)
 images = vision.load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
 

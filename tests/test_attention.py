@@ -147,7 +147,7 @@ def test_peak_memory_is_read_on_the_device_measured(monkeypatch):
     monkeypatch.setattr(torch.accelerator, "memory_allocated", lambda d: (asked.append(("now", d)), next(allocated))[1])
     monkeypatch.setattr(torch.accelerator, "max_memory_allocated", lambda d: (asked.append(("peak", d)),
                                                                               next(allocated))[1])
-    monkeypatch.setattr("tour.core.device.synchronize", lambda d: asked.append(("sync", d)))
+    monkeypatch.setattr("tour.core.timing.synchronize", lambda d: asked.append(("sync", d)))
     gpu1 = torch.device("cuda", 1)
     mb, source = attention.peak_mb(lambda: None, gpu1)
     assert mb == 64 and source == "torch.accelerator.max_memory_allocated"

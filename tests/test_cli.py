@@ -129,7 +129,7 @@ def test_an_empty_query_prompt_or_sentence_is_refused(stop, flag, capsys):
 
 
 def test_guarded_turns_user_errors_and_ctrl_c_into_exit_codes(capsys):
-    from tour.core.config import guarded
+    from tour.core.cli import guarded
     from tour.core.errors import TourError
 
     def user_error():
@@ -165,7 +165,8 @@ def test_a_stop_whose_check_fails_exits_1(tmp_path, capsys):
     """`tour run STOP` ran, but a claim it checks did not hold: the stop failed, said in one line, exit 1."""
     from dataclasses import dataclass
 
-    from tour.core.config import BaseConfig, stop_main
+    from tour.core.cli import stop_main
+    from tour.core.config import BaseConfig
     from tour.core.results import BaseResult, check
 
     @dataclass

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from tour.core import device as dev
+from tour.core import dtypes
+from tour.core import timing
 from tour.core.errors import TourError
 
 
@@ -70,8 +72,8 @@ def test_absent_device_index(monkeypatch):
 
 def test_dtype_and_autocast_on_cpu():
     cpu = torch.device("cpu")
-    assert dev.get_dtype(cpu) == torch.float32
-    with dev.autocast(cpu):
+    assert dtypes.get_dtype(cpu) == torch.float32
+    with dtypes.autocast(cpu):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32  # a no-op on CPU
 
@@ -79,13 +81,13 @@ def test_dtype_and_autocast_on_cpu():
 def test_training_dtype_is_bf16_only_on_accelerators_with_native_bf16(monkeypatch):
     """get_dtype asks supports_dtype (the one answer to "native bf16 here?") and keeps fp32 on every CPU."""
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16", "AVX512-BF16"))
-    assert dev.supports_dtype(cpu, torch.bfloat16) and dev.get_dtype(cpu) == torch.float32  # the CPU policy
-    assert dev.inference_dtype(cpu) == torch.bfloat16  # inference is another question, with another answer
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (bf16)", "TF32"))
-    assert dev.get_dtype(gpu) == torch.bfloat16  # Ampere and newer
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (int8)"))
-    assert dev.get_dtype(gpu) == torch.float32  # a T4 emulates bf16: slower than fp32
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("AMX-BF16", "AVX512-BF16"))
+    assert dtypes.supports_dtype(cpu, torch.bfloat16) and dtypes.get_dtype(cpu) == torch.float32  # the CPU policy
+    assert dtypes.inference_dtype(cpu) == torch.bfloat16  # inference is another question, with another answer
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (bf16)", "TF32"))
+    assert dtypes.get_dtype(gpu) == torch.bfloat16  # Ampere and newer
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("tensor cores (fp16)", "tensor cores (int8)"))
+    assert dtypes.get_dtype(gpu) == torch.float32  # a T4 emulates bf16: slower than fp32
 
 
 def test_seed_everything_repeats():
@@ -101,17 +103,17 @@ def test_seed_everything_repeats():
 
 def test_describe_says_what_and_why():
     text = dev.describe("cpu")
-    assert text.startswith("device cpu (") and "--device cpu" in text and dev.dtypes_note(torch.device("cpu")) in text
+    assert text.startswith("device cpu (") and "--device cpu" in text and dtypes.dtypes_note(torch.device("cpu")) in text
 
 
 @pytest.mark.needs_cuda
 def test_cuda_device_and_bf16():
     d = dev.get_device("cuda")
     assert d.type == "cuda"
-    assert dev.get_dtype(d) in (torch.bfloat16, torch.float32)
-    with dev.autocast(d):
+    assert dtypes.get_dtype(d) in (torch.bfloat16, torch.float32)
+    with dtypes.autocast(d):
         y = torch.ones(8, 8, device=d) @ torch.ones(8, 8, device=d)
-    assert y.dtype == dev.get_dtype(d)
+    assert y.dtype == dtypes.get_dtype(d)
 
 
 def test_busy_cpu_is_reported(monkeypatch):
@@ -193,16 +195,16 @@ def fake_gpu(monkeypatch):
 
 
 def test_synchronize_waits_for_the_named_device(fake_gpu):
-    dev.synchronize(torch.device("cuda", 1))
-    dev.synchronize(torch.device("cpu"))
+    timing.synchronize(torch.device("cuda", 1))
+    timing.synchronize(torch.device("cpu"))
     assert fake_gpu.syncs == [torch.device("cuda", 1)]  # cuda:1 itself, not the current GPU
 
 
 def test_cuda_timer_uses_events_around_many_calls_and_one_sync(fake_gpu):
     calls = []
-    ms = dev.median_ms(lambda: (calls.append(1), fake_gpu.kernel()), torch.device("cuda", 1), repeats=5, warmup=1)
+    ms = timing.median_ms(lambda: (calls.append(1), fake_gpu.kernel()), torch.device("cuda", 1), repeats=5, warmup=1)
     assert ms == pytest.approx(0.02)  # the GPU's time per call, no host overhead added
-    per_sample = -(-dev.MIN_SAMPLE_MS // 0.02)  # k calls fill a sample of MIN_SAMPLE_MS
+    per_sample = -(-timing.MIN_SAMPLE_MS // 0.02)  # k calls fill a sample of MIN_SAMPLE_MS
     assert len(calls) == 1 + 1 + 5 * per_sample  # warm-up, the call that sizes k, then 5 samples of k
     assert fake_gpu.syncs == [torch.device("cuda", 1)] * 2  # after sizing k and at the end: never per call
     assert fake_gpu.contexts == [torch.device("cuda", 1)]  # events recorded on cuda:1's stream
@@ -210,20 +212,20 @@ def test_cuda_timer_uses_events_around_many_calls_and_one_sync(fake_gpu):
 
 def test_cpu_timer_is_unchanged(monkeypatch):
     ticks = iter(range(100))
-    monkeypatch.setattr(dev.time, "perf_counter", lambda: next(ticks) * 1e-3)
-    assert dev.median_ms(lambda: None, torch.device("cpu"), repeats=3) == pytest.approx(1.0)  # one call per sample
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(ticks) * 1e-3)
+    assert timing.median_ms(lambda: None, torch.device("cpu"), repeats=3) == pytest.approx(1.0)  # one call per sample
 
 
 def test_ieee_fp32_turns_tf32_off_and_restores(monkeypatch):
     cuda = torch.device("cuda")
-    before = dev.precision_note(cuda)
+    before = dtypes.precision_note(cuda)
     assert before == "TF32 matmul off, cuDNN conv on"  # torch's defaults: IEEE matmul, TF32 convolutions
-    with dev.ieee_fp32():
-        assert dev.tf32_enabled() == {"matmul": False, "conv": False}
-    assert dev.precision_note(cuda) == before
-    with pytest.raises(RuntimeError), dev.ieee_fp32():
+    with dtypes.ieee_fp32():
+        assert dtypes.tf32_enabled() == {"matmul": False, "conv": False}
+    assert dtypes.precision_note(cuda) == before
+    with pytest.raises(RuntimeError), dtypes.ieee_fp32():
         raise RuntimeError("even when the work fails")
-    assert dev.precision_note(cuda) == before and dev.precision_note(torch.device("cpu")) == ""
+    assert dtypes.precision_note(cuda) == before and dtypes.precision_note(torch.device("cpu")) == ""
 
 
 def test_device_line_says_the_tf32_state(monkeypatch):
@@ -231,7 +233,7 @@ def test_device_line_says_the_tf32_state(monkeypatch):
     monkeypatch.setattr(dev, "device_name", lambda d: "NVIDIA H100")
     monkeypatch.setattr(dev, "memory_bytes", lambda d: 80 * 2**30)
     monkeypatch.setattr(dev, "_device_count", lambda kind: 2)
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("tensor cores (bf16)", "TF32"))  # an H100's, for get_dtype
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("tensor cores (bf16)", "TF32"))  # an H100's, for get_dtype
     line = dev.describe("cuda:1")
     assert line.startswith("device cuda:1 (NVIDIA H100, 2 present, 80.0 GiB; dtype bf16, TF32 matmul off, cuDNN "
                            "conv on)")
@@ -240,10 +242,10 @@ def test_device_line_says_the_tf32_state(monkeypatch):
 # warm before timing: what a GPU pays once must not land in a timed region -------------------------------------------
 def test_warm_up_is_free_on_cpu_and_runs_forward_and_backward_elsewhere(monkeypatch):
     waited = []
-    monkeypatch.setattr(dev, "synchronize", waited.append)
-    dev.warm_up(torch.device("cpu"))
+    monkeypatch.setattr(timing, "synchronize", waited.append)
+    timing.warm_up(torch.device("cpu"))
     assert waited == []  # CPU timings stay as they were
-    dev.warm_up(torch.device("meta"))  # any non-CPU device: a small GEMM there, forward and backward, then a wait
+    timing.warm_up(torch.device("meta"))  # any non-CPU device: a small GEMM there, forward and backward, then a wait
     assert waited == [torch.device("meta")]
 
 
@@ -255,7 +257,7 @@ def test_basics_warms_the_device_before_timing_training(monkeypatch):
     class Stop(Exception):
         pass
 
-    monkeypatch.setattr(dev, "warm_up", lambda d: order.append(("warm", d)))
+    monkeypatch.setattr(timing, "warm_up", lambda d: order.append(("warm", d)))
     def train(*args, **kwargs):
         order.append(("train",))
         raise Stop  # the timed region has started: enough
@@ -302,7 +304,7 @@ def test_medians_ms_times_variants_side_by_side():
     """Each round times every variant once, so a slow spell hits them all; warm-ups are not timed."""
     import torch
 
-    from tour.core.device import medians_ms
+    from tour.core.timing import medians_ms
 
     calls = []
     fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
@@ -313,23 +315,23 @@ def test_medians_ms_times_variants_side_by_side():
 
 def test_choose_dtype_says_why(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16",))
-    assert dev.choose_dtype("auto", cpu) == (torch.bfloat16, "bf16 (auto: AMX-BF16 on this cpu)")
-    assert dev.choose_dtype("fp32", cpu)[0] == torch.float32
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
-    assert dev.choose_dtype("auto", cpu) == (torch.float32, "fp32 (auto: no bf16/fp16 fast path on this cpu, so fp32)")
-    dtype, why = dev.choose_dtype("bf16", cpu)
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("AMX-BF16",))
+    assert dtypes.choose_dtype("auto", cpu) == (torch.bfloat16, "bf16 (auto: AMX-BF16 on this cpu)")
+    assert dtypes.choose_dtype("fp32", cpu)[0] == torch.float32
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ())
+    assert dtypes.choose_dtype("auto", cpu) == (torch.float32, "fp32 (auto: no bf16/fp16 fast path on this cpu, so fp32)")
+    dtype, why = dtypes.choose_dtype("bf16", cpu)
     assert dtype == torch.bfloat16 and "emulated" in why
     for bad in ("int8", "float64", "BF16"):
         with pytest.raises(TourError, match="choose one of: auto, fp32, bf16, fp16"):
-            dev.choose_dtype(bad, cpu)
-    assert dev.dtype_name(torch.float16) == "fp16" and dev.dtype_name(torch.float64) == "float64"
+            dtypes.choose_dtype(bad, cpu)
+    assert dtypes.dtype_name(torch.float16) == "fp16" and dtypes.dtype_name(torch.float64) == "float64"
 
 
 def test_device_line_names_training_and_inference_dtypes(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ("AMX-BF16",))  # trains in fp32 on a CPU, predicts in bf16
-    assert dev.dtypes_note(cpu) == "training fp32, inference bf16"
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("AMX-BF16",))  # trains in fp32 on a CPU, predicts in bf16
+    assert dtypes.dtypes_note(cpu) == "training fp32, inference bf16"
     assert "; training fp32, inference bf16)" in dev.describe("cpu")
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
-    assert dev.dtypes_note(cpu) == "dtype fp32"
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ())
+    assert dtypes.dtypes_note(cpu) == "dtype fp32"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tour import distributed
-from tour.core.config import parse_config
+from tour.core.cli import parse_config
 from tour.core.errors import TourError
 
 QUICK = ["--quick", "--device", "cpu"]

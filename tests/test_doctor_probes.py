@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from tour.core import device as dev
+from tour.core import dtypes
 from tour.tools.doctor import plan, probes_assets, probes_core
 from tour.tools.doctor.rows import FAILED, NOT_APPLICABLE, OK, SKIPPED, WRONG_RESULT, Probe
 from tour.tools.doctor.worker import run_probe
@@ -29,21 +29,21 @@ def row(func) -> dict:
 def test_each_dtype_matches_its_reference_and_says_if_it_is_fast_here(name):
     got = row(DTYPE_PROBES[name])
     assert got["status"] == OK, got
-    fast = dev.supports_dtype(torch.device("cpu"), dev.DTYPE_NAMES[name])
+    fast = dtypes.supports_dtype(torch.device("cpu"), dtypes.DTYPE_NAMES[name])
     assert got["data"]["dtype"] == name and got["data"]["fast_path"] is fast
     assert ("; fast path here: " if fast else "; emulated, no fast path here") in got["detail"]
 
 
 @pytest.mark.parametrize("name", DTYPE_PROBES)
 def test_an_emulated_dtype_is_ok_not_a_failure(name, monkeypatch):
-    monkeypatch.setattr(dev, "fast_paths", lambda device: ())  # a CPU without AMX, AVX512-BF16 or VNNI
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: ())  # a CPU without AMX, AVX512-BF16 or VNNI
     got = row(DTYPE_PROBES[name])
     assert got["status"] == OK and got["detail"].endswith("; emulated, no fast path here (slower than fp32)")
     assert got["data"]["fast_path"] is False and got["data"]["fast_paths"] == []
 
 
 def test_the_fast_path_named_is_the_dtype_s_own(monkeypatch):
-    monkeypatch.setattr(dev, "fast_paths", lambda device: ("AMX-BF16", "AMX-INT8"))
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: ("AMX-BF16", "AMX-INT8"))
     assert row(DTYPE_PROBES["bf16"])["data"]["fast_paths"] == ["AMX-BF16"]
     assert row(DTYPE_PROBES["int8"])["detail"].endswith("; fast path here: AMX-INT8")
     assert row(DTYPE_PROBES["fp16"])["data"]["fast_path"] is False

@@ -131,7 +131,7 @@ def test_aoti_on_cuda_without_a_toolkit_is_skipped_in_one_line(tmp_path, monkeyp
 
 def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
     # The .pt2 side has its input on the device before timing: eager must not pay a copy per call either.
-    from tour.core import device as dev
+    from tour.core import dtypes, timing
 
     model = torch.nn.Linear(4, 2)
     inputs = {"batch_1": torch.randn(1, 4), "timing": torch.randn(3, 4)}
@@ -141,13 +141,13 @@ def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
     real_to = torch.Tensor.to
 
     def timer(fn, device, repeats, warmup=1):
-        states.append(dev.tf32_enabled())
+        states.append(dtypes.tf32_enabled())
         monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: (copies.append(a), real_to(self, *a, **k))[1])
         fn()
         monkeypatch.setattr(torch.Tensor, "to", real_to)
         return 2.0
 
-    monkeypatch.setattr(dev, "median_ms", timer)
+    monkeypatch.setattr(timing, "median_ms", timer)
     cfg = export.Config(quick=True, device="cpu", arch="mlp")
     got = export.compare(model, fresh, inputs, cfg, torch.device("cpu"))
     assert copies == [] and got == export.Comparison(eager_ms=2.0, ratio=2.0, max_abs_err=0.0, parity={"1": True})

@@ -87,13 +87,13 @@ def test_inference_runs_in_the_auto_dtype(result):
     bf16; fine-tuning stayed fp32 (its accuracy floor is checked on the same result)."""
     import torch
 
-    from tour.core.device import choose_dtype, dtype_name
+    from tour.core.dtypes import choose_dtype, dtype_name
 
     assert result.dtype == dtype_name(choose_dtype("auto", torch.device(result.device))[0])
 
 
 def test_float_dtypes_are_the_device_helpers():
-    from tour.core.device import FLOAT_DTYPES
+    from tour.core.dtypes import FLOAT_DTYPES
 
     field = next(f for f in dataclasses.fields(nlp.Config) if f.name == "dtype")
     assert tuple(field.metadata["choices"]) == FLOAT_DTYPES
@@ -111,9 +111,9 @@ def test_bad_dtype_is_one_line(tmp_path, capsys):
 
 def test_no_fast_path_runs_inference_in_fp32(tmp_path, monkeypatch):
     """A device without bf16/fp16 fast paths: auto is fp32, and the whole path runs (small settings: fast)."""
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    monkeypatch.setattr(dev, "fast_paths", lambda device: ())
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: ())
     got = nlp.run(nlp.Config(quick=True, device="cpu", out=str(tmp_path), max_per_topic=10, epochs=1, bench_texts=8))
     assert got.dtype == "fp32" and got.embed_tol == nlp.EMBED_TOL
     assert got.embed_max_diff < 1e-4 and got.reload_max_score_diff < 1e-4

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tour.core import assets, files
-from tour.core.config import parse_config
+from tour.core.cli import parse_config
 from tour.tools import bench, run_all
 from tour.tools.doctor import facts as doctor_facts
 
@@ -342,7 +342,7 @@ def test_a_non_editable_install_knows_its_tested_set(tmp_path):
 # output that tells the learner nothing -----------------------------------------------------------------------------
 NOISE = textwrap.dedent("""
     import sys, warnings
-    from tour.core.config import guarded
+    from tour.core.cli import guarded
 
     def body():
         import torch.utils.cpp_extension  # "No CUDA runtime is found" on a CPU machine with a CUDA_HOME

@@ -12,13 +12,14 @@ pytest.importorskip("datasets")
 import torch  # noqa: E402
 
 from tour import precision  # noqa: E402
-from tour.core import device as dev  # noqa: E402
+from tour.core import device as dev
+from tour.core import dtypes  # noqa: E402
 from tour.core import roofs  # noqa: E402
 from tour.core.errors import TourError  # noqa: E402
 from tour.core.results import BenchSettings  # noqa: E402
 
 CPU = torch.device("cpu")
-HAS_BF16 = dev.supports_dtype(CPU, torch.bfloat16)
+HAS_BF16 = dtypes.supports_dtype(CPU, torch.bfloat16)
 # For tests that run on this host's CPU themselves (not on the shared run's device)
 needs_cpu_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bf16 fast path (AMX / AVX512-BF16)")
 
@@ -27,9 +28,9 @@ def no_bf16_reason(stop_device: str) -> str | None:
     """Why the shared run compared no bf16 ways on the device it ran on, or None: the device's own fast paths
     (AMX / AVX512-BF16 on a CPU, tensor cores on a GPU), never this host CPU's flags for a GPU's run."""
     device = torch.device(stop_device)
-    if dev.supports_dtype(device, torch.bfloat16):
+    if dtypes.supports_dtype(device, torch.bfloat16):
         return None
-    return f"{stop_device} has no bf16 fast path ({', '.join(dev.FAST_PATHS_FOR[torch.bfloat16])})"
+    return f"{stop_device} has no bf16 fast path ({', '.join(dtypes.FAST_PATHS_FOR[torch.bfloat16])})"
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_roofs_per_dtype_and_bandwidth(result, stop_device):
     assert {"fp32", "bf16"} <= set(result.roofs_gflops) and all(v > 0 for v in result.roofs_gflops.values())
     assert result.bandwidth_gb_s > 0
     # the fast paths of the device the stop ran on: AMX / AVX512-BF16 on a CPU, tensor cores (bf16) on a GPU
-    wanted = dev.dtype_fast_paths(torch.device(stop_device), torch.bfloat16)
+    wanted = dtypes.dtype_fast_paths(torch.device(stop_device), torch.bfloat16)
     assert wanted and set(wanted) <= set(result.fast_paths)
 
 
@@ -148,8 +149,8 @@ def test_no_variant_reads_above_its_roof(result):
 
 
 def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(dev, "fast_paths", lambda device: ())  # a CPU without AMX / AVX512-BF16
-    assert dev.inference_dtype(CPU) == torch.float32 and not dev.supports_dtype(CPU, torch.bfloat16)
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: ())  # a CPU without AMX / AVX512-BF16
+    assert dtypes.inference_dtype(CPU) == torch.float32 and not dtypes.supports_dtype(CPU, torch.bfloat16)
     res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["roofs", "encoder"]))
     lines = [line for line in capsys.readouterr().out.splitlines() if "not on this hardware" in line]
     assert len(lines) == 1 and "fp32 path only" in lines[0]
@@ -163,7 +164,7 @@ def test_bad_dtype_is_a_one_line_error(capsys):
     with pytest.raises(TourError, match=r"^--dtype 'int4' is not one of: auto, fp32, bf16, fp16$"):
         precision.Config(dtype="int4")
     with pytest.raises(TourError, match="not a dtype the tour knows"):
-        dev.parse_dtype("int4", CPU)
+        dtypes.parse_dtype("int4", CPU)
     with pytest.raises(SystemExit) as exit_info:
         precision.main(["--dtype", "int4"])
     assert exit_info.value.code == 2
@@ -179,12 +180,12 @@ def test_a_gpus_bf16_is_read_from_the_gpu_not_from_this_host(monkeypatch):
     assert no_bf16_reason("cuda") is None and "cpu has no bf16 fast path" in no_bf16_reason("cpu")
     paths.update(cpu=("AMX-BF16", "AMX-INT8"), cuda=("tensor cores (fp16)", "tensor cores (int8)"))  # a T4 on a Xeon
     assert no_bf16_reason("cpu") is None and "cuda has no bf16 fast path" in no_bf16_reason("cuda")
-    assert dev.dtype_fast_paths(torch.device("cuda"), torch.bfloat16) == []
+    assert dtypes.dtype_fast_paths(torch.device("cuda"), torch.bfloat16) == []
 
 
 def test_fast_paths_and_cache_sizes_describe_this_machine():
-    assert dev.supports_dtype(CPU, torch.float32)
-    assert dev.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
+    assert dtypes.supports_dtype(CPU, torch.float32)
+    assert dtypes.inference_dtype(CPU) == (torch.bfloat16 if HAS_BF16 else torch.float32)
     caches = dev.cache_sizes()
     assert all(v > 0 for v in caches.values()) and (not caches or "L2" in caches)
 

@@ -129,7 +129,8 @@ def test_docstrings_reflow_and_number_dicts_round(tmp_path):
 # The page as a lesson: labels and units declared once, tables for tables, one chart of every ratio. ---------------
 from dataclasses import dataclass, field  # noqa: E402
 
-from tour.core.results import BaseResult, check, flat, labelled, labels_of, parts_of  # noqa: E402
+from tour.core.labels import flat, labels_of, parts_of  # noqa: E402
+from tour.core.results import BaseResult, check, labelled  # noqa: E402
 
 
 @dataclass

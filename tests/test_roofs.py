@@ -27,7 +27,7 @@ def timer(monkeypatch):
             self.ms, self.calls = {}, []
 
         def __call__(self, device, dtype, n, quick):
-            from tour.core.device import dtype_name
+            from tour.core.dtypes import dtype_name
 
             self.calls.append((dtype_name(dtype), n))
             found = self.ms.get((dtype_name(dtype), n), 10.0)
@@ -82,7 +82,7 @@ def test_quick_times_the_same_sizes_as_full(timer):
 def test_bandwidth_is_measured_once_per_size(monkeypatch):
     monkeypatch.setattr(roofs, "COPY_MIB", {"cpu": 8})
     first = roofs.bandwidth_gb_s(CPU, quick=True)
-    monkeypatch.setattr("tour.core.device.median_ms", lambda *a, **k: pytest.fail("timed twice"))
+    monkeypatch.setattr("tour.core.timing.median_ms", lambda *a, **k: pytest.fail("timed twice"))
     assert roofs.bandwidth_gb_s(CPU) == first > 0
 
 

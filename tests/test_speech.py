@@ -76,10 +76,11 @@ def test_every_check_passes(result):
     """The module's run is --dtype auto: bf16 where the hardware has a bf16 fast path (AMX-BF16 here), so there
     these are the bf16 checks: WER floors and identical batched transcripts."""
     from tour.core import device as dev
+    from tour.core import dtypes
 
     assert set(result.checks()) >= {"batch_same", "hears_clips", "hears_long"}
     assert result.failed_checks() == [] and result.hears_clips is True
-    assert result.dtype == dev.dtype_name(dev.choose_dtype("auto", dev.get_device(result.device))[0])
+    assert result.dtype == dtypes.dtype_name(dtypes.choose_dtype("auto", dev.get_device(result.device))[0])
     print(f"Whisper ran in {result.dtype}: WER {result.wer}, long-form {result.long_wer}")
 
 
@@ -112,19 +113,19 @@ def _fake_whisper(monkeypatch, tmp_path) -> list:
 def test_dtype_auto_follows_the_fast_paths_and_the_result_says_which(paths, flag, want, monkeypatch, tmp_path,
                                                                     capsys):
     """A device without fast paths runs Whisper in fp32 under auto; with AMX-BF16, in bf16; --dtype fp32 wins."""
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    monkeypatch.setattr(dev, "fast_paths", lambda d: paths)
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: paths)
     loaded = _fake_whisper(monkeypatch, tmp_path)
     result = speech.run(speech.Config(quick=True, device="cpu", out=str(tmp_path), dtype=flag))
-    assert result.dtype == want and loaded == [dev.DTYPE_NAMES[want]]
+    assert result.dtype == want and loaded == [dtypes.DTYPE_NAMES[want]]
     assert f"Whisper runs in {want} (" in capsys.readouterr().out
 
 
 def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    assert speech.Config.__dataclass_fields__["dtype"].metadata["choices"] == dev.FLOAT_DTYPES
+    assert speech.Config.__dataclass_fields__["dtype"].metadata["choices"] == dtypes.FLOAT_DTYPES
     with pytest.raises(SystemExit) as exc:  # a flag outside its choices is an argparse usage error, like any
         speech.main(["--dtype", "int8", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()

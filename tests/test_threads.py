@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tour.core import threads
-from tour.core.threads import Machine, choose
+from tour.core.threads import Machine, choose_threads
 
 CLEAN: dict[str, str] = {}  # an environment where the user set nothing
 
@@ -22,21 +22,21 @@ def _nothing_applied(monkeypatch):
 
 
 def test_quiet_machine_keeps_openmp_defaults():
-    p = choose(CLEAN, Machine(cores=8, load=0.3))
+    p = choose_threads(CLEAN, Machine(cores=8, load=0.3))
     assert not p.busy and p.threads is None and p.env == {}  # exactly what torch does without the tour
     assert p.reason.startswith("8 thread(s), OpenMP's default spin-wait: quiet")
 
 
 def test_busy_machine_takes_the_idle_cores_and_sleeps_while_waiting():
-    p = choose(CLEAN, Machine(cores=8, load=3.0))
+    p = choose_threads(CLEAN, Machine(cores=8, load=3.0))
     assert p.busy and p.threads == 5 and p.env["OMP_WAIT_POLICY"] == "PASSIVE"
-    two = choose(CLEAN, Machine(cores=2, load=4.7, others=2))  # the case: two torch jobs on 2 cores
+    two = choose_threads(CLEAN, Machine(cores=2, load=4.7, others=2))  # the case: two torch jobs on 2 cores
     assert two.threads == 1 and two.env == {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     assert "2 other OpenMP process(es) on 2 usable core(s)" in two.reason
 
 
 def test_other_openmp_processes_count_even_between_their_bursts():
-    p = choose(CLEAN, Machine(cores=4, load=0.2, others=2))  # their threads between two parallel regions
+    p = choose_threads(CLEAN, Machine(cores=4, load=0.2, others=2))  # their threads between two parallel regions
     assert p.busy and p.env["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
@@ -48,7 +48,7 @@ def test_other_openmp_processes_count_even_between_their_bursts():
     (Machine(cores=16, affinity=4, quota=3.0), 3),
 ])
 def test_affinity_and_quota_bound_the_threads(machine, usable):
-    p = choose(CLEAN, machine)
+    p = choose_threads(CLEAN, machine)
     assert threads.usable_cores(machine) == usable and f"{usable} usable core(s) of 16" in p.reason
     if machine.quota:  # OpenMP knows nothing of quotas: the tour sets the count
         assert p.threads == usable and p.env["OMP_NUM_THREADS"] == str(usable)
@@ -57,42 +57,42 @@ def test_affinity_and_quota_bound_the_threads(machine, usable):
 
 
 def test_busy_under_a_quota_still_gets_at_least_one_thread():
-    assert choose(CLEAN, Machine(cores=16, quota=2.0, load=9.0)).threads == 1
+    assert choose_threads(CLEAN, Machine(cores=16, quota=2.0, load=9.0)).threads == 1
 
 
 @pytest.mark.parametrize("name", ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"])
 def test_a_users_wait_policy_always_wins(name):
-    p = choose({name: "ACTIVE" if name == "OMP_WAIT_POLICY" else "200"}, Machine(cores=2, load=8.0, others=3))
+    p = choose_threads({name: "ACTIVE" if name == "OMP_WAIT_POLICY" else "200"}, Machine(cores=2, load=8.0, others=3))
     assert not set(p.env) & set(threads.WAIT_VARS) and f"your {name}=" in p.reason
     assert p.env == {"OMP_NUM_THREADS": "1"}  # the count is still the tour's
 
 
 @pytest.mark.parametrize("name", ["OMP_NUM_THREADS", "MKL_NUM_THREADS"])
 def test_a_users_thread_count_always_wins(name):
-    p = choose({name: "6"}, Machine(cores=2, load=8.0))
+    p = choose_threads({name: "6"}, Machine(cores=2, load=8.0))
     assert p.threads is None and "OMP_NUM_THREADS" not in p.env and f"your {name}=6" in p.reason
     assert p.env == {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def test_an_explicit_thread_count_wins():
-    assert choose(CLEAN, Machine(cores=2, load=8.0), threads=3).env["OMP_NUM_THREADS"] == "3"
-    assert choose(CLEAN, Machine(cores=64), threads=1).threads == 1
+    assert choose_threads(CLEAN, Machine(cores=2, load=8.0), threads=3).env["OMP_NUM_THREADS"] == "3"
+    assert choose_threads(CLEAN, Machine(cores=64), threads=1).threads == 1
 
 
 def test_off_means_torchs_defaults():
     env = {threads.REASON_VAR: "off"}
-    p = threads.apply(choose(env, Machine(cores=2, load=9.0)), env)
+    p = threads.apply(choose_threads(env, Machine(cores=2, load=9.0)), env)
     assert p.env == {} and p.threads is None and "TOUR_THREADS=off" in p.reason
     assert env == {threads.REASON_VAR: "off"}
 
 
 def test_apply_sets_only_the_chosen_variables_and_says_which():
     env: dict[str, str] = {"OMP_NUM_THREADS": "4"}  # the user's
-    policy = threads.apply(choose(env, Machine(cores=8, load=6.0)), env)
+    policy = threads.apply(choose_threads(env, Machine(cores=8, load=6.0)), env)
     assert env["OMP_NUM_THREADS"] == "4" and env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert env[threads.SET_VAR] == "OMP_WAIT_POLICY" and env[threads.REASON_VAR] == policy.reason
     assert threads.without_tour(env) == {"OMP_NUM_THREADS": "4"}  # the bench's baseline keeps only the user's
-    again = choose(env, Machine(cores=8, load=0.0))  # a child process keeps its parent's choice
+    again = choose_threads(env, Machine(cores=8, load=0.0))  # a child process keeps its parent's choice
     assert again.env == {} and again.reason == f"inherited: {policy.reason}"
 
 

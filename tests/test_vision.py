@@ -96,10 +96,11 @@ def test_every_check_passes(result):
     """The module's run is --dtype auto: bf16 where the hardware has a bf16 fast path (AMX-BF16 here), so there
     the photos' checks are bf16's; the parity check runs in fp32 whatever the dtype."""
     from tour.core import device as dev
+    from tour.core import dtypes
 
     assert set(result.checks()) >= {"reload_identical", "matches_reference", "knows_photos", "learned"}
     assert result.failed_checks() == []
-    assert result.dtype == dev.dtype_name(dev.choose_dtype("auto", dev.get_device(result.device))[0])
+    assert result.dtype == dtypes.dtype_name(dtypes.choose_dtype("auto", dev.get_device(result.device))[0])
     autocast = [k for k in result.throughput if "autocast" in k]
     assert autocast == ([] if result.dtype == "fp32" else [f"channels_last + {result.dtype} autocast"])
 
@@ -107,9 +108,9 @@ def test_every_check_passes(result):
 def test_no_fast_path_means_fp32_and_no_autocast_row(tmp_path, monkeypatch, capsys):
     """A device without fast paths: auto chooses fp32, says so, and the table has no autocast variant (one photo,
     one epoch: only the wiring is under test here)."""
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    monkeypatch.setattr(dev, "fast_paths", lambda d: ())
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ())
     r = vision.run(vision.Config(quick=True, device="cpu", out=str(tmp_path), images=["chelsea"], epochs=1))
     assert r.dtype == "fp32" and not any("autocast" in k for k in r.throughput)
     assert "the photos' predictions run in fp32 (auto: no bf16/fp16 fast path" in capsys.readouterr().out
@@ -125,9 +126,9 @@ def test_bf16_keeps_the_photos_classes(tmp_path):
 
 
 def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    assert vision.Config.__dataclass_fields__["dtype"].metadata["choices"] == dev.FLOAT_DTYPES
+    assert vision.Config.__dataclass_fields__["dtype"].metadata["choices"] == dtypes.FLOAT_DTYPES
     with pytest.raises(SystemExit) as exc:
         vision.main(["--dtype", "bfloat16", "--quick", "--device", "cpu", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()

@@ -13,7 +13,8 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
@@ -74,7 +75,7 @@ class Result(BaseResult):
                                      f"<= {HF_TOL:g})", None)
 
 
-# 0) helpers: memory and the memory guard (timing is tour.core.device.median_ms: one warm-up, then the median) ---------
+# 0) helpers: memory and the memory guard (timing is tour.core.timing.median_ms: one warm-up, then the median) ---------
 def available_bytes(device) -> int | None:
     """Memory a new tensor could still get: free accelerator memory, or the OS's MemAvailable for the CPU."""
     import torch
@@ -129,7 +130,7 @@ def peak_mb(fn, device) -> tuple[float, str]:
 
     if device.type != "cpu" and hasattr(torch.accelerator, "max_memory_allocated"):
         # The device's own counters (cuda:1's, not the current GPU's); fn() queues kernels, the sync lets them run.
-        from tour.core.device import synchronize
+        from tour.core.timing import synchronize
 
         torch.accelerator.reset_peak_memory_stats(device)
         before = torch.accelerator.memory_allocated(device)
@@ -197,7 +198,7 @@ def compare_length(cfg: Config, length: int, device, dtype) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     q, k, v = qkv(cfg, length, device, dtype)
     with torch.inference_mode():
@@ -241,7 +242,7 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     q, k, v = qkv(cfg, length, device, dtype)
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
@@ -288,7 +289,7 @@ def minilm_switch(cfg: Config, device) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import from_pretrained, resolve_model
     from tour.core.torch_private import attn_implementation
 
@@ -320,9 +321,10 @@ def verdicts(rows: list[dict], causal_close: bool, backends: dict[str, dict], dt
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
+    from tour.core import dtypes
 
     device = dev.get_device(cfg.device)
-    dtype = dev.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
+    dtype = dtypes.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
     check_fits(cfg, device, itemsize=dtype.itemsize)
     from tour.core.models import resolve_model
 

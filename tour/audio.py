@@ -14,7 +14,8 @@ from pathlib import Path
 from tour.audio_checks import (ALIAS_DB, PEAK_TOL_HZ, RATE, VAD_TOL_S, masking_checks, resample_checks,
                                tone_band_checks, verdicts)
 from tour.core.audio_io import mono_at, read_audio
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
@@ -109,7 +110,7 @@ def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> flo
     """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     with torch.inference_mode():
         return seconds / (median_ms(lambda: featurise(wave, tf), device, repeats) / 1e3)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import DigitsConfig, out_dir
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
 
@@ -161,6 +162,7 @@ def follows_path(steps: list[int], grads: dict[str, bool]) -> bool:
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
+    from tour.core import timing
     from tour.core.data import digits_split
     from tour.core.models import accuracy, train_mlp
 
@@ -176,10 +178,10 @@ def run(cfg: Config) -> Result:
           f"gradcheck on a custom SoftPlus Function: {'passed' if passed else 'FAILED'}")
     print("3) nn.Module: an MLP on scikit-learn's real 8x8 digits")
     train, test = digits_split(cfg.test_fraction, cfg.seed)
-    dev.warm_up(device)  # the first cuBLAS call's set-up is not training time
+    timing.warm_up(device)  # the first cuBLAS call's set-up is not training time
     start = time.perf_counter()
     model, losses = train_mlp(cfg, device, train, cfg.epochs)
-    dev.synchronize(device)
+    timing.synchronize(device)
     seconds = time.perf_counter() - start
     acc = accuracy(model, test, device)
     n_params = sum(p.numel() for p in model.parameters())

@@ -13,7 +13,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from tour.core.config import BaseConfig, arg, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
 
@@ -85,7 +86,7 @@ def first_call(model, call, device) -> tuple[Any, float, str]:
     """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
     import torch
 
-    from tour.core.device import synchronize
+    from tour.core.timing import synchronize
     from tour.core.torch_private import inductor_counters
 
     before = inductor_counters()
@@ -122,7 +123,7 @@ def _flat(out) -> list:
 def compare(spec, mode: str, device, repeats: int) -> Comparison:
     """Eager vs compiled in IEEE fp32 (TF32 off), compiling included: on a GPU cuDNN convolutions default to TF32,
     and a TF32 rounding gap (~1e-3) is not a compiler bug. Both sides are then timed doing the same maths."""
-    from tour.core.device import ieee_fp32
+    from tour.core.dtypes import ieee_fp32
 
     with ieee_fp32():
         return _compare(spec, mode, device, repeats)
@@ -131,7 +132,8 @@ def compare(spec, mode: str, device, repeats: int) -> Comparison:
 def _compare(spec, mode: str, device, repeats: int) -> Comparison:
     import torch
 
-    from tour.core.device import medians_ms, seed_everything
+    from tour.core.device import seed_everything
+    from tour.core.timing import medians_ms
     from tour.core.torch_private import inductor_config_patch
 
     spec.model.train(mode != "inference")  # dropout and BatchNorm behave as they would in that mode
@@ -165,7 +167,7 @@ def show(c: Comparison) -> None:
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
     from tour.compile_models import specs
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     out = []
     for spec in specs(cfg, device):

@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError
 from tour.core.results import BaseResult, labelled
 from tour.core.results import check as check_field  # `check` below is this stop's flag check

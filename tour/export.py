@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError, is_available, require
 from tour.core.inductor import aoti_problem
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
@@ -174,7 +175,7 @@ def rejects_wrong_shape(ep, example) -> bool:
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
 def package(ep, path: Path) -> float:
     """AOTInductor compiles the program and packages it into `path`; returns the seconds it took."""
-    from tour.core.device import ieee_fp32
+    from tour.core.dtypes import ieee_fp32
     from tour.core.inductor import inductor_cache
     from tour.core.torch_private import aoti_compile_and_package
 
@@ -206,7 +207,8 @@ def compare(model, fresh: Fresh, inputs: dict, cfg: Config, device) -> Compariso
     billed for a host-to-device copy the .pt2 side does not pay)."""
     import torch
 
-    from tour.core.device import ieee_fp32, median_ms
+    from tour.core.dtypes import ieee_fp32
+    from tour.core.timing import median_ms
 
     with torch.inference_mode(), ieee_fp32():
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}

@@ -39,19 +39,20 @@ tour = sorted(m for m in sys.modules if m == "tour" or m.startswith("tour."))
 json.dump({"import_s": import_s, "load_s": load_s, "aoti_ms": aoti_ms, "tour_modules": tour,
            "python": sys.executable}, open(report, "w"))
 """
-# What runner_code pastes from tour.core.device, with the constants they read.
+# What runner_code pastes from tour.core.timing and tour.core.dtypes, with the constants they read.
 SHARED = ("synchronize", "_cuda_sample", "cuda_median_ms", "median_ms", "_precision_slots", "ieee_fp32")
 SHARED_CONSTANTS = ("MIN_SAMPLE_MS", "MAX_CALLS_PER_SAMPLE")
 
 
 def runner_code() -> str:
-    """RUNNER with the source of tour.core.device's timer (median_ms) and ieee_fp32 in place of its marker line."""
+    """RUNNER with the source of tour.core.timing's timer (median_ms) and tour.core.dtypes' ieee_fp32 in place of its
+    marker line."""
     import inspect
 
-    from tour.core import device as dev
+    from tour.core import dtypes, timing
 
-    constants = "".join(f"{name} = {getattr(dev, name)!r}\n" for name in SHARED_CONSTANTS)
-    pasted = "\n".join(inspect.getsource(getattr(dev, name)) for name in SHARED)
+    constants = "".join(f"{name} = {getattr(timing, name)!r}\n" for name in SHARED_CONSTANTS)
+    pasted = "\n".join(inspect.getsource(getattr(timing, name, None) or getattr(dtypes, name)) for name in SHARED)
     return RUNNER.replace("# the tour's timer\n", constants + pasted)
 
 

@@ -11,7 +11,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from tour.core.config import DigitsConfig, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import DigitsConfig, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
@@ -69,15 +70,16 @@ def accelerator_for(device) -> str:
 # 1) the plain loop, from the basics stop ----------------------------------------------------------------------
 def plain_loop(cfg: Config, device, train, test):
     from tour.core import device as dev
+    from tour.core import timing
     from tour.core.models import accuracy, train_mlp
 
     # The plain loop runs first: on a GPU it would otherwise pay the context and cuBLAS set-up (100s of ms) that
     # the Trainer, timed after it, finds done; both timings are then of training alone.
-    dev.warm_up(device)
+    timing.warm_up(device)
     dev.seed_everything(cfg.seed)  # same seed before building the model: both start from identical weights
     start = time.perf_counter()
     model, losses = train_mlp(cfg, device, train, cfg.epochs)
-    dev.synchronize(device)
+    timing.synchronize(device)
     seconds = time.perf_counter() - start
     return model, losses, accuracy(model, test, device), seconds
 

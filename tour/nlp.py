@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
@@ -152,7 +153,7 @@ def fine_tune(cfg: Config, model, train_tok, collator, device, epochs: int) -> l
     from transformers import get_linear_schedule_with_warmup
 
     from tour.core.data import grouped_batches
-    from tour.core.device import autocast
+    from tour.core.dtypes import autocast
 
     # The collator pads a batch to its longest text: in random batches that was 3.5x the real tokens of the tour's
     # corpus (16 tokens on average, up to 64), so each epoch draws batches of near neighbours in length instead.
@@ -241,13 +242,14 @@ def run(cfg: Config) -> Result:
 
     from tour.core import assets
     from tour.core import device as dev
+    from tour.core import dtypes
     from tour.core.models import load_encoder, resolve_model
 
     name = resolve_model(cfg.model)  # a mistyped path fails here, before anything loads
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
     datasets.disable_progress_bars()  # the stop prints its own summary lines
-    dtype, why = dev.choose_dtype(cfg.dtype, device)
+    dtype, why = dtypes.choose_dtype(cfg.dtype, device)
     print(f"[nlp] {dev.describe(cfg.device)}\n  inference (embeddings, search, reloaded pipeline): {why}; "
           "fine-tuning: fp32")
     full, train, test, labels = load_data(cfg)  # cheap, so bad data fails before the model loads
@@ -278,7 +280,7 @@ def run(cfg: Config) -> Result:
     speed = nlp_eval.throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder, device,
                                 cfg.repeats, embed)
     rates = list(speed["rates"].values())
-    return Result(device=str(device), dtype=dev.dtype_name(dtype), model=name, labels=labels, train_size=len(train),
+    return Result(device=str(device), dtype=dtypes.dtype_name(dtype), model=name, labels=labels, train_size=len(train),
                   test_size=len(test),
                   probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
                   confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),

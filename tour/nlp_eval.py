@@ -88,7 +88,7 @@ def search(queries: list[str], query_vecs, vectors, texts, labels, k: int = 3) -
 
 def median_rate(fn, n: int, device, repeats: int) -> float:
     """Items per second of `fn` (which handles n items), from the median of `repeats` timed calls."""
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     return n / (median_ms(fn, device, repeats, warmup=0) / 1e3)  # the caller has warmed up already
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError, require
 from tour.core.plots import write_png
 from tour.core.results import BaseResult, check, labelled

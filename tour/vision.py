@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir, stop_main
+from tour.core.cli import stop_main
+from tour.core.config import FLOAT_DTYPES, BaseConfig, arg, out_dir
 from tour.core.data import SKIMAGE_PHOTOS, SKLEARN_PHOTOS, builtin_photo  # the photos live in the core
 from tour.core.errors import require
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
@@ -224,12 +225,13 @@ def run(cfg: Config) -> Result:
     from tour import vision_weights as vw
     from tour.core import assets
     from tour.core import device as dev
+    from tour.core import dtypes
     from tour.core.models import efficientnet_lite0_weights
 
     images = load_images(cfg.images)  # first: a bad path fails before anything runs or is written
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
-    dtype, why = dev.choose_dtype(cfg.dtype, device)
+    dtype, why = dtypes.choose_dtype(cfg.dtype, device)
     print(f"[vision] {dev.describe(cfg.device)}\n  the photos' predictions run in {why}")
     pre = vw.pretrained_part(images, device, cfg.top_k, cfg.eval_batch_size, cfg.repeats, dtype)
     folder = out_dir(cfg, NAME)
@@ -240,7 +242,7 @@ def run(cfg: Config) -> Result:
     print(f"  {photos}\n  {grid}")
     base = pre.throughput["eager (no_grad)"]
     return Result(
-        device=str(device), dtype=dev.dtype_name(dtype), n_params=pre.n_params, mobilenet_top5=pre.mobilenet_top5,
+        device=str(device), dtype=dtypes.dtype_name(dtype), n_params=pre.n_params, mobilenet_top5=pre.mobilenet_top5,
         mobilenet_top1_ids=pre.mobilenet_top1_ids, mobilenet_weights_file=pre.mobilenet_weights_file,
         agree_top1=pre.agree_top1, parity_max_abs_diff=pre.parity_max_abs_diff, top5=pre.top5, top1_ids=pre.top1_ids,
         throughput=pre.throughput, speedup={k: v / base for k, v in pre.throughput.items()},

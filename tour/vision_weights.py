@@ -27,9 +27,9 @@ def probabilities(model, batch, device, dtype=None):
 
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    with torch.inference_mode(), dev.autocast(device, dtype) if dtype else contextlib.nullcontext():
+    with torch.inference_mode(), dtypes.autocast(device, dtype) if dtype else contextlib.nullcontext():
         logits = model(batch.to(device))
     return logits.float().softmax(dim=1).cpu()  # in fp32: a bf16 softmax would round the probabilities shown
 
@@ -127,7 +127,8 @@ def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[st
 
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
+    from tour.core import timing
 
     batch = photos.repeat((n + len(photos) - 1) // len(photos), 1, 1, 1)[:n].to(device)
     # channels_last (NHWC) lets convolution kernels read all channels of a pixel in one go
@@ -137,10 +138,10 @@ def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[st
     variants = {"eager (no_grad)": (model, batch, torch.no_grad, fp32),
                 "inference_mode": (model, batch, torch.inference_mode, fp32),  # no autograd bookkeeping at all
                 "channels_last": (last, batch_last, torch.inference_mode, fp32)}
-    low = dtype or dev.inference_dtype(device)  # auto: bf16 where native (AMX/AVX512-BF16 CPUs too), else fp32
+    low = dtype or dtypes.inference_dtype(device)  # auto: bf16 where native (AMX/AVX512-BF16 CPUs too), else fp32
     if low != torch.float32:
-        variants[f"channels_last + {dev.dtype_name(low)} autocast"] = (last, batch_last, torch.inference_mode,
-                                                                        lambda: dev.autocast(device, low))
+        variants[f"channels_last + {dtypes.dtype_name(low)} autocast"] = (last, batch_last, torch.inference_mode,
+                                                                        lambda: dtypes.autocast(device, low))
 
     def call(net, x, grad_mode, amp):
         def once():
@@ -149,7 +150,7 @@ def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[st
         return once
 
     fns = {label: call(*variant) for label, variant in variants.items()}
-    return {label: n / (ms / 1e3) for label, ms in dev.medians_ms(fns, device, iters, warmup=2).items()}
+    return {label: n / (ms / 1e3) for label, ms in timing.medians_ms(fns, device, iters, warmup=2).items()}
 
 
 # the stop's pretrained part: both classifiers on the photos, parity, throughput ------------------------------

@@ -2,7 +2,7 @@
 and shared, so `tour bench`, the precision stop and the generate stop hold their figures to the same numbers.
 
 A peak is the best rate over a few sizes (a small matmul is dominated by overhead: on an AMX CPU bf16 reached
-1048 GFLOP/s at n=1024 and 2202 at n=2048), each timed warm with the core's timer (tour.core.device.median_ms).
+1048 GFLOP/s at n=1024 and 2202 at n=2048), each timed warm with the core's timer (tour.core.timing.median_ms).
 Quick mode times the same sizes with fewer repeats, so its roof is within noise of the full one. A figure held
 to a roof is a share of it in [0, 1]: above 1 the roof was mis-measured (a neighbour slowed its timing), so it
 is measured again once, and a share still above is clamped and says so.
@@ -86,13 +86,13 @@ def skip_reason(device, dtype) -> str | None:
     where torch's kernels don't use it: that shows in its rate."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
     from tour.core.torch_private import int_mm
 
     if dtype == torch.float32:
         return None
-    named = any(dev.dtype_name(dtype).upper() in p.upper() for p in dev.fast_paths(device))
-    if not (dev.supports_dtype(device, dtype) or named):
+    named = any(dtypes.dtype_name(dtype).upper() in p.upper() for p in dtypes.fast_paths(device))
+    if not (dtypes.supports_dtype(device, dtype) or named):
         return "not on this hardware"
     if dtype == torch.int8 and int_mm() is None:
         return "this torch has no torch._int_mm"
@@ -133,11 +133,12 @@ def _key(device) -> tuple:
 
 
 def _time_matmul(device, dtype, n: int, quick: bool) -> float:
-    from tour.core import device as dev
+    from tour.core import dtypes
+    from tour.core import timing
 
     call = matmul_call(dtype, n, device)
-    with dev.ieee_fp32():  # fp32's roof in IEEE fp32 (TF32 off): the maths the tour's fp32 rows run in
-        return dev.median_ms(call, device, REPEATS[quick], warmup=WARMUP)
+    with dtypes.ieee_fp32():  # fp32's roof in IEEE fp32 (TF32 off): the maths the tour's fp32 rows run in
+        return timing.median_ms(call, device, REPEATS[quick], warmup=WARMUP)
 
 
 def _best(key: tuple, name: str) -> Peak | None:
@@ -152,9 +153,9 @@ def peak(device, dtype, quick: bool = False, extra_n: int | None = None, at_leas
     it is measured again, once per process, and the better samples kept."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    device, key, name = torch.device(device), _key(device), dev.dtype_name(dtype)
+    device, key, name = torch.device(device), _key(device), dtypes.dtype_name(dtype)
     asked = multiple_of_8(extra_n) if extra_n else None
     for n in sizes(device.type, extra_n):
         best = _best(key, name)
@@ -177,7 +178,7 @@ def bandwidth_gb_s(device, mib: int | None = None, quick: bool = False, at_least
     runs into. Timed once per process per size; `at_least` as in `peak`."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core import timing
 
     device = torch.device(device)
     mib = mib or copy_mib(device.type)
@@ -191,7 +192,7 @@ def bandwidth_gb_s(device, mib: int | None = None, quick: bool = False, at_least
     if fresh:
         src = torch.ones(mib * 2**20 // 4, device=device)
         dst = torch.empty_like(src)
-        ms = dev.median_ms(lambda: dst.copy_(src), device, REPEATS[quick], warmup=1)
+        ms = timing.median_ms(lambda: dst.copy_(src), device, REPEATS[quick], warmup=1)
         _copies[key] = max(_copies.get(key, 0.0), 2 * src.numel() * 4 / ms / 1e6)
     return _copies[key]
 
@@ -202,16 +203,16 @@ def measure(device, dtypes=None, quick: bool = False, extra_n: int | None = None
     the reason) and, with `bandwidth`, the copy bandwidth. Reuses whatever this process measured already."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core.dtypes import dtype_name
 
     device = torch.device(device)
     peaks, skipped = {}, {}
     for dtype in dtypes or (torch.float32, torch.bfloat16, torch.float16, torch.int8):
         why = skip_reason(device, dtype)
         if why:
-            skipped[dev.dtype_name(dtype)] = why
+            skipped[dtype_name(dtype)] = why
         else:
-            peaks[dev.dtype_name(dtype)] = peak(device, dtype, quick, extra_n)
+            peaks[dtype_name(dtype)] = peak(device, dtype, quick, extra_n)
     mib = copy_mb or copy_mib(device.type)
     return Roof(str(device), peaks, bandwidth_gb_s(device, mib, quick) if bandwidth else None, mib, skipped)
 

@@ -6,7 +6,7 @@ loop in libgomp) before it sleeps. On an idle machine that is the fastest choice
 it is the slowest: our spinning threads and theirs take each other's cores, a parallel region waits for a
 thread that is not running, and the digits MLP trained 8-32x slower beside two small torch jobs (fair share: 3x).
 
-`choose()` decides, from what the machine is doing, the thread count and the wait policy; `apply()` puts them in
+`choose_threads()` decides, from what the machine is doing, the thread count and the wait policy; `apply()` puts them in
 the environment; `configure()` does both on this machine. The tour's CLI calls `configure()` at start-up, before
 torch is imported, and every child process (torchrun ranks, export's fresh process, the doctor's workers)
 inherits the choice through the environment. Through the import API (`from tour import nlp; nlp.run(...)`),
@@ -55,7 +55,7 @@ OPENMP_LIBS = ("libgomp", "libiomp", "libomp")  # a process mapping one of these
 
 @dataclass(frozen=True)
 class Machine:
-    """What `choose()` looks at; `observe()` reads it from this machine, tests build it by hand."""
+    """What `choose_threads()` looks at; `observe()` reads it from this machine, tests build it by hand."""
 
     cores: int = 1  # os.cpu_count()
     affinity: int | None = None  # CPUs this process may run on (sched_getaffinity), None if unknown
@@ -100,7 +100,7 @@ def _user_set(env, names) -> list[str]:
     return [n for n in names if env.get(n, "").strip() and n not in ours]
 
 
-def choose(env=None, machine: Machine | None = None, threads: int | None = None) -> Policy:
+def choose_threads(env=None, machine: Machine | None = None, threads: int | None = None) -> Policy:
     """The tour's threading for `machine` (pure: reads nothing else). `env`: the environment to respect
     (default os.environ); `threads`: an explicit count, which wins like a user's OMP_NUM_THREADS.
 
@@ -260,7 +260,7 @@ def apply(policy: Policy, env=None) -> Policy:
 
 def configure(threads: int | None = None) -> Policy:
     """Choose for this machine now and apply it. Call it first thing, before `import torch` (see above)."""
-    return apply(choose(machine=observe(), threads=threads))
+    return apply(choose_threads(machine=observe(), threads=threads))
 
 
 def current() -> Policy | None:
@@ -272,7 +272,7 @@ def current() -> Policy | None:
     if _applied is not None:
         return _applied
     if os.environ.get(REASON_VAR):
-        return choose()
+        return choose_threads()
     return None
 
 
@@ -296,7 +296,7 @@ def during_run():
         yield
         return
     m = observe()
-    policy = choose(without_tour(os.environ), m)  # what a fresh `tour` process would pick now
+    policy = choose_threads(without_tour(os.environ), m)  # what a fresh `tour` process would pick now
     if not policy.busy or policy.threads is None:
         yield
         return

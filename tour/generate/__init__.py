@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tour.core.config import stop_main
+from tour.core.cli import stop_main
 from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 from tour.generate import chat, lora, speed

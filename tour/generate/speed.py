@@ -39,8 +39,8 @@ class Speed:
     decode_limit_tokens_per_s: float = labelled("memory-bandwidth limit", "tokens/s", 0.0)  # bandwidth / weight bytes
 
 
-def timed(model, inputs, n: int, repeats: int, device, **kw):
-    from tour.core.device import median_ms
+def generate_ms(model, inputs, n: int, repeats: int, device, **kw):
+    from tour.core.timing import median_ms
 
     ids = generate(model, inputs, n, exact=True, **kw)
     return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats, warmup=0), ids  # warm already
@@ -49,8 +49,8 @@ def timed(model, inputs, n: int, repeats: int, device, **kw):
 def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
     """Without the cache every step re-runs the whole sequence; with it, each step feeds one new token.
     (ms with the cache, ms without, same tokens)"""
-    on, ids_on = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
-    off, ids_off = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
+    on, ids_on = generate_ms(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=True)
+    off, ids_off = generate_ms(model, inputs, cfg.speed_tokens, cfg.repeats, device, use_cache=False)
     same = bool((ids_on == ids_off).all())
     print(f"  KV cache on {on:.0f} ms, off {off:.0f} ms for {cfg.speed_tokens} tokens: {off / on:.2f}x; same tokens: {same}")
     return on, off, same
@@ -59,7 +59,7 @@ def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
 def batching(cfg: Config, tokenizer, model, device) -> tuple[float, float, bool]:
     """Left padding lets prompts of different lengths decode together; the attention mask hides the pads.
     (ms one at a time, ms batched, same replies)"""
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
 
     singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
     batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)
@@ -80,10 +80,10 @@ def attention_impls(cfg: Config, model, inputs, device) -> tuple[float, float, b
     (ms eager, ms sdpa, same tokens)"""
     model.set_attn_implementation("eager")
     try:
-        eager, ids_eager = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
+        eager, ids_eager = generate_ms(model, inputs, cfg.speed_tokens, cfg.repeats, device)
     finally:
         model.set_attn_implementation("sdpa")
-    sdpa, ids_sdpa = timed(model, inputs, cfg.speed_tokens, cfg.repeats, device)
+    sdpa, ids_sdpa = generate_ms(model, inputs, cfg.speed_tokens, cfg.repeats, device)
     same = bool((ids_eager == ids_sdpa).all())
     print(f"  eager {eager:.0f} ms, sdpa {sdpa:.0f} ms: {eager / sdpa:.2f}x; same tokens: {same}")
     return eager, sdpa, same

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from tour.core.config import stop_main
+from tour.core.cli import stop_main
 from tour.core.errors import require
 from tour.core.results import BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
@@ -49,7 +49,7 @@ def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc
               vision: Vision, dec: Decode, fusion: Fusion, seconds: dict[str, float]) -> Result:
     """The stop's Result, built once from every part's record."""
     from tour.core import assets, models
-    from tour.core.device import dtype_name
+    from tour.core.dtypes import dtype_name
 
     variants = [asdict(row) for part in (enc, train, vision, dec) for row in part.rows]
     skipped = (({"low precision": low_skipped} if low_skipped else {}) | roofs.skipped | enc.skipped | dec.skipped
@@ -75,14 +75,15 @@ def result_of(device, paths: list[str], low, low_skipped: str, roofs: Roofs, enc
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
+    from tour.core import dtypes
     from tour.core.models import load_encoder
     from tour.precision import decode, encoder, fusion, roofs, training, vision
 
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
-    paths = list(dev.fast_paths(device))
+    paths = list(dtypes.fast_paths(device))
     print(f"[precision] {dev.describe(cfg.device)}\n  fast paths: {', '.join(paths) or 'none'}; the device helper "
-          f"would run inference in {str(dev.inference_dtype(device)).removeprefix('torch.')}")
+          f"would run inference in {str(dtypes.inference_dtype(device)).removeprefix('torch.')}")
     low, low_skipped = roofs.low_dtype(cfg, device)
     if {"encoder", "train"} & set(cfg.parts):
         require("transformers", "datasets", "yaml", "sklearn", stop="the precision stop's MiniLM parts")

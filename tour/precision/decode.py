@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from tour.core import roofs
-from tour.core.device import dtype_name, medians_ms
+from tour.core.dtypes import dtype_name
+from tour.core.timing import medians_ms
 from tour.precision.config import SYSTEM, Config, Decode, Variant
 from tour.precision.generation import batched_greedy, compiled_greedy, greedy
 from tour.precision.variants import BASE, show

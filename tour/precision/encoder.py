@@ -11,7 +11,8 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import dtype_name, medians_ms
+from tour.core.dtypes import dtype_name
+from tour.core.timing import medians_ms
 from tour.core.models import mean_pool
 from tour.core.roofs import flops_per_call, share_text
 from tour.precision import roofs

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from tour.core.device import cache_sizes, medians_ms, synchronize
+from tour.core.device import cache_sizes
+from tour.core.timing import medians_ms, synchronize
 from tour.precision.config import Config, Fusion
 
 WIDTH = 512  # the block's last dimension (fp32): a row is 2 KB

@@ -6,18 +6,19 @@ from __future__ import annotations
 import torch
 
 from tour.core import device as dev
+from tour.core.dtypes import DTYPE_NAMES, FAST_PATHS_FOR, dtype_name, parse_dtype, supports_dtype
 from tour.core import roofs as core
 from tour.precision.config import Config, Roofs
 
 
 def low_dtype(cfg: Config, device) -> tuple[torch.dtype | None, str]:
     """(the dtype compared with fp32, "") or (None, the one-line reason) where this hardware has no fast path."""
-    low = dev.parse_dtype(cfg.dtype, device)
-    if low != torch.float32 and dev.supports_dtype(device, low):
+    low = parse_dtype(cfg.dtype, device)
+    if low != torch.float32 and supports_dtype(device, low):
         return low, ""
     wanted = torch.float16 if cfg.dtype == "fp16" else torch.bfloat16
-    cpu_names = [p for p in dev.FAST_PATHS_FOR[wanted] if p.startswith(("AMX", "AVX"))]
-    paths = cpu_names if device.type == "cpu" else [p for p in dev.FAST_PATHS_FOR[wanted] if p not in cpu_names]
+    cpu_names = [p for p in FAST_PATHS_FOR[wanted] if p.startswith(("AMX", "AVX"))]
+    paths = cpu_names if device.type == "cpu" else [p for p in FAST_PATHS_FOR[wanted] if p not in cpu_names]
     why = "--dtype fp32" if cfg.dtype == "fp32" else (
         f"{'bf16' if cfg.dtype == 'auto' else cfg.dtype}: not on this hardware ({dev.device_name(device)} has "
         f"no {' / '.join(paths)}; it would be emulated, slower than fp32)")
@@ -29,7 +30,7 @@ def low_dtype(cfg: Config, device) -> tuple[torch.dtype | None, str]:
 def peak(cfg: Config, device, name: str, at_least: float | None = None) -> float | None:
     """The core's roof for the dtype a variant runs in ("fp32", "bf16" ...), in G(FL)OP/s; None where it has none
     here. `at_least`: the rate the variant reached (a roof below it is measured again)."""
-    dtype = dev.DTYPE_NAMES.get(name)
+    dtype = DTYPE_NAMES.get(name)
     if dtype is None or core.skip_reason(device, dtype):
         return None
     return core.peak(device, dtype, cfg.quick, cfg.roof_n, at_least).rate
@@ -44,5 +45,5 @@ def measure(cfg: Config, device, low) -> Roofs:
         print(f"  {line}")
     skipped = {f"{k} roof": why for k, why in roof.skipped.items()}
     if low is None:
-        skipped |= {f"{dev.dtype_name(d)} roof": "fp32 only" for d in (torch.bfloat16, torch.float16, torch.int8)}
+        skipped |= {f"{dtype_name(d)} roof": "fp32 only" for d in (torch.bfloat16, torch.float16, torch.int8)}
     return Roofs(gflops=roof.rates, ms=roof.ms, n=roof.n, bandwidth_gb_s=roof.bandwidth_gb_s, skipped=skipped)

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from tour.core.device import medians_ms
+from tour.core.timing import medians_ms
 from tour.core.torch_private import fused_optimizer_devices
 from tour.precision.config import Config, Training
 from tour.precision.encoder import corpus

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import autocast, dtype_name
+from tour.core.dtypes import autocast, dtype_name
 from tour.precision.config import Variant
 
 BASE = "fp32 eager"  # every variant's baseline, the first way

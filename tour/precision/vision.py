@@ -8,7 +8,8 @@ from contextlib import nullcontext
 
 import torch
 
-from tour.core.device import autocast, dtype_name, medians_ms
+from tour.core.dtypes import autocast, dtype_name
+from tour.core.timing import medians_ms
 from tour.core.errors import require
 from tour.precision.config import Config, Variant, Vision
 from tour.precision.variants import BASE, rows, show

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
+from tour.core.cli import guarded, parse_config
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.errors import TourError
 from tour.core.files import write_text
-from tour.core.results import BenchRow, BenchSettings, to_jsonable
+from tour.core.render import to_jsonable
+from tour.core.results import BenchRow, BenchSettings
 from tour.core.state import keeps_caller_state
 from tour.tools.registry import bench_stops, load
 
@@ -75,7 +77,7 @@ def achieved(spec, cfg: Config, device) -> dict:
     share of the fp32 roof (measured again if this rate beat it; never above 100%)."""
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.roofs import flops_per_call, share, share_text
 
     spec.model.eval()
@@ -165,7 +167,7 @@ def one_line(e: Exception) -> str:
 def run_section(name: str, cfg: Config, device, result: Result) -> None:
     """One section. A missing optional library skips it with the reason; any other error fails it with a one-line
     reason; either way the other sections still run."""
-    from tour.core.device import ieee_fp32
+    from tour.core.dtypes import ieee_fp32
 
     try:
         if name == "roof":
@@ -218,7 +220,7 @@ def run(cfg: Config) -> Result:
 
 
 def precision(device) -> str:
-    from tour.core.device import precision_note
+    from tour.core.dtypes import precision_note
 
     note = precision_note(device) or f"no TF32 on {device.type}"
     return f"fp32 in IEEE for the roof and FLOP rows; elsewhere {note}"

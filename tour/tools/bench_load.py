@@ -35,7 +35,7 @@ def _basics(repeats: int) -> float:
 
     from tour.core.config import DigitsConfig  # the basics stop's training settings, from the core
     from tour.core.data import digits_split
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import train_mlp
 
     cfg = DigitsConfig(quick=True)
@@ -46,7 +46,7 @@ def _basics(repeats: int) -> float:
 def _efficientnet(repeats: int) -> float:
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import load_efficientnet_lite0
 
     model, x = load_efficientnet_lite0("cpu"), torch.randn(2, 3, 224, 224)
@@ -57,7 +57,7 @@ def _efficientnet(repeats: int) -> float:
 def _minilm(repeats: int) -> float:
     import torch
 
-    from tour.core.device import median_ms
+    from tour.core.timing import median_ms
     from tour.core.models import load_encoder
 
     tok, enc = load_encoder(device="cpu")
@@ -111,7 +111,7 @@ def arm_env(arm: str) -> dict[str, str]:
     if arm == "tour":
         user = threads.without_tour(os.environ)
         base = {k: user[k] for k in user if k in (*threads.WAIT_VARS, *threads.COUNT_VARS)} | base
-        threads.apply(threads.choose(env=base, machine=threads.observe()), env=base)  # into the copy, not ours
+        threads.apply(threads.choose_threads(env=base, machine=threads.observe()), env=base)  # into the copy, not ours
         return base
     return {**base, **dict(kv.split("=", 1) for kv in arm.split(","))}
 
@@ -127,7 +127,7 @@ def measure(step: str, arm: str, repeats: int) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "reason": env.get(threads.REASON_VAR, "")}
 
 
-def compare(steps, arms, n: int, repeats: int) -> dict:
+def race_arms(steps, arms, n: int, repeats: int) -> dict:
     """{(step, arm, 'quiet'|'loaded'): result}. Quiet first: the load average lags a minute behind."""
     out = {}
     for step in steps:
@@ -151,7 +151,7 @@ def bench_rows(settings: BenchSettings, n: int = 2) -> list[BenchRow]:
     steps = ("basics", "minilm") if settings.quick else STEPS
     repeats = 3 if settings.quick else 5
     print(f"  {', '.join(steps)}: each in a fresh process, quiet then beside {n} torch processes")
-    got = compare(steps, ("default", "tour"), n, repeats)
+    got = race_arms(steps, ("default", "tour"), n, repeats)
     rows = []
     for step in steps:
         quiet = {a: got[step, a, "quiet"]["ms"] for a in ("default", "tour")}
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--compare":
         steps, arms, n, repeats = argv[1].split(","), argv[2].split(";"), int(argv[3]), int(argv[4])
-        got = compare(steps, arms, n, repeats)
+        got = race_arms(steps, arms, n, repeats)
         for (step, arm, when), r in got.items():
             print(json.dumps({"step": step, "arm": arm, "when": when, "ms": round(r["ms"], 1),
                               "threads": r["threads"], "wait": r["wait"], "reason": r["reason"]}))

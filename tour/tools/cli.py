@@ -18,7 +18,7 @@ import importlib
 import sys
 
 from tour import __version__
-from tour.core.config import _Parser
+from tour.core.cli import Parser
 from tour.tools.registry import STOPS, load
 
 # Commands beyond `list` and `run`, each a module with main(argv) -> int.
@@ -29,9 +29,9 @@ COMMANDS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tour", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="tour", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"torch-tour {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.add_parser("list", help="list the tour's stops")
     run = sub.add_parser("run", help="run a stop (or 'all'); flags after STOP go to the stop", add_help=False)
     run.add_argument("stop", metavar="STOP", nargs="?", help=f"one of: all, {', '.join(STOPS)}")

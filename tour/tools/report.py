@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tour.core.assets import RANDOM_LABEL
 from tour.core.files import write_text
-from tour.core.results import (BenchRow, Label, captions, checks_html, flat, is_number, labels_of, pictures_html,
-                                result_table, rows_table, short)
+from tour.core.labels import Label, flat, labels_of
+from tour.core.render import captions, checks_html, is_number, pictures_html, result_table, rows_table, short
+from tour.core.results import BenchRow
 from tour.core.roofs import share
 from tour.tools.registry import STOPS, load
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.core.assets import RANDOM_LABEL
-from tour.core.config import BaseConfig, arg, guarded, out_dir, parse_config
+from tour.core.cli import guarded, parse_config
+from tour.core.config import BaseConfig, arg, out_dir
 from tour.core.files import make_folder
-from tour.core.results import to_jsonable, write_result
+from tour.core.render import to_jsonable
+from tour.core.results import write_result
 from tour.core.errors import TourError
 from tour.tools.registry import STOPS, load
 

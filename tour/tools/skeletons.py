@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from tour.core import assets
-from tour.core.config import guarded
+from tour.core.cli import guarded
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ot")
 

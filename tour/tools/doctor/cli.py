@@ -15,7 +15,7 @@ with the tested sets, constraints.txt and stacks/*.txt ("tested").
 
 The package, by part: rows.py (types, error kinds), probes_core.py, probes_gpu.py, probes_stack.py, probes_assets.py
 (the probes), plan.py (their order), worker.py (the worker process and its JSON-lines protocol), facts.py (the
-install, read without torch), rules.py (facts + rows -> diagnoses), fixes.py (release tables and fix lines),
+install, read without torch), rules/ (facts + rows -> diagnoses, by subject), fixes.py (release tables and fix lines),
 collect.py, cli.py (this command).
 
 Exit code: 0 when every required probe passes and no diagnosis is an error; 1 when a required probe fails or a
@@ -27,7 +27,7 @@ JSON (`--json`, schema 1; fields are only ever added):
      "counts": {"ok": int, "failed": int, "skipped": int},
      "probes": [{"name", "group", "status": "ok"|"failed"|"skipped", "detail", "seconds", "required": bool,
                  "data": {...}, "device": str|null, "libraries": [str], "kind": str|null (see rows.KINDS)}],
-     "diagnoses": [{"rule": str (a rule id, see rules.py), "severity": "error"|"warning"|"note",
+     "diagnoses": [{"rule": str (a rule id, see rules/__init__.py), "severity": "error"|"warning"|"note",
                     "cause": str, "evidence": str, "fix": str (the command to type),
                     "explains": [{"group": str, "name": str}]}],
      "facts": {...} | null}     (the snapshot the rules read; its fields may change between versions)
@@ -40,10 +40,10 @@ import os
 import sys
 from dataclasses import asdict
 
-from tour.core.config import _Parser, guarded
-from tour.core.errors import TourError
+from tour.core.cli import guarded
+from tour.core.cli import Parser
 from tour.tools.doctor.collect import DEFAULT_TIMEOUT, collect
-from tour.tools.doctor.rows import ERROR, FAILED, NOTE, OK, SKIPPED, Diagnosis, Facts, ProbeResult, Report
+from tour.tools.doctor.rows import ERROR, FAILED, NOTE, OK, SKIPPED, Diagnosis, Facts, PlanRefused, ProbeResult, Report
 from tour.tools.doctor.rules import version_summary
 
 PROG = "tour doctor"
@@ -131,10 +131,10 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _parser() -> _Parser:
+def _parser() -> Parser:
     import argparse
 
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print the report as JSON (default: a table)")
     p.add_argument("--quick", action="store_true", help="skip the slow probes: torch.compile, torch.export")
     p.add_argument("--device", default=None,
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = collect(args.quick, args.device, args.timeout, on_result=None if args.json else show,
                              only=args.only, models=tuple(args.model))
-        except TourError as e:
-            if getattr(e, "diagnoses", None):  # e.g. --device cuda where torch cannot see the GPU: say why
+        except PlanRefused as e:
+            if e.diagnoses:  # e.g. --device cuda where torch cannot see the GPU: say why
                 print(format_diagnoses(e.diagnoses), file=sys.stderr)
             raise
         if args.json:

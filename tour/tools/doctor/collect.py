@@ -7,7 +7,7 @@ import time
 from typing import Callable
 
 from tour.core.errors import TourError
-from tour.tools.doctor.rows import DEVICE_ABSENT, FAILED, USAGE, Diagnosis, Facts, ProbeResult, Report
+from tour.tools.doctor.rows import DEVICE_ABSENT, FAILED, USAGE, Diagnosis, Facts, PlanRefused, ProbeResult, Report
 from tour.tools.doctor.rules import diagnose
 
 DEFAULT_TIMEOUT = 180.0  # per probe; a cold torch.compile on a busy 2-core machine took ~35 s
@@ -20,8 +20,8 @@ def diagnoses_for(facts: dict | None, probes: list[ProbeResult]) -> list[Diagnos
 def collect(quick: bool = False, device: str | None = None, timeout: float = DEFAULT_TIMEOUT,
             on_result: Callable[[ProbeResult], None] | None = None, only: tuple[str, ...] = (),
             models: tuple[str, ...] = ()) -> Report:
-    """Run every probe (in a worker process), gather the rows and diagnose them. Raises TourError on a bad --device
-    or --only; its `diagnoses` attribute then holds what the facts alone show (a CUDA build that cannot see the GPU
+    """Run every probe (in a worker process), gather the rows and diagnose them. Raises PlanRefused on a bad --device
+    or --only; its `diagnoses` then hold what the facts alone show (a CUDA build that cannot see the GPU
     makes `--device cuda` a usage error, and the diagnosis says why)."""
     # The worker module is imported here, not at the top: `python -m tour.tools.doctor.worker` must not find itself
     # already imported by the package.
@@ -45,7 +45,6 @@ def collect(quick: bool = False, device: str | None = None, timeout: float = DEF
         # the device asked for.
         kind = e.kind if e.kind in (DEVICE_ABSENT, USAGE) else USAGE
         refusal = ProbeResult(f"--device {device}", "usage", FAILED, str(e), 0.0, True, device=device, kind=kind)
-        e.diagnoses = diagnoses_for(facts_child.result(), [*results, refusal])
-        raise
+        raise PlanRefused(str(e), diagnoses_for(facts_child.result(), [*results, refusal]), kind=e.kind) from e
     facts = facts_child.result()
     return Report(results, round(time.perf_counter() - start, 2), quick, device, diagnoses_for(facts, results), facts)

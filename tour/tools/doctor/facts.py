@@ -3,7 +3,7 @@
 Package metadata (what is installed, what the tour declares, what each paired wheel requires of torch), the tested
 set (constraints.txt, shipped in the package: tested/), where torch really loads from, the NVIDIA driver, caches,
 threads, compilers, FFmpeg. The doctor runs it as `python -m tour.tools.doctor.facts` in a killable child (see
-worker.py); the rules (rules.py) read the result and never do I/O themselves.
+worker.py); the rules (rules/) read the result and never do I/O themselves.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tour.tools.doctor.rows import MISSING_COMPILER, QUICK, Fact, Skip, check, one_line
+from tour.tools.doctor.rows import MISSING_COMPILER, QUICK, Fact, Skip, expect, one_line
 
 # The distributions whose versions the system row lists (from metadata: nothing imported, so nothing can break).
 ECOSYSTEM = ("torch", "torchvision", "torchaudio", "transformers", "datasets", "tokenizers", "huggingface-hub",
@@ -28,7 +28,7 @@ ECOSYSTEM = ("torch", "torchvision", "torchaudio", "transformers", "datasets", "
 # -- system ------------------------------------------------------------------------------------------------------
 def python_probe():
     impl = platform.python_implementation()
-    check(sys.version_info >= (3, 10), f"Python {platform.python_version()} is older than the tour's 3.10")
+    expect(sys.version_info >= (3, 10), f"Python {platform.python_version()} is older than the tour's 3.10")
     return f"{impl} {platform.python_version()} at {sys.executable}"
 
 
@@ -48,18 +48,18 @@ def _version(dist: str) -> str | None:
 
 def versions_probe():
     found = {d: _version(d) for d in ECOSYSTEM}
-    check(found["torch"] is not None, "torch is not installed: pip install torch")
+    expect(found["torch"] is not None, "torch is not installed: pip install torch")
     shown = ", ".join(f"{d} {v}" for d, v in found.items() if v and d in ECOSYSTEM[:12])
     missing = [d for d, v in found.items() if not v]
     extra = f"; not installed: {', '.join(missing)}" if missing else ""
-    # Whether these fit the tour's declared ranges and each other is the rules' job (rules.py), from metadata.
+    # Whether these fit the tour's declared ranges and each other is the rules' job (rules/versions.py), from metadata.
     return f"{shown}{extra}", {"versions": found}
 
 
 def torch_probe():
     import torch
 
-    check(torch.ones(3).sum().item() == 3.0, "torch.ones(3).sum() is not 3")
+    expect(torch.ones(3).sum().item() == 3.0, "torch.ones(3).sum() is not 3")
     build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only"
     acc = getattr(torch, "accelerator", None)
     acc_text = ""
@@ -104,7 +104,7 @@ def matmul_probe(device: str):
     ref = a.double() @ b.double()
     got = (a.to(device) @ b.to(device)).cpu().double()
     err = ((got - ref).abs().max() / ref.abs().max()).item()
-    check(err < 1e-2, f"128x128 matmul on {device} is off from the CPU float64 reference by {err:.2e}")
+    expect(err < 1e-2, f"128x128 matmul on {device} is off from the CPU float64 reference by {err:.2e}")
     return f"128x128 fp32 matmul equals the CPU float64 reference (rel. error {err:.1e})"
 
 
@@ -121,7 +121,7 @@ def autograd_probe(device: str):
         moved(x.to(dev)).pow(2).sum().backward()
         grads.append(moved.weight.grad.cpu())
     err = (grads[0] - grads[1]).abs().max().item()
-    check(err < 1e-3, f"Linear weight gradient on {device} differs from CPU by {err:.2e}")
+    expect(err < 1e-3, f"Linear weight gradient on {device} differs from CPU by {err:.2e}")
     return f"backward through Linear matches the CPU gradient (max diff {err:.1e})"
 
 
@@ -141,23 +141,23 @@ def _no_kernel(device: str, what: str):
 
 
 def _fast_path(device: str, dtype, detail: str, data: dict):
-    """(detail, data), the detail ending with whether this hardware runs `dtype` natively (tour.core.device decides);
+    """(detail, data), the detail ending with whether this hardware runs `dtype` natively (tour.core.dtypes decides);
     the row's status is ok either way."""
     import torch
 
-    from tour.core import device as dev
+    from tour.core import dtypes
 
-    paths = dev.dtype_fast_paths(torch.device(device), dtype)
-    fast = dev.supports_dtype(torch.device(device), dtype)
+    paths = dtypes.dtype_fast_paths(torch.device(device), dtype)
+    fast = dtypes.supports_dtype(torch.device(device), dtype)
     verdict = f"fast path here: {', '.join(paths)}" if fast else "emulated, no fast path here (slower than fp32)"
-    return f"{detail}; {verdict}", {**data, "dtype": dev.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
+    return f"{detail}; {verdict}", {**data, "dtype": dtypes.dtype_name(dtype), "fast_path": fast, "fast_paths": paths}
 
 
 def float_dtype_probe(device: str, name: str):
     """A 64x64 matmul in bf16 or fp16 equals fp32's on the same (rounded) inputs, within a few of the dtype's eps."""
     import torch
 
-    from tour.core.device import DTYPE_NAMES
+    from tour.core.dtypes import DTYPE_NAMES
 
     dtype = DTYPE_NAMES[name]
     a, b = (x.to(dtype) for x in _pair(n=64))  # rounded once, so the reference sees the same inputs
@@ -165,7 +165,7 @@ def float_dtype_probe(device: str, name: str):
     got = _no_kernel(device, f"{name} matmul")(lambda: torch.matmul(a.to(device), b.to(device)).float().cpu())
     err = ((got - ref).abs().max() / ref.abs().max()).item()
     tol = FLOAT_ULPS * torch.finfo(dtype).eps
-    check(err <= tol, f"{name} 64x64 matmul on {device} is off from the fp32 reference by {err:.1e} "
+    expect(err <= tol, f"{name} 64x64 matmul on {device} is off from the fp32 reference by {err:.1e} "
                       f"(tolerance {tol:.1e})")
     return _fast_path(device, dtype, f"64x64 {name} matmul equals the fp32 reference (rel. error {err:.1e}, "
                                      f"tolerance {tol:.1e})", {"rel_error": err, "tolerance": tol})
@@ -185,9 +185,9 @@ def int8_probe(device: str):
     b = torch.randint(-128, 128, (64, 32), generator=gen, dtype=torch.int8)
     ref = a.double() @ b.double()  # exact: every sum is far below float64's 2**53
     got = _no_kernel(device, "torch._int_mm")(lambda: int_mm()(a.to(device), b.to(device)).cpu())
-    check(got.dtype == torch.int32, f"torch._int_mm on {device} returned {got.dtype}, not int32")
+    expect(got.dtype == torch.int32, f"torch._int_mm on {device} returned {got.dtype}, not int32")
     wrong = int((got.double() != ref).sum())
-    check(wrong == 0, f"torch._int_mm on {device}: {wrong} of {got.numel()} int32 results differ from the exact "
+    expect(wrong == 0, f"torch._int_mm on {device}: {wrong} of {got.numel()} int32 results differ from the exact "
                       "product")
     return _fast_path(device, torch.int8, "32x64 @ 64x32 torch._int_mm equals the exact int32 product",
                       {"wrong": wrong})
@@ -201,7 +201,7 @@ def memory_probe(device: str):
     dev = torch.device(device)
     total = memory_bytes(dev)
     block = torch.empty(16 * 2**20, dtype=torch.float32, device=dev).fill_(1.0)  # 64 MiB
-    check(block.sum().item() == block.numel(), f"a 64 MiB tensor on {device} does not hold what was written")
+    expect(block.sum().item() == block.numel(), f"a 64 MiB tensor on {device} does not hold what was written")
     free_b = free_memory_bytes(dev)
     free = f", {free_b / 2**30:.1f} GiB free" if free_b is not None else ""
     total_text = f"{total / 2**30:.1f} GiB total" if total else "total unknown"
@@ -227,9 +227,9 @@ def sdpa_probe(device: str):
             missing.append(name.split("_")[0].lower())  # "No available kernel": not built for this device
             continue
         err = (out - ref).abs().max().item()
-        check(err < 2e-2, f"SDPA {name.lower()} backend on {device} differs from written-out attention by {err:.2e}")
+        expect(err < 2e-2, f"SDPA {name.lower()} backend on {device} differs from written-out attention by {err:.2e}")
         ran.append(name.split("_")[0].lower())
-    check("math" in ran, f"SDPA math backend did not run on {device}")
+    expect("math" in ran, f"SDPA math backend did not run on {device}")
     return f"backends that ran and match written-out attention: {', '.join(ran)}; no kernel here: " \
            f"{', '.join(missing) or 'none'}", {"sdpa_backends": ran}
 
@@ -252,9 +252,9 @@ def all_reduce_one_rank(backend: str, device: str) -> float:
 def gloo_probe():
     import torch.distributed as dist
 
-    check(dist.is_available(), "torch.distributed is not available in this build")
-    check(dist.is_gloo_available(), "the gloo backend is not built in")
-    check(all_reduce_one_rank("gloo", "cpu") == 3.0, "gloo all_reduce of [1, 2] on one rank did not give [1, 2]")
+    expect(dist.is_available(), "torch.distributed is not available in this build")
+    expect(dist.is_gloo_available(), "the gloo backend is not built in")
+    expect(all_reduce_one_rank("gloo", "cpu") == 3.0, "gloo all_reduce of [1, 2] on one rank did not give [1, 2]")
     return "gloo: a one-rank process group initialises and all_reduce gives the right sum"
 
 
@@ -301,7 +301,7 @@ def compile_probe(quick: bool):
     got = compiled(x)
     took = time.perf_counter() - start
     err = (got - tiny_fn(x)).abs().max().item()
-    check(err < 1e-4, f"compiled output differs from eager by {err:.2e}")
+    expect(err < 1e-4, f"compiled output differs from eager by {err:.2e}")
     return f"Inductor compiled a small function in {took:.1f} s; output matches eager (max diff {err:.1e})"
 
 
@@ -320,6 +320,6 @@ def export_probe(quick: bool):
     buffer.seek(0)
     reloaded = torch.export.load(buffer)
     err = (reloaded.module()(x) - model(x)).abs().max().item()
-    check(err < 1e-5, f"exported program differs from eager by {err:.2e}")
+    expect(err < 1e-5, f"exported program differs from eager by {err:.2e}")
     nodes = len(program.graph.nodes)
     return f"exported a 3-layer model ({nodes} graph nodes), saved and reloaded it; matches eager (diff {err:.1e})"

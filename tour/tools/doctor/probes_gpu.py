@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from tour.tools.doctor.rows import (DEVICE_ABSENT, ERROR_KIND, MISSING_COMPILER, MISSING_CUDA_TOOLKIT,
-                                    MISSING_PYTHON_HEADERS, MISSING_TRITON, QUICK, TIMEOUT, Fact, Skip, check)
+                                    MISSING_PYTHON_HEADERS, MISSING_TRITON, QUICK, TIMEOUT, Fact, Skip, expect)
 
 PAIR_TIMEOUT = 60.0  # seconds for the 2-rank all-reduce, start-up included; a wedged NCCL is cut off here
 NCCL_TIMEOUT = 20  # seconds: the process group's own limit per collective (torch's default is 10 minutes)
@@ -63,8 +63,8 @@ def nccl_probe(devices: tuple[str, ...]):
     gpus = cuda_devices(devices)
     if not gpus:
         raise Skip("no CUDA GPU here (nccl is for NVIDIA GPUs)", DEVICE_ABSENT)
-    check(dist.is_nccl_available(), "the nccl backend is not built into this torch")
-    check(all_reduce_one_rank("nccl", gpus[0]) == 3.0, "nccl all_reduce on one rank gave the wrong sum")
+    expect(dist.is_nccl_available(), "the nccl backend is not built into this torch")
+    expect(all_reduce_one_rank("nccl", gpus[0]) == 3.0, "nccl all_reduce on one rank gave the wrong sum")
     return f"nccl: a one-rank group on {gpus[0]} initialises and all_reduce is right"
 
 
@@ -90,7 +90,7 @@ def nccl_pair_probe(devices: tuple[str, ...], limit: float = PAIR_TIMEOUT):
     gpus = cuda_devices(devices)
     if len(gpus) < 2:
         raise Skip(f"needs 2 CUDA GPUs, {len(gpus)} here", DEVICE_ABSENT)
-    check(dist.is_nccl_available(), "the nccl backend is not built into this torch")
+    expect(dist.is_nccl_available(), "the nccl backend is not built into this torch")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = os.path.join(tmp, "store")
@@ -102,8 +102,8 @@ def nccl_pair_probe(devices: tuple[str, ...], limit: float = PAIR_TIMEOUT):
         finally:  # past the deadline (or on any error) no rank outlives the probe: one waits on the other
             _kill_all(ranks)
     for rank, (out, proc) in enumerate(zip(outs, ranks)):
-        check(proc.returncode == 0, f"rank {rank} failed: {out}")
-        check(out == "3.0", f"2-rank all_reduce gave {out}, expected 3.0")
+        expect(proc.returncode == 0, f"rank {rank} failed: {out}")
+        expect(out == "3.0", f"2-rank all_reduce gave {out}, expected 3.0")
     return f"nccl: 2 ranks on cuda:0 and cuda:1 all-reduce 1 + 2 = 3 in {time.perf_counter() - start:.1f} s"
 
 
@@ -147,7 +147,7 @@ def compile_gpu_probe(device: str | None, quick: bool):
     torch.cuda.synchronize(x.device)
     took = time.perf_counter() - start
     err = (got - tiny_fn(x)).abs().max().item()
-    check(err < 1e-4, f"compiled output on {device} differs from eager by {err:.2e}")
+    expect(err < 1e-4, f"compiled output on {device} differs from eager by {err:.2e}")
     return f"Inductor compiled a small function to Triton on {device} in {took:.1f} s; matches eager (diff {err:.1e})"
 
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tour.core.errors import is_available
-from tour.tools.doctor.rows import LIBRARY_LOAD, NOT_INSTALLED, Fact, Skip, check, classify, one_line
+from tour.tools.doctor.rows import LIBRARY_LOAD, NOT_INSTALLED, Fact, Skip, expect, classify, one_line, truthy
 
 
 # -- torchvision --------------------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ def vision_model_probe():
     model = torchvision.models.resnet18(weights=None, num_classes=10).eval()  # built from code: no download
     with torch.no_grad():
         out = model(torch.randn(2, 3, 64, 64))
-    check(tuple(out.shape) == (2, 10) and bool(out.isfinite().all()), f"resnet18 gave {tuple(out.shape)}, not (2, 10)")
+    expect(tuple(out.shape) == (2, 10) and bool(out.isfinite().all()), f"resnet18 gave {tuple(out.shape)}, not (2, 10)")
     return f"torchvision {torchvision.__version__}: resnet18 forward gives (2, 10) finite logits"
 
 
@@ -32,7 +32,7 @@ def nms_probe():
     # Box 1 overlaps box 0 (IoU 0.68) and has a lower score, so it goes; box 2 stands apart.
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5).tolist()
-    check(keep == [0, 2], f"ops.nms kept {keep}, expected [0, 2]")
+    expect(keep == [0, 2], f"ops.nms kept {keep}, expected [0, 2]")
     return f"C++ ops load (torchvision {torchvision.__version__} works with torch {torch.__version__}); " \
            "nms keeps [0, 2]"
 
@@ -46,8 +46,8 @@ def transforms_probe():
     boxes = tv_tensors.BoundingBoxes([[10, 20, 30, 40]], format="XYXY", canvas_size=(100, 80))
     pipeline = v2.Compose([v2.RandomHorizontalFlip(p=1.0), v2.Resize((50, 40)), v2.ToDtype(torch.float32, scale=True)])
     img, out = pipeline(image, boxes)
-    check(tuple(img.shape) == (3, 50, 40) and float(img.max()) <= 1.0, f"image came out {tuple(img.shape)}")
-    check(out.tolist() == [[25, 10, 35, 20]], f"box came out {out.tolist()}, expected [[25, 10, 35, 20]]")
+    expect(tuple(img.shape) == (3, 50, 40) and float(img.max()) <= 1.0, f"image came out {tuple(img.shape)}")
+    expect(out.tolist() == [[25, 10, 35, 20]], f"box came out {out.tolist()}, expected [[25, 10, 35, 20]]")
     return "v2 flip+resize+ToDtype: image (3, 50, 40) in [0, 1], its box flipped and scaled with it"
 
 
@@ -58,7 +58,7 @@ def vision_io_probe():
     image = torch.full((3, 16, 16), 128, dtype=torch.uint8)
     back = decode_jpeg(encode_jpeg(image, quality=95))
     err = (back.int() - image.int()).abs().max().item()
-    check(back.shape == image.shape and err <= 4, f"JPEG round trip changed the image (max diff {err})")
+    expect(back.shape == image.shape and err <= 4, f"JPEG round trip changed the image (max diff {err})")
     return f"image extension loads: JPEG encode/decode round trip (max diff {err})"
 
 
@@ -69,13 +69,13 @@ def torchaudio_ext_probe():
     import torchaudio.functional as AF
 
     ext = getattr(getattr(torchaudio, "_extension", None), "_IS_TORCHAUDIO_EXT_AVAILABLE", None)
-    check(ext is not False, "torchaudio's C++ extension did not load")
+    expect(ext is not False, "torchaudio's C++ extension did not load")
     impulse = torch.zeros(1, 8)
     impulse[0, 0] = 1.0
     # y[n] = x[n] + 0.5 y[n-1]: the impulse response is 0.5^n. lfilter runs torchaudio's C++ loop on CPU.
     y = AF.lfilter(impulse, torch.tensor([1.0, -0.5]), torch.tensor([1.0, 0.0]), clamp=False)
     err = (y[0] - 0.5 ** torch.arange(8.0)).abs().max().item()
-    check(err < 1e-6, f"lfilter impulse response is off from 0.5^n by {err:.2e}")
+    expect(err < 1e-6, f"lfilter impulse response is off from 0.5^n by {err:.2e}")
     return f"C++ extension loads (torchaudio {torchaudio.__version__} with torch {torch.__version__}); " \
            "lfilter impulse response is 0.5^n"
 
@@ -91,8 +91,8 @@ def mel_probe():
     peak = int(spec[0].mean(-1).argmax())
     bank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sr / 2, n_mels, sr)  # (freq bins, mel bins)
     centre = float(bank[:, peak].argmax()) * sr / n_fft
-    check(tuple(spec.shape) == (1, n_mels, 81), f"MelSpectrogram shape {tuple(spec.shape)}, expected (1, 40, 81)")
-    check(abs(centre - 1000) < 150, f"a 1 kHz tone peaks in the mel band centred at {centre:.0f} Hz")
+    expect(tuple(spec.shape) == (1, n_mels, 81), f"MelSpectrogram shape {tuple(spec.shape)}, expected (1, 40, 81)")
+    expect(abs(centre - 1000) < 150, f"a 1 kHz tone peaks in the mel band centred at {centre:.0f} Hz")
     return f"MelSpectrogram (1, 40, 81); a 1 kHz tone peaks in the band centred at {centre:.0f} Hz"
 
 
@@ -113,7 +113,7 @@ def soundfile_probe():
             sf.write(path, wave, 16000, subtype="PCM_16")
             back, sr = sf.read(path, dtype="float32")
             err = float(np.abs(back - wave).max())
-            check(sr == 16000 and back.shape == wave.shape and err < 1e-3, f"{fmt} round trip is off by {err:.1e}")
+            expect(sr == 16000 and back.shape == wave.shape and err < 1e-3, f"{fmt} round trip is off by {err:.1e}")
             parts.append(fmt)
     return f"libsndfile {sf.__libsndfile_version__}: {' and '.join(parts)} write/read round trips"
 
@@ -145,7 +145,7 @@ def torchcodec_probe():
         sf.write(path, _tone(), 16000)
         samples = AudioDecoder(str(path)).get_all_samples()
     err = float(np.abs(samples.data[0].numpy() - _tone()).max())
-    check(samples.sample_rate == 16000 and err < 1e-3, f"torchcodec decoded the tone off by {err:.1e}")
+    expect(samples.sample_rate == 16000 and err < 1e-3, f"torchcodec decoded the tone off by {err:.1e}")
     return "torchcodec + FFmpeg decode a wav written by soundfile (what torchaudio.load uses)"
 
 
@@ -164,8 +164,8 @@ def transformers_probe():
         model.save_pretrained(tmp)  # safetensors on disk, then back, as every fine-tuning run does
         reloaded = BertForSequenceClassification.from_pretrained(tmp).eval()
         logits, again = model(ids).logits, reloaded(ids).logits
-    check(tuple(logits.shape) == (2, 3), f"logits shape {tuple(logits.shape)}, expected (2, 3)")
-    check(torch.allclose(logits, again), "the reloaded model gives different logits")
+    expect(tuple(logits.shape) == (2, 3), f"logits shape {tuple(logits.shape)}, expected (2, 3)")
+    expect(torch.allclose(logits, again), "the reloaded model gives different logits")
     return f"transformers {transformers.__version__}: a tiny BERT from a config runs, saves and reloads identically"
 
 
@@ -174,14 +174,10 @@ def datasets_probe():
 
     ds = datasets.Dataset.from_dict({"text": ["a b", "c d e", "f"]})
     ds = ds.map(lambda batch: {"words": [len(t.split()) for t in batch["text"]]}, batched=True)
-    check(ds["words"] == [2, 3, 1], f"map gave {ds['words']}, expected [2, 3, 1]")
+    expect(ds["words"] == [2, 3, 1], f"map gave {ds['words']}, expected [2, 3, 1]")
     column = ds.with_format("torch")[:]["words"]
-    check(column.tolist() == [2, 3, 1], "with_format('torch') did not give the column as a tensor")
+    expect(column.tolist() == [2, 3, 1], "with_format('torch') did not give the column as a tensor")
     return f"datasets {datasets.__version__}: batched map and with_format('torch') give [2, 3, 1]"
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def hf_offline_probe():
@@ -202,11 +198,11 @@ def hf_offline_probe():
         caches["datasets"] = str(datasets.config.HF_DATASETS_CACHE)
     where = ", ".join(f"{k} {v}" for k, v in caches.items())
     data = {"env": env, "libraries_offline": seen, "caches": caches}
-    if not _truthy(env["HF_HUB_OFFLINE"]):
+    if not truthy(env["HF_HUB_OFFLINE"]):
         return f"online mode (HF_HUB_OFFLINE unset; the tour's defaults load from local packages anyway); " \
                f"caches: {where}", data
     ignored = [lib for lib, offline in seen.items() if not offline]
-    check(not ignored, f"HF_HUB_OFFLINE=1 but {', '.join(ignored)} would still go online")
+    expect(not ignored, f"HF_HUB_OFFLINE=1 but {', '.join(ignored)} would still go online")
     return f"offline: HF_HUB_OFFLINE=1 honoured by {', '.join(seen)}; caches: {where}", data
 
 

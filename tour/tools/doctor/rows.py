@@ -1,7 +1,7 @@
 """The doctor's types: a probe (what to run), its row (what came out), a diagnosis, the report, and the error kinds.
 
 A row carries structured fields beside its human text: the device it ran on, the distributions it loads and, when it
-failed or was skipped, an error kind from `KINDS`. The rules (rules.py) select rows by these fields only; the
+failed or was skipped, an error kind from `KINDS`. The rules (the rules package) select rows by these fields only; the
 `detail` text is for people and may be reworded freely.
 """
 
@@ -14,6 +14,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from tour.core.errors import TourError
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 ERROR, WARNING, NOTE = "error", "warning", "note"  # a diagnosis' severity; only an error fails the doctor
@@ -99,14 +101,14 @@ class Fact(Exception):
         self.data = data or {}
 
 
-def check(ok: bool, message: str, kind: str = WRONG_RESULT) -> None:
+def expect(ok: bool, message: str, kind: str = WRONG_RESULT) -> None:
     if not ok:
         raise Fact(message, kind)
 
 
 @dataclass
 class Diagnosis:
-    rule: str  # a stable id, one of the rules listed in rules.py
+    rule: str  # a stable id, one of the rules listed in the rules package
     severity: str  # "error": the doctor exits 1; "warning" and "note": reported only
     cause: str  # one line: what is wrong
     evidence: str  # one line: the facts that show it
@@ -115,6 +117,20 @@ class Diagnosis:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class PlanRefused(TourError):
+    """The worker refused the plan (a bad --device or --only) before every probe ran; `diagnoses` says what the facts
+    alone show about why (a CUDA build that cannot see the GPU makes `--device cuda` a usage error)."""
+
+    def __init__(self, message: str, diagnoses: list[Diagnosis], kind: str | None = None):
+        super().__init__(message, kind=kind)
+        self.diagnoses = diagnoses
+
+
+def truthy(value: str | None) -> bool:
+    """An environment flag set the way libraries read them (HF_HUB_OFFLINE=1, ON, yes, true)."""
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 @dataclass

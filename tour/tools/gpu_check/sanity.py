@@ -28,10 +28,11 @@ def facts(device) -> dict:
     import torch
 
     from tour.core import device as dev
+    from tour.core import dtypes
 
     found = {"device": str(device), "name": dev.device_name(device), "torch": torch.__version__,
              "cuda_build": torch.version.cuda, "memory_gib": round((dev.memory_bytes(device) or 0) / 2**30, 1),
-             "tf32": dev.tf32_enabled()}
+             "tf32": dtypes.tf32_enabled()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         found.update(capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats for the roofs")
     args = parser.parse_args(argv)
     from tour.core import device as dev
+    from tour.core import timing
     from tour.core.errors import TourError
 
     try:
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except TourError as e:
         print(f"gpu-check sanity: error: {e}", file=sys.stderr)
         return 2
-    dev.warm_up(device)
+    timing.warm_up(device)
     path, parts = Path(args.json), {}
     for name, part in PARTS.items():
         start = time.perf_counter()
