@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tour import audio, audio_checks
+from tour import audio
+from tour.audio import detection, physics
+from tour.audio.config import RATE, VAD_TOL_S
 from tour.core.assets import speech_clip
 from tour.core.audio_io import read_audio
+from tour.core.vad import detect_speech, load_vad
 
-TOLERANCE_S = audio_checks.VAD_TOL_S  # the bound on VAD boundary error
+TOLERANCE_S = VAD_TOL_S  # the bound on VAD boundary error
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def result(run_once):
 
 @pytest.fixture(scope="module")
 def vad():
-    return audio.load_vad()
+    return load_vad()
 
 
 def test_thread_count_unchanged(run_once):
@@ -73,9 +76,9 @@ def test_mel_band_edges_match_torchaudio_filters():
     import torchaudio.functional as F
 
     cfg = audio.Config()
-    fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, audio.RATE / 2, cfg.n_mels, audio.RATE)  # (bins, bands)
-    hz = torch.linspace(0, audio.RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
-    e = torch.tensor(audio_checks.mel_band_edges(cfg), dtype=torch.float64)
+    fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, RATE / 2, cfg.n_mels, RATE)  # (bins, bands)
+    hz = torch.linspace(0, RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    e = torch.tensor(physics.mel_band_edges(cfg), dtype=torch.float64)
     rise, fall = (hz - e[:-2]) / (e[1:-1] - e[:-2]), (e[2:] - hz) / (e[2:] - e[1:-1])
     assert torch.allclose(torch.minimum(rise, fall).clamp(min=0).float(), fb, atol=1e-4)
 
@@ -100,10 +103,10 @@ def test_a_missed_segment_fails_the_vad_check():
     rows = dict(peaks=[{"peak_hz": 1000.0, "tone_hz": 1000.0}], alias_db=-80.0, bands=[{"contained": True}],
                 masks=[{"exact": True}])
     cfg = audio.Config(quick=True)
-    assert all(audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
-    failed = audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
+    assert all(physics.verdicts(cfg, **rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
+    failed = physics.verdicts(cfg, **rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
     assert not failed["vad_finds_speech"] and not failed["vad_ignores_noise"] and failed["masks_exact"]
-    yours = audio_checks.verdicts(audio.Config(quick=True, threshold=0.9), **rows, vad=failed)
+    yours = physics.verdicts(audio.Config(quick=True, threshold=0.9), **rows, vad=failed)
     assert yours["vad_finds_speech"] is None and yours["masks_exact"]  # your threshold: the VAD checks are not run
 
 
@@ -118,7 +121,7 @@ def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
 
     monkeypatch.setattr(T, "FrequencyMasking", Leaky)
     logmel = torch.linspace(-50, 20, 64 * 100).reshape(1, 64, 100)
-    assert not any(m["exact"] for m in audio_checks.masking_checks(audio.Config(), logmel))
+    assert not any(m["exact"] for m in physics.masking_checks(audio.Config(), logmel))
 
 
 def test_a_time_mask_over_a_whole_short_clip_is_exact():
@@ -128,7 +131,7 @@ def test_a_time_mask_over_a_whole_short_clip_is_exact():
 
     torch.manual_seed(0)
     logmel = torch.linspace(-50, 20, 64 * 11).reshape(1, 64, 11)
-    rows = audio_checks.masking_checks(audio.Config(), logmel)
+    rows = physics.masking_checks(audio.Config(), logmel)
     assert all(m["exact"] for m in rows)
     assert any(m["frames"] == [0, 10] and m["bands"] == [] for m in rows)  # this seed draws a mask over all 11
 
@@ -150,9 +153,9 @@ def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
     subprocess.run(["espeak-ng", "-v", "en-gb", "-s", "170", "-w", str(wav), "Seven loud birds sang at dawn"],
                    check=True, capture_output=True)
     wave, rate = read_audio(wav)
-    clip, truth = audio.check_clip(F.resample(wave.mean(0), rate, audio.RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
-    found = audio.detect_speech(vad, clip, 0.5)
-    assert len(found) == 2 and audio.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
+    clip, truth = detection.check_clip(F.resample(wave.mean(0), rate, RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
+    found = detect_speech(vad, clip, 0.5)
+    assert len(found) == 2 and detection.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
 
 
 def test_pictures_are_real_pngs(result):
@@ -182,9 +185,9 @@ def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
     saved = json.loads((tmp_path / "audio" / "result.json").read_text())
     assert (saved["sample_rate_in"], saved["channels_in"]) == (8000, 2)
     assert abs(saved["waveform_shape"][1] - 2 * len(low)) <= 1  # 8 kHz -> 16 kHz doubles the samples
-    lo, hi = audio.speech_bounds(F.resample(low, 8000, audio.RATE))  # where the speech really is
+    lo, hi = detection.speech_bounds(F.resample(low, 8000, RATE))  # where the speech really is
     (start, end), = saved["segments"]
-    assert abs(start - lo / audio.RATE) <= TOLERANCE_S and abs(end - hi / audio.RATE) <= TOLERANCE_S
+    assert abs(start - lo / RATE) <= TOLERANCE_S and abs(end - hi / RATE) <= TOLERANCE_S
     assert "s of audio featurised per second" in capsys.readouterr().out
 
 

@@ -11,36 +11,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tour.audio_checks import (ALIAS_DB, PEAK_TOL_HZ, RATE, VAD_TOL_S, masking_checks, resample_checks,
-                               tone_band_checks, verdicts)
-from tour.core.audio_io import mono_at, read_audio
-from tour.core.config import BaseConfig, arg, out_dir, stop_main
-from tour.core.errors import TourError, require
+from tour.audio import detection, features  # light at import: their heavy imports are inside
+from tour.audio.config import ALIAS_DB, NAME, PEAK_TOL_HZ, RATE, VAD_TOL_S, Config
+from tour.audio.physics import masking_checks, resample_checks, tone_band_checks, verdicts
+from tour.core.audio_io import read_audio
+from tour.core.config import out_dir, stop_main
+from tour.core.errors import require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
-# Silero VAD lives in the core (the speech stop asks it too); the stop's API names it (audio.load_vad, ...)
-from tour.core.vad import detect_speech, load_vad  # noqa: F401
-
-NAME = "audio"
-
-
-@dataclass
-class Config(BaseConfig):
-    audio: str = arg("", "your recording to analyse (wav, flac, ogg, mp3); empty: the tour's own espeak-ng speech clip")
-    n_fft: int = arg(400, "STFT window in samples (400 = 25 ms at 16 kHz)", min=16)
-    hop: int = arg(160, "STFT hop in samples (160 = 10 ms at 16 kHz)", min=1)
-    n_mels: int = arg(64, "mel bands", min=2)
-    n_mfcc: int = arg(13, "MFCC coefficients kept, at most --n-mels", min=1)
-    freq_mask: int = arg(8, "SpecAugment: widest frequency mask, in mel bands", min=0)
-    time_mask: int = arg(30, "SpecAugment: widest time mask, in frames", min=0)
-    threshold: float = arg(0.5, "Silero speech probability that starts a segment", min=0.0, max=1.0)
-    repeats: int = arg(10, "timed runs of the feature pipeline for the real-time factor", min=1, quick=3)
-
-    def validate(self) -> None:
-        if self.n_mfcc > self.n_mels:
-            raise TourError(f"--n-mfcc {self.n_mfcc} is more than --n-mels {self.n_mels}: MFCCs are taken from the "
-                            "mel bands")
-
 
 @dataclass
 class Result(BaseResult):
@@ -79,99 +57,6 @@ class Result(BaseResult):
     vad_finds_speech: bool | None = check(f"Silero VAD finds the built clip's speech within {VAD_TOL_S:g} s of the "
                                           "true boundaries", None)
     vad_ignores_noise: bool | None = check("Silero VAD finds no speech in white noise", None)
-
-
-# 1) audio in: tour.core.audio_io.read_audio, the reader (and the one-line errors) the speech stop uses too
-
-
-# 2) transforms ------------------------------------------------------------------------------------------------
-def make_transforms(cfg: Config, rate_in: int, device) -> dict:
-    import torchaudio.transforms as T
-
-    # MFCC needs melkwargs: its defaults put 128 mel bands on 201 FFT bins, which leaves some filters empty
-    mel_kw = {"n_fft": cfg.n_fft, "hop_length": cfg.hop, "n_mels": cfg.n_mels}
-    return {
-        "resample": T.Resample(rate_in, RATE).to(device),
-        "mel": T.MelSpectrogram(RATE, **mel_kw).to(device),
-        "db": T.AmplitudeToDB("power", top_db=80.0).to(device),
-        "mfcc": T.MFCC(RATE, n_mfcc=cfg.n_mfcc, melkwargs=mel_kw).to(device),
-    }
-
-
-def featurise(wave, tf: dict):
-    """channels x samples -> mono at the target rate, log-mel (dB) and MFCC."""
-    mono = wave.mean(dim=0, keepdim=True)  # downmix first: resampling one channel is cheaper than several
-    audio = tf["resample"](mono)
-    return audio, tf["db"](tf["mel"](audio)), tf["mfcc"](audio)
-
-
-def realtime_factor(wave, seconds: float, tf: dict, device, repeats: int) -> float:
-    """Seconds of audio per second of compute: warm-up once, then the median of `repeats` timed runs."""
-    import torch
-
-    from tour.core.device import median_ms
-
-    with torch.inference_mode():
-        return seconds / (median_ms(lambda: featurise(wave, tf), device, repeats) / 1e3)
-
-
-# 3) physics checks live in tour/audio_checks.py
-
-
-# 4) a pretrained speech detector (Silero VAD itself is in tour/core/vad.py) ---------------------------------------
-def speech_bounds(audio, floor: float = 0.02) -> tuple[int, int]:
-    """First and last sample above `floor` x the peak: where a clean clip's speech starts and ends."""
-    loud = (audio.flatten().abs() > floor * audio.abs().max()).nonzero().flatten()
-    return loud[0].item(), loud[-1].item() + 1
-
-
-def check_clip(speech, seed: int, gaps_s=(0.8, 1.2, 0.6)):
-    """silence + speech + silence + speech + silence, with quiet noise throughout; returns it and the truth.
-    `speech`: one clean utterance at 16 kHz (trimmed here to its loud part)."""
-    import torch
-
-    lo, hi = speech_bounds(speech)
-    speech = speech.flatten()[lo:hi].cpu()
-    parts, truth, at = [], [], 0
-    for i, gap in enumerate(int(g * RATE) for g in gaps_s):
-        parts.append(torch.zeros(gap))
-        at += gap
-        if i < len(gaps_s) - 1:
-            parts.append(speech)
-            truth.append([round(at / RATE, 3), round((at + len(speech)) / RATE, 3)])
-            at += len(speech)
-    noise = 1e-3 * torch.randn(at, generator=torch.Generator().manual_seed(seed))  # a quiet room, not zeros
-    return torch.cat(parts) + noise, truth
-
-
-def boundary_error(truth: list, found: list) -> float:
-    """Worst start/end error in seconds; infinite when the detector found a different number of segments."""
-    if len(found) != len(truth):
-        return math.inf
-    return max((abs(a - b) for t, f in zip(truth, found) for a, b in zip(t, f)), default=0.0)
-
-
-def vad_section(cfg: Config, audio, name: str) -> dict:
-    """Silero on the input, then on a clip with known truth (built from the shipped clip), then on noise."""
-    import torch
-
-    from tour.core.assets import speech_clip
-
-    vad = load_vad()
-    segments = detect_speech(vad, audio, cfg.threshold)
-    print(f"  speech in {name}: {segments} s" if segments else f"  no speech in {name} (a tone, music or silence?)")
-    if cfg.audio:  # the truth is known only for the tour's own clip, whatever --audio holds
-        audio = mono_at(*read_audio(speech_clip()), RATE)
-    clip, truth = check_clip(audio, cfg.seed)
-    found = detect_speech(vad, clip, cfg.threshold)
-    error = boundary_error(truth, found)
-    made_from = "the tour's clean clip, not yours: its true bounds are known" if cfg.audio else name
-    print(f"  built clip silence+speech+silence+speech (from {made_from}): true {truth}, detected {found}, "
-          f"worst boundary error {error:.3f} s")
-    noise = len(detect_speech(vad, 0.1 * torch.randn(3 * RATE), cfg.threshold))  # loud white noise, no speech
-    print(f"  3 s of white noise: {noise} segment(s)")
-    return {"segments": segments, "clip": clip, "vad_true": truth, "vad_detected": found, "vad_max_error_s": error,
-            "noise_segments": noise}
 
 
 # 5) pictures --------------------------------------------------------------------------------------------------
@@ -219,19 +104,19 @@ def run(cfg: Config) -> Result:
     path = Path(cfg.audio) if cfg.audio else speech_clip()
     wave, rate = read_audio(path)  # (channels, samples) float32 tensor, the file's own rate
     print(f"1) audio in: {path.name}: {rate} Hz, {wave.shape[0]} channel(s), {wave.shape[1] / rate:.2f} s (soundfile)")
-    tf = make_transforms(cfg, rate, device)
+    tf = features.make_transforms(cfg, rate, device)
     with torch.inference_mode():
-        audio, logmel, mfcc = featurise(wave.to(device), tf)
+        audio, logmel, mfcc = features.featurise(wave.to(device), tf)
     print(f"2) transforms on {device}: downmix + Resample {rate} -> {RATE} Hz gives {list(audio.shape)}; "
           f"MelSpectrogram + AmplitudeToDB {list(logmel.shape)}; MFCC {list(mfcc.shape)}")
-    rtf = realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
+    rtf = features.realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
     print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}")
     print("3) physics checks")
     peaks, alias_db = resample_checks(device)
     bands = tone_band_checks(cfg, tf, device)
     masks = masking_checks(cfg, logmel)
     print("4) Silero VAD (pretrained, TorchScript) finds the speech")
-    vad = vad_section(cfg, audio, path.name)
+    vad = detection.vad_section(cfg, audio, path.name)
     print("5) pictures")
     panels = [(f"{path.name}: detected speech", audio, vad["segments"], []),
               ("built clip: detected speech vs true boundaries", vad.pop("clip"), vad["vad_detected"], vad["vad_true"])]
@@ -247,7 +132,3 @@ def run(cfg: Config) -> Result:
 
 def main(argv: list[str] | None = None) -> int:
     return stop_main(NAME, Config, run, argv, __doc__)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

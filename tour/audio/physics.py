@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import math
 
-RATE = 16_000  # every clip is resampled to 16 kHz: speech models (Silero VAD too) expect it
-PEAK_TOL_HZ = 1.0  # a resampled tone's FFT peak vs its frequency: 1 Hz bins for 1 s of audio
-ALIAS_DB = -40.0  # a tone above the new Nyquist must come out below this (unfiltered, it would fold back at ~0 dB)
-VAD_TOL_S = 0.15  # Silero's worst boundary error on the built clip (speech and silence of known length)
+from tour.audio.config import ALIAS_DB, PEAK_TOL_HZ, RATE, VAD_TOL_S, Config
 
 
 def tone(freq: float, rate: int, device, seconds: float = 1.0):
@@ -45,13 +42,13 @@ def resample_checks(device) -> tuple[list[dict], float]:
     return peaks, alias_db
 
 
-def mel_band_edges(cfg) -> list[float]:
+def mel_band_edges(cfg: Config) -> list[float]:
     """Edges of the triangular mel filters, written out from the HTK formula (torchaudio's default scale)."""
     top = 2595 * math.log10(1 + RATE / 2 / 700)
     return [700 * (10 ** (top * i / (cfg.n_mels + 1) / 2595) - 1) for i in range(cfg.n_mels + 2)]
 
 
-def tone_band_checks(cfg, tf: dict, device) -> list[dict]:
+def tone_band_checks(cfg: Config, tf: dict, device) -> list[dict]:
     """A pure tone's energy must peak in a mel band whose filter spans the tone's frequency."""
     edges, rows = mel_band_edges(cfg), []
     for freq in (300.0, 1000.0, 3000.0, 6000.0):
@@ -64,7 +61,7 @@ def tone_band_checks(cfg, tf: dict, device) -> list[dict]:
     return rows
 
 
-def masking_checks(cfg, logmel) -> list[dict]:
+def masking_checks(cfg: Config, logmel) -> list[dict]:
     """SpecAugment on 4 copies (iid_masks: one draw per copy). Find the all-zero bands and frames, then check
     each is one block no wider than its mask parameter and that nothing outside them changed."""
     import torch
@@ -85,7 +82,7 @@ def masking_checks(cfg, logmel) -> list[dict]:
     return rows
 
 
-def verdicts(cfg, peaks: list[dict], alias_db: float, bands: list[dict], masks: list[dict], vad: dict) -> dict:
+def verdicts(cfg: Config, peaks: list[dict], alias_db: float, bands: list[dict], masks: list[dict], vad: dict) -> dict:
     """The Result's checks, from the sections' rows: each physical claim as one True/False. The tone-band check
     needs an STFT fine enough to tell the bands apart and the VAD checks the tour's threshold: None on yours."""
     stock_stft, stock_vad = cfg.stock("n_fft", "hop", "n_mels"), cfg.stock("threshold")
