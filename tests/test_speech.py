@@ -327,7 +327,7 @@ def test_missing_asset_is_a_one_line_error(monkeypatch, tmp_path, capsys):
 
 
 def write_model_bin(path, variables: dict, dtype_ids: dict):
-    """A tiny model.bin in CTranslate2's layout (see tour/speech_convert.py), to test the reader alone."""
+    """A tiny model.bin in CTranslate2's layout (see tour/speech/convert.py), to test the reader alone."""
     def string(s):
         return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
 
@@ -339,7 +339,7 @@ def write_model_bin(path, variables: dict, dtype_ids: dict):
 
 
 def test_reader_float32_float16_and_rejects_int8(tmp_path):
-    from tour.speech_convert import read_model_bin
+    from tour.speech.convert import read_model_bin
 
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.linspace(0, 1, 4, dtype=np.float16)
