@@ -71,6 +71,6 @@ print(f"speech found at {segments} s")
 
 # %%
 result = audio.run(cfg)
-print(f"audio: {len(result.segments)} speech segment(s); "
-      f"detector's worst boundary error {result.vad_max_error_s:.3f} s")
+print(f"audio: {len(result.vad.segments)} speech segment(s); "
+      f"detector's worst boundary error {result.vad.vad_max_error_s:.3f} s")
 result

@@ -57,17 +57,17 @@ def test_rates_and_feature_shapes(result):
 
 
 def test_resampling_keeps_tone_frequency_and_filters_aliases(result):
-    assert {p["rate_in"] for p in result.resample_peaks} == {44100, 22050, 8000}
-    for p in result.resample_peaks:
+    assert {p["rate_in"] for p in result.physics.resample_peaks} == {44100, 22050, 8000}
+    for p in result.physics.resample_peaks:
         assert abs(p["peak_hz"] - p["tone_hz"]) <= 1.0, p  # 1 Hz FFT bins
-    assert result.alias_db < -40  # a 12 kHz tone would fold to 4 kHz at full level without the low-pass
+    assert result.physics.alias_db < -40  # a 12 kHz tone would fold to 4 kHz at full level without the low-pass
 
 
 def test_tone_energy_peaks_in_the_band_containing_it(result):
-    assert len(result.tone_bands) == 4
-    for b in result.tone_bands:
+    assert len(result.physics.tone_bands) == 4
+    for b in result.physics.tone_bands:
         assert b["contained"] and b["band_lo_hz"] < b["tone_hz"] < b["band_hi_hz"], b
-    assert [b["band"] for b in result.tone_bands] == sorted({b["band"] for b in result.tone_bands})
+    assert [b["band"] for b in result.physics.tone_bands] == sorted({b["band"] for b in result.physics.tone_bands})
 
 
 def test_mel_band_edges_match_torchaudio_filters():
@@ -84,9 +84,9 @@ def test_mel_band_edges_match_torchaudio_filters():
 
 
 def test_masks_zero_exactly_what_they_say(result):
-    assert len(result.masks) == 4 and all(m["exact"] for m in result.masks)
-    assert any(m["bands"] for m in result.masks) and any(m["frames"] for m in result.masks)
-    for m in result.masks:
+    assert len(result.physics.masks) == 4 and all(m["exact"] for m in result.physics.masks)
+    assert any(m["bands"] for m in result.physics.masks) and any(m["frames"] for m in result.physics.masks)
+    for m in result.physics.masks:
         if m["bands"]:
             assert m["bands"][1] - m["bands"][0] < 8
         if m["frames"]:
@@ -94,8 +94,9 @@ def test_masks_zero_exactly_what_they_say(result):
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) >= {"resample_keeps_tones", "filtered_not_aliased", "tones_in_their_band",
-                                    "masks_exact", "vad_finds_speech", "vad_ignores_noise"}
+    assert set(result.checks()) >= {"physics.resample_keeps_tones", "physics.filtered_not_aliased",
+                                    "physics.tones_in_their_band", "physics.masks_exact", "vad.vad_finds_speech",
+                                    "vad.vad_ignores_noise"}
     assert result.failed_checks() == []
 
 
@@ -103,11 +104,17 @@ def test_a_missed_segment_fails_the_vad_check():
     rows = dict(peaks=[{"peak_hz": 1000.0, "tone_hz": 1000.0}], alias_db=-80.0, bands=[{"contained": True}],
                 masks=[{"exact": True}])
     cfg = audio.Config(quick=True)
-    assert all(physics.verdicts(cfg, **rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
-    failed = physics.verdicts(cfg, **rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
-    assert not failed["vad_finds_speech"] and not failed["vad_ignores_noise"] and failed["masks_exact"]
-    yours = physics.verdicts(audio.Config(quick=True, threshold=0.9), **rows, vad=failed)
-    assert yours["vad_finds_speech"] is None and yours["masks_exact"]  # your threshold: the VAD checks are not run
+    held = physics.judged(cfg, **rows)
+    assert all((held.resample_keeps_tones, held.filtered_not_aliased, held.tones_in_their_band, held.masks_exact))
+    assert physics.judged(audio.Config(quick=True, n_mels=32), **rows).tones_in_their_band is None  # your STFT
+    truth = [[0.8, 2.0], [3.2, 4.4]]
+    found = detection.judged(cfg, [[0.8, 4.4]], truth, [[0.85, 2.0], [3.2, 4.45]], 0)
+    assert found.vad_finds_speech and found.vad_ignores_noise and found.vad_max_error_s == pytest.approx(0.05)
+    failed = detection.judged(cfg, [], truth, truth[:1], 1)  # a missed segment, and speech heard in noise
+    assert failed.vad_max_error_s == math.inf and not failed.vad_finds_speech and not failed.vad_ignores_noise
+    yours = detection.judged(audio.Config(quick=True, threshold=0.9), [], truth, truth[:1], 1)
+    assert yours.vad_finds_speech is None and yours.vad_ignores_noise is None  # your threshold: VAD checks not run
+
 
 
 def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
@@ -137,10 +144,10 @@ def test_a_time_mask_over_a_whole_short_clip_is_exact():
 
 
 def test_vad_finds_true_boundaries_and_nothing_in_noise(result):
-    assert len(result.vad_true) == 2 and len(result.vad_detected) == 2
-    assert result.vad_max_error_s <= TOLERANCE_S
-    assert result.noise_segments == 0
-    assert len(result.segments) == 1 and result.segments[0][0] < 0.2 and result.segments[0][1] > 4.0
+    assert len(result.vad.vad_true) == 2 and len(result.vad.vad_detected) == 2
+    assert result.vad.vad_max_error_s <= TOLERANCE_S
+    assert result.vad.noise_segments == 0
+    assert len(result.vad.segments) == 1 and result.vad.segments[0][0] < 0.2 and result.vad.segments[0][1] > 4.0
 
 
 def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
@@ -186,7 +193,7 @@ def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
     assert (saved["sample_rate_in"], saved["channels_in"]) == (8000, 2)
     assert abs(saved["waveform_shape"][1] - 2 * len(low)) <= 1  # 8 kHz -> 16 kHz doubles the samples
     lo, hi = detection.speech_bounds(F.resample(low, 8000, RATE))  # where the speech really is
-    (start, end), = saved["segments"]
+    (start, end), = saved["vad"]["segments"]
     assert abs(start - lo / RATE) <= TOLERANCE_S and abs(end - hi / RATE) <= TOLERANCE_S
     assert "s of audio featurised per second" in capsys.readouterr().out
 

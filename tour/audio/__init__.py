@@ -7,18 +7,19 @@ detector marks where the speech is. Run: `tour run audio` (or `python -m tour.au
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tour.audio import detection, features  # light at import: their heavy imports are inside
-from tour.audio.config import ALIAS_DB, NAME, PEAK_TOL_HZ, RATE, VAD_TOL_S, Config
-from tour.audio.physics import masking_checks, resample_checks, tone_band_checks, verdicts
+from tour.audio.config import NAME, RATE, Config
+from tour.audio.detection import Detection
+from tour.audio.physics import Physics, physics_part
 from tour.core.audio_io import read_audio
 from tour.core.config import out_dir, stop_main
 from tour.core.errors import require
-from tour.core.results import BaseResult, check, labelled
+from tour.core.results import BaseResult, labelled
 from tour.core.state import keeps_caller_state
+
 
 @dataclass
 class Result(BaseResult):
@@ -31,32 +32,12 @@ class Result(BaseResult):
     waveform_shape: list[int]  # mono, resampled
     mel_shape: list[int]  # (1, n_mels, frames)
     mfcc_shape: list[int]  # (1, n_mfcc, frames)
-    resample_peaks: list[dict] = field(default_factory=list)  # tone in -> FFT peak after resampling
-    # a tone above the new Nyquist, after resampling (dB re. input level)
-    alias_db: float = labelled("a tone above the new Nyquist, after resampling", "dB", 0.0)
-    tone_bands: list[dict] = field(default_factory=list)  # tone -> mel band with most energy, and its edges
-    masks: list[dict] = field(default_factory=list)  # per copy: zeroed bands/frames and whether only they changed
-    segments: list[list[float]] = field(default_factory=list)  # detected speech in the input, seconds
-    vad_true: list[list[float]] = field(default_factory=list)  # known speech in the built check clip
-    vad_detected: list[list[float]] = field(default_factory=list)  # what Silero found there
-    # worst boundary error (inf if the segment counts differ)
-    vad_max_error_s: float = labelled("VAD's worst boundary error", "s", math.inf)
-    # segments found in pure noise (should be 0)
-    noise_segments: int = labelled("speech segments found in pure noise", "", -1)
+    physics: Physics  # 3) the transforms against physics: resampling, mel bands, SpecAugment
+    vad: Detection  # 4) Silero VAD on the input, on a clip of known truth and on noise
     # seconds of audio featurised per second of compute
     realtime_factor: float = labelled("featurised per second of compute", "× real time", 0.0)
     waveform_png: str = labelled("waveforms with the speech Silero VAD found", "", "")
     mel_png: str = labelled("the input's log-mel spectrogram", "", "")
-    resample_keeps_tones: bool | None = check(f"Resample keeps a tone's frequency (FFT peak within {PEAK_TOL_HZ:g} Hz)",
-                                              None)
-    filtered_not_aliased: bool | None = check(f"a tone above the new Nyquist is low-passed (< {ALIAS_DB:g} dB), not "
-                                              "folded back", None)
-    tones_in_their_band: bool | None = check("each tone's energy peaks in a mel band whose filter spans it", None)
-    masks_exact: bool | None = check("SpecAugment zeroes one block of bands and frames, no wider than its "
-                                     "parameter, and nothing else", None)
-    vad_finds_speech: bool | None = check(f"Silero VAD finds the built clip's speech within {VAD_TOL_S:g} s of the "
-                                          "true boundaries", None)
-    vad_ignores_noise: bool | None = check("Silero VAD finds no speech in white noise", None)
 
 
 # 5) pictures --------------------------------------------------------------------------------------------------
@@ -112,22 +93,18 @@ def run(cfg: Config) -> Result:
     rtf = features.realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
     print(f"  real-time factor: {rtf:,.0f} s of audio featurised per second on {device}")
     print("3) physics checks")
-    peaks, alias_db = resample_checks(device)
-    bands = tone_band_checks(cfg, tf, device)
-    masks = masking_checks(cfg, logmel)
+    physics = physics_part(cfg, tf, logmel, device)
     print("4) Silero VAD (pretrained, TorchScript) finds the speech")
-    vad = detection.vad_section(cfg, audio, path.name)
+    vad, clip = detection.vad_section(cfg, audio, path.name)
     print("5) pictures")
-    panels = [(f"{path.name}: detected speech", audio, vad["segments"], []),
-              ("built clip: detected speech vs true boundaries", vad.pop("clip"), vad["vad_detected"], vad["vad_true"])]
+    panels = [(f"{path.name}: detected speech", audio, vad.segments, []),
+              ("built clip: detected speech vs true boundaries", clip, vad.vad_detected, vad.vad_true)]
     wave_png, mel_png = save_pictures(out_dir(cfg, NAME), panels, logmel)
     print(f"  {wave_png}\n  {mel_png}")
     return Result(device=str(device), audio_path=str(path), sample_rate_in=rate, channels_in=wave.shape[0],
                   duration_s=round(wave.shape[1] / rate, 3), sample_rate_out=RATE,
                   waveform_shape=list(audio.shape), mel_shape=list(logmel.shape), mfcc_shape=list(mfcc.shape),
-                  resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks, realtime_factor=rtf,
-                  waveform_png=str(wave_png), mel_png=str(mel_png), **vad,
-                  **verdicts(cfg, peaks, alias_db, bands, masks, vad))
+                  physics=physics, vad=vad, realtime_factor=rtf, waveform_png=str(wave_png), mel_png=str(mel_png))
 
 
 def main(argv: list[str] | None = None) -> int:
