@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 
 from tour import audio
-from tour.audio_checks import RATE
+from tour.audio import features
+from tour.audio.config import RATE
 from tour.core import device as dev
 from tour.core.assets import speech_clip
 from tour.core.audio_io import read_audio
+from tour.core.vad import detect_speech, load_vad
 
 path = os.environ.get("TOUR_AUDIO", "")
 args = [a for a in sys.argv[1:] if not a.startswith("-")]
@@ -44,12 +46,12 @@ print(f"{wave.shape[0]} channel(s) at {rate} Hz, {wave.shape[1] / rate:.2f} s, p
 # Each transform is an `nn.Module`, so it moves to the device like a model and runs there.
 
 # %%
-tf = audio.make_transforms(cfg, rate, device)
+tf = features.make_transforms(cfg, rate, device)
 print({name: type(t).__name__ for name, t in tf.items()})
 with torch.inference_mode():
-    mono, logmel, mfcc = audio.featurise(wave.to(device), tf)
+    mono, logmel, mfcc = features.featurise(wave.to(device), tf)
 print(f"mono {list(mono.shape)} at {RATE} Hz -> log-mel {list(logmel.shape)} (dB), MFCC {list(mfcc.shape)}")
-rtf = audio.realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
+rtf = features.realtime_factor(wave.to(device), wave.shape[1] / rate, tf, device, cfg.repeats)
 print(f"featurising runs {rtf:,.0f}x faster than real time on {device}")
 
 # %% [markdown]
@@ -57,8 +59,8 @@ print(f"featurising runs {rtf:,.0f}x faster than real time on {device}")
 # Silero VAD scores 32 ms windows; a small rule turns the scores into segments (start, end) in seconds.
 
 # %%
-vad = audio.load_vad()
-segments = audio.detect_speech(vad, mono, cfg.threshold)
+vad = load_vad()
+segments = detect_speech(vad, mono, cfg.threshold)
 print(f"speech found at {segments} s")
 
 # %% [markdown]
@@ -69,6 +71,6 @@ print(f"speech found at {segments} s")
 
 # %%
 result = audio.run(cfg)
-print(f"audio: {len(result.segments)} speech segment(s); "
-      f"detector's worst boundary error {result.vad_max_error_s:.3f} s")
+print(f"audio: {len(result.vad.segments)} speech segment(s); "
+      f"detector's worst boundary error {result.vad.vad_max_error_s:.3f} s")
 result

@@ -20,7 +20,8 @@ from pathlib import Path
 import datasets
 import transformers
 
-from tour import nlp, nlp_eval
+from tour import nlp
+from tour.nlp import embeddings, scoring, training
 from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.config import out_dir
@@ -56,10 +57,10 @@ print(f"{tokenizer.tokenize(texts[0])[:12]} ... -> {encoder.config.num_hidden_la
 # matrix product ranks the whole corpus against each of your sentences.
 
 # %%
-vectors = nlp.embed(full["text"], tokenizer, encoder, device)
-mine = nlp.embed(texts, tokenizer, encoder, device)
+vectors = embeddings.embed(full["text"], tokenizer, encoder, device)
+mine = embeddings.embed(texts, tokenizer, encoder, device)
 print(f"corpus {tuple(vectors.shape)}; how alike your sentences are:\n{(mine @ mine.T).numpy().round(2)}")
-hits = nlp_eval.search(texts, mine, vectors, full["text"], [labels[i] for i in full["label"]])
+hits = embeddings.search(texts, mine, vectors, full["text"], [labels[i] for i in full["label"]])
 
 # %% [markdown]
 # ## 3) The baseline: a linear probe on frozen vectors
@@ -69,7 +70,7 @@ hits = nlp_eval.search(texts, mine, vectors, full["text"], [labels[i] for i in f
 # %%
 index = {t: i for i, t in enumerate(full["text"])}
 pick = lambda ds: vectors[[index[t] for t in ds["text"]]]  # noqa: E731
-probe = nlp_eval.linear_probe(pick(train), train["label"], pick(test), test["label"])
+probe = scoring.linear_probe(pick(train), train["label"], pick(test), test["label"])
 print(f"linear probe: held-out accuracy {probe:.3f}")
 
 # %% [markdown]
@@ -79,6 +80,6 @@ print(f"linear probe: held-out accuracy {probe:.3f}")
 
 # %%
 folder = out_dir(cfg, nlp.NAME)
-model, losses, seconds, acc, f1 = nlp.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
-preds, same, diff = nlp.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length, dtype)
+model, losses, seconds, acc, f1 = training.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
+preds, same, diff = scoring.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length, dtype)
 print(f"nlp: fine-tuned accuracy {acc:.3f} (probe {probe:.3f}); reloaded pipeline agrees: {same}")

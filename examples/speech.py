@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Speech recognition with Whisper
 # Whisper tiny.en, shipped by a PyPI package in CTranslate2's format, converted once into a transformers folder,
-# then run with `pipeline("automatic-speech-recognition")`. Each cell calls one function of `tour/speech.py`.
+# then run with `pipeline("automatic-speech-recognition")`. Each cell calls one function of the stop's parts
+# (`tour/speech/`).
 # Runs as a script too: `python examples/speech.py [your.wav ...]` (any rate, any channels; `TOUR_TEXT="what is
 # said"` gives one file's reference transcript for a word error rate; `TOUR_QUICK=1` for a short run, `TOUR_OUT` for
 # the output folder).
@@ -18,6 +19,8 @@ import sys
 from pathlib import Path
 
 from tour import speech
+from tour.speech import clips as audio_in
+from tour.speech import whisper
 from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.config import out_dir
@@ -38,7 +41,7 @@ print("Whisper runs in", why)
 # Without files of your own: the tour's clip plus sentences espeak-ng speaks, so every word is known.
 
 # %%
-clips = speech.gather_clips(cfg.audio, cfg.text, cfg.sentences)
+clips = audio_in.gather_clips(cfg.audio, cfg.text, cfg.sentences)
 for c in clips:
     print(f"{c['name']}: {c['seconds']} s, was {c['rate_in']} Hz x{c['channels_in']} channels; text: {c['text']}")
 
@@ -48,18 +51,18 @@ for c in clips:
 # the tour's clips stand in).
 
 # %%
-clips, no_speech, yours = speech.speech_or_tours(clips, bool(cfg.audio), cfg.sentences)
+clips, no_speech, yours = audio_in.speech_or_tours(clips, bool(cfg.audio), cfg.sentences)
 print("speech heard (s):", {c["name"]: c["speech_s"] for c in clips}, "| no speech:", no_speech)
 
 # %% [markdown]
 # ## 2) The model
-# `tour/speech_convert.py` reads CTranslate2's `model.bin` (a header, then named float16/float32 arrays), splits
+# `tour/speech/convert.py` reads CTranslate2's `model.bin` (a header, then named float16/float32 arrays), splits
 # the fused attention projections back apart and saves a `WhisperForConditionalGeneration` folder. It is built
 # once into the tour's cache; the pipeline loads it like any Hub checkpoint, and the model is cast to the chosen
 # dtype (the pipeline casts its log-mel features to match).
 
 # %%
-asr, folder = speech.load_pipeline(device, dtype)
+asr, folder = whisper.load_pipeline(device, dtype)
 print(sorted(p.name for p in folder.iterdir()))
 
 # %% [markdown]
@@ -67,7 +70,7 @@ print(sorted(p.name for p in folder.iterdir()))
 # Word times come from the cross-attention of a few "alignment heads", matched to the audio frames.
 
 # %%
-words = speech.timestamps_part(asr, clips[0], cfg)  # [{"word", "start", "end"}, ...]
+words = whisper.timestamps_part(asr, clips[0], cfg)  # [{"word", "start", "end"}, ...]
 
 # %% [markdown]
 # ## 4) Transcripts, word error rate, speed
@@ -75,7 +78,7 @@ words = speech.timestamps_part(asr, clips[0], cfg)  # [{"word", "start", "end"},
 # counts substituted, dropped and inserted words over the number of words said (jiwer), after lower-casing.
 
 # %%
-said = speech.transcripts_part(asr, clips, cfg, device)  # the clips with transcripts, WER, real-time factors
+said = whisper.transcripts_part(asr, clips, cfg, device)  # the clips with transcripts, WER, real-time factors
 
 # %% [markdown]
 # ## 5) Longer than 30 s
@@ -84,7 +87,7 @@ said = speech.transcripts_part(asr, clips, cfg, device)  # the clips with transc
 # otherwise the tour's clips back to back (a short clip looped is no test: Whisper would loop on the repeats).
 
 # %%
-long = speech.long_part(asr, clips, cfg, yours)  # prints each timestamped segment
+long = whisper.long_part(asr, clips, cfg, yours)  # prints each timestamped segment
 
 # %% [markdown]
 # ## The waveform with its words
@@ -92,5 +95,5 @@ long = speech.long_part(asr, clips, cfg, yours)  # prints each timestamped segme
 # table, the picture inline).
 
 # %%
-print(speech.transcript_png(said.clips[0], words, out_dir(cfg, speech.NAME) / "transcript.png"))
+print(audio_in.transcript_png(said.clips[0], words, out_dir(cfg, speech.NAME) / "transcript.png"))
 print(f"WER {said.wer}, long-form WER {long.wer}, batched transcripts identical: {said.batch_same}")

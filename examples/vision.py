@@ -1,7 +1,7 @@
 # %% [markdown]
 # # torchvision end to end
 # Two pretrained ImageNet classifiers on real photos, loaded the way their users load them, then a small CNN
-# trained on real MNIST digits. Each cell calls a function of `tour/vision.py` or `tour/vision_weights.py`.
+# trained on real MNIST digits. Each cell calls a function of the stop's parts (`tour/vision/`).
 # Runs as a script too: `python examples/vision.py [my_photo.jpg ...]` (`TOUR_QUICK=1` for a short run,
 # `TOUR_IMAGES="a.jpg|b.png"` for your own photos in a notebook).
 
@@ -18,7 +18,8 @@ import sys
 import torch
 
 from tour import vision
-from tour import vision_weights as vw
+from tour.vision import pretrained as vw
+from tour.vision.images import load_images
 from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.models import load_efficientnet_lite0, preprocess
@@ -32,7 +33,7 @@ device = dev.get_device(cfg.device)
 print(dev.describe(cfg.device))
 dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
 print("the photos' predictions run in", why)
-images = vision.load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
+images = load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
 
 # %% [markdown]
 # ## 1) MobileNetV2, the canonical way

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tour import audio, audio_checks
+from tour import audio
+from tour.audio import detection, physics
+from tour.audio.config import RATE, VAD_TOL_S
 from tour.core.assets import speech_clip
 from tour.core.audio_io import read_audio
+from tour.core.vad import detect_speech, load_vad
 
-TOLERANCE_S = audio_checks.VAD_TOL_S  # the bound on VAD boundary error
+TOLERANCE_S = VAD_TOL_S  # the bound on VAD boundary error
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def result(run_once):
 
 @pytest.fixture(scope="module")
 def vad():
-    return audio.load_vad()
+    return load_vad()
 
 
 def test_thread_count_unchanged(run_once):
@@ -54,17 +57,17 @@ def test_rates_and_feature_shapes(result):
 
 
 def test_resampling_keeps_tone_frequency_and_filters_aliases(result):
-    assert {p["rate_in"] for p in result.resample_peaks} == {44100, 22050, 8000}
-    for p in result.resample_peaks:
+    assert {p["rate_in"] for p in result.physics.resample_peaks} == {44100, 22050, 8000}
+    for p in result.physics.resample_peaks:
         assert abs(p["peak_hz"] - p["tone_hz"]) <= 1.0, p  # 1 Hz FFT bins
-    assert result.alias_db < -40  # a 12 kHz tone would fold to 4 kHz at full level without the low-pass
+    assert result.physics.alias_db < -40  # a 12 kHz tone would fold to 4 kHz at full level without the low-pass
 
 
 def test_tone_energy_peaks_in_the_band_containing_it(result):
-    assert len(result.tone_bands) == 4
-    for b in result.tone_bands:
+    assert len(result.physics.tone_bands) == 4
+    for b in result.physics.tone_bands:
         assert b["contained"] and b["band_lo_hz"] < b["tone_hz"] < b["band_hi_hz"], b
-    assert [b["band"] for b in result.tone_bands] == sorted({b["band"] for b in result.tone_bands})
+    assert [b["band"] for b in result.physics.tone_bands] == sorted({b["band"] for b in result.physics.tone_bands})
 
 
 def test_mel_band_edges_match_torchaudio_filters():
@@ -73,17 +76,17 @@ def test_mel_band_edges_match_torchaudio_filters():
     import torchaudio.functional as F
 
     cfg = audio.Config()
-    fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, audio.RATE / 2, cfg.n_mels, audio.RATE)  # (bins, bands)
-    hz = torch.linspace(0, audio.RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
-    e = torch.tensor(audio_checks.mel_band_edges(cfg), dtype=torch.float64)
+    fb = F.melscale_fbanks(cfg.n_fft // 2 + 1, 0.0, RATE / 2, cfg.n_mels, RATE)  # (bins, bands)
+    hz = torch.linspace(0, RATE / 2, cfg.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    e = torch.tensor(physics.mel_band_edges(cfg), dtype=torch.float64)
     rise, fall = (hz - e[:-2]) / (e[1:-1] - e[:-2]), (e[2:] - hz) / (e[2:] - e[1:-1])
     assert torch.allclose(torch.minimum(rise, fall).clamp(min=0).float(), fb, atol=1e-4)
 
 
 def test_masks_zero_exactly_what_they_say(result):
-    assert len(result.masks) == 4 and all(m["exact"] for m in result.masks)
-    assert any(m["bands"] for m in result.masks) and any(m["frames"] for m in result.masks)
-    for m in result.masks:
+    assert len(result.physics.masks) == 4 and all(m["exact"] for m in result.physics.masks)
+    assert any(m["bands"] for m in result.physics.masks) and any(m["frames"] for m in result.physics.masks)
+    for m in result.physics.masks:
         if m["bands"]:
             assert m["bands"][1] - m["bands"][0] < 8
         if m["frames"]:
@@ -91,8 +94,9 @@ def test_masks_zero_exactly_what_they_say(result):
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) >= {"resample_keeps_tones", "filtered_not_aliased", "tones_in_their_band",
-                                    "masks_exact", "vad_finds_speech", "vad_ignores_noise"}
+    assert set(result.checks()) >= {"physics.resample_keeps_tones", "physics.filtered_not_aliased",
+                                    "physics.tones_in_their_band", "physics.masks_exact", "vad.vad_finds_speech",
+                                    "vad.vad_ignores_noise"}
     assert result.failed_checks() == []
 
 
@@ -100,11 +104,17 @@ def test_a_missed_segment_fails_the_vad_check():
     rows = dict(peaks=[{"peak_hz": 1000.0, "tone_hz": 1000.0}], alias_db=-80.0, bands=[{"contained": True}],
                 masks=[{"exact": True}])
     cfg = audio.Config(quick=True)
-    assert all(audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": 0.05, "noise_segments": 0}).values())
-    failed = audio_checks.verdicts(cfg, **rows, vad={"vad_max_error_s": math.inf, "noise_segments": 1})
-    assert not failed["vad_finds_speech"] and not failed["vad_ignores_noise"] and failed["masks_exact"]
-    yours = audio_checks.verdicts(audio.Config(quick=True, threshold=0.9), **rows, vad=failed)
-    assert yours["vad_finds_speech"] is None and yours["masks_exact"]  # your threshold: the VAD checks are not run
+    held = physics.judged(cfg, **rows)
+    assert all((held.resample_keeps_tones, held.filtered_not_aliased, held.tones_in_their_band, held.masks_exact))
+    assert physics.judged(audio.Config(quick=True, n_mels=32), **rows).tones_in_their_band is None  # your STFT
+    truth = [[0.8, 2.0], [3.2, 4.4]]
+    found = detection.judged(cfg, [[0.8, 4.4]], truth, [[0.85, 2.0], [3.2, 4.45]], 0)
+    assert found.vad_finds_speech and found.vad_ignores_noise and found.vad_max_error_s == pytest.approx(0.05)
+    failed = detection.judged(cfg, [], truth, truth[:1], 1)  # a missed segment, and speech heard in noise
+    assert failed.vad_max_error_s == math.inf and not failed.vad_finds_speech and not failed.vad_ignores_noise
+    yours = detection.judged(audio.Config(quick=True, threshold=0.9), [], truth, truth[:1], 1)
+    assert yours.vad_finds_speech is None and yours.vad_ignores_noise is None  # your threshold: VAD checks not run
+
 
 
 def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
@@ -118,7 +128,7 @@ def test_mask_check_catches_a_mask_that_touches_more(monkeypatch):
 
     monkeypatch.setattr(T, "FrequencyMasking", Leaky)
     logmel = torch.linspace(-50, 20, 64 * 100).reshape(1, 64, 100)
-    assert not any(m["exact"] for m in audio_checks.masking_checks(audio.Config(), logmel))
+    assert not any(m["exact"] for m in physics.masking_checks(audio.Config(), logmel))
 
 
 def test_a_time_mask_over_a_whole_short_clip_is_exact():
@@ -128,16 +138,16 @@ def test_a_time_mask_over_a_whole_short_clip_is_exact():
 
     torch.manual_seed(0)
     logmel = torch.linspace(-50, 20, 64 * 11).reshape(1, 64, 11)
-    rows = audio_checks.masking_checks(audio.Config(), logmel)
+    rows = physics.masking_checks(audio.Config(), logmel)
     assert all(m["exact"] for m in rows)
     assert any(m["frames"] == [0, 10] and m["bands"] == [] for m in rows)  # this seed draws a mask over all 11
 
 
 def test_vad_finds_true_boundaries_and_nothing_in_noise(result):
-    assert len(result.vad_true) == 2 and len(result.vad_detected) == 2
-    assert result.vad_max_error_s <= TOLERANCE_S
-    assert result.noise_segments == 0
-    assert len(result.segments) == 1 and result.segments[0][0] < 0.2 and result.segments[0][1] > 4.0
+    assert len(result.vad.vad_true) == 2 and len(result.vad.vad_detected) == 2
+    assert result.vad.vad_max_error_s <= TOLERANCE_S
+    assert result.vad.noise_segments == 0
+    assert len(result.vad.segments) == 1 and result.vad.segments[0][0] < 0.2 and result.vad.segments[0][1] > 4.0
 
 
 def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
@@ -150,9 +160,9 @@ def test_vad_on_a_fresh_espeak_clip(tmp_path, vad):
     subprocess.run(["espeak-ng", "-v", "en-gb", "-s", "170", "-w", str(wav), "Seven loud birds sang at dawn"],
                    check=True, capture_output=True)
     wave, rate = read_audio(wav)
-    clip, truth = audio.check_clip(F.resample(wave.mean(0), rate, audio.RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
-    found = audio.detect_speech(vad, clip, 0.5)
-    assert len(found) == 2 and audio.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
+    clip, truth = detection.check_clip(F.resample(wave.mean(0), rate, RATE), seed=1, gaps_s=(0.5, 0.9, 0.4))
+    found = detect_speech(vad, clip, 0.5)
+    assert len(found) == 2 and detection.boundary_error(truth, found) <= TOLERANCE_S, (truth, found)
 
 
 def test_pictures_are_real_pngs(result):
@@ -182,9 +192,9 @@ def test_stereo_8khz_file_through_the_cli(tmp_path, capsys):
     saved = json.loads((tmp_path / "audio" / "result.json").read_text())
     assert (saved["sample_rate_in"], saved["channels_in"]) == (8000, 2)
     assert abs(saved["waveform_shape"][1] - 2 * len(low)) <= 1  # 8 kHz -> 16 kHz doubles the samples
-    lo, hi = audio.speech_bounds(F.resample(low, 8000, audio.RATE))  # where the speech really is
-    (start, end), = saved["segments"]
-    assert abs(start - lo / audio.RATE) <= TOLERANCE_S and abs(end - hi / audio.RATE) <= TOLERANCE_S
+    lo, hi = detection.speech_bounds(F.resample(low, 8000, RATE))  # where the speech really is
+    (start, end), = saved["vad"]["segments"]
+    assert abs(start - lo / RATE) <= TOLERANCE_S and abs(end - hi / RATE) <= TOLERANCE_S
     assert "s of audio featurised per second" in capsys.readouterr().out
 
 

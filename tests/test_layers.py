@@ -1,9 +1,10 @@
 """The shape of the code: three layers, one direction, and stops that can be imported without side effects.
 
-- core (tour/core/) imports neither stops nor tools; a stop (tour/<name>.py, or a small package tour/<name>/)
-  imports the core only, never another stop or a tool; a stop's helper (tour/<stop>_<what>.py, or a module of its
-  package) is imported by its own stop only; tools reach stops only
-  through tour.tools.registry; no import cycles anywhere.
+- A stop is one file, tour/<stop>.py, while it fits; the day it needs a second it becomes a package,
+  tour/<stop>/__init__.py with its parts inside; never a tour/<stop>_<what>.py sibling.
+- core (tour/core/) imports neither stops nor tools; a stop imports the core only, never another stop or a tool; a
+  module of a stop's package is imported by its own stop only; tools reach stops only through tour.tools.registry;
+  no import cycles anywhere.
 - No module over MAX_LINES lines: a file that grows past it does several jobs and is split by job.
 - Importing a stop is cheap and changes nothing; running one leaves the caller's RNG, threads and environment as
   they were; its classes pickle (DataLoader workers under spawn); its Result renders as HTML in Jupyter.
@@ -58,8 +59,9 @@ def layer(mod: str) -> str:
 
 
 def owner(mod: str) -> str:
-    """The stop a stop-layer module belongs to: tour.audio_checks -> tour.audio; a stop that is a small package
-    owns its modules: tour.generate.speed -> tour.generate."""
+    """The stop a stop-layer module belongs to: a stop's package owns its modules, tour.generate.speed ->
+    tour.generate. A leftover sibling tour.<stop>_<what> still maps to its stop here, so that the import tests stay
+    about imports: test_every_stop_is_one_file_or_one_package is the one that forbids it."""
     stem = mod.removeprefix("tour.")
     return next((s for s in STOP_MODULES if stem == s.removeprefix("tour.") or
                  stem.startswith((s.removeprefix("tour.") + "_", s.removeprefix("tour.") + "."))), mod)
@@ -67,7 +69,45 @@ def owner(mod: str) -> str:
 
 def test_every_stop_layer_file_belongs_to_a_stop():
     stray = [m for m in GRAPH if layer(m) == "stops" and owner(m) not in STOP_MODULES]
-    assert not stray, f"files in tour/ that are neither a stop nor a stop's helper (<stop>_<what>.py): {stray}"
+    assert not stray, f"files in tour/ that are neither a stop nor a module of a stop's package: {stray}"
+
+
+def shape_problems(pkg: Path, stem: str) -> list[str]:
+    """What breaks the one rule for the stop `stem` in the package folder `pkg`: it must be exactly one of
+    <stem>.py and <stem>/__init__.py, and have no <stem>_<what>.py sibling."""
+    one_file, package = pkg / f"{stem}.py", pkg / stem / "__init__.py"
+    problems = [f"{p.name}: a sibling of the stop; move it into {stem}/ (e.g. {stem}/{p.name[len(stem) + 1:]})"
+                for p in sorted(pkg.glob(f"{stem}_*.py"))]
+    if one_file.exists() == package.exists():
+        both, files = one_file.exists(), (f"{stem}.py", f"{stem}/__init__.py")
+        problems.append(f"{stem}: both {files[0]} and {files[1]}" if both else
+                        f"{stem}: neither {files[0]} nor {files[1]}")
+    return problems
+
+
+# The other half of the move (issue 26) lands from another branch: its stops keep their siblings until then.
+# Remove these stops from the set once tour/<stop>_*.py are gone for them (the test then passes for all).
+MOVING_ELSEWHERE = {"compile", "export", "distributed", "lightning"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="moved into a package on another branch (issue 26)"))
+    if n in MOVING_ELSEWHERE and list(PKG.glob(f"{n}_*.py")) else n for n in STOPS])
+def test_every_stop_is_one_file_or_one_package(name):
+    stem = STOPS[name].module.removeprefix("tour.")
+    assert not shape_problems(PKG, stem)
+
+
+def test_the_shape_test_catches_a_sibling_and_a_double(tmp_path):
+    (tmp_path / "talk.py").write_text("")
+    assert shape_problems(tmp_path, "talk") == []
+    (tmp_path / "talk_clips.py").write_text("")
+    (tmp_path / "talk").mkdir()
+    (tmp_path / "talk" / "__init__.py").write_text("")
+    assert shape_problems(tmp_path, "talk") == [
+        "talk_clips.py: a sibling of the stop; move it into talk/ (e.g. talk/clips.py)",
+        "talk: both talk.py and talk/__init__.py"]
+    assert shape_problems(tmp_path, "missing") == ["missing: neither missing.py nor missing/__init__.py"]
 
 
 @pytest.mark.parametrize("mod", sorted(GRAPH))

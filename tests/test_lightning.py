@@ -84,8 +84,8 @@ def test_the_plain_loop_is_timed_on_a_warmed_up_device(monkeypatch):
     import torch
 
     calls, gpu = [], torch.device("cuda", 1)
-    monkeypatch.setattr("tour.core.device.warm_up", lambda d: calls.append(("warm_up", d)))
-    monkeypatch.setattr("tour.core.device.synchronize", lambda d: calls.append(("synchronize", d)))
+    monkeypatch.setattr("tour.core.timing.warm_up", lambda d: calls.append(("warm_up", d)))
+    monkeypatch.setattr("tour.core.timing.synchronize", lambda d: calls.append(("synchronize", d)))
     monkeypatch.setattr("tour.core.models.train_mlp", lambda cfg, d, train, epochs: (calls.append(("train", d)),
                                                                                     ("model", [1.0]))[1])
     monkeypatch.setattr("tour.core.models.accuracy", lambda model, test, d: 1.0)

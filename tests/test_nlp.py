@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("datasets")
 
 from tour import nlp  # noqa: E402
+from tour.nlp import embeddings  # noqa: E402
 from tour.core import data as nlp_data  # noqa: E402
 from tour.core.errors import TourError  # noqa: E402
 
@@ -148,16 +149,16 @@ def encoder():
 def test_embed_is_unit_length_and_order_preserving(encoder):
     tok, model = encoder
     texts = ["a much longer sentence about programming languages and compilers", "hi", "what is python?"]
-    vecs = nlp.embed(texts, tok, model, "cpu", batch_size=2)
+    vecs = embeddings.embed(texts, tok, model, "cpu", batch_size=2)
     assert vecs.shape == (3, 384)
     assert vecs.norm(dim=1).sub(1).abs().max() < 1e-5
-    alone = nlp.embed(texts[1:2], tok, model, "cpu")
+    alone = embeddings.embed(texts[1:2], tok, model, "cpu")
     assert (vecs[1] - alone[0]).abs().max() < 1e-5  # sorting by length must not mix rows up
 
 
 def test_empty_text_list_is_an_error(encoder):
     with pytest.raises(TourError, match="empty"):
-        nlp.embed([], *encoder, "cpu")
+        embeddings.embed([], *encoder, "cpu")
 
 
 def _fails(capsys, *argv):

@@ -98,8 +98,8 @@ def test_a_half_saved_model_folder_is_removed(tmp_path):
 
 
 def test_the_vision_weights_on_a_full_disk_leave_no_file(monkeypatch, tmp_path):
-    from tour import vision
     from tour.core.models import SmallCNN
+    from tour.vision import mnist
 
     def half_then_full(self, data):
         with open(self, "wb") as f:
@@ -108,7 +108,7 @@ def test_the_vision_weights_on_a_full_disk_leave_no_file(monkeypatch, tmp_path):
 
     monkeypatch.setattr(Path, "write_bytes", half_then_full)
     with pytest.raises(files.WriteError, match="mnist_cnn.safetensors: No space left on device"):
-        vision.save_and_reload(SmallCNN(), tmp_path, None, "cpu")
+        mnist.save_and_reload(SmallCNN(), tmp_path, None, "cpu")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -176,7 +176,7 @@ def test_a_gpus_bf16_is_read_from_the_gpu_not_from_this_host(monkeypatch):
     # the bf16 gate of the shared run's tests: a GPU with tensor cores passes on a host CPU without AMX, and
     # neither passes where its own device lacks a bf16 fast path (faked: no GPU here)
     paths = {"cpu": (), "cuda": ("tensor cores (fp16)", "tensor cores (int8)", "tensor cores (bf16)", "TF32")}
-    monkeypatch.setattr(dev, "fast_paths", lambda device: paths[device.type])
+    monkeypatch.setattr(dtypes, "fast_paths", lambda device: paths[device.type])
     assert no_bf16_reason("cuda") is None and "cpu has no bf16 fast path" in no_bf16_reason("cpu")
     paths.update(cpu=("AMX-BF16", "AMX-INT8"), cuda=("tensor cores (fp16)", "tensor cores (int8)"))  # a T4 on a Xeon
     assert no_bf16_reason("cpu") is None and "cuda has no bf16 fast path" in no_bf16_reason("cuda")

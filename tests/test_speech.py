@@ -11,9 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from tour import speech, speech_clips
+from tour import speech
 from tour.core import assets
 from tour.core.errors import TourError
+from tour.speech import clips as speech_clips
+from tour.speech import whisper
+from tour.speech.config import CLIP_TEXT, PICTURE_S, RATE
 
 # Measured on this machine (tiny.en, 5 beams): the shipped clip and two espeak-ng sentences, 1 error in 41 words
 # (0.024; "jumps" heard as "jumped"); greedy decoding made 0.18. The floor leaves room for another espeak-ng.
@@ -44,7 +47,7 @@ def result(tmp_path_factory, stop_device):
 
 @pytest.fixture(scope="module")
 def asr(result):
-    return speech.load_pipeline("cpu")[0]
+    return whisper.load_pipeline("cpu")[0]
 
 
 def test_transcripts_and_wer(result):
@@ -58,7 +61,7 @@ def test_transcripts_and_wer(result):
 
 def test_word_timestamps_follow_the_audio(result):
     starts = [w["start"] for w in result.words]
-    assert len(result.words) == len(speech.CLIP_TEXT.split())
+    assert len(result.words) == len(CLIP_TEXT.split())
     assert starts == sorted(starts) and 0 <= starts[0] < 0.5
     assert result.words[-1]["end"] <= result.clips[0]["seconds"] + 0.1
 
@@ -98,12 +101,12 @@ def _fake_whisper(monkeypatch, tmp_path) -> list:
         chunks = [{"text": "one two", "timestamp": (0.0, 0.5)}]
         return [{"text": "one two", "chunks": chunks} for _ in audios]
 
-    monkeypatch.setattr(speech, "load_pipeline", load)
-    monkeypatch.setattr(speech, "transcribe", transcribe)
-    clip = {**_clip("a.wav", 2.0, "one two"), "rate_in": speech.RATE, "channels_in": 1}
-    monkeypatch.setattr(speech, "gather_clips", lambda *a: [clip])
+    monkeypatch.setattr(whisper, "load_pipeline", load)
+    monkeypatch.setattr(whisper, "transcribe", transcribe)
+    clip = {**_clip("a.wav", 2.0, "one two"), "rate_in": RATE, "channels_in": 1}
+    monkeypatch.setattr(speech_clips, "gather_clips", lambda *a: [clip])
     # the made-up clip is a constant, which Silero VAD rightly hears as no speech: here it counts as speech
-    monkeypatch.setattr(speech, "speech_or_tours", lambda clips, yours, sentences: (
+    monkeypatch.setattr(speech_clips, "speech_or_tours", lambda clips, yours, sentences: (
         [{**c, "speech_s": c["seconds"]} for c in clips], [], yours))
     return loaded
 
@@ -144,29 +147,29 @@ def test_wer_floors_are_not_run_on_your_own_audio():
 
 
 def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:
-    return {"name": name, "seconds": seconds, "text": text, "audio": np.full(int(seconds * speech.RATE), value,
+    return {"name": name, "seconds": seconds, "text": text, "audio": np.full(int(seconds * RATE), value,
                                                                            dtype=np.float32)}
 
 
 def _tone(name: str, seconds: float = 2.5, hz: float = 440.0) -> dict:
-    t = np.arange(int(seconds * speech.RATE)) / speech.RATE
-    return {"name": name, "seconds": seconds, "text": None, "rate_in": speech.RATE, "channels_in": 1,
+    t = np.arange(int(seconds * RATE)) / RATE
+    return {"name": name, "seconds": seconds, "text": None, "rate_in": RATE, "channels_in": 1,
             "audio": (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)}
 
 
 def _tours_clip() -> dict:
-    audio, rate, channels = speech.load_audio(assets.speech_clip())
-    return {"name": "speech.wav", "seconds": round(len(audio) / speech.RATE, 2), "text": speech.CLIP_TEXT,
+    audio, rate, channels = speech_clips.load_audio(assets.speech_clip())
+    return {"name": "speech.wav", "seconds": round(len(audio) / RATE, 2), "text": CLIP_TEXT,
             "rate_in": rate, "channels_in": channels, "audio": audio}
 
 
 def test_only_clips_with_speech_go_to_whisper():
     """Silero VAD (the real model) hears the tour's spoken clip and nothing in a tone or in silence: Whisper,
     given those, invented "beep beep beep ..." to its token limit."""
-    silence = {**_tone("silence.wav"), "audio": np.zeros(2 * speech.RATE, dtype=np.float32)}
+    silence = {**_tone("silence.wav"), "audio": np.zeros(2 * RATE, dtype=np.float32)}
     quiet = {**_tours_clip(), "name": "quiet.wav"}
     quiet["audio"] = quiet["audio"] * 0.001  # -60 dB: Silero alone hears nothing; Whisper still would
-    hiss = {**_tone("hiss.wav"), "audio": np.random.default_rng(0).normal(0, 1e-3, 3 * speech.RATE).astype(np.float32)}
+    hiss = {**_tone("hiss.wav"), "audio": np.random.default_rng(0).normal(0, 1e-3, 3 * RATE).astype(np.float32)}
     spoken, none = speech_clips.with_speech([_tone("beep.wav"), _tours_clip(), silence, quiet, hiss])
     assert [c["name"] for c in spoken] == ["speech.wav", "quiet.wav"]
     assert none == ["beep.wav", "silence.wav", "hiss.wav"]  # scaled up, faint noise is still no speech
@@ -175,9 +178,10 @@ def test_only_clips_with_speech_go_to_whisper():
 
 def test_your_files_without_speech_are_named_and_the_tours_clips_stand_in(monkeypatch, tmp_path, capsys):
     """Only a tone of yours: the run says Silero heard no speech in it and shows Whisper on the tour's clips."""
+    real = speech_clips.speech_or_tours  # real VAD, put back after the fake Whisper's stand-in
     _fake_whisper(monkeypatch, tmp_path)
-    monkeypatch.setattr(speech, "speech_or_tours", speech_clips.speech_or_tours)  # the real one, real VAD
-    monkeypatch.setattr(speech, "gather_clips", lambda *a: [_tone("beep.wav")])
+    monkeypatch.setattr(speech_clips, "speech_or_tours", real)
+    monkeypatch.setattr(speech_clips, "gather_clips", lambda *a: [_tone("beep.wav")])
     monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: [_tours_clip()])
     result = speech.run(speech.Config(quick=True, device="cpu", out=str(tmp_path), audio=["beep.wav"], dtype="fp32"))
     printed = capsys.readouterr().out
@@ -192,19 +196,20 @@ def test_a_short_clip_of_yours_is_never_repeated_into_long_form(monkeypatch):
     and the output says so."""
     tours = [_clip("a.wav", 6.0, "one two", 0.2), _clip("b.wav", 5.0, "three", 0.3)]
     monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: tours)
-    audio, text, source = speech.long_input([_clip("mine.wav", 3.0, "seven green bottles")], True, [], 31.0)
-    assert len(audio) / speech.RATE > 30 and not np.isclose(audio, 0.1).any()  # none of the user's samples
+    audio, text, source = speech_clips.long_input([_clip("mine.wav", 3.0, "seven green bottles")], True, [], 31.0)
+    assert len(audio) / RATE > 30 and not np.isclose(audio, 0.1).any()  # none of the user's samples
     assert source.startswith("your clip is 3.0 s; long-form shown on the tour's ") and "s clip" in source
     assert text.split() == "three one two three one two three one two".split()[:len(text.split())]
 
 
 def test_your_own_long_audio_is_the_long_form_input_with_your_text(monkeypatch):
     monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: pytest.fail("the user's audio is long enough"))
-    audio, text, source = speech.long_input([_clip("talk.flac", 42.0, "a long talk")], True, speech.SENTENCES, 35.0)
-    assert abs(len(audio) / speech.RATE - 42.0) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
+    audio, text, source = speech_clips.long_input([_clip("talk.flac", 42.0, "a long talk")], True, speech.SENTENCES,
+                                                  35.0)
+    assert abs(len(audio) / RATE - 42.0) < 0.01 and text == "a long talk" and source == "talk.flac (42.0 s)"
     parts = [_clip(f"p{i}.wav", 8.0, None) for i in range(4)]  # 32 s in four files, played once each
-    audio, text, source = speech.long_input(parts, True, speech.SENTENCES, 35.0)
-    assert abs(len(audio) / speech.RATE - 33.5) < 0.01 and text is None and "your 4 files back to back" in source
+    audio, text, source = speech_clips.long_input(parts, True, speech.SENTENCES, 35.0)
+    assert abs(len(audio) / RATE - 33.5) < 0.01 and text is None and "your 4 files back to back" in source
 
 
 def test_a_clip_over_30_s_is_decoded_long_form_and_never_stacked_in_a_batch():
@@ -212,11 +217,11 @@ def test_a_clip_over_30_s_is_decoded_long_form_and_never_stacked_in_a_batch():
     calls = []
 
     def asr(audios, generate_kwargs, **kw):
-        calls.append(([round(len(a) / speech.RATE) for a in audios], kw))
-        return [{"text": f"{round(len(a) / speech.RATE)} s"} for a in audios]
+        calls.append(([round(len(a) / RATE) for a in audios], kw))
+        return [{"text": f"{round(len(a) / RATE)} s"} for a in audios]
 
     audios = [_clip("a", 3.0, None)["audio"], _clip("long", 42.0, None)["audio"], _clip("b", 5.0, None)["audio"]]
-    outs = speech.in_batches(asr, audios, speech.Config(batch_size=4))
+    outs = whisper.in_batches(asr, audios, speech.Config(batch_size=4))
     assert [o["text"] for o in outs] == ["3 s", "42 s", "5 s"]  # in the clips' order
     assert calls == [([3, 5], {"batch_size": 4}), ([42], {"return_timestamps": True})]
 
@@ -229,16 +234,16 @@ def test_the_word_picture_of_a_long_clip_shows_its_start_readably(monkeypatch, t
     monkeypatch.setattr(plots, "save", lambda fig, path: saved.append(fig))
     clip = {**_clip("talk.wav", 32.0, None), "transcript": "many words"}
     words = [{"word": f"w{i}", "start": i * 0.45, "end": i * 0.45 + 0.4} for i in range(70)]
-    speech.transcript_png(clip, words, tmp_path / "t.png")
+    speech_clips.transcript_png(clip, words, tmp_path / "t.png")
     (ax,) = saved[0].axes
-    assert len(ax.texts) == 18 and ax.lines[0].get_xdata()[-1] < speech.PICTURE_S  # words under 8 s only
+    assert len(ax.texts) == 18 and ax.lines[0].get_xdata()[-1] < PICTURE_S  # words under 8 s only
     assert "talk.wav, the first 8 s of 32.0 s: 'w0 w1" in ax.get_title() and "w18" not in ax.get_title()
 
 
 def test_wer_counts_words_not_how_numbers_are_written():
-    assert speech.wer(["7 green bottles are standing on the kitchen shelf."],
+    assert whisper.wer(["7 green bottles are standing on the kitchen shelf."],
                       ["Seven green bottles are standing on the kitchen shelf"]) == 0.0
-    assert speech.wer(["seven green bottles"], ["seven green bottle"]) == pytest.approx(1 / 3)
+    assert whisper.wer(["seven green bottles"], ["seven green bottle"]) == pytest.approx(1 / 3)
 
 
 def test_your_short_clip_and_text_as_a_user_runs_them(tmp_path, capsys):
@@ -265,14 +270,14 @@ def test_transformers_equals_faster_whisper(result, asr):
     """Greedy decoding of the same model file in two engines (PyTorch via transformers, CTranslate2 via
     faster-whisper) gives the same words: the converter mapped every weight right."""
     faster_whisper = pytest.importorskip("faster_whisper")
-    audio = speech.load_audio(assets.speech_clip())[0]
+    audio = speech_clips.load_audio(assets.speech_clip())[0]
     ours = asr(audio, generate_kwargs={"num_beams": 1})["text"]
     model = faster_whisper.WhisperModel(str(assets.whisper_tiny_en_dir()), device="cpu", compute_type="float32")
     segments, _ = model.transcribe(audio, beam_size=1, language="en", temperature=0.0, without_timestamps=True,
                                    condition_on_previous_text=False, vad_filter=False)
     theirs = " ".join(s.text for s in segments)
     print(f"transformers: {ours!r}\nfaster-whisper: {theirs!r}")
-    assert speech.normalise(ours) == speech.normalise(theirs) != ""
+    assert whisper.normalise(ours) == whisper.normalise(theirs) != ""
 
 
 def test_8khz_stereo_file_is_mixed_down_and_resampled(tmp_path, asr):
@@ -280,20 +285,20 @@ def test_8khz_stereo_file_is_mixed_down_and_resampled(tmp_path, asr):
     import torch
     import torchaudio.functional as AF
 
-    mono, _, _ = speech.load_audio(assets.speech_clip())
-    low = AF.resample(torch.from_numpy(mono), speech.RATE, 8000).numpy()
+    mono, _, _ = speech_clips.load_audio(assets.speech_clip())
+    low = AF.resample(torch.from_numpy(mono), RATE, 8000).numpy()
     path = tmp_path / "phone.wav"
     sf.write(path, np.stack([low, 0.5 * low], axis=1), 8000)  # two channels, telephone rate
-    audio, rate, channels = speech.load_audio(path)
+    audio, rate, channels = speech_clips.load_audio(path)
     assert (rate, channels) == (8000, 2) and abs(len(audio) - len(mono)) <= 2
     # the same samples as the mono file band-limited to 4 kHz: mixing and resampling lost nothing else
     n = min(len(audio), len(mono))
-    band = AF.resample(torch.from_numpy(low), 8000, speech.RATE).numpy()[:n]
+    band = AF.resample(torch.from_numpy(low), 8000, RATE).numpy()[:n]
     assert np.corrcoef(audio[:n], 0.75 * band)[0, 1] > 0.999
     # telephone bandwidth drops the consonants' high frequencies: tiny.en mishears much of it (WER ~0.9 seen),
     # but the opening words survive
     text = asr(audio, generate_kwargs={"num_beams": 5})["text"]
-    assert speech.normalise(text).startswith("every audio model"), text
+    assert whisper.normalise(text).startswith("every audio model"), text
 
 
 @pytest.mark.parametrize("case", ["missing", "not_audio", "text_count"])
@@ -323,7 +328,7 @@ def test_missing_asset_is_a_one_line_error(monkeypatch, tmp_path, capsys):
 
 
 def write_model_bin(path, variables: dict, dtype_ids: dict):
-    """A tiny model.bin in CTranslate2's layout (see tour/speech_convert.py), to test the reader alone."""
+    """A tiny model.bin in CTranslate2's layout (see tour/speech/convert.py), to test the reader alone."""
     def string(s):
         return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
 
@@ -335,7 +340,7 @@ def write_model_bin(path, variables: dict, dtype_ids: dict):
 
 
 def test_reader_float32_float16_and_rejects_int8(tmp_path):
-    from tour.speech_convert import read_model_bin
+    from tour.speech.convert import read_model_bin
 
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.linspace(0, 1, 4, dtype=np.float16)

@@ -9,6 +9,7 @@ import pytest
 
 from tour import vision
 from tour.core.errors import TourError
+from tour.vision import images as vision_images
 
 QUICK_ACCURACY_FLOOR = vision.ACCURACY_FLOOR  # 2,000 digits, 3 epochs: 0.95-0.96 seen; full mode reaches 0.98
 
@@ -210,7 +211,7 @@ def test_grey_rgba_gif_and_tiff_files_become_rgb(tmp_path):
     Image.fromarray(np.arange(64 * 48, dtype=np.uint8).reshape(48, 64)).save(tiff)  # Pillow-only format
     folder = Path(skimage.data.data_dir)
     paths = [folder / "camera.png", folder / "logo.png", folder / "no_time_for_that_tiny.gif", tiff]
-    images = vision.load_images([str(p) for p in paths])
+    images = vision_images.load_images([str(p) for p in paths])
     assert list(images) == ["camera.png", "logo.png", "no_time_for_that_tiny.gif", "grey.tif"]
     assert all(im.mode == "RGB" for im in images.values())
     camera = np.asarray(images["camera.png"])
@@ -233,7 +234,7 @@ def test_a_phone_photo_is_upright_and_transparency_is_white(tmp_path):
     clear = np.zeros((40, 40, 4), dtype=np.uint8)  # transparent black everywhere...
     clear[10:30, 10:30] = (200, 0, 0, 255)  # ...but an opaque red square
     Image.fromarray(clear).save(tmp_path / "logo.png")
-    images = vision.load_images([str(tmp_path / "phone.jpg"), str(tmp_path / "logo.png")])
+    images = vision_images.load_images([str(tmp_path / "phone.jpg"), str(tmp_path / "logo.png")])
     assert images["phone.jpg"].size == upright.size
     logo = np.asarray(images["logo.png"])
     assert (logo[0, 0] == 255).all() and tuple(logo[20, 20]) == (200, 0, 0)
@@ -247,12 +248,12 @@ def test_a_folder_stands_for_its_image_files(tmp_path):
     for name in ("b.JPG", "a.png", "sub/c.png"):
         Image.new("RGB", (8, 8), "red").save(tmp_path / name, format="JPEG" if name.endswith("JPG") else "PNG")
     (tmp_path / "notes.txt").write_text("not a photo")
-    images = vision.load_images([str(tmp_path), "chelsea"])
+    images = vision_images.load_images([str(tmp_path), "chelsea"])
     assert list(images) == ["a.png", "b.JPG", "chelsea"]
     empty = tmp_path / "sub" / "none"
     empty.mkdir()
     with pytest.raises(TourError, match="is a folder with no image files in it"):
-        vision.load_images([str(empty)])
+        vision_images.load_images([str(empty)])
 
 
 def test_a_200_megapixel_phone_photo_reads_and_a_bigger_one_is_one_line(tmp_path, monkeypatch):
@@ -260,17 +261,15 @@ def test_a_200_megapixel_phone_photo_reads_and_a_bigger_one_is_one_line(tmp_path
     PHOTO_MAX_PIXELS, a JPEG decoded scaled down. Shrunk here: Pillow's limit 1,000 px, the tour's 100,000."""
     from PIL import Image
 
-    from tour import vision_images
-
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
     monkeypatch.setattr(vision_images, "PHOTO_MAX_PIXELS", 100_000)
     monkeypatch.setattr(vision_images, "DRAFT_SIDE", 64)
     Image.new("RGB", (200, 200), "red").save(tmp_path / "phone.jpg")  # 40,000 px: a bomb to Pillow, fine here
     Image.new("RGB", (400, 400), "red").save(tmp_path / "huge.jpg")  # 160,000 px: over twice 50,000
-    photo = vision.read_image_file(tmp_path / "phone.jpg")
+    photo = vision_images.read_image_file(tmp_path / "phone.jpg")
     assert photo.mode == "RGB" and photo.size == (100, 100)  # decoded at 1/2: both sides still >= 64
     with pytest.raises(TourError, match="huge.jpg has over 0.1 megapixels, more than the tour reads; pass a smaller"):
-        vision.read_image_file(tmp_path / "huge.jpg")
+        vision_images.read_image_file(tmp_path / "huge.jpg")
     assert Image.MAX_IMAGE_PIXELS == 1_000  # Pillow's own limit is back for everyone else
 
 
@@ -287,7 +286,7 @@ def test_an_iphone_heic_photo_without_pillow_heif_says_what_to_install(tmp_path,
     monkeypatch.setattr(builtins, "__import__", no_pillow_heif)
     (tmp_path / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
     with pytest.raises(TourError, match="IMG_0001.HEIC is a HEIC/HEIF photo .*pip install pillow-heif"):
-        vision.load_images([str(tmp_path)])  # a folder of iPhone photos: the same line
+        vision_images.load_images([str(tmp_path)])  # a folder of iPhone photos: the same line
 
 
 @pytest.mark.parametrize("case", ["missing", "not_an_image", "empty"])

@@ -1,7 +1,8 @@
 """The one interface between the tools (cli, run all + report, bench, doctor) and the stops.
 
-A stop is a module `tour/<name>.py` (or a small package `tour/<name>/`, like generate) that imports only
-`tour.core` and offers:
+A stop is `tour/<name>.py` while it fits one file, else a package `tour/<name>/` (its face in `__init__.py`,
+its settings in `config.py`, its parts beside them; never a `tour/<name>_<what>.py` sibling: tests/test_layers.py
+checks). It imports only `tour.core` and offers:
 
     NAME                      its name in `tour run NAME`
     Config                    a dataclass subclassing tour.core.config.BaseConfig (its fields are the flags)
@@ -26,7 +27,7 @@ from types import ModuleType
 
 @dataclass(frozen=True)
 class Stop:
-    module: str  # the import path of the stop's file
+    module: str  # the import path of the stop (its file, or its package)
     summary: str  # one line: what it shows
     bench: bool = False  # offers bench_rows(settings) to `tour bench`
 

@@ -27,8 +27,9 @@ def _hf_folders() -> dict[str, Path]:
     """skeleton name -> the installed model folder it is taken from (the converted ones are built if needed)."""
     from tour.tools.registry import load
 
+    whisper = load("speech").whisper  # the speech stop's Whisper part: its converted folder
     return {assets.MINILM: assets.minilm_dir(), assets.SMOLLM2_CACHE: assets.smollm2_dir(),
-            assets.WHISPER_CACHE: load("speech").whisper_dir()}
+            assets.WHISPER_CACHE: whisper.whisper_dir()}
 
 
 def copy_skeleton(source: Path, target: Path) -> None:

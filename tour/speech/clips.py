@@ -1,4 +1,4 @@
-"""The speech stop's audio, imported only by tour/speech.py: clips in (your files at any rate and channel count, or
+"""The speech stop's audio: clips in (your files at any rate and channel count, or
 the tour's clip plus sentences espeak-ng speaks, so every word is known), which of them hold speech (Silero VAD),
 the long-form input past Whisper's 30 s window, and the word picture out. Imports no torch at the top (the stop's
 import must stay light).
@@ -13,15 +13,7 @@ import textwrap
 from pathlib import Path
 
 from tour.core.audio_io import mono_at, read_audio
-
-RATE = 16_000  # Whisper hears 16 kHz mono
-CLIP_TEXT = "Every audio model starts by turning sound into features like these."  # the shipped clip's words
-SENTENCES = ["The quick brown fox jumps over the lazy dog. It is a sunny day in the park.",
-             "Please call Stella and ask her to bring these things with her from the store.",
-             "The weather today is cold and windy, so bring a warm coat."]
-WINDOW_S = 30.0  # Whisper hears 30 s at a time: longer audio is long-form
-PICTURE_S = 8.0  # the word picture shows at most this much audio (~20 words): more would overlap
-
+from tour.speech.config import CLIP_TEXT, PICTURE_S, RATE, WINDOW_S
 
 # audio in: the core's one reader, mixed down and resampled to 16 kHz ---------------------------------------------
 def load_audio(path: Path):

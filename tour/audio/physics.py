@@ -7,11 +7,34 @@ in the mel band whose filter spans it, and SpecAugment masks zero exactly the ba
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
-RATE = 16_000  # every clip is resampled to 16 kHz: speech models (Silero VAD too) expect it
-PEAK_TOL_HZ = 1.0  # a resampled tone's FFT peak vs its frequency: 1 Hz bins for 1 s of audio
-ALIAS_DB = -40.0  # a tone above the new Nyquist must come out below this (unfiltered, it would fold back at ~0 dB)
-VAD_TOL_S = 0.15  # Silero's worst boundary error on the built clip (speech and silence of known length)
+from tour.audio.config import ALIAS_DB, PEAK_TOL_HZ, RATE, Config
+from tour.core.results import check, labelled
+
+
+@dataclass
+class Physics:
+    """Section 3: each physical claim's measured rows and its verdict (`result.physics.masks_exact`)."""
+
+    resample_peaks: list[dict] = field(default_factory=list)  # tone in -> FFT peak after resampling
+    # a tone above the new Nyquist, after resampling (dB re. input level)
+    alias_db: float = labelled("a tone above the new Nyquist, after resampling", "dB", 0.0)
+    tone_bands: list[dict] = field(default_factory=list)  # tone -> mel band with most energy, and its edges
+    masks: list[dict] = field(default_factory=list)  # per copy: zeroed bands/frames and whether only they changed
+    resample_keeps_tones: bool | None = check(f"Resample keeps a tone's frequency (FFT peak within {PEAK_TOL_HZ:g} Hz)",
+                                              None)
+    filtered_not_aliased: bool | None = check(f"a tone above the new Nyquist is low-passed (< {ALIAS_DB:g} dB), not "
+                                              "folded back", None)
+    tones_in_their_band: bool | None = check("each tone's energy peaks in a mel band whose filter spans it", None)
+    masks_exact: bool | None = check("SpecAugment zeroes one block of bands and frames, no wider than its "
+                                     "parameter, and nothing else", None)
+
+
+def physics_part(cfg: Config, tf: dict, logmel, device) -> Physics:
+    """Resampling, the mel bands and SpecAugment, each against what the signal physically is."""
+    peaks, alias_db = resample_checks(device)
+    return judged(cfg, peaks, alias_db, tone_band_checks(cfg, tf, device), masking_checks(cfg, logmel))
 
 
 def tone(freq: float, rate: int, device, seconds: float = 1.0):
@@ -45,13 +68,13 @@ def resample_checks(device) -> tuple[list[dict], float]:
     return peaks, alias_db
 
 
-def mel_band_edges(cfg) -> list[float]:
+def mel_band_edges(cfg: Config) -> list[float]:
     """Edges of the triangular mel filters, written out from the HTK formula (torchaudio's default scale)."""
     top = 2595 * math.log10(1 + RATE / 2 / 700)
     return [700 * (10 ** (top * i / (cfg.n_mels + 1) / 2595) - 1) for i in range(cfg.n_mels + 2)]
 
 
-def tone_band_checks(cfg, tf: dict, device) -> list[dict]:
+def tone_band_checks(cfg: Config, tf: dict, device) -> list[dict]:
     """A pure tone's energy must peak in a mel band whose filter spans the tone's frequency."""
     edges, rows = mel_band_edges(cfg), []
     for freq in (300.0, 1000.0, 3000.0, 6000.0):
@@ -64,7 +87,7 @@ def tone_band_checks(cfg, tf: dict, device) -> list[dict]:
     return rows
 
 
-def masking_checks(cfg, logmel) -> list[dict]:
+def masking_checks(cfg: Config, logmel) -> list[dict]:
     """SpecAugment on 4 copies (iid_masks: one draw per copy). Find the all-zero bands and frames, then check
     each is one block no wider than its mask parameter and that nothing outside them changed."""
     import torch
@@ -85,16 +108,15 @@ def masking_checks(cfg, logmel) -> list[dict]:
     return rows
 
 
-def verdicts(cfg, peaks: list[dict], alias_db: float, bands: list[dict], masks: list[dict], vad: dict) -> dict:
-    """The Result's checks, from the sections' rows: each physical claim as one True/False. The tone-band check
-    needs an STFT fine enough to tell the bands apart and the VAD checks the tour's threshold: None on yours."""
-    stock_stft, stock_vad = cfg.stock("n_fft", "hop", "n_mels"), cfg.stock("threshold")
-    return {"resample_keeps_tones": all(abs(p["peak_hz"] - p["tone_hz"]) <= PEAK_TOL_HZ for p in peaks),
-            "filtered_not_aliased": alias_db < ALIAS_DB,
-            "tones_in_their_band": all(b["contained"] for b in bands) if stock_stft else None,
-            "masks_exact": all(m["exact"] for m in masks),
-            "vad_finds_speech": vad["vad_max_error_s"] <= VAD_TOL_S if stock_vad else None,
-            "vad_ignores_noise": vad["noise_segments"] == 0 if stock_vad else None}
+def judged(cfg: Config, peaks: list[dict], alias_db: float, bands: list[dict], masks: list[dict]) -> Physics:
+    """The record from the measured rows: each physical claim as one True/False. The tone-band check needs an STFT
+    fine enough to tell the bands apart: None on STFT settings of yours."""
+    stock_stft = cfg.stock("n_fft", "hop", "n_mels")
+    return Physics(resample_peaks=peaks, alias_db=alias_db, tone_bands=bands, masks=masks,
+                   resample_keeps_tones=all(abs(p["peak_hz"] - p["tone_hz"]) <= PEAK_TOL_HZ for p in peaks),
+                   filtered_not_aliased=alias_db < ALIAS_DB,
+                   tones_in_their_band=all(b["contained"] for b in bands) if stock_stft else None,
+                   masks_exact=all(m["exact"] for m in masks))
 
 
 def _zeroed(out) -> tuple[list[int], list[int]]:

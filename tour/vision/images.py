@@ -1,4 +1,4 @@
-"""The vision stop's photos in, imported only by tour/vision.py: built-in names (scikit-image and scikit-learn's
+"""The vision stop's photos in: built-in names (scikit-image and scikit-learn's
 photos, from the core), your own image files and folders of them, each read upright as RGB before anything runs,
 so a bad file is a one-line error with nothing written. Imports no torch (the stop's import must stay light).
 """

@@ -1,4 +1,4 @@
-"""The vision stop's pretrained classifiers, imported only by tour/vision.py.
+"""The vision stop's pretrained classifiers.
 
 - MobileNetV2 the way torchvision users load it: `mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)`,
   with `weights.transforms()` for preprocessing and `weights.meta["categories"]` for the labels. It runs offline

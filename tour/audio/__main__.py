@@ -1,0 +1,3 @@
+from tour.audio import main
+
+raise SystemExit(main())

