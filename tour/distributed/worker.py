@@ -16,9 +16,8 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace as Config  # the stop's Config arrives as JSON: a namespace of its fields
 
-NAME = "distributed"  # the stop's output subfolder; imports go one way (the stop imports this file, never back)
+from tour.distributed.config import NAME, Config  # the parent's Config arrives as JSON and is rebuilt (and checked)
 
 CHECKPOINT = "checkpoint.pt"
 # What must match for a checkpoint to be resumed: anything that changes the maths of the run.
