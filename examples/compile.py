@@ -14,7 +14,7 @@ tour.core.threads.configure()
 import os
 
 from tour import compile as compile_stop  # `compile` alone would hide Python's builtin
-from tour.compile_models import specs
+from tour.compile.models import specs
 from tour.core import device as dev
 from tour.core.inductor import compile_problem, inductor_cache
 

@@ -17,7 +17,7 @@ import os
 from torch.utils.data import DistributedSampler
 
 from tour import distributed
-from tour.distributed_worker import global_batches
+from tour.distributed.worker import global_batches
 
 cfg = distributed.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
 print(f"{cfg.nproc} processes, {cfg.epochs} epochs, global batch {cfg.batch_size}")

@@ -40,7 +40,7 @@ print(f"plain loop: loss {plain_losses[0]:.3f} -> {plain_losses[-1]:.3f}, accura
 # `save_hyperparameters()` stores `hidden` and `lr` in every checkpoint.
 
 # %%
-from tour.lightning_modules import LitDigits  # noqa: E402  (imports lightning: kept out of the stop's import)
+from tour.lightning.modules import LitDigits  # noqa: E402  (imports lightning: kept out of the stop's import)
 
 print(inspect.getsource(LitDigits.training_step))
 

@@ -36,7 +36,7 @@ def result(tmp_path_factory, stop_device):
 
 
 def test_every_rank_ends_with_the_same_weights(result, stop_device):
-    from tour.distributed_worker import backend_for
+    from tour.distributed.worker import backend_for
 
     device = torch.device(stop_device)
     world = distributed.default_nproc(device)  # 2 on CPU; one per GPU up to 2 (one GPU runs one rank)
@@ -244,7 +244,7 @@ def test_a_named_device_is_one_device(monkeypatch, tmp_path):
 
 
 def test_a_rank_honours_a_named_device(monkeypatch):
-    from tour import distributed_worker as worker
+    from tour.distributed import worker
 
     chosen = []
     monkeypatch.setattr("tour.core.device.get_device", lambda spec: torch.device(spec))
@@ -261,7 +261,7 @@ def test_a_rank_honours_a_named_device(monkeypatch):
 def test_process_group_gets_a_timeout_and_its_device(has_device_id, monkeypatch):
     import torch.distributed as dist
 
-    from tour import distributed_worker as worker
+    from tour.distributed import worker
 
     calls = []
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tour import export, export_fresh
+from tour import export
 from tour.core.errors import TourError
+from tour.export import fresh as export_fresh
 
 
 @pytest.fixture(scope="module")

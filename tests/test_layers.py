@@ -85,14 +85,7 @@ def shape_problems(pkg: Path, stem: str) -> list[str]:
     return problems
 
 
-# The other half of the move (issue 26) lands from another branch: its stops keep their siblings until then.
-# Remove these stops from the set once tour/<stop>_*.py are gone for them (the test then passes for all).
-MOVING_ELSEWHERE = {"compile", "export", "distributed", "lightning"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=False, reason="moved into a package on another branch (issue 26)"))
-    if n in MOVING_ELSEWHERE and list(PKG.glob(f"{n}_*.py")) else n for n in STOPS])
+@pytest.mark.parametrize("name", list(STOPS))
 def test_every_stop_is_one_file_or_one_package(name):
     stem = STOPS[name].module.removeprefix("tour.")
     assert not shape_problems(PKG, stem)

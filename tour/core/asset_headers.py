@@ -74,7 +74,7 @@ def read_gguf_header(path: Path, max_keys: int = 8) -> GgufHeader:
 
 
 # CTranslate2 (model.bin: the Whisper model faster-whisper runs) --------------------------------------------------
-# u32 version | string spec name | u32 revision | u32 variable count, then the variables (tour/speech_convert.py),
+# u32 version | string spec name | u32 revision | u32 variable count, then the variables (tour/speech/convert.py),
 # where a string is a u16 length counting a final NUL, the UTF-8 bytes and the NUL.
 CT2_VERSION = 6  # the binary version ctranslate2.specs.ModelSpec._serialize writes
 

@@ -13,25 +13,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from tour.compile.config import MODELS, NAME, Config  # noqa: F401  (the stop's API)
 from tour.core.cli import stop_main
-from tour.core.config import BaseConfig, arg
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
-
-NAME = "compile"
-MODELS = ("fusion", "vision", "encoder")  # built in tour/compile_models.py, imported when the stop runs (it imports
-# torch at its top, and `tour run compile --help` should not wait for torch)
-
-
-@dataclass
-class Config(BaseConfig):
-    models: list[str] = arg(list(MODELS), "what to compile: fusion (elementwise block), vision (EfficientNet-Lite0; "
-                                          "quick: the MNIST CNN), encoder (MiniLM)", choices=MODELS,
-                            quick=["fusion", "vision"])
-    train: bool = arg(True, "also time one training step (forward + backward) where the model has one")
-    repeats: int = arg(10, "timed repetitions per side after warm-up; medians are reported", min=1, quick=5)
-    batch_size: int = arg(8, "images / sentences per batch for the vision and encoder models", min=1)
-    fresh_cache: bool = arg(False, "compile into an empty throwaway Inductor cache: the first compile is truly cold")
 
 
 @dataclass
@@ -78,7 +63,7 @@ class Result(BaseResult):
 # 0) where Inductor keeps its artefacts and whether it can build here: tour.core.inductor
 
 
-# 1) the models live in tour/compile_models.py
+# 1) the models live in tour/compile/models.py
 
 
 # 2) timing, compile time, parity ---------------------------------------------------------------------------------
@@ -166,7 +151,7 @@ def show(c: Comparison) -> None:
 
 
 def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
-    from tour.compile_models import specs
+    from tour.compile.models import specs
     from tour.core.timing import median_ms
 
     out = []

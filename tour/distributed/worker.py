@@ -1,6 +1,6 @@
 """The per-rank half of the distributed stop: what each process that torchrun starts runs.
 
-Not run by hand: `tour run distributed` launches `python -m torch.distributed.run ... -m tour.distributed_worker
+Not run by hand: `tour run distributed` launches `python -m torch.distributed.run ... -m tour.distributed.worker
 --config JSON`. Each rank trains the digits MLP under DDP, checks every rank ended with the same weights, runs a
 tensor-parallel MLP, and writes its own `rank<N>.json` (torchrun interleaves stdout, files don't). The single-
 process reference in tour/distributed.py reuses `build`, `global_batches` and `flat_params` from here.
@@ -16,9 +16,8 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace as Config  # the stop's Config arrives as JSON: a namespace of its fields
 
-NAME = "distributed"  # the stop's output subfolder; imports go one way (the stop imports this file, never back)
+from tour.distributed.config import NAME, Config  # the parent's Config arrives as JSON and is rebuilt (and checked)
 
 CHECKPOINT = "checkpoint.pt"
 # What must match for a checkpoint to be resumed: anything that changes the maths of the run.

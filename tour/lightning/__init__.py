@@ -12,19 +12,12 @@ import warnings
 from dataclasses import dataclass, field
 
 from tour.core.cli import stop_main
-from tour.core.config import DigitsConfig, out_dir
+
+from tour.core.config import out_dir
 from tour.core.errors import TourError, require
 from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
-
-NAME = "lightning"
-WEIGHT_TOL = 1e-4  # Trainer-trained vs hand-trained weights, max |diff| (same seed, data, order; fp32 rounding only)
-ACCURACY_FLOOR = 0.93  # the digits MLP's held-out accuracy at the tour's settings (the basics stop's floor)
-
-
-@dataclass
-class Config(DigitsConfig):
-    """The basics stop's settings, unchanged: both loops must train the same model the same way."""
+from tour.lightning.config import ACCURACY_FLOOR, NAME, WEIGHT_TOL, Config  # noqa: F401  (the stop's API)
 
 
 @dataclass
@@ -118,7 +111,7 @@ def lightning_fit(cfg: Config, device, folder):
     import torch
 
     from tour.core import device as dev
-    from tour.lightning_modules import DigitsData, LitDigits
+    from tour.lightning.modules import DigitsData, LitDigits
     data = DigitsData(cfg.batch_size, cfg.test_fraction, cfg.seed)
     dev.seed_everything(cfg.seed)
     model = LitDigits(cfg.hidden, cfg.lr)
@@ -148,7 +141,7 @@ def max_weight_diff(a, b) -> float:
 # 3) the checkpoint, reloaded ----------------------------------------------------------------------------------
 def reload_accuracy(path: str, test, device) -> float:
     from tour.core.models import accuracy
-    from tour.lightning_modules import LitDigits
+    from tour.lightning.modules import LitDigits
     model = LitDigits.load_from_checkpoint(path, map_location=device)  # hyper-parameters come from the file
     model.eval()
     return accuracy(model, test, device)

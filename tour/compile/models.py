@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tour.compile.config import Config
 from tour.core.errors import TourError
 
 
@@ -63,7 +64,7 @@ def _mlp_fallback(why: str, device) -> Spec:
     return Spec("digits MLP (fallback)", make_mlp(128).to(device), (torch.randn(64, 64, device=device),), True)
 
 
-def vision_spec(cfg, device) -> Spec:
+def vision_spec(cfg: Config, device) -> Spec:
     import torch
 
     from tour.core.models import SmallCNN, load_efficientnet_lite0
@@ -86,7 +87,7 @@ SENTENCES = ["torch.compile turns Python into fused kernels.", "The cat sat on t
              "Graph breaks fall back to eager Python.", "How fast is this machine?"]
 
 
-def encoder_spec(cfg, device) -> Spec:
+def encoder_spec(cfg: Config, device) -> Spec:
     from tour.core.models import load_encoder
 
     try:
@@ -99,11 +100,11 @@ def encoder_spec(cfg, device) -> Spec:
     return Spec("MiniLM-L6 encoder (pretrained)", Hidden(encoder).eval(), (enc["input_ids"], enc["attention_mask"]), False)
 
 
-def specs(cfg, device) -> list[Spec]:
+def specs(cfg: Config, device) -> list[Spec]:
     import torch
 
     out = []
-    for name in cfg.models:  # names checked by Config (choices=tour.compile.MODELS)
+    for name in cfg.models:  # names checked by Config (choices=tour.compile.config.MODELS)
         if name == "fusion":
             x = torch.randn(2048 if cfg.quick else 8192, 512, device=device)  # 4 / 16 MB: memory-bound
             out.append(Spec("fusion block (4 x LayerNorm/GELU/tanh/residual)", FusionBlock().to(device), (x,),

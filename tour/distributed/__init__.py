@@ -19,36 +19,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from tour.core.cli import stop_main
-from tour.core.config import BaseConfig, arg, out_dir
+
+from tour.core.config import out_dir
 from tour.core.errors import TourError
 from tour.core.results import BaseResult, labelled
-from tour.core.results import check as check_field  # `check` below is this stop's flag check
+from tour.core.results import check as check_field  # `check` is this stop's flag check (config.py)
 from tour.core.state import keeps_caller_state
+from tour.distributed.config import NAME, Config, check  # noqa: F401  (the stop's API)
 
-NAME = "distributed"
-WORKER = "tour.distributed_worker"
+WORKER = "tour.distributed.worker"  # what torchrun runs on every rank (python -m)
 MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
 PARITY_TOL = 1e-4  # DDP vs one process, tensor parallel vs unsharded: fp32 sums in another order (CPU: ~1e-7)
 LAUNCH_TIMEOUT_S = 1800  # torchrun's whole run; the full stop takes seconds, a multi-node rendezvous may wait
-
-
-@dataclass
-class Config(BaseConfig):
-    nproc: int | None = arg(None, "processes on this machine (torchrun --nproc-per-node); unset: 2 on CPU, one per "
-                                  "accelerator device up to 2 (1 on one GPU or a named one, cuda:N)", min=1)
-    epochs: int = arg(12, "passes over the digits training set", min=1, quick=5)
-    batch_size: int = arg(64, "GLOBAL batch: each of the W ranks takes batch_size/W of it per step")
-    lr: float = arg(0.1, "SGD learning rate", gt=0)
-    momentum: float = arg(0.9, "SGD momentum (its buffers go into the checkpoint too)", min=0.0)
-    hidden: int = arg(64, "hidden width of both MLPs (tensor parallel rounds it up to a multiple of the ranks)", min=1)
-    test_fraction: float = arg(0.2, "share of the 1,797 digits held out for testing", min=0.06, max=0.9)
-    resume: bool = arg(False, "continue from the checkpoint in the output folder (after a crash or kill)")
-    nnodes: int = arg(1, "machines taking part (torchrun --nnodes); >1 needs --rdzv-endpoint", min=1)
-    node_rank: int = arg(0, "this machine's number, 0..nnodes-1 (torchrun --node-rank; c10d may renumber)", min=0)
-    rdzv_endpoint: str = arg("", "HOST:PORT where the machines meet (c10d rendezvous); empty: one machine")
-
-    def validate(self) -> None:
-        check(self)  # the flags that depend on each other; refused before any process starts
 
 
 @dataclass
@@ -85,22 +67,6 @@ class Result(BaseResult):
 
 
 # 0) checks before launching -------------------------------------------------------------------------------------
-def check(cfg: Config) -> None:
-    """Refuse what cannot work, in one line, before any process starts."""
-    if not 0 <= cfg.node_rank < cfg.nnodes:
-        raise TourError(f"--node-rank must be in 0..{cfg.nnodes - 1} for --nnodes {cfg.nnodes}, got {cfg.node_rank}")
-    if cfg.nnodes > 1 and not cfg.rdzv_endpoint:
-        raise TourError("several nodes need a meeting point: pass --rdzv-endpoint HOST:PORT (same on every node)")
-    if cfg.rdzv_endpoint and not cfg.rdzv_endpoint.rpartition(":")[2].isdigit():
-        raise TourError(f"--rdzv-endpoint must be HOST:PORT, got {cfg.rdzv_endpoint!r}")
-    if cfg.nproc is None:
-        return  # the split is checked again once the device has settled the process count (resolve)
-    world = cfg.nproc * cfg.nnodes
-    if cfg.batch_size < world or cfg.batch_size % world:
-        raise TourError(f"the global batch {cfg.batch_size} must split evenly over {world} processes; "
-                        f"pass --batch-size as a multiple of {world} or fewer processes")
-
-
 def check_device(cfg: Config, device) -> None:
     """CPU ranks share the cores, accelerator ranks need one device each; a named device (cuda:1) is one device."""
     import torch
@@ -122,7 +88,7 @@ def prepare_checkpoint(cfg: Config, folder: Path) -> None:
     """A fresh run forgets old checkpoints; --resume checks the one it finds was made by the same recipe."""
     import torch
 
-    from tour.distributed_worker import CHECKPOINT, fingerprint
+    from tour.distributed.worker import CHECKPOINT, fingerprint
 
     path = folder / CHECKPOINT
     if not cfg.resume:
@@ -171,11 +137,11 @@ def launch_command(cfg: Config) -> list[str]:
 
 
 def share_data(cfg: Config) -> None:
-    """Make the digits split once, here, for every rank on this machine to read (tour.distributed_worker.digits)."""
+    """Make the digits split once, here, for every rank on this machine to read (tour.distributed.worker.digits)."""
     import torch
 
     from tour.core.data import digits_split
-    from tour.distributed_worker import data_file
+    from tour.distributed.worker import data_file
 
     torch.save(digits_split(cfg.test_fraction, cfg.seed), data_file(cfg))
 
@@ -216,7 +182,7 @@ def single_process(cfg: Config, world: int, device):
     """One process, one model, the same global batches the DDP run saw, mean loss over each: DDP's maths."""
     import torch
 
-    from tour.distributed_worker import build, global_batches
+    from tour.distributed.worker import build, global_batches
 
     model, opt, (x, y), _ = build(cfg, device)
     x, y = x.to(device), y.to(device)
@@ -237,7 +203,7 @@ def single_process(cfg: Config, world: int, device):
 def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list[float], float, float]:
     import torch
 
-    from tour.distributed_worker import flat_params
+    from tour.distributed.worker import flat_params
 
     model, losses = single_process(cfg, reports[0]["world_size"], device)
     ddp = torch.load(folder / "weights.pt", map_location=device, weights_only=True)
@@ -252,7 +218,7 @@ def parity(cfg: Config, reports: list[dict], folder: Path, device) -> tuple[list
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
-    from tour.distributed_worker import CHECKPOINT
+    from tour.distributed.worker import CHECKPOINT
 
     device = dev.get_device(cfg.device)
     cfg = resolve(cfg, device)

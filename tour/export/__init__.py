@@ -15,31 +15,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tour.core.cli import stop_main
-from tour.core.config import BaseConfig, arg, out_dir
-from tour.core.errors import TourError, is_available, require
+
+from tour.core.config import out_dir
+from tour.core.errors import is_available, require
 from tour.core.inductor import aoti_problem
 from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
 from tour.core.state import keeps_caller_state
-from tour.export_fresh import Fresh, run_fresh
-
-NAME = "export"
-MAX_BATCH = 4096  # upper bound of the exported dynamic batch dimension
-
-
-@dataclass
-class Config(BaseConfig):
-    arch: str = arg("cnn", "the architecture to export: cnn (the vision stop's MNIST CNN) or mlp (the basics digits MLP)",
-                     choices=["cnn", "mlp"])
-    epochs: int = arg(2, "training epochs before export (0 exports the untrained model)", min=0, quick=1)
-    batch_size: int = arg(64, "batch size for the latency comparison", min=1, max=MAX_BATCH)
-    batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1,
-                             max=MAX_BATCH)
-    repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported", min=1,
-                       quick=5)
-
-    def validate(self) -> None:
-        if not self.batches:
-            raise TourError("--batches needs at least one batch size, e.g. --batches 1 7 256")
+from tour.export.config import MAX_BATCH, NAME, Config  # noqa: F401  (the stop's API)
+from tour.export.fresh import Fresh, run_fresh
 
 
 @dataclass

@@ -1,0 +1,3 @@
+from tour.compile import main
+
+raise SystemExit(main())

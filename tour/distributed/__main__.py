@@ -1,0 +1,3 @@
+from tour.distributed import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from tour.export import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from tour.lightning import main
+
+raise SystemExit(main())
