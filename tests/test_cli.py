@@ -177,3 +177,16 @@ def test_a_stop_whose_check_fails_exits_1(tmp_path, capsys):
     assert "FAILED check(s): parity" in capsys.readouterr().err
     assert (tmp_path / "fake" / "result.json").exists()  # the numbers are still saved, to see what went wrong
     assert stop_main("fake", BaseConfig, lambda cfg: Result(parity=True), ["--out", str(tmp_path)]) == 0
+
+
+def test_an_optional_list_flag_is_unset_by_default_and_checked_when_given(capsys):
+    """`list[int] | None`: None means "derive it here" (precision's fusion sizes from the caches); given, each entry
+    is checked like any list's, and a bad one is one line, exit 2."""
+    from tour.core.cli import parse_config
+    from tour.precision.config import Config
+
+    assert parse_config(Config, [], "precision").fusion_mb is None
+    assert parse_config(Config, ["--fusion-mb", "1", "8"], "precision").fusion_mb == [1, 8]
+    with pytest.raises(SystemExit) as e:
+        parse_config(Config, ["--fusion-mb", "0"], "precision")
+    assert e.value.code == 2 and "--fusion-mb: 0 is out of range" in capsys.readouterr().err

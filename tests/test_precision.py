@@ -465,3 +465,16 @@ def test_the_compiled_decode_runs_the_longest_prompt_first_and_keeps_prompt_orde
         outs = generation.compiled_greedy(Fake(), chats, 2)
         assert [c[0] for c in calls] == [9, 7, 5] and all(c[1] == has_len for c in calls)
         assert [int(o[0]) for o in outs] == [5, 9, 7]  # each reply is its own prompt's
+
+
+def test_the_fusion_sweep_stops_at_the_first_size_past_the_last_level_cache():
+    """One point in DRAM shows the jump; every size past it costs eager seconds per call. Quick mode keeps the ends,
+    unknown caches keep the fixed sweep, and a chosen --fusion-mb is used as given."""
+    from tour.precision.fusion import NO_CACHES_MB, sweep_mb
+
+    mb = 2**20
+    assert sweep_mb({"L1d": 32 * 1024, "L2": mb, "L3": 32 * mb}, quick=False) == [1, 4, 16, 64]
+    assert sweep_mb({"L2": 2 * mb, "L3": 300 * mb}, quick=False) == [1, 4, 16, 64, 256]
+    assert sweep_mb({"L2": mb, "L3": 32 * mb}, quick=True) == [1, 64]
+    assert sweep_mb({}, quick=False) == NO_CACHES_MB
+    assert precision.Config(fusion_mb=[2, 8]).fusion_mb == [2, 8] and precision.Config().fusion_mb is None

@@ -12,7 +12,7 @@ import time
 import typing
 from typing import Any, Callable, Mapping
 
-from tour.core.config import field_default, out_dir, split_names, validate_value
+from tour.core.config import field_default, out_dir, split_names, unwrap_optional, validate_value
 from tour.core.errors import TourError
 
 
@@ -67,7 +67,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
+        kind = unwrap_optional(hints[f.name])  # Optional[X] -> X; None stays the default
         quick = f" quick: {f.metadata['quick']}" if "quick" in f.metadata else ""
         help_text = f"{f.metadata.get('help', '')} (default: {field_default(f)}{';' if quick else ''}{quick})"
         if kind is bool:
@@ -82,10 +82,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
             else:
                 parser.add_argument(flag, nargs="*", type=convert, help=help_text, metavar=f.name.upper())
         else:
-            # Optional[X] -> X; None stays the default.
-            args = [a for a in typing.get_args(kind) if a is not type(None)]
-            base = args[0] if args else kind
-            parser.add_argument(flag, type=_typed(base, f.name, f.metadata), help=help_text,
+            parser.add_argument(flag, type=_typed(kind, f.name, f.metadata), help=help_text,
                                 choices=f.metadata.get("choices"))
     return parser
 

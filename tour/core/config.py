@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,10 +65,19 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
+def unwrap_optional(kind: Any) -> Any:
+    """`list[int] | None` -> `list[int]`: the type a set value has (None is every field's "unset")."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1 else kind
+
+
 def validate_value(name: str, value: Any, kind: Any, meta: Mapping[str, Any], entry: int | None = None) -> None:
     """One field against its metadata; raises a one-line TourError naming the flag and what would be accepted.
     `entry`: the 1-based place of a list's item, named where it helps (argparse checks items one at a time)."""
     flag = "--" + name.replace("_", "-")
+    if value is None and type(None) in typing.get_args(kind):
+        return  # unset: the stop derives the value (a list of sizes from this machine's caches ...)
+    kind = unwrap_optional(kind)
     if typing.get_origin(kind) is list:
         if not isinstance(value, (list, tuple)):
             raise TourError(f"{flag} must be a list, got {value!r}")

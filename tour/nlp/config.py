@@ -39,7 +39,7 @@ class Config(BaseConfig):
     max_length: int = arg(64, "tokens kept per text when training", min=8, quick=32)
     test_fraction: float = arg(0.2, "share of each topic held out for testing", min=0.05, max=0.9)
     queries: list[str] = arg(QUERIES, "semantic-search queries", nonblank=True)
-    bench_texts: int = arg(256, "texts embedded by each path in the throughput benchmark", min=1, quick=64)
+    bench_texts: int = arg(128, "texts embedded by each path in the throughput benchmark", min=1, quick=64)
     # quick: one timed run after the warm-up (the vectors are still compared on every way): the three runs cost
     # ~30 s of a quick run on 2 busy cores, and --quick's rates are a glance, not a benchmark
     repeats: int = arg(3, "timed runs of each embedding way after one warm-up (median)", min=1, quick=1)

@@ -20,7 +20,7 @@ class Config(BaseConfig):
     dtype: str = arg("auto", "lower precision compared with fp32: auto (the device helper's pick: bf16 where the "
                      "hardware has it), bf16, fp16, or fp32 (the fp32 path only)", choices=FLOAT_DTYPES)
     parts: list[str] = arg(list(PARTS), "what to measure", choices=PARTS)
-    repeats: int = arg(5, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
+    repeats: int = arg(3, "timed repetitions per measurement after warm-up; medians are reported", min=1, quick=2)
     # the roofs are the core's (tour.core.roofs), shared in one process with `tour bench` and the generate stop
     roof_n: int | None = arg(None, "an n also tried for each dtype's matmul roof, beside the core's sizes (CPU "
                              "1024/2048/3072, GPU 4096/8192); a roof is the peak over them", min=64)
@@ -37,8 +37,9 @@ class Config(BaseConfig):
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2],
                              nonblank=True)
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
-    fusion_mb: list[int] = arg([1, 4, 16, 64, 256], "tensor sizes (MB) of compile's fusion sweep, from inside L2 to "
-                               "past the last-level cache", min=1, quick=[1, 32])
+    fusion_mb: list[int] | None = arg(None, "tensor sizes (MB) of compile's fusion sweep (unset: from 1 MB, x4 per "
+                                      "step, to the first size past this CPU's last-level cache; quick: the two "
+                                      "ends)", min=1)
 
 
 @dataclass(frozen=True)

@@ -83,14 +83,19 @@ def encoder_fns(encoder, enc, low, device, frozen: bool = False) -> dict:
 
 
 def pooled(fn_model, ctx, tokenizer, texts, device, batch: int = 64):
-    """Mean-pooled unit sentence vectors (fp32, CPU) of `texts` under `ctx`, in input order."""
+    """Mean-pooled unit sentence vectors (fp32, CPU) of `texts` under `ctx`, in input order. Batches are cut from
+    the texts sorted by length, so each pads only to neighbours of its own length: the corpus's lines run from 2 to
+    60+ tokens, and padding every batch to its longest did several times the work (masked, so the vectors are the
+    same)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = []
     with torch.inference_mode(), ctx():
-        for start in range(0, len(texts), batch):
-            enc = tokenizer(texts[start:start + batch], padding=True, truncation=True, max_length=64,
-                            return_tensors="pt").to(device)
+        for start in range(0, len(order), batch):
+            enc = tokenizer([texts[i] for i in order[start:start + batch]], padding=True, truncation=True,
+                            max_length=64, return_tensors="pt").to(device)
             out.append(mean_pool(fn_model(**enc).last_hidden_state.float(), enc["attention_mask"]).cpu())
-    return torch.cat(out)
+    vectors = torch.cat(out)
+    return vectors[torch.tensor(order).argsort()]
 
 
 def classifier_accuracy(encoder, low, tokenizer, train, test, device) -> dict:
