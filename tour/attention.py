@@ -40,19 +40,12 @@ class Config(BaseConfig):
 # the parts: each section's typed record, its labels and checks declared beside its fields ---------------------------
 @dataclass
 class Lengths:
-    """1) naive attention vs SDPA at each sequence length."""
-
-    # one row per length: seq_len, naive_ms, sdpa_ms, ratio (naive/sdpa), naive_peak_mb, sdpa_peak_mb,
-    # max_abs_err, allclose, memory_source
+    # one row per length (shortest first): the columns below, and memory_source
     rows: list[dict] = labelled("naive attention vs SDPA by sequence length", default_factory=list,
-                                columns={"seq_len": ("sequence length", "tokens"),
-                                         "naive_ms": ("naive", "ms"),
-                                         "sdpa_ms": ("SDPA", "ms"),
-                                         "ratio": ("naive / SDPA", "x", "allclose"),
-                                         "naive_peak_mb": ("naive peak", "MB"),
-                                         "sdpa_peak_mb": ("SDPA peak", "MB"),
-                                         "max_abs_err": ("max |error|", ""),
-                                         "allclose": ("allclose", "")})
+                                columns={"seq_len": ("sequence length", "tokens"), "naive_ms": ("naive", "ms"),
+                                         "sdpa_ms": ("SDPA", "ms"), "ratio": ("naive / SDPA", "x", "allclose"),
+                                         "naive_peak_mb": ("naive peak", "MB"), "sdpa_peak_mb": ("SDPA peak", "MB"),
+                                         "max_abs_err": ("max |error|", ""), "allclose": ("allclose", "")})
     memory_source: str = ""  # how the peak_mb figures were obtained (measured by which tool, or estimated)
     allclose: bool | None = check("SDPA equals naive attention at every length (max |error| <= 1e-4 in fp32, "
                                   "3e-2 in bf16/fp16)", None)
@@ -60,8 +53,6 @@ class Lengths:
 
 @dataclass
 class Causal:
-    """2) naive with a triangular mask vs SDPA is_causal=True."""
-
     max_abs_err: float = labelled("causal mask vs is_causal=True, max |error|", "", 0.0)
     allclose: bool | None = check("is_causal=True equals naive attention with a triangular mask at every "
                                   "element within the same atol + 2 eps(dtype) x |naive| (early rows "
@@ -70,8 +61,6 @@ class Causal:
 
 @dataclass
 class Backends:
-    """3) each SDPA backend forced in turn with sdpa_kernel."""
-
     found: dict[str, dict] = field(default_factory=dict)  # SDPBackend name -> {ran, ms, max_abs_err, reason}
     allclose: bool | None = check("every SDPA backend that ran here equals naive attention (same tolerance; "
                                   "a backend this device lacks is skipped)", None)
@@ -79,8 +68,6 @@ class Backends:
 
 @dataclass
 class MiniLM:
-    """4) the same switch inside transformers: MiniLM's forward with attn_implementation "eager" and "sdpa"."""
-
     eager_ms: float = labelled('MiniLM forward, attn "eager"', "ms", 0.0)
     sdpa_ms: float = labelled('MiniLM forward, attn "sdpa"', "ms", 0.0)  # same weights, attn_implementation="sdpa"
     ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0, parity="allclose")
@@ -98,9 +85,9 @@ class Result(BaseResult):
     dtype: str
     shape: list[int]  # batch, heads, head_dim of every run
     lengths: Lengths  # 1) naive vs SDPA across lengths: time, peak memory, parity
-    causal: Causal  # 2) the causal mask
-    backends: Backends  # 3) which SDPA backends run on this device
-    minilm: MiniLM  # 4) MiniLM eager vs sdpa attention
+    causal: Causal  # 2) naive with a triangular mask vs is_causal=True
+    backends: Backends  # 3) each SDPA backend forced in turn with sdpa_kernel: which run on this device
+    minilm: MiniLM  # 4) the same switch inside transformers: MiniLM with attn_implementation "eager" vs "sdpa"
 
 
 # 0) helpers: memory and the memory guard (timing is tour.core.timing.median_ms: one warm-up, then the median) ---------
@@ -245,32 +232,21 @@ def compare_length(cfg: Config, length: int, device, dtype) -> dict:
 def lengths_part(cfg: Config, device, dtype) -> Lengths:
     """Section 1: every length of --seq-lens, shortest first, printed as a table."""
     rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
-    print_rows(rows)
-    source = rows[0]["memory_source"]
-    print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
-    return Lengths(rows, source, all(r["allclose"] for r in rows))
-
-
-def print_rows(rows: list[dict]) -> None:
     print(f"  {'L':>6} {'naive ms':>10} {'SDPA ms':>10} {'naive/SDPA':>10} {'naive MiB':>10} {'SDPA MiB':>10}"
           f" {'max |diff|':>10}")
     for r in rows:
         print(f"  {r['seq_len']:>6} {r['naive_ms']:>10.2f} {r['sdpa_ms']:>10.2f} {r['ratio']:>9.2f}x "
               f"{r['naive_peak_mb']:>10.1f} {r['sdpa_peak_mb']:>10.1f} {r['max_abs_err']:>10.1e}")
+    source = rows[0]["memory_source"]
+    print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
+    return Lengths(rows, source, all(r["allclose"] for r in rows))
 
 
 # 2) causal mask, 3) backends ------------------------------------------------------------------------------------
 def causal_part(cfg: Config, length: int, device, dtype) -> Causal:
-    """Section 2: the causal mask at one length, judged element by element (see `causal_error`)."""
-    err, close = causal_error(cfg, length, device, dtype)
-    print(f"  max |diff| {err:.1e}; within {tolerance(dtype):g} + {relative_tolerance(dtype):.2g} x |naive| "
-          f"everywhere: {close}")
-    return Causal(err, close)
-
-
-def causal_error(cfg: Config, length: int, device, dtype) -> tuple[float, bool]:
-    """(max |naive - is_causal|, whether every element is within `within_tolerance`). Row i averages i+1 values of
-    v, so the first rows are as large as v itself (~4 in a randn draw): the check is relative there."""
+    """Section 2: max |naive - is_causal| at one length, and whether every element is within `within_tolerance`.
+    Row i averages i+1 values of v, so the first rows are as large as v itself (~4 in a randn draw): the check is
+    relative there."""
     import torch
     import torch.nn.functional as F
 
@@ -278,7 +254,10 @@ def causal_error(cfg: Config, length: int, device, dtype) -> tuple[float, bool]:
     with torch.inference_mode():
         naive = naive_attention(q, k, v, causal=True)
         fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return (naive.float() - fused.float()).abs().max().item(), within_tolerance(naive, fused, dtype)
+        err, close = (naive.float() - fused.float()).abs().max().item(), within_tolerance(naive, fused, dtype)
+    print(f"  max |diff| {err:.1e}; within {tolerance(dtype):g} + {relative_tolerance(dtype):.2g} x |naive| "
+          f"everywhere: {close}")
+    return Causal(err, close)
 
 
 def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
@@ -306,19 +285,14 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
     return {"ran": True, "ms": ms, "max_abs_err": err, "reason": ""}
 
 
-def backends_part(cfg: Config, length: int, device, dtype) -> Backends:
-    """Section 3: every SDPA backend this torch names, forced in turn, and whether those that ran agree."""
-    found = probe_backends(cfg, length, device, dtype)
-    return Backends(found, backends_close(found, dtype))
-
-
 def backends_close(backends: dict[str, dict], dtype) -> bool | None:
     """Every backend that ran within the dtype's tolerance of naive attention; None when none ran."""
     ran = [info["max_abs_err"] for info in backends.values() if info["ran"]]
     return all(e <= tolerance(dtype) for e in ran) if ran else None
 
 
-def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
+def backends_part(cfg: Config, length: int, device, dtype) -> Backends:
+    """Section 3: every SDPA backend this torch names, forced in turn, and whether those that ran agree."""
     from torch.nn.attention import SDPBackend
 
     found = {}
@@ -329,7 +303,7 @@ def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
         text = f"ran, {info['ms']:.2f} ms, max |diff| vs naive {info['max_abs_err']:.1e}" if info["ran"] else \
             f"not available: {info['reason']}"
         print(f"  {name:<20} {text}")
-    return found
+    return Backends(found, backends_close(found, dtype))
 
 
 # 4) the same switch inside transformers -------------------------------------------------------------------------
@@ -368,8 +342,7 @@ def minilm_switch(cfg: Config, device) -> MiniLM:
 
 
 def prepare(cfg: Config):
-    """(device, dtype) for a run, after refusing what would fail later: lengths that cannot fit, a mistyped --model.
-    Seeds the generators, so q, k and v are the same draws in run() and in `tour bench`."""
+    """(device, dtype) for a run, seeded, after refusing what would fail later: a length that can't fit, a typo."""
     from tour.core import device as dev
     from tour.core import dtypes
     from tour.core.models import resolve_model
