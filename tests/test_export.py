@@ -176,3 +176,23 @@ def test_fresh_process_loads_the_package_on_the_device_index(monkeypatch, tmp_pa
     with pytest.raises(Loaded):
         exec(export_fresh.runner_code(), {"__name__": "__main__"})
     assert seen == {"path": "m.pt2", "device_index": 1}
+
+
+def test_bench_row_comes_from_the_parts_run_calls(monkeypatch, tmp_path):
+    """`tour bench` trains, exports and ships through run()'s own part functions (faked here), never run() itself."""
+    from tour.core.results import BenchSettings
+
+    shipped = export.Shipped(package="m.pt2", compile_s=2.0, fresh=export.Fresh(aoti_ms=1.0, load_s=0.5),
+                             eager=export.Pt2VsEager(eager_ms=3.0, ratio=3.0, parity={"1": True}), allclose=True)
+    monkeypatch.setattr(export, "run", lambda cfg: pytest.fail("bench_rows ran the whole stop"))
+    monkeypatch.setattr(export, "check_config", lambda cfg: cfg)
+    monkeypatch.setattr(export, "train", lambda cfg, device: ("model", (torch.zeros(2), None), 0.9))
+    monkeypatch.setattr(export, "export_and_inspect", lambda model, x, device: ("program", None))
+    monkeypatch.setattr(export, "pt2_part", lambda cfg, model, ep, x, folder, device: shipped)
+    (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))
+    assert (row.baseline_ms, row.variant_ms, row.ratio, row.parity) == (3.0, 1.0, 3.0, True)
+    assert "built in 2.0 s, loaded in 0.50 s" in row.note
+    skipped = export.Shipped(skipped="no C++ compiler")
+    monkeypatch.setattr(export, "pt2_part", lambda *a: skipped)
+    (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))
+    assert row.variant_ms is None and row.note == "skipped: no C++ compiler"
