@@ -45,8 +45,7 @@ print(f"the naive version materialised {q.shape[1]} score matrices of {q.shape[2
 # profiler's allocation record gives the peak; on a GPU the allocator's counters do.
 
 # %%
-rows = [attention.compare_length(cfg, n, device, dtype) for n in cfg.seq_lens]
-attention.print_rows(rows)
+lengths = attention.lengths_part(cfg, device, dtype)  # compare_length at each length, printed as a table
 
 # %% [markdown]
 # ## 3) A causal mask, and the kernels behind SDPA
@@ -54,9 +53,8 @@ attention.print_rows(rows)
 # `sdpa_kernel`: the ones this device or build cannot run say why.
 
 # %%
-causal, causal_close = attention.causal_error(cfg, cfg.seq_lens[0], device, dtype)
-print(f"causal max |diff|: {causal:.1e}, within tolerance everywhere: {causal_close}")
-backends = attention.probe_backends(cfg, cfg.seq_lens[0], device, dtype)
+causal = attention.causal_part(cfg, cfg.seq_lens[0], device, dtype)
+backends = attention.backends_part(cfg, cfg.seq_lens[0], device, dtype)
 
 # %% [markdown]
 # ## 4) The same switch inside transformers
@@ -66,14 +64,15 @@ backends = attention.probe_backends(cfg, cfg.seq_lens[0], device, dtype)
 import transformers  # noqa: E402
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar for each of the two loads
-hf = attention.minilm_switch(cfg, device)
+minilm = attention.minilm_switch(cfg, device)
 
 # %% [markdown]
 # The numbers above are what `attention.run(cfg)` collects into its `Result` (a table in a notebook).
 
 # %%
 result = attention.Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
-                          shape=[cfg.batch_size, cfg.heads, cfg.head_dim], memory_source=rows[0]["memory_source"],
-                          rows=rows, causal_max_abs_err=causal, backends=backends, **hf)
-print(f"attention: {len(rows)} lengths, all allclose: {all(r['allclose'] for r in rows)}")
+                          shape=[cfg.batch_size, cfg.heads, cfg.head_dim], lengths=lengths, causal=causal,
+                          backends=backends, minilm=minilm)
+print(f"attention: {len(lengths.rows)} lengths, all allclose: {lengths.allclose}; failed checks: "
+      f"{result.failed_checks() or 'none'}")
 result

@@ -71,8 +71,8 @@ else:
 if not problem:
     # real test digits at three batch sizes; clones, because safetensors refuses tensors that share memory
     inputs = {f"batch_{b}": x_test[:b].clone() for b in (1, 7, 64)} | {"timing": x_test[: cfg.batch_size].clone()}
-    fresh = export.run_fresh(folder, pt2, inputs, device, cfg.repeats)
-    check = export.compare(model, fresh, inputs, cfg, device)
+    fresh, outputs = export.run_fresh(folder, pt2, inputs, device, cfg.repeats)
+    check = export.pt2_vs_eager(model, fresh, outputs, inputs, cfg, device)
     print(f"tour modules imported by the fresh process: {fresh.tour_modules or 'none'}")
     print(f"export: parity {check.parity}, max |diff| {check.max_abs_err:.1e}; "
           f"eager {check.eager_ms:.2f} ms vs .pt2 {fresh.aoti_ms:.2f} ms at batch {cfg.batch_size}")

@@ -86,8 +86,9 @@ found_fusion = fusion.measure(cfg, device)
 # Per model, the fastest way that kept its check, and how much faster than fp32 eager it is.
 
 # %%
-result = precision.result_of(device, list(dtypes.fast_paths(device)), low, why_not, found_roofs, found_encoder,
-                             precision.Training(), precision.Vision(), found_decode, found_fusion, {})
+parts = precision.Parts(found_roofs, found_encoder, precision.Training(), precision.Vision(), found_decode,
+                        found_fusion)  # the parts not run here stand as their records' defaults
+result = precision.result_of(device, list(dtypes.fast_paths(device)), low, why_not, parts, {})
 print(precision.table(result.best))
 print("failed checks:", result.failed_checks() or "none", "| bf16 eps:", variants.tolerance(torch.bfloat16))
 result

@@ -17,8 +17,8 @@ def result(tmp_path_factory, stop_device):
 
 
 def test_quick_lengths_and_parity(result, tolerance):
-    assert [r["seq_len"] for r in result.rows] == [128, 256, 512]  # the quick lengths
-    for r in result.rows:
+    assert [r["seq_len"] for r in result.lengths.rows] == [128, 256, 512]  # the quick lengths
+    for r in result.lengths.rows:
         assert r["allclose"] and r["max_abs_err"] < tolerance(result.dtype), r
         assert r["naive_ms"] > 0 and r["sdpa_ms"] > 0 and r["ratio"] == pytest.approx(r["naive_ms"] / r["sdpa_ms"])
 
@@ -27,22 +27,22 @@ def test_naive_memory_grows_with_the_score_matrix(result):
     import torch
 
     # measured, not guessed: the profiler's allocation record on CPU, the allocator's own counters on a GPU
-    assert ("profiler" if result.device == "cpu" else "max_memory_allocated") in result.memory_source
+    assert ("profiler" if result.device == "cpu" else "max_memory_allocated") in result.lengths.memory_source
     batch, heads, _ = result.shape
     itemsize = getattr(torch, result.dtype).itemsize
-    for r in result.rows:
+    for r in result.lengths.rows:
         scores_mb = batch * heads * r["seq_len"] ** 2 * itemsize / 2**20
         assert r["naive_peak_mb"] >= 2 * scores_mb  # scores and their softmax live together
         assert r["sdpa_peak_mb"] < r["naive_peak_mb"]
-    longest = result.rows[-1]
+    longest = result.lengths.rows[-1]
     assert longest["sdpa_peak_mb"] < longest["naive_peak_mb"] / 4  # SDPA never builds the L x L matrix
 
 
 def test_causal_mask_matches(result, tolerance):
-    assert result.causal_allclose is True  # element by element: atol + rtol x |naive|
+    assert result.causal.allclose is True  # element by element: atol + rtol x |naive|
     if result.dtype == "float32":  # fp32's rtol (2.4e-7) adds nothing: the absolute bound holds as it is
-        assert result.causal_max_abs_err < tolerance(result.dtype)
-    assert result.causal_max_abs_err < 0.25  # bf16 on a GPU: a few steps of 0.031 at |o| ~ 4, not a wrong mask
+        assert result.causal.max_abs_err < tolerance(result.dtype)
+    assert result.causal.max_abs_err < 0.25  # bf16 on a GPU: a few steps of 0.031 at |o| ~ 4, not a wrong mask
 
 
 def test_one_bf16_step_on_a_large_output_is_within_the_causal_tolerance():
@@ -61,32 +61,32 @@ def test_one_bf16_step_on_a_large_output_is_within_the_causal_tolerance():
 
 
 def test_backends_reported_with_reasons(result, tolerance):
-    assert result.backends["MATH"]["ran"] and result.backends["MATH"]["max_abs_err"] < tolerance(result.dtype)
-    assert any(info["ran"] for name, info in result.backends.items() if name != "MATH")  # a fused kernel ran
-    for info in result.backends.values():
+    assert result.backends.found["MATH"]["ran"] and result.backends.found["MATH"]["max_abs_err"] < tolerance(result.dtype)
+    assert any(info["ran"] for name, info in result.backends.found.items() if name != "MATH")  # a fused kernel ran
+    for info in result.backends.found.values():
         assert info["ran"] or info["reason"]  # a backend that did not run says why
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) >= {"sdpa_allclose", "causal_allclose", "backends_allclose", "hf_allclose"}
+    assert set(result.checks()) >= {"lengths.allclose", "causal.allclose", "backends.allclose", "minilm.allclose"}
     assert result.failed_checks() == []
 
 
 def test_a_backend_off_by_more_than_the_tolerance_fails_its_check():
     import torch
 
-    rows = [{"allclose": True}]
     off = {"MATH": {"ran": True, "max_abs_err": 0.0}, "FLASH_ATTENTION": {"ran": True, "max_abs_err": 0.5}}
-    assert attention.verdicts(rows, True, off, torch.float32)["backends_allclose"] is False
+    assert attention.backends_close(off, torch.float32) is False
     none_ran = {"FLASH_ATTENTION": {"ran": False, "max_abs_err": None}}
-    assert attention.verdicts(rows, True, none_ran, torch.float32)["backends_allclose"] is None
-    assert attention.verdicts(rows, False, none_ran, torch.float32)["causal_allclose"] is False
+    assert attention.backends_close(none_ran, torch.float32) is None
+    assert attention.Result("cpu", "float32", [1, 1, 1], attention.Lengths(allclose=True), attention.Causal(),
+                            attention.Backends(off, False), attention.MiniLM()).failed_checks() == ["backends.allclose"]
 
 
 def test_minilm_eager_and_sdpa_agree(result, tolerance):
-    assert result.hf_shape == [2, 64]
-    assert result.hf_max_abs_err < tolerance("float32")  # MiniLM runs in fp32
-    assert result.hf_eager_ms > 0 and result.hf_sdpa_ms > 0
+    assert result.minilm.shape == [2, 64]
+    assert result.minilm.max_abs_err < tolerance("float32")  # MiniLM runs in fp32
+    assert result.minilm.eager_ms > 0 and result.minilm.sdpa_ms > 0
 
 
 def test_naive_is_the_textbook_formula():
@@ -118,11 +118,11 @@ def test_bad_sizes_are_refused(tmp_path):
 
 
 def test_main_writes_result_json(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(attention, "minilm_switch", lambda cfg, device: {})  # MiniLM is covered above
+    monkeypatch.setattr(attention, "minilm_switch", lambda cfg, device: attention.MiniLM())  # MiniLM is covered above
     argv = ["--device", "cpu", "--out", str(tmp_path), "--seq-lens", "64", "--repeats", "1", "--heads", "2"]
     assert attention.main(argv) == 0
     saved = json.loads(Path(tmp_path, "attention", "result.json").read_text())
-    assert [r["seq_len"] for r in saved["rows"]] == [64] and saved["rows"][0]["allclose"]
+    assert [r["seq_len"] for r in saved["lengths"]["rows"]] == [64] and saved["lengths"]["rows"][0]["allclose"]
     assert "naive/SDPA" in capsys.readouterr().out
 
 

@@ -23,8 +23,8 @@ def result(tmp_path_factory, stop_device):
 def packaged(result):
     """The run's AOTInductor half. On a GPU lacking what AOTInductor needs there (a CUDA toolkit), a skip with the
     stop's one-line reason; on CPU the compiler is part of the test set-up, so no skip hides a failure."""
-    if result.aoti_skipped and result.device != "cpu":
-        pytest.skip(result.aoti_skipped)
+    if result.pt2.skipped and result.device != "cpu":
+        pytest.skip(result.pt2.skipped)
     return result
 
 
@@ -35,23 +35,23 @@ def test_exports_a_trained_cnn(result):
 
 
 def test_graph_signature_and_dynamic_batch(result):
-    sig = result.signature
+    sig = result.exported.signature
     assert sig["user_inputs"] == 1 and sig["user_outputs"] == 1
     assert sig["parameters"] > 0 and sig["buffers"] > 0  # BatchNorm's running stats are lifted as buffers
-    assert result.dynamic_batch == f"VR[1, {export.MAX_BATCH}]"
-    assert result.wrong_shape_rejected
+    assert result.exported.dynamic_batch == f"VR[1, {export.MAX_BATCH}]"
+    assert result.exported.wrong_shape_rejected
 
 
 def test_package_is_a_pt2_archive(packaged):
-    path = Path(packaged.package)
+    path = Path(packaged.pt2.package)
     assert path.suffix == ".pt2" and zipfile.is_zipfile(path)
-    assert packaged.aoti_skipped == "" and packaged.aoti_compile_s > 0
+    assert packaged.pt2.skipped == "" and packaged.pt2.compile_s > 0
 
 
 def test_fresh_process_matches_eager_at_every_batch_size(packaged, tolerance):
-    assert packaged.parity == {"1": True, "7": True, "256": True}
-    assert packaged.max_abs_err < tolerance("float32")  # IEEE fp32 on both sides, also on a GPU
-    outputs = Path(packaged.package).with_name("outputs.safetensors")
+    assert packaged.pt2.eager.parity == {"1": True, "7": True, "256": True}
+    assert packaged.pt2.eager.max_abs_err < tolerance("float32")  # IEEE fp32 on both sides, also on a GPU
+    outputs = Path(packaged.pt2.package).with_name("outputs.safetensors")
     from safetensors.torch import load_file
 
     shapes = {k: list(v.shape) for k, v in load_file(outputs).items()}
@@ -59,19 +59,20 @@ def test_fresh_process_matches_eager_at_every_batch_size(packaged, tolerance):
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) == {"wrong_shape_rejected", "pt2_allclose", "runner_needs_no_tour"}
+    assert set(result.checks()) == {"exported.wrong_shape_rejected", "pt2.allclose", "pt2.runner_needs_no_tour"}
     assert result.failed_checks() == []
 
 
 def test_fresh_process_never_imported_the_tour(packaged):
-    assert packaged.fresh_process_tour_modules == []
-    report = json.loads(Path(packaged.package).with_name("fresh_process.json").read_text())
+    assert packaged.pt2.fresh.tour_modules == []
+    report = json.loads(Path(packaged.pt2.package).with_name("fresh_process.json").read_text())
     assert report["tour_modules"] == [] and report["load_s"] > 0
 
 
 def test_latency_is_measured_both_sides(packaged):
-    assert packaged.eager_ms > 0 and packaged.aoti_ms > 0
-    assert packaged.ratio == pytest.approx(packaged.eager_ms / packaged.aoti_ms)
+    eager, fresh = packaged.pt2.eager, packaged.pt2.fresh
+    assert eager.eager_ms > 0 and fresh.aoti_ms > 0
+    assert eager.ratio == pytest.approx(eager.eager_ms / fresh.aoti_ms)
 
 
 def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
@@ -83,9 +84,9 @@ def test_missing_compiler_is_reported_and_export_still_runs(tmp_path, capsys):
         assert "no C++ compiler" in export.aoti_problem(torch.device("cpu"))
         assert export.main(argv) == 0
     saved = json.loads(Path(tmp_path, "export", "result.json").read_text())
-    assert "no C++ compiler" in saved["aoti_skipped"] and saved["package"] == ""
-    assert saved["pt2_allclose"] is None and saved["wrong_shape_rejected"] is True  # skipped, not failed
-    assert saved["signature"]["user_inputs"] == 1  # the torch.export half still ran
+    assert "no C++ compiler" in saved["pt2"]["skipped"] and saved["pt2"]["package"] == ""
+    assert saved["pt2"]["allclose"] is None and saved["exported"]["wrong_shape_rejected"] is True  # skipped, not failed
+    assert saved["exported"]["signature"]["user_inputs"] == 1  # the torch.export half still ran
     assert not list(Path(tmp_path, "export").glob("*.pt2"))
     assert "skipped: no C++ compiler" in capsys.readouterr().out
 
@@ -105,7 +106,7 @@ def test_default_relative_out_folder_works(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert export.main(["--quick", "--device", "cpu", "--arch", "mlp", "--epochs", "0", "--batches", "3"]) == 0
     saved = json.loads(Path(tmp_path, "tour-output", "export", "result.json").read_text())
-    assert saved["parity"] == {"3": True} and saved["pt2_allclose"] is True
+    assert saved["pt2"]["eager"]["parity"] == {"3": True} and saved["pt2"]["allclose"] is True
 
 
 # a CUDA situation on a CPU: the real checks, with the toolkit and the device faked -------------------------------
@@ -124,9 +125,9 @@ def test_aoti_on_cuda_without_a_toolkit_is_skipped_in_one_line(tmp_path, monkeyp
     assert export.main(argv) == 0
     saved = json.loads(Path(tmp_path, "export", "result.json").read_text())
     assert asked == [torch.device("cpu")]  # the run's own device
-    reason = saved["aoti_skipped"]
+    reason = saved["pt2"]["skipped"]
     assert reason.startswith("no CUDA toolkit found") and "CUDA_HOME" in reason and "\n" not in reason
-    assert saved["package"] == "" and saved["signature"]["user_inputs"] == 1  # torch.export still ran
+    assert saved["pt2"]["package"] == "" and saved["exported"]["signature"]["user_inputs"] == 1  # torch.export still ran
     assert f"skipped: {reason}" in capsys.readouterr().out
 
 
@@ -137,7 +138,7 @@ def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
     model = torch.nn.Linear(4, 2)
     inputs = {"batch_1": torch.randn(1, 4), "timing": torch.randn(3, 4)}
     outputs = {"batch_1": model(inputs["batch_1"]).detach(), "timing": model(inputs["timing"]).detach()}
-    fresh = export.Fresh(import_s=1.0, load_s=0.1, aoti_ms=1.0, tour_modules=[], outputs=outputs)
+    fresh = export.Fresh(import_s=1.0, load_s=0.1, aoti_ms=1.0, tour_modules=[])
     copies, states = [], []
     real_to = torch.Tensor.to
 
@@ -150,8 +151,8 @@ def test_eager_is_timed_on_device_resident_input_in_ieee_fp32(monkeypatch):
 
     monkeypatch.setattr(timing, "median_ms", timer)
     cfg = export.Config(quick=True, device="cpu", arch="mlp")
-    got = export.compare(model, fresh, inputs, cfg, torch.device("cpu"))
-    assert copies == [] and got == export.Comparison(eager_ms=2.0, ratio=2.0, max_abs_err=0.0, parity={"1": True})
+    got = export.pt2_vs_eager(model, fresh, outputs, inputs, cfg, torch.device("cpu"))
+    assert copies == [] and got == export.Pt2VsEager(eager_ms=2.0, ratio=2.0, max_abs_err=0.0, parity={"1": True})
     assert states == [{"matmul": False, "conv": False}]  # IEEE fp32, as the fresh process computes
 
 
@@ -175,3 +176,23 @@ def test_fresh_process_loads_the_package_on_the_device_index(monkeypatch, tmp_pa
     with pytest.raises(Loaded):
         exec(export_fresh.runner_code(), {"__name__": "__main__"})
     assert seen == {"path": "m.pt2", "device_index": 1}
+
+
+def test_bench_row_comes_from_the_parts_run_calls(monkeypatch, tmp_path):
+    """`tour bench` trains, exports and ships through run()'s own part functions (faked here), never run() itself."""
+    from tour.core.results import BenchSettings
+
+    shipped = export.Shipped(package="m.pt2", compile_s=2.0, fresh=export.Fresh(aoti_ms=1.0, load_s=0.5),
+                             eager=export.Pt2VsEager(eager_ms=3.0, ratio=3.0, parity={"1": True}), allclose=True)
+    monkeypatch.setattr(export, "run", lambda cfg: pytest.fail("bench_rows ran the whole stop"))
+    monkeypatch.setattr(export, "check_config", lambda cfg: cfg)
+    monkeypatch.setattr(export, "train", lambda cfg, device: ("model", (torch.zeros(2), None), 0.9))
+    monkeypatch.setattr(export, "export_and_inspect", lambda model, x, device: ("program", None))
+    monkeypatch.setattr(export, "pt2_part", lambda cfg, model, ep, x, folder, device: shipped)
+    (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))
+    assert (row.baseline_ms, row.variant_ms, row.ratio, row.parity) == (3.0, 1.0, 3.0, True)
+    assert "built in 2.0 s, loaded in 0.50 s" in row.note
+    skipped = export.Shipped(skipped="no C++ compiler")
+    monkeypatch.setattr(export, "pt2_part", lambda *a: skipped)
+    (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))
+    assert row.variant_ms is None and row.note == "skipped: no C++ compiler"

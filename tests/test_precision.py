@@ -51,13 +51,13 @@ def result(tmp_path_factory, stop_device):
 
 
 def rows(result, model):
-    return {v["variant"]: v for v in result.variants if v["model"] == model}
+    return {v.variant: v for v in result.variants() if v.model == model}
 
 
 @needs_bf16
 def test_roofs_per_dtype_and_bandwidth(result, stop_device):
-    assert {"fp32", "bf16"} <= set(result.roofs_gflops) and all(v > 0 for v in result.roofs_gflops.values())
-    assert result.bandwidth_gb_s > 0
+    assert {"fp32", "bf16"} <= set(result.roofs.gflops) and all(v > 0 for v in result.roofs.gflops.values())
+    assert result.roofs.bandwidth_gb_s > 0
     # the fast paths of the device the stop ran on: AMX / AVX512-BF16 on a CPU, tensor cores (bf16) on a GPU
     wanted = dtypes.dtype_fast_paths(torch.device(stop_device), torch.bfloat16)
     assert wanted and set(wanted) <= set(result.fast_paths)
@@ -68,44 +68,44 @@ def test_autocast_and_bf16_weights_stay_within_bf16_tolerance(result):
     eps = torch.finfo(torch.bfloat16).eps
     assert result.low_dtype == "bf16"
     assert set(rows(result, "MiniLM inference")) == {"fp32 eager", "bf16 autocast", "bf16 weights"}
-    assert result.encoder_min_cosine >= 1 - eps and result.encoder_close is True
-    assert 0 < result.encoder_max_diff < 1.0  # hidden states reach ~10: a few bf16 roundings, not garbage
+    assert result.encoder.min_cosine >= 1 - eps and result.encoder.close is True
+    assert 0 < result.encoder.max_diff < 1.0  # hidden states reach ~10: a few bf16 roundings, not garbage
 
 
 @needs_bf16
 def test_classifier_accuracy_within_one_point(result):
-    base = result.accuracy["fp32 eager"]
+    base = result.encoder.accuracy["fp32 eager"]
     assert base >= 0.85  # the logistic head on MiniLM embeddings really classifies the corpus topics
-    assert all(abs(a - base) <= 0.01 for a in result.accuracy.values())
-    assert result.accuracy_kept is True
+    assert all(abs(a - base) <= 0.01 for a in result.encoder.accuracy.values())
+    assert result.encoder.accuracy_kept is True
 
 
 @needs_bf16
 def test_training_step_under_autocast_tracks_fp32(result):
-    fp32, bf16 = result.train_losses["fp32 eager"], result.train_losses["bf16 autocast"]
+    fp32, bf16 = result.training.losses["fp32 eager"], result.training.losses["bf16 autocast"]
     assert len(fp32) == len(bf16) == 3 and all(map(torch.isfinite, torch.tensor(fp32 + bf16)))
     assert max(abs(a - b) / b for a, b in zip(bf16, fp32)) <= 4 * torch.finfo(torch.bfloat16).eps
-    assert result.train_close is True
+    assert result.training.close is True
 
 
 @needs_bf16
 def test_vision_top1_agrees_with_fp32_on_the_photos(result):
-    for model, ways in result.top1.items():
+    for model, ways in result.vision.top1.items():
         assert len(ways["fp32 eager"]) == 6, model
         assert all(ids == ways["fp32 eager"] for ids in ways.values()), model
-    assert result.vision_agree is True
+    assert result.vision.agree is True
 
 
 def test_int8_weight_only_greedy_replies_equal_fp32(result):
     if importlib.util.find_spec("torchao") is None:
-        assert "int8 weight-only" in result.skipped  # a one-line skip with the install line
+        assert "int8 weight-only" in result.decode.skipped  # a one-line skip with the install line
         pytest.skip("torchao not installed")
-    fp32 = result.replies["fp32 eager"]
+    fp32 = result.decode.replies["fp32 eager"]
     assert len(fp32) == 2 and all(fp32)
-    assert result.replies["int8 weight-only (torchao)"] == fp32
-    ppl = result.perplexity
+    assert result.decode.replies["int8 weight-only (torchao)"] == fp32
+    ppl = result.decode.perplexity
     assert abs(ppl["int8 weight-only (torchao)"] / ppl["fp32 eager"] - 1) <= 0.03
-    assert result.greedy_same is True and result.perplexity_close is True
+    assert result.decode.greedy_same is True and result.decode.perplexity_close is True
 
 
 def test_the_table_picks_the_fastest_variant_that_keeps_its_check(result):
@@ -113,39 +113,44 @@ def test_the_table_picks_the_fastest_variant_that_keeps_its_check(result):
     for best in result.best:
         ways = rows(result, best["model"])
         chosen = ways[best["fastest that keeps its check"]]
-        assert chosen["keeps"] and all(w["ms"] >= chosen["ms"] for w in ways.values() if w["keeps"])
+        assert chosen.keeps and all(w.ms >= chosen.ms for w in ways.values() if w.keeps)
     # a variant that fails its check is never chosen, however fast
-    fake = [{"model": "m", "variant": "fp32 eager", "ms": 10.0, "speedup": 1.0, "keeps": True},
-            {"model": "m", "variant": "fast but wrong", "ms": 1.0, "speedup": 10.0, "keeps": False}]
+    fake = [precision.Variant("m", "fp32 eager", 10.0, 1.0, True),
+            precision.Variant("m", "fast but wrong", 1.0, 10.0, False)]
     assert precision.best_rows(fake)[0]["fastest that keeps its check"] == "fp32 eager"
 
 
 def test_bench_rows_carry_roofs_variants_and_each_decode_against_its_own_limit(result, monkeypatch):
-    monkeypatch.setattr(precision, "run", lambda cfg: result)
+    # the part functions run() calls, on the shared run's records; never run() itself
+    parts = precision.Parts(result.roofs, result.encoder, result.training, result.vision, result.decode, result.fusion)
+    asked = []
+    monkeypatch.setattr(precision, "measure_parts", lambda cfg, device, low, clock: (asked.append(cfg.parts), parts)[1])
+    monkeypatch.setattr(precision, "run", lambda cfg: pytest.fail("bench_rows ran the whole stop"))
     got = precision.bench_rows(BenchSettings(device="cpu", quick=True))
+    assert asked == [["roofs", "encoder", "train", "vision", "generate"]]  # compile's sweep makes no bench row
     assert {r.section for r in got} <= {"precision roof", "precision", "precision decode"}
     # a batched decode is held to fp32 at its own batch (its ms per call of 16 rows is not batch 1's)
     assert all(r.baseline in ("fp32", "fp32 eager", "fp32 batch 16", "bandwidth limit") and r.variant_ms > 0
                for r in got)
-    models = {v["model"] for v in result.variants}
-    assert len([r for r in got if r.section == "precision"]) == len(result.variants) - len(models)
+    models = {v.model for v in result.variants()}
+    assert len([r for r in got if r.section == "precision"]) == len(result.variants()) - len(models)
     decode_rows = [r for r in got if r.section == "precision decode"]
-    assert len(decode_rows) == len(result.decode_limit_tokens_s) >= 1 and all(r.roof for r in decode_rows)
+    assert len(decode_rows) == len(result.decode.limits) >= 1 and all(r.roof for r in decode_rows)
     # the share of its roof, at most 1 (a decode above the roof has it measured again, then is clamped)
     assert all(abs(r.ratio - min(1.0, r.baseline_ms / r.variant_ms)) < 1e-9 for r in decode_rows)
     roof_rows = [r for r in got if r.section == "precision roof"]
     assert all(abs(r.ratio - r.baseline_ms / r.variant_ms) < 1e-9 for r in roof_rows)  # the rates' ratio
-    assert {r.variant for r in roof_rows} == set(result.roofs_gflops) - {"fp32"}
-    assert result.decode_bandwidth_gb_s > 0 and result.bandwidth_gb_s > 0
+    assert {r.variant for r in roof_rows} == set(result.roofs.gflops) - {"fp32"}
+    assert result.decode.bandwidth_gb_s > 0 and result.roofs.bandwidth_gb_s > 0
 
 
 def test_no_variant_reads_above_its_roof(result):
     """Each MiniLM way's rate is held to its dtype's core roof: a share above 100% would mean a mis-measured roof."""
     import re
 
-    shares = [int(m) for v in result.variants for m in re.findall(r"(\d+)% of the \w+ roof", v["detail"])]
+    shares = [int(m) for v in result.variants() for m in re.findall(r"(\d+)% of the \w+ roof", v.detail)]
     assert shares and all(0 <= p <= 100 for p in shares)
-    assert result.roofs_n["fp32"] in roofs.sizes(result.device.split(":")[0])
+    assert result.roofs.n["fp32"] in roofs.sizes(result.device.split(":")[0])
 
 
 def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, tmp_path):
@@ -154,9 +159,9 @@ def test_no_bf16_hardware_is_a_one_line_skip_and_fp32_only(monkeypatch, capsys, 
     res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["roofs", "encoder"]))
     lines = [line for line in capsys.readouterr().out.splitlines() if "not on this hardware" in line]
     assert len(lines) == 1 and "fp32 path only" in lines[0]
-    assert res.low_dtype == "fp32" and set(res.roofs_gflops) == {"fp32"}
-    assert {v["variant"] for v in res.variants} == {"fp32 eager"}
-    assert res.encoder_close is None and res.accuracy_kept is None  # not run, not failed
+    assert res.low_dtype == "fp32" and set(res.roofs.gflops) == {"fp32"}
+    assert {v.variant for v in res.variants()} == {"fp32 eager"}
+    assert res.encoder.close is None and res.encoder.accuracy_kept is None  # not run, not failed
     assert not res.failed_checks()
 
 
@@ -198,11 +203,11 @@ def test_compile_sweep_explains_its_ratio_with_the_cache_sizes(tmp_path):
         pytest.skip(compile_problem(CPU))
     res = precision.run(precision.Config(quick=True, device="cpu", out=str(tmp_path), parts=["compile"],
                                          fusion_mb=[1, 8], dtype="fp32"))
-    assert [r["mb"] for r in res.fusion] == [1, 8] and all(r["ratio"] > 0 for r in res.fusion)
-    assert res.fusion_parity is True
-    assert "Fusing saves passes over memory" in res.fusion_reason
+    assert [r["mb"] for r in res.fusion.rows] == [1, 8] and all(r["ratio"] > 0 for r in res.fusion.rows)
+    assert res.fusion.parity is True
+    assert "Fusing saves passes over memory" in res.fusion.reason
     if dev.cache_sizes():
-        assert "L2" in res.fusion_reason and res.fusion[0]["where"] in ("L2", "L3")
+        assert "L2" in res.fusion.reason and res.fusion.rows[0]["where"] in ("L2", "L3")
 
 
 def test_a_tokenizer_that_makes_perplexity_incomparable_is_said_in_one_line():
@@ -349,20 +354,20 @@ def test_a_batched_way_is_checked_on_the_batch_it_is_timed_on(capsys):
 def test_quick_mode_lists_the_full_mode_only_ways_as_skipped(result):
     from tour.precision import decode, encoder
 
-    assert result.skipped["int8 weights on bf16, static cache + compile"] == decode.FULL_ONLY
-    assert result.skipped["bf16 weights + compile (freezing)"] == encoder.FULL_ONLY
+    assert result.decode.skipped["int8 weights on bf16, static cache + compile"] == decode.FULL_ONLY
+    assert result.encoder.skipped["bf16 weights + compile (freezing)"] == encoder.FULL_ONLY
     assert "full mode only" in decode.FULL_ONLY and "full mode only" in encoder.FULL_ONLY
     batched = rows(result, "SmolLM2 decode (batch 16)")
-    assert list(batched) == ["fp32 batch 16", "bf16 weights batch 16"] and all(v["keeps"] for v in batched.values())
-    assert "fp32 batch 16's tokens/s (the dtype's own gain)" in batched["bf16 weights batch 16"]["detail"]
+    assert list(batched) == ["fp32 batch 16", "bf16 weights batch 16"] and all(v.keeps for v in batched.values())
+    assert "fp32 batch 16's tokens/s (the dtype's own gain)" in batched["bf16 weights batch 16"].detail
     assert "converts the whole int8 weight" in rows(result, "SmolLM2 decode (batch 1)")[
-        "int8 weight-only (torchao)"]["detail"]
+        "int8 weight-only (torchao)"].detail
 
 
 def test_a_batched_decode_reads_against_its_own_fp32_in_the_table():
-    fake = [{"model": "m (batch 1)", "variant": "fp32 eager", "ms": 100.0, "speedup": 1.0, "keeps": True},
-            {"model": "m (batch 16)", "variant": "fp32 batch 16", "ms": 300.0, "speedup": 5.0, "keeps": True},
-            {"model": "m (batch 16)", "variant": "bf16 batch 16", "ms": 150.0, "speedup": 10.0, "keeps": True}]
+    fake = [precision.Variant("m (batch 1)", "fp32 eager", 100.0, 1.0, True),
+            precision.Variant("m (batch 16)", "fp32 batch 16", 300.0, 5.0, True),
+            precision.Variant("m (batch 16)", "bf16 batch 16", 150.0, 10.0, True)]
     best = precision.best_rows(fake)
     assert [b.get("against its own fp32") for b in best] == [None, "2.00x fp32 batch 16"]
     assert "| m (batch 16) | bf16 batch 16 (2.00x fp32 batch 16) | 150.0 | 10.00x |" in precision.table(best)

@@ -221,13 +221,13 @@ def _lesson_outcomes() -> list:
             "a cat on a mat": [["The cat sat.", "pets", 0.81], ["Dogs bark.", "pets", 0.42]]}}),
         O("vision", True, 40.0, "vision", result={"device": "cpu", "test_accuracy": 0.953, "speedup": {
             "eager (no_grad)": 1.0, "channels_last": 1.3}}),
-        O("attention", True, 5.0, "attention", result={"device": "cpu", "rows": [
-            {"seq_len": 256, "naive_ms": 2.0, "sdpa_ms": 1.0, "ratio": 2.0, "allclose": True}]}),
+        O("attention", True, 5.0, "attention", result={"device": "cpu", "lengths": {"rows": [
+            {"seq_len": 256, "naive_ms": 2.0, "sdpa_ms": 1.0, "ratio": 2.0, "allclose": True}]}}),
         O("export", False, 3.0, "export", error="failed check(s): parity", result={
-            "device": "cpu", "ratio": 1.2, "parity": {"1": True, "8": False}}),
-        O("precision", True, 60.0, "precision", result={"device": "cpu", "variants": [
+            "device": "cpu", "pt2": {"eager": {"ratio": 1.2, "parity": {"1": True, "8": False}}}}),
+        O("precision", True, 60.0, "precision", result={"device": "cpu", "encoder": {"rows": [
             {"model": "MiniLM inference", "variant": "fp32 eager", "ms": 9.0, "speedup": 1.0, "keeps": True},
-            {"model": "MiniLM inference", "variant": "bf16 autocast", "ms": 5.0, "speedup": 1.8, "keeps": True}]}),
+            {"model": "MiniLM inference", "variant": "bf16 autocast", "ms": 5.0, "speedup": 1.8, "keeps": True}]}}),
         O("pyro", False, 0.5, "pyro", error="ImportError: No module named 'pyro'"),
     ]
 
@@ -262,6 +262,22 @@ def test_every_ratio_is_read_with_its_parity_and_every_roof(tmp_path):
                       "bench · MiniLM-L6 encoder": 0.27}
 
 
+def field_paths(cls, prefix: str = "") -> set[str]:
+    """Every field of a Result class by path, a part's (and a part's part's) as `speed.kv_same`."""
+    found = {prefix + f.name for f in dataclasses.fields(cls)}
+    for part, part_class in parts_of(cls).items():
+        found |= field_paths(part_class, f"{prefix}{part}.")
+    return found
+
+
+def hint_of(cls, path: str):
+    """The type of the field at `path` (`lengths.rows`: the rows field of the lengths part)."""
+    *parts, name = path.split(".")
+    for part in parts:
+        cls = parts_of(cls)[part]
+    return typing.get_type_hints(cls)[name]
+
+
 def test_every_declared_parity_and_roof_names_a_field():
     """A renamed field must not silently drop a parity mark or a roof from the chart."""
     for name in STOPS:
@@ -269,14 +285,13 @@ def test_every_declared_parity_and_roof_names_a_field():
             result_class = load(name).Result
         except ImportError:
             continue  # an optional stack not installed here
-        labels, hints = labels_of(result_class), typing.get_type_hints(result_class)
+        labels = labels_of(result_class)
         for path, label in labels.items():
             table, _, column = path.partition("[].")
-            siblings = {f.name for f in dataclasses.fields(result_class)}
-            siblings |= {f"{part}.{f.name}" for part, cls in parts_of(result_class).items()
-                         for f in dataclasses.fields(cls)}  # a part's fields, as `speed.kv_same`
+            siblings = field_paths(result_class)  # a part's fields too, as `speed.kv_same`
             if column:  # a table's columns: declared ones, or the fields of the dataclass it lists
-                row = next((a for a in typing.get_args(hints[table]) if dataclasses.is_dataclass(a)), None)
+                row = next((a for a in typing.get_args(hint_of(result_class, table)) if dataclasses.is_dataclass(a)),
+                           None)
                 siblings = {f.name for f in dataclasses.fields(row)} if row else {c for c, *_ in labels[table].columns}
             for ref in (label.parity, label.roof):
                 assert ref is None or ref in siblings, f"{name}.{path} names {ref!r}, which is not a field"

@@ -134,7 +134,7 @@ def test_bench_flop_rows_never_exceed_their_roof(timer, capsys):
 
 
 def test_decode_and_report_figures_are_clamped():
-    from tour.precision import Result, decode, decode_roof_rows
+    from tour.precision import Decode, decode, decode_roof_rows
     from tour.tools import report
 
     ms = {"fp32 eager": 100.0, "bf16 weights": 100.0}
@@ -142,9 +142,8 @@ def test_decode_and_report_figures_are_clamped():
                          {"fp32 eager": 12.0, "bf16 weights": 8.0}, {"fp32 eager": 2e6, "bf16 weights": 1e6},
                          {k: ["Paris."] for k in ms}, {k: 38.0 for k in ms}, None)
     assert "(83% of it)" in rows[0].detail and "(100% of it (clamped: measured 125%" in rows[1].detail
-    result = Result("cpu", [], "bf16", decode_limit_tokens_s={"bf16 weights": 8.0},
-                    decode_tokens_s={"bf16 weights": 10.0}, decode_bandwidth_gb_s=5.0)
-    (row,) = decode_roof_rows(result)
+    (row,) = decode_roof_rows(Decode(tokens_s={"bf16 weights": 10.0}, limits={"bf16 weights": 8.0},
+                                     bandwidth_gb_s=5.0))
     assert isinstance(row, BenchRow) and row.roof and row.ratio == 1.0 and "clamped" in row.note
     labels = {"speed.got": report.Label("decode", "tokens/s", None, "speed.limit"),
               "speed.limit": report.Label("limit", "tokens/s")}

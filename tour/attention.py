@@ -37,42 +37,57 @@ class Config(BaseConfig):
     hf_seq_len: int = arg(256, "tokens per MiniLM text (MiniLM takes at most 512)", min=1, max=512, quick=64)
 
 
+# the parts: each section's typed record, its labels and checks declared beside its fields ---------------------------
+@dataclass
+class Lengths:
+    # one row per length (shortest first): the columns below, and memory_source
+    rows: list[dict] = labelled("naive attention vs SDPA by sequence length", default_factory=list,
+                                columns={"seq_len": ("sequence length", "tokens"), "naive_ms": ("naive", "ms"),
+                                         "sdpa_ms": ("SDPA", "ms"), "ratio": ("naive / SDPA", "x", "allclose"),
+                                         "naive_peak_mb": ("naive peak", "MB"), "sdpa_peak_mb": ("SDPA peak", "MB"),
+                                         "max_abs_err": ("max |error|", ""), "allclose": ("allclose", "")})
+    memory_source: str = ""  # how the peak_mb figures were obtained (measured by which tool, or estimated)
+    allclose: bool | None = check("SDPA equals naive attention at every length (max |error| <= 1e-4 in fp32, "
+                                  "3e-2 in bf16/fp16)", None)
+
+
+@dataclass
+class Causal:
+    max_abs_err: float = labelled("causal mask vs is_causal=True, max |error|", "", 0.0)
+    allclose: bool | None = check("is_causal=True equals naive attention with a triangular mask at every "
+                                  "element within the same atol + 2 eps(dtype) x |naive| (early rows "
+                                  "average few values: |output| ~4, where one bf16 step is 0.031)", None)
+
+
+@dataclass
+class Backends:
+    found: dict[str, dict] = field(default_factory=dict)  # SDPBackend name -> {ran, ms, max_abs_err, reason}
+    allclose: bool | None = check("every SDPA backend that ran here equals naive attention (same tolerance; "
+                                  "a backend this device lacks is skipped)", None)
+
+
+@dataclass
+class MiniLM:
+    eager_ms: float = labelled('MiniLM forward, attn "eager"', "ms", 0.0)
+    sdpa_ms: float = labelled('MiniLM forward, attn "sdpa"', "ms", 0.0)  # same weights, attn_implementation="sdpa"
+    ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0, parity="allclose")
+    max_abs_err: float = labelled("MiniLM eager vs sdpa, max |error|", "", 0.0)  # between the two last_hidden_states
+    shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
+    allclose: bool | None = check(f'MiniLM gives the same hidden states with attn "eager" and "sdpa" (max |diff| '
+                                  f"<= {HF_TOL:g})", None)
+
+
 @dataclass
 class Result(BaseResult):
+    """The run's device and shapes, then one part per section (`result.lengths.rows`, `result.minilm.ratio`)."""
+
     device: str
     dtype: str
     shape: list[int]  # batch, heads, head_dim of every run
-    memory_source: str  # how the peak_mb figures were obtained (measured by which tool, or estimated)
-    # one row per length: seq_len, naive_ms, sdpa_ms, ratio (naive/sdpa), naive_peak_mb, sdpa_peak_mb,
-    # max_abs_err, allclose, memory_source
-    rows: list[dict] = labelled("naive attention vs SDPA by sequence length", default_factory=list,
-                                columns={"seq_len": ("sequence length", "tokens"),
-                                         "naive_ms": ("naive", "ms"),
-                                         "sdpa_ms": ("SDPA", "ms"),
-                                         "ratio": ("naive / SDPA", "x", "allclose"),
-                                         "naive_peak_mb": ("naive peak", "MB"),
-                                         "sdpa_peak_mb": ("SDPA peak", "MB"),
-                                         "max_abs_err": ("max |error|", ""),
-                                         "allclose": ("allclose", "")})
-    # naive with a triangular mask vs SDPA is_causal=True
-    causal_max_abs_err: float = labelled("causal mask vs is_causal=True, max |error|", "", 0.0)
-    # SDPBackend name -> {ran, ms, max_abs_err, reason}; forced one at a time with sdpa_kernel
-    backends: dict[str, dict] = field(default_factory=dict)
-    # MiniLM forward, attn_implementation="eager"
-    hf_eager_ms: float = labelled('MiniLM forward, attn "eager"', "ms", 0.0)
-    hf_sdpa_ms: float = labelled('MiniLM forward, attn "sdpa"', "ms", 0.0)  # same weights, attn_implementation="sdpa"
-    hf_ratio: float = labelled("MiniLM SDPA (eager / sdpa)", "x", 0.0, parity="hf_allclose")
-    hf_max_abs_err: float = labelled("MiniLM eager vs sdpa, max |error|", "", 0.0)  # between the two last_hidden_states
-    hf_shape: list[int] = field(default_factory=list)  # batch, tokens of the MiniLM input
-    sdpa_allclose: bool | None = check("SDPA equals naive attention at every length (max |error| <= 1e-4 in fp32, "
-                                       "3e-2 in bf16/fp16)", None)
-    causal_allclose: bool | None = check("is_causal=True equals naive attention with a triangular mask at every "
-                                         "element within the same atol + 2 eps(dtype) x |naive| (early rows "
-                                         "average few values: |output| ~4, where one bf16 step is 0.031)", None)
-    backends_allclose: bool | None = check("every SDPA backend that ran here equals naive attention (same tolerance; "
-                                           "a backend this device lacks is skipped)", None)
-    hf_allclose: bool | None = check(f'MiniLM gives the same hidden states with attn "eager" and "sdpa" (max |diff| '
-                                     f"<= {HF_TOL:g})", None)
+    lengths: Lengths  # 1) naive vs SDPA across lengths: time, peak memory, parity
+    causal: Causal  # 2) naive with a triangular mask vs is_causal=True
+    backends: Backends  # 3) each SDPA backend forced in turn with sdpa_kernel: which run on this device
+    minilm: MiniLM  # 4) the same switch inside transformers: MiniLM with attn_implementation "eager" vs "sdpa"
 
 
 # 0) helpers: memory and the memory guard (timing is tour.core.timing.median_ms: one warm-up, then the median) ---------
@@ -214,18 +229,24 @@ def compare_length(cfg: Config, length: int, device, dtype) -> dict:
             "allclose": err <= tolerance(dtype), "memory_source": source}
 
 
-def print_rows(rows: list[dict]) -> None:
+def lengths_part(cfg: Config, device, dtype) -> Lengths:
+    """Section 1: every length of --seq-lens, shortest first, printed as a table."""
+    rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
     print(f"  {'L':>6} {'naive ms':>10} {'SDPA ms':>10} {'naive/SDPA':>10} {'naive MiB':>10} {'SDPA MiB':>10}"
           f" {'max |diff|':>10}")
     for r in rows:
         print(f"  {r['seq_len']:>6} {r['naive_ms']:>10.2f} {r['sdpa_ms']:>10.2f} {r['ratio']:>9.2f}x "
               f"{r['naive_peak_mb']:>10.1f} {r['sdpa_peak_mb']:>10.1f} {r['max_abs_err']:>10.1e}")
+    source = rows[0]["memory_source"]
+    print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
+    return Lengths(rows, source, all(r["allclose"] for r in rows))
 
 
 # 2) causal mask, 3) backends ------------------------------------------------------------------------------------
-def causal_error(cfg: Config, length: int, device, dtype) -> tuple[float, bool]:
-    """(max |naive - is_causal|, whether every element is within `within_tolerance`). Row i averages i+1 values of
-    v, so the first rows are as large as v itself (~4 in a randn draw): the check is relative there."""
+def causal_part(cfg: Config, length: int, device, dtype) -> Causal:
+    """Section 2: max |naive - is_causal| at one length, and whether every element is within `within_tolerance`.
+    Row i averages i+1 values of v, so the first rows are as large as v itself (~4 in a randn draw): the check is
+    relative there."""
     import torch
     import torch.nn.functional as F
 
@@ -233,7 +254,10 @@ def causal_error(cfg: Config, length: int, device, dtype) -> tuple[float, bool]:
     with torch.inference_mode():
         naive = naive_attention(q, k, v, causal=True)
         fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return (naive.float() - fused.float()).abs().max().item(), within_tolerance(naive, fused, dtype)
+        err, close = (naive.float() - fused.float()).abs().max().item(), within_tolerance(naive, fused, dtype)
+    print(f"  max |diff| {err:.1e}; within {tolerance(dtype):g} + {relative_tolerance(dtype):.2g} x |naive| "
+          f"everywhere: {close}")
+    return Causal(err, close)
 
 
 def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
@@ -261,7 +285,14 @@ def try_backend(name: str, cfg: Config, length: int, device, dtype) -> dict:
     return {"ran": True, "ms": ms, "max_abs_err": err, "reason": ""}
 
 
-def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
+def backends_close(backends: dict[str, dict], dtype) -> bool | None:
+    """Every backend that ran within the dtype's tolerance of naive attention; None when none ran."""
+    ran = [info["max_abs_err"] for info in backends.values() if info["ran"]]
+    return all(e <= tolerance(dtype) for e in ran) if ran else None
+
+
+def backends_part(cfg: Config, length: int, device, dtype) -> Backends:
+    """Section 3: every SDPA backend this torch names, forced in turn, and whether those that ran agree."""
     from torch.nn.attention import SDPBackend
 
     found = {}
@@ -272,7 +303,7 @@ def probe_backends(cfg: Config, length: int, device, dtype) -> dict[str, dict]:
         text = f"ran, {info['ms']:.2f} ms, max |diff| vs naive {info['max_abs_err']:.1e}" if info["ran"] else \
             f"not available: {info['reason']}"
         print(f"  {name:<20} {text}")
-    return found
+    return Backends(found, backends_close(found, dtype))
 
 
 # 4) the same switch inside transformers -------------------------------------------------------------------------
@@ -284,7 +315,7 @@ def minilm_inputs(tokenizer, cfg: Config, device):
     return {k: v.to(device) for k, v in enc.items()}
 
 
-def minilm_switch(cfg: Config, device) -> dict:
+def minilm_switch(cfg: Config, device) -> MiniLM:
     require("transformers", stop="the attention stop")
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -306,61 +337,58 @@ def minilm_switch(cfg: Config, device) -> dict:
               f"{times[impl]:.1f} ms per batch")
     err = (hidden["eager"] - hidden["sdpa"]).abs().max().item()
     print(f"  eager/sdpa = {times['eager'] / times['sdpa']:.2f}x; last_hidden_state max |diff| {err:.1e}")
-    return {"hf_eager_ms": times["eager"], "hf_sdpa_ms": times["sdpa"], "hf_ratio": times["eager"] / times["sdpa"],
-            "hf_max_abs_err": err, "hf_shape": list(inputs["input_ids"].shape), "hf_allclose": err <= HF_TOL}
+    return MiniLM(times["eager"], times["sdpa"], times["eager"] / times["sdpa"], err,
+                  list(inputs["input_ids"].shape), err <= HF_TOL)
 
 
-def verdicts(rows: list[dict], causal_close: bool, backends: dict[str, dict], dtype) -> dict:
-    """The Result's checks: each comparison against naive attention within the dtype's tolerance (the causal one
-    as `causal_error` judged it, element by element)."""
-    ran = [info["max_abs_err"] for info in backends.values() if info["ran"]]
-    return {"sdpa_allclose": all(r["allclose"] for r in rows), "causal_allclose": causal_close,
-            "backends_allclose": all(e <= tolerance(dtype) for e in ran) if ran else None}
+def prepare(cfg: Config):
+    """(device, dtype) for a run, seeded, after refusing what would fail later: a length that can't fit, a typo."""
+    from tour.core import device as dev
+    from tour.core import dtypes
+    from tour.core.models import resolve_model
+
+    device = dev.get_device(cfg.device)
+    dtype = dtypes.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
+    check_fits(cfg, device, itemsize=dtype.itemsize)
+    resolve_model(cfg.model)  # a mistyped --model path fails now, not after three sections of work
+    dev.seed_everything(cfg.seed)
+    return device, dtype
 
 
 @keeps_caller_state
 def run(cfg: Config) -> Result:
     from tour.core import device as dev
-    from tour.core import dtypes
 
-    device = dev.get_device(cfg.device)
-    dtype = dtypes.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
-    check_fits(cfg, device, itemsize=dtype.itemsize)
-    from tour.core.models import resolve_model
-
-    resolve_model(cfg.model)  # a mistyped --model path fails now, not after three sections of work
-    dev.seed_everything(cfg.seed)
+    device, dtype = prepare(cfg)
     print(f"[attention] {dev.describe(cfg.device)}")
     print(f"1) naive softmax(QK^T/sqrt(d))V vs F.scaled_dot_product_attention, batch {cfg.batch_size} x {cfg.heads} "
           f"heads x head_dim {cfg.head_dim}, median of {cfg.repeats}")
-    rows = [compare_length(cfg, n, device, dtype) for n in sorted(set(cfg.seq_lens))]
-    print_rows(rows)
-    source = rows[0]["memory_source"]
-    print(f"  peak memory per call measured with {source}; naive holds 2 x L x L scores per head, SDPA tiles them")
-    mid = rows[len(rows) // 2]["seq_len"]
+    lengths = lengths_part(cfg, device, dtype)
+    mid = lengths.rows[len(lengths.rows) // 2]["seq_len"]
     print(f"2) causal mask at L={mid}: naive triangular mask vs is_causal=True")
-    causal, causal_close = causal_error(cfg, mid, device, dtype)
-    print(f"  max |diff| {causal:.1e}; within {tolerance(dtype):g} + {relative_tolerance(dtype):.2g} x |naive| "
-          f"everywhere: {causal_close}")
+    causal = causal_part(cfg, mid, device, dtype)
     print(f"3) SDPA backends on {device}, each forced with sdpa_kernel at L={mid}")
-    backends = probe_backends(cfg, mid, device, dtype)
+    backends = backends_part(cfg, mid, device, dtype)
     print("4) the same switch inside transformers: MiniLM eager vs sdpa attention")
-    hf = minilm_switch(cfg, device)
+    minilm = minilm_switch(cfg, device)
     return Result(device=str(device), dtype=str(dtype).removeprefix("torch."),
-                  shape=[cfg.batch_size, cfg.heads, cfg.head_dim], memory_source=source, rows=rows,
-                  causal_max_abs_err=causal, backends=backends, **hf,
-                  **verdicts(rows, causal_close, backends, dtype))
+                  shape=[cfg.batch_size, cfg.heads, cfg.head_dim], lengths=lengths, causal=causal, backends=backends,
+                  minilm=minilm)
 
 
+@keeps_caller_state
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
-    """`tour bench`'s attention rows: naive vs SDPA per length, and MiniLM's eager vs sdpa attention."""
-    res = run(Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed))
-    rows = [BenchRow("attention", f"L={r['seq_len']}, {res.dtype}", "naive softmax(QK^T)V", "F.sdpa", r["naive_ms"],
+    """`tour bench`'s attention rows: naive vs SDPA per length, and MiniLM's eager vs sdpa attention (sections 1
+    and 4 of the stop, the same part functions run() calls)."""
+    cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed)
+    device, dtype = prepare(cfg)
+    lengths, hf = lengths_part(cfg, device, dtype), minilm_switch(cfg, device)
+    name = str(dtype).removeprefix("torch.")
+    rows = [BenchRow("attention", f"L={r['seq_len']}, {name}", "naive softmax(QK^T)V", "F.sdpa", r["naive_ms"],
                      r["sdpa_ms"], r["ratio"], r["allclose"],
-                     f"peak {r['naive_peak_mb']:.0f} -> {r['sdpa_peak_mb']:.0f} MiB") for r in res.rows]
-    rows.append(BenchRow("attention", f"MiniLM {res.hf_shape}", 'attn "eager"', 'attn "sdpa"', res.hf_eager_ms,
-                         res.hf_sdpa_ms, res.hf_ratio, res.hf_max_abs_err <= HF_TOL,
-                         f"max diff {res.hf_max_abs_err:.1e}"))
+                     f"peak {r['naive_peak_mb']:.0f} -> {r['sdpa_peak_mb']:.0f} MiB") for r in lengths.rows]
+    rows.append(BenchRow("attention", f"MiniLM {hf.shape}", 'attn "eager"', 'attn "sdpa"', hf.eager_ms, hf.sdpa_ms,
+                         hf.ratio, hf.allclose, f"max diff {hf.max_abs_err:.1e}"))
     return rows
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from tour.core.cli import stop_main
 
@@ -25,36 +25,57 @@ from tour.export.config import MAX_BATCH, NAME, Config  # noqa: F401  (the stop'
 from tour.export.fresh import Fresh, run_fresh
 
 
+# the parts: each section's typed record, its labels and checks declared beside its fields ---------------------------
+@dataclass
+class Exported:
+    """2) torch.export: what came out of tracing the trained model."""
+
+    seconds: float = labelled("torch.export time", "s")  # torch.export.export wall time
+    dynamic_batch: str  # the range the exported batch dimension accepts
+    signature: dict  # user_inputs, user_outputs, parameters, buffers (counts) and graph nodes
+    wrong_shape_rejected: bool = check("the exported program's guards refuse an input of the wrong shape")
+
+
+@dataclass
+class Pt2VsEager:
+    """The .pt2's outputs (fresh process) against eager PyTorch's for the same inputs (this process)."""
+
+    eager_ms: float = labelled("eager forward", "ms", 0.0)  # median eager forward at `batch_size` (this process)
+    # eager_ms / the .pt2's: above 1 means the package is faster
+    ratio: float = labelled("AOTInductor .pt2 (eager / package)", "x", 0.0, parity="parity")
+    max_abs_err: float = labelled(".pt2 vs eager, max |error|", "", 0.0)  # worst over every batch size
+    parity: dict[str, bool] = field(default_factory=dict)  # batch size -> allclose(eager, .pt2)
+
+
+@dataclass
+class Shipped:
+    """3) and 4): the AOTInductor package and its fresh process; the defaults (zeros, checks not run) when
+    AOTInductor could not run here."""
+
+    skipped: str = ""  # why AOTInductor did not run (e.g. no C++ compiler); empty when it ran
+    package: str = ""  # path of the .pt2
+    package_mb: float = labelled(".pt2 package size", "MB", 0.0)
+    # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
+    compile_s: float = labelled("AOTInductor compile time", "s", 0.0)
+    fresh: Fresh = field(default_factory=Fresh)  # what the fresh process reported
+    eager: Pt2VsEager = field(default_factory=Pt2VsEager)  # its outputs and latency against eager's
+    allclose: bool | None = check("the .pt2 in a fresh process gives eager's outputs at every batch size "
+                                  "(allclose, atol and rtol 1e-4, IEEE fp32); None: AOTInductor skipped", None)
+    runner_needs_no_tour: bool | None = check("the fresh process ran the .pt2 without importing any tour module",
+                                              None)
+
+
 @dataclass
 class Result(BaseResult):
+    """The trained model, then one part per section (`result.exported.signature`, `result.pt2.eager.ratio`)."""
+
     device: str
     arch: str  # which tour architecture was exported (cnn or mlp)
     # eager model on held-out digits, so the exported thing is a real trained model
     test_accuracy: float = labelled("eager model's held-out accuracy", "%")
     n_params: int  # parameter tensors' total elements, as lifted into the graph signature
-    signature: dict  # user_inputs, user_outputs, parameters, buffers (counts) and graph nodes
-    dynamic_batch: str  # the range the exported batch dimension accepts
-    export_s: float = labelled("torch.export time", "s")  # torch.export.export wall time
-    wrong_shape_rejected: bool = check("the exported program's guards refuse an input of the wrong shape")
-    package: str = ""  # path of the .pt2 (empty when AOTInductor could not run)
-    package_mb: float = labelled(".pt2 package size", "MB", 0.0)
-    # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
-    aoti_compile_s: float = labelled("AOTInductor compile time", "s", 0.0)
-    aoti_skipped: str = ""  # why AOTInductor did not run (e.g. no C++ compiler); empty when it ran
-    fresh_process_tour_modules: list[str] = field(default_factory=list)  # tour modules the runner imported: none
-    import_s: float = labelled("fresh process: import torch", "s", 0.0)  # fresh process: import torch + safetensors
-    load_s: float = labelled("fresh process: load the .pt2", "s", 0.0)  # fresh process: aoti_load_package of the .pt2
-    eager_ms: float = labelled("eager forward", "ms", 0.0)  # median eager forward at `batch_size` (this process)
-    # median .pt2 forward at `batch_size` (fresh process, same thread count)
-    aoti_ms: float = labelled(".pt2 forward, fresh process", "ms", 0.0)
-    # eager_ms / aoti_ms: above 1 means the package is faster
-    ratio: float = labelled("AOTInductor .pt2 (eager / package)", "x", 0.0, parity="parity")
-    max_abs_err: float = labelled(".pt2 vs eager, max |error|", "", 0.0)  # .pt2 vs eager, worst over every batch size
-    parity: dict[str, bool] = field(default_factory=dict)  # batch size -> allclose(eager, .pt2)
-    pt2_allclose: bool | None = check("the .pt2 in a fresh process gives eager's outputs at every batch size "
-                                      "(allclose, atol and rtol 1e-4, IEEE fp32); None: AOTInductor skipped", None)
-    runner_needs_no_tour: bool | None = check("the fresh process ran the .pt2 without importing any tour module",
-                                              None)
+    exported: Exported  # 2) torch.export with a dynamic batch dimension
+    pt2: Shipped  # 3) AOTInductor's .pt2 and 4) the fresh process running it
 
 
 # 1) a trained tour model ----------------------------------------------------------------------------------------
@@ -101,23 +122,16 @@ def train(cfg: Config, device):
 
 
 # 2) torch.export ------------------------------------------------------------------------------------------------
-class Exported(NamedTuple):
-    program: Any  # the torch.export.ExportedProgram
-    seconds: float  # torch.export.export wall time
-    dynamic_batch: str  # the range the batch dimension accepts
-    signature: dict  # see describe_signature
-    wrong_shape_rejected: bool
-
-
-def export_and_inspect(model, x_test, device) -> Exported:
-    """Export, then look at what came out: the batch range, the graph signature, a wrong shape refused."""
+def export_and_inspect(model, x_test, device) -> tuple[Any, Exported]:
+    """Export, then look at what came out: the batch range, the graph signature, a wrong shape refused. Returns
+    the torch.export.ExportedProgram and its record."""
     start = time.perf_counter()
     ep = export_model(model, x_test[:8].to(device))
     seconds = time.perf_counter() - start
     dynamic = str(next(iter(ep.range_constraints.values()), "static"))
     print(f"  exported in {seconds:.1f} s; batch dimension accepts {dynamic}")
     signature = describe_signature(ep)
-    return Exported(ep, seconds, dynamic, signature, rejects_wrong_shape(ep, x_test[:2].to(device)))
+    return ep, Exported(seconds, dynamic, signature, rejects_wrong_shape(ep, x_test[:2].to(device)))
 
 
 def export_model(model, example):
@@ -177,15 +191,9 @@ def package(ep, path: Path) -> float:
 
 
 # 4) the fresh process -------------------------------------------------------------------------------------------
-class Comparison(NamedTuple):
-    eager_ms: float  # median eager forward at the timing batch, this process
-    ratio: float  # eager_ms / the .pt2's: above 1 means the package is faster
-    max_abs_err: float  # .pt2 vs eager, worst over every input
-    parity: dict[str, bool]  # batch size -> allclose(eager, .pt2)
-
-
-def compare(model, fresh: Fresh, inputs: dict, cfg: Config, device) -> Comparison:
-    """Eager outputs for the same inputs, and eager latency at the timing batch, measured here. In IEEE fp32, as the
+def pt2_vs_eager(model, fresh: Fresh, outputs: dict, inputs: dict, cfg: Config, device) -> Pt2VsEager:
+    """The fresh process's .pt2 outputs against eager outputs for the same inputs, and eager latency at the timing
+    batch against the .pt2's, eager measured here. In IEEE fp32, as the
     fresh process computes; the timing input is on the device before timing starts, as it is there (eager is not
     billed for a host-to-device copy the .pt2 side does not pay)."""
     import torch
@@ -197,21 +205,20 @@ def compare(model, fresh: Fresh, inputs: dict, cfg: Config, device) -> Compariso
         eager = {k: model(x.to(device)).cpu() for k, x in inputs.items()}
         timing = inputs["timing"].to(device)
         eager_ms = median_ms(lambda: model(timing), device, cfg.repeats)
-    errs = {k: (eager[k] - fresh.outputs[k]).abs().max().item() for k in eager}
-    parity = {k.removeprefix("batch_"): torch.allclose(eager[k], fresh.outputs[k], atol=1e-4, rtol=1e-4)
+    errs = {k: (eager[k] - outputs[k]).abs().max().item() for k in eager}
+    parity = {k.removeprefix("batch_"): torch.allclose(eager[k], outputs[k], atol=1e-4, rtol=1e-4)
               for k in eager if k.startswith("batch_")}
-    return Comparison(eager_ms, eager_ms / fresh.aoti_ms, max(errs.values()), parity)
+    return Pt2VsEager(eager_ms, eager_ms / fresh.aoti_ms, max(errs.values()), parity)
 
 
-@dataclass(frozen=True)
-class Shipped:
-    """Sections 3 and 4; `Shipped()`, all zeros and empty, when AOTInductor could not run here."""
-
-    package: str = ""  # the .pt2's path
-    package_mb: float = 0.0
-    compile_s: float = 0.0
-    fresh: Fresh = field(default_factory=lambda: Fresh(0.0, 0.0, 0.0, [], {}))
-    comparison: Comparison = field(default_factory=lambda: Comparison(0.0, 0.0, 0.0, {}))
+def pt2_part(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
+    """Sections 3 and 4, or `Shipped(skipped=why)` (nothing built, its checks not run) when AOTInductor can't run
+    here."""
+    skipped = aoti_problem(device)
+    if skipped:
+        print(f"  skipped: {skipped}")
+        return Shipped(skipped=skipped)
+    return ship(cfg, model, ep, x_test, folder, device)
 
 
 def ship(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
@@ -227,14 +234,15 @@ def ship(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
     pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch_size]) // len(x_test)))  # real digits, repeated
     inputs = {f"batch_{b}": pool[torch.randperm(len(pool), generator=g)[:b]] for b in cfg.batches}
     inputs["timing"] = pool[: cfg.batch_size]
-    fresh = run_fresh(folder, pt2, inputs, device, cfg.repeats)
-    c = compare(model, fresh, inputs, cfg, device)
+    fresh, outputs = run_fresh(folder, pt2, inputs, device, cfg.repeats)
+    c = pt2_vs_eager(model, fresh, outputs, inputs, cfg, device)
     print(f"  fresh process imported tour modules: {fresh.tour_modules or 'none'}; "
           f"import torch {fresh.import_s:.1f} s, load .pt2 {fresh.load_s:.2f} s")
     print(f"  parity with eager per batch size: {c.parity}, max |diff| {c.max_abs_err:.1e}")
     print(f"  batch {cfg.batch_size}, median of {cfg.repeats}: eager {c.eager_ms:.2f} ms, .pt2 {fresh.aoti_ms:.2f} ms"
           f" -> eager/.pt2 = {c.ratio:.2f}x")
-    return Shipped(str(pt2), size, compile_s, fresh, c)
+    return Shipped(package=str(pt2), package_mb=size, compile_s=compile_s, fresh=fresh, eager=c,
+                   allclose=all(c.parity.values()), runner_needs_no_tour=not fresh.tour_modules)
 
 
 def check_config(cfg: Config) -> Config:
@@ -260,33 +268,30 @@ def run(cfg: Config) -> Result:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"  {n_params:,} parameters, held-out accuracy {acc:.3f}")
     print("2) torch.export.export with a dynamic batch dimension")
-    ex = export_and_inspect(model, x_test, device)
+    ep, exported = export_and_inspect(model, x_test, device)
     print("3) AOTInductor: compile and package into a .pt2")
-    skipped = aoti_problem(device) or ""
-    if skipped:
-        print(f"  skipped: {skipped}")
-    s = Shipped() if skipped else ship(cfg, model, ex.program, x_test, folder, device)
-    ran = not skipped  # the .pt2's checks are None (not run) when it was never built
-    return Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, signature=ex.signature,
-                  dynamic_batch=ex.dynamic_batch, export_s=ex.seconds, wrong_shape_rejected=ex.wrong_shape_rejected,
-                  package=s.package, package_mb=s.package_mb, aoti_compile_s=s.compile_s, aoti_skipped=skipped,
-                  fresh_process_tour_modules=s.fresh.tour_modules, import_s=s.fresh.import_s, load_s=s.fresh.load_s,
-                  eager_ms=s.comparison.eager_ms, aoti_ms=s.fresh.aoti_ms, ratio=s.comparison.ratio,
-                  max_abs_err=s.comparison.max_abs_err, parity=s.comparison.parity,
-                  pt2_allclose=all(s.comparison.parity.values()) if ran else None,
-                  runner_needs_no_tour=not s.fresh.tour_modules if ran else None)
+    pt2 = pt2_part(cfg, model, ep, x_test, folder, device)
+    return Result(device=str(device), arch=cfg.arch, test_accuracy=acc, n_params=n_params, exported=exported, pt2=pt2)
 
 
+@keeps_caller_state
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
-    """`tour bench`'s export row: eager vs the AOTInductor package run in a fresh process."""
-    cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed)
-    res = run(cfg)
-    if res.aoti_skipped:
-        return [BenchRow("export", res.arch, "eager", "AOTInductor .pt2", None, None, None, None,
-                         f"skipped: {res.aoti_skipped}")]  # eager is not timed either then
-    note = f"package built in {res.aoti_compile_s:.1f} s, loaded in {res.load_s:.2f} s in a fresh process"
-    return [BenchRow("export", f"{res.arch}, batch {cfg.batch_size}", "eager", "AOTInductor .pt2 (fresh process)",
-                     res.eager_ms, res.aoti_ms, res.ratio, bool(res.parity) and all(res.parity.values()), note)]
+    """`tour bench`'s export row: eager vs the AOTInductor package run in a fresh process (the parts run() calls:
+    train, export, package and run the .pt2)."""
+    from tour.core import device as dev
+
+    cfg = check_config(Config(quick=settings.quick, device=settings.device, out=settings.out, seed=settings.seed))
+    device = dev.get_device(cfg.device)
+    dev.seed_everything(cfg.seed)
+    model, (x_test, _), _ = train(cfg, device)
+    ep, _ = export_and_inspect(model, x_test, device)
+    s = pt2_part(cfg, model, ep, x_test, out_dir(cfg, NAME), device)
+    if s.skipped:
+        return [BenchRow("export", cfg.arch, "eager", "AOTInductor .pt2", None, None, None, None,
+                         f"skipped: {s.skipped}")]  # eager is not timed either then
+    note = f"package built in {s.compile_s:.1f} s, loaded in {s.fresh.load_s:.2f} s in a fresh process"
+    return [BenchRow("export", f"{cfg.arch}, batch {cfg.batch_size}", "eager", "AOTInductor .pt2 (fresh process)",
+                     s.eager.eager_ms, s.fresh.aoti_ms, s.eager.ratio, s.allclose, note)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The export stop's fresh process: a new interpreter that imports only torch and safetensors, loads the .pt2 and
-runs it, so the package is shown to work without the tour's Python code. Imported by tour/export.py only.
+runs it, so the package is shown to work without the tour's Python code. Imported by the export stop only.
 """
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 from tour.core.errors import TourError
+from tour.core.results import labelled
 
 # The fresh process: only torch, safetensors and the .pt2 file. It reports whether anything of the tour got imported.
 # The tour's timer and IEEE fp32 switch are pasted in as source (`runner_code`): the .pt2 is timed and computed
@@ -56,18 +57,20 @@ def runner_code() -> str:
     return RUNNER.replace("# the tour's timer\n", constants + pasted)
 
 
-class Fresh(NamedTuple):
-    """What the fresh process reported (fresh_process.json) and the outputs it wrote."""
+@dataclass
+class Fresh:
+    """What the fresh process reported (fresh_process.json); all zeros and empty when it did not run."""
 
-    import_s: float  # import torch + safetensors
-    load_s: float  # aoti_load_package
-    aoti_ms: float  # median .pt2 forward at the timing batch
-    tour_modules: list[str]  # tour modules it imported: none
-    outputs: dict  # input name -> the .pt2's output
+    import_s: float = labelled("fresh process: import torch", "s", 0.0)  # import torch + safetensors
+    load_s: float = labelled("fresh process: load the .pt2", "s", 0.0)  # aoti_load_package of the .pt2
+    # median .pt2 forward at the timing batch (same thread count as this process)
+    aoti_ms: float = labelled(".pt2 forward, fresh process", "ms", 0.0)
+    tour_modules: list[str] = field(default_factory=list)  # tour modules it imported: none
 
 
-def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> Fresh:
-    """Run the .pt2 in a new interpreter, exchanging tensors through safetensors files in the output folder."""
+def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> tuple[Fresh, dict]:
+    """Run the .pt2 in a new interpreter, exchanging tensors through safetensors files in the output folder: what
+    it reported, and its outputs (input name -> the .pt2's output tensor)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -84,4 +87,4 @@ def run_fresh(folder: Path, pt2: Path, inputs: dict, device, repeats: int) -> Fr
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RuntimeError(f"the fresh process failed to run {pt2.name}: {tail}")
     got = json.loads(report.read_text())
-    return Fresh(got["import_s"], got["load_s"], got["aoti_ms"], got["tour_modules"], load_file(files["outputs"]))
+    return Fresh(got["import_s"], got["load_s"], got["aoti_ms"], got["tour_modules"]), load_file(files["outputs"])

@@ -1,5 +1,5 @@
-"""The precision stop's Config, its Result, and the small typed records each part returns; every part imports them
-from here, and run() builds the Result once from those records."""
+"""The precision stop's Config, its Result, and the small typed records each part returns (their labels and checks
+declared beside their fields); every part imports them from here, and the Result nests those records."""
 
 from __future__ import annotations
 
@@ -46,120 +46,113 @@ class Config(BaseConfig):
 class Variant:
     """One way of running a model, timed beside its fp32 eager baseline."""
 
-    model: str  # "MiniLM inference", "SmolLM2 decode", ...
-    variant: str  # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
-    ms: float
-    speedup: float = 1.0  # fp32 eager ms / this ms (a batched decode: its tokens/s / fp32 batch 1's): above 1 faster
-    keeps: bool | None = True  # keeps the model's check (accuracy, top-1, loss, greedy reply)
+    model: str = labelled("model")  # "MiniLM inference", "SmolLM2 decode", ...
+    # "fp32 eager", "bf16 autocast", "bf16 weights", "int8 weight-only (torchao)"
+    variant: str = labelled("variant")
+    ms: float = labelled("time", "ms")
+    # fp32 eager ms / this ms (a batched decode: its tokens/s / fp32 batch 1's): above 1 faster
+    speedup: float = labelled("speed-up over fp32 eager", "x", 1.0, parity="keeps")
+    keeps: bool | None = labelled("keeps its check", "", True)  # keeps the model's check (accuracy, top-1, loss, reply)
     detail: str = ""  # what the check measured
 
 
 # what each part returns; a part not asked for stands as its record's defaults (nothing measured, checks not run)
 @dataclass(frozen=True)
 class Roofs:
-    gflops: dict[str, float] = field(default_factory=dict)  # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    # dtype -> matmul G(FL)OP/s (int8: GOP/s)
+    gflops: dict[str, float] = labelled("matmul roof per dtype", "G(FL)OP/s", default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)  # dtype -> median ms of one matmul at its peak's n
     n: dict[str, int] = field(default_factory=dict)  # dtype -> the n x n size that reached its peak
-    bandwidth_gb_s: float = 0.0  # (read + written) bytes / time of a large copy
+    # (read + written) bytes / time of a large copy: the core's, shared with `tour bench` and the generate stop
+    bandwidth_gb_s: float = labelled("memory bandwidth", "GB/s", 0.0)
     skipped: dict[str, str] = field(default_factory=dict)  # "bf16 roof" -> why it was not measured
 
 
 @dataclass(frozen=True)
 class Encoder:
-    rows: list[Variant] = field(default_factory=list)
-    min_cosine: float | None = None  # lowest cosine of a sentence's embedding with fp32's, over variants
+    rows: list[Variant] = labelled("MiniLM inference, each way beside fp32 eager", default_factory=list)
+    # lowest cosine of a sentence's embedding with fp32's, over variants
+    min_cosine: float | None = labelled("MiniLM: lowest cosine with fp32's embedding", "", None)
     max_diff: float | None = None  # max |hidden state - fp32's|
-    accuracy: dict[str, float] = field(default_factory=dict)  # way -> the classifier's held-out accuracy
-    close: bool | None = None  # None: no lower precision here
-    accuracy_kept: bool | None = None
+    # way -> the classifier's held-out accuracy
+    accuracy: dict[str, float] = labelled("classifier's held-out accuracy", "%", default_factory=dict)
+    close: bool | None = check("MiniLM in the lower precision: each sentence's embedding has cosine >= 1 - eps(dtype) "
+                               "with fp32's", None)  # None: no lower precision here
+    accuracy_kept: bool | None = check("the classifier's held-out accuracy in the lower precision within 1 point of "
+                                       "fp32's", None)
     skipped: dict[str, str] = field(default_factory=dict)  # a variant that could not run here -> why
 
 
 @dataclass(frozen=True)
 class Training:
-    rows: list[Variant] = field(default_factory=list)
+    rows: list[Variant] = labelled("a MiniLM classifier's training step, each way beside fp32 eager",
+                                   default_factory=list)
     losses: dict[str, list[float]] = field(default_factory=dict)  # way -> loss per step
-    close: bool | None = None
+    close: bool | None = check("autocast training losses within 4 eps(dtype) (relative) of fp32's", None)
 
 
 @dataclass(frozen=True)
 class Vision:
-    rows: list[Variant] = field(default_factory=list)
+    rows: list[Variant] = labelled("the vision models, each way beside fp32 eager", default_factory=list)
     top1: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> way -> top-1 id per photo
-    agree: bool | None = None
+    agree: bool | None = check("EfficientNet-Lite0 and MobileNetV2 in the lower precision: same top-1 as fp32 on every "
+                               "photo", None)
 
 
 @dataclass(frozen=True)
 class Decode:
-    rows: list[Variant] = field(default_factory=list)
+    rows: list[Variant] = labelled("SmolLM2 decoding, each way beside fp32 eager", default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)  # way -> greedy reply per prompt
-    perplexity: dict[str, float] = field(default_factory=dict)  # way -> held-out perplexity
-    tokens_s: dict[str, float] = field(default_factory=dict)  # way -> measured decode tokens/s
-    limits: dict[str, float] = field(default_factory=dict)  # way -> bandwidth / weight bytes, tokens/s
-    bandwidth_gb_s: float | None = None  # the core's copy bandwidth the limits use
-    greedy_same: bool | None = None
-    perplexity_close: bool | None = None
+    # way -> held-out perplexity
+    perplexity: dict[str, float] = labelled("SmolLM2 held-out perplexity", default_factory=dict)
+    # way -> measured decode tokens/s over all the rows of its batch
+    tokens_s: dict[str, float] = labelled("SmolLM2 decode rate", "tokens/s", default_factory=dict)
+    # way -> bandwidth / weight bytes, tokens/s
+    limits: dict[str, float] = labelled("decode limit (bandwidth / weight bytes)", "tokens/s", default_factory=dict)
+    # the core's copy bandwidth the limits use (measured again if a decode beat it)
+    bandwidth_gb_s: float | None = labelled("memory bandwidth the decode limits use", "GB/s", None)
+    # An exact token match across dtypes (no tolerance): short greedy replies, where only a near-tied token flips with
+    # the rounding. Another device's kernels round differently, so a GPU may flip a tie a CPU kept: the row's detail
+    # then shows which reply moved, and perplexity_close says whether the model drifted or only a tie broke.
+    greedy_same: bool | None = check("SmolLM2's greedy replies in bf16 / int8 weights (a batched way: every row of its "
+                                     "timed batch) equal fp32's at batch 1, token for token (an exact match across "
+                                     "dtypes: a near-tied token flipped by rounding fails it)", None)
+    perplexity_close: bool | None = check("SmolLM2's held-out perplexity in bf16 / int8 weights within 3% of fp32's",
+                                          None)
     skipped: dict[str, str] = field(default_factory=dict)  # a way that could not be built here -> why
 
 
 @dataclass(frozen=True)
 class Fusion:
     rows: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, parity, cache level
-    parity: bool | None = None
+    parity: bool | None = check("compiled fusion block allclose to eager at every size (atol 1e-4)", None)
     reason: str = ""
     skipped: dict[str, str] = field(default_factory=dict)  # "compile" -> why Inductor can't build here
 
 
+def variants_of(*parts) -> list[Variant]:
+    """Every way the parts timed beside fp32 eager, part by part: the rows of the stop's table."""
+    return [row for part in parts for row in part.rows]
+
+
 @dataclass
 class Result(BaseResult):
+    """What this hardware has, then one part per section (`result.decode.tokens_s`, `result.encoder.close`), and
+    the table built from every part's rows: per model, the fastest variant that keeps its check."""
+
     device: str
     fast_paths: list[str]  # what this hardware has (AMX-BF16, AVX512-BF16, tensor cores, TF32, ...)
     low_dtype: str  # the lower precision compared with fp32 ("fp32": none on this hardware)
-    # dtype -> matmul G(FL)OP/s (int8: GOP/s)
-    roofs_gflops: dict[str, float] = labelled("matmul roof per dtype", "G(FL)OP/s", default_factory=dict)
-    roofs_ms: dict[str, float] = field(default_factory=dict)  # dtype -> ms of one matmul at its peak's n
-    roofs_n: dict[str, int] = field(default_factory=dict)  # dtype -> the n that reached its peak
-    bandwidth_gb_s: float = labelled("memory bandwidth", "GB/s", 0.0)
-    # model, variant, ms, speed-up over fp32 eager, keeps, detail
-    variants: list[dict] = labelled("each variant beside fp32 eager", default_factory=list,
-                                    columns={"model": ("model", ""), "variant": ("variant", ""), "ms": ("time", "ms"),
-                                             "speedup": ("speed-up over fp32 eager", "x", "keeps"),
-                                             "keeps": ("keeps its check", "")})
-    best: list[dict] = field(default_factory=list)  # per model: the fastest variant that keeps its check
-    # lowest cosine of a sentence's embedding with fp32's, over variants
-    encoder_min_cosine: float | None = labelled("MiniLM: lowest cosine with fp32's embedding", "", None)
-    encoder_max_diff: float | None = None  # max |hidden state - fp32's|
-    # way -> the classifier's held-out accuracy
-    accuracy: dict[str, float] = labelled("classifier's held-out accuracy", "%", default_factory=dict)
-    train_losses: dict[str, list[float]] = field(default_factory=dict)  # way -> loss per step
-    top1: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # model -> way -> top-1 id per photo
-    replies: dict[str, list[str]] = field(default_factory=dict)  # way -> greedy reply per prompt
-    # way -> held-out perplexity
-    perplexity: dict[str, float] = labelled("SmolLM2 held-out perplexity", default_factory=dict)
-    # way -> bandwidth / weight bytes
-    decode_limit_tokens_s: dict[str, float] = labelled("decode limit (bandwidth / weight bytes)", "tokens/s",
-                                                       default_factory=dict)
-    # way -> tokens/s over all the rows of its batch
-    decode_tokens_s: dict[str, float] = labelled("SmolLM2 decode rate", "tokens/s", default_factory=dict)
-    # the copy bandwidth those limits use: the core's roof (measured again if a decode beat it)
-    decode_bandwidth_gb_s: float | None = labelled("memory bandwidth the decode limits use", "GB/s", None)
-    fusion: list[dict] = field(default_factory=list)  # size MB, eager ms, compiled ms, ratio, cache level
-    fusion_reason: str = ""
-    skipped: dict[str, str] = field(default_factory=dict)  # part -> why it did not run (one line)
+    low_skipped: str  # why no lower precision is compared here (one line); each part lists what it skipped itself
+    roofs: Roofs  # 1) matmul per dtype, memory bandwidth
+    encoder: Encoder  # 2) MiniLM inference
+    training: Training  # 3) a MiniLM classifier's training steps
+    vision: Vision  # 4) EfficientNet-Lite0 and MobileNetV2 on the tour's photos
+    decode: Decode  # 5) SmolLM2 greedy decoding
+    fusion: Fusion  # 6) torch.compile's fusion gain vs tensor size
+    best: list[dict] = field(default_factory=list)  # 7) per model: the fastest variant that keeps its check
     part_seconds: dict[str, float] = field(default_factory=dict)  # part -> wall time (model loads included)
-    encoder_close: bool | None = check("MiniLM in the lower precision: each sentence's embedding has cosine >= "
-                                       "1 - eps(dtype) with fp32's", None)
-    accuracy_kept: bool | None = check("the classifier's held-out accuracy in the lower precision within 1 point "
-                                       "of fp32's", None)
-    train_close: bool | None = check("autocast training losses within 4 eps(dtype) (relative) of fp32's", None)
-    vision_agree: bool | None = check("EfficientNet-Lite0 and MobileNetV2 in the lower precision: same top-1 as "
-                                      "fp32 on every photo", None)
-    # An exact token match across dtypes (no tolerance): short greedy replies, where only a near-tied token flips with
-    # the rounding. Another device's kernels round differently, so a GPU may flip a tie a CPU kept: the row's detail
-    # then shows which reply moved, and perplexity_close says whether the model drifted or only a tie broke.
-    greedy_same: bool | None = check("SmolLM2's greedy replies in bf16 / int8 weights (a batched way: "
-                                     "every row of its timed batch) equal fp32's at batch 1, token for token (an exact "
-                                     "match across dtypes: a near-tied token flipped by rounding fails it)", None)
-    perplexity_close: bool | None = check("SmolLM2's held-out perplexity in bf16 / int8 weights within 3% of "
-                                          "fp32's", None)
-    fusion_parity: bool | None = check("compiled fusion block allclose to eager at every size (atol 1e-4)", None)
+
+    def variants(self) -> list[Variant]:
+        """Every variant beside fp32 eager, from the parts' rows (what `best` was chosen from)."""
+        return variants_of(self.encoder, self.training, self.vision, self.decode)

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from tour.precision.config import Variant
+
 BASE = "fp32 eager"
 
 
-def own_baseline(chosen: dict, first: dict) -> str:
+def own_baseline(chosen: Variant, first: Variant) -> str:
     """'1.76x fp32 batch 16': a model whose first variant is not fp32 eager (a batched decode, held to fp32 eager
     at batch 1 in tokens/s) also reads against that first variant, its fp32 at the same batch, so the batching gain
     and the dtype's own gain stand apart. "" otherwise."""
-    if first["variant"] == BASE or chosen is first:
+    if first.variant == BASE or chosen is first:
         return ""
-    return f"{chosen['speedup'] / first['speedup']:.2f}x {first['variant']}"
+    return f"{chosen.speedup / first.speedup:.2f}x {first.variant}"
 
 
-def best_rows(variants: list[dict]) -> list[dict]:
-    best: dict[str, dict] = {}
-    first: dict[str, dict] = {}
+def best_rows(variants: list[Variant]) -> list[dict]:
+    best: dict[str, Variant] = {}
+    first: dict[str, Variant] = {}
     for v in variants:
-        first.setdefault(v["model"], v)
-        if v["keeps"] and (v["model"] not in best or v["ms"] < best[v["model"]]["ms"]):
-            best[v["model"]] = v
-    return [{"model": m, "fastest that keeps its check": v["variant"], "ms": round(v["ms"], 2),
-             "speed-up over fp32 eager": round(v["speedup"], 2)}
+        first.setdefault(v.model, v)
+        if v.keeps and (v.model not in best or v.ms < best[v.model].ms):
+            best[v.model] = v
+    return [{"model": m, "fastest that keeps its check": v.variant, "ms": round(v.ms, 2),
+             "speed-up over fp32 eager": round(v.speedup, 2)}
             | ({"against its own fp32": own} if (own := own_baseline(v, first[m])) else {}) for m, v in best.items()]
 
 
