@@ -184,5 +184,5 @@ def test_nlp_on_random_minilm_checks_reload_and_embedding_not_accuracy(random_ru
     assert outcome.ok, outcome.error
     assert recorded["random_weights"] == ["all-MiniLM-L6-v2"]
     checks = recorded["checks"]
-    assert checks["learned"] is None
-    assert checks["reload_matches"] and checks["reload_scores_close"] and checks["embed_same"]
+    assert checks["fine_tune.learned"] is None
+    assert checks["reload.reload_matches"] and checks["reload.reload_scores_close"] and checks["throughput.embed_same"]
