@@ -174,8 +174,9 @@ def test_vision_on_random_classifiers_checks_parity_not_the_photos(random_run):
     outcome, recorded = random_run("vision")
     assert outcome.ok, outcome.error
     assert recorded["random_weights"] == ["EfficientNet-Lite0", "MobileNetV2"]
-    assert recorded["checks"]["matches_reference"] is True and recorded["checks"]["knows_photos"] is None
-    assert recorded["result"]["parity_max_abs_diff"] <= 1e-4
+    checks = recorded["checks"]
+    assert checks["pretrained.matches_reference"] is True and checks["pretrained.knows_photos"] is None
+    assert recorded["result"]["pretrained"]["parity_max_abs_diff"] <= 1e-4
 
 
 @pytest.mark.slow
