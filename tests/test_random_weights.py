@@ -166,7 +166,8 @@ def test_speech_on_random_whisper_compares_and_leaves_the_wer_floors(random_run,
     assert recorded["random_weights"] == ["Whisper tiny.en"]
     out = capsys.readouterr().out
     assert f"hears_clips: {assets.NO_PRETRAINED}" in out and "cut at" in out
-    assert recorded["checks"] == {"batch_same": True, "hears_clips": None, "hears_long": None}
+    assert recorded["checks"] == {"transcripts.batch_same": True, "transcripts.hears_clips": None,
+                                  "long.hears_long": None}
 
 
 @pytest.mark.slow
