@@ -264,11 +264,12 @@ def test_your_short_clip_and_text_as_a_user_runs_them(tmp_path, capsys):
     assert speech.main(args) == 0
     printed = capsys.readouterr().out
     saved = __import__("json").loads((out / "speech" / "result.json").read_text())
-    (clip,) = saved["clips"]
-    assert clip["wer"] == 0.0 and saved["wer"] == 0.0, clip  # "Seven" for "7" is no error
-    assert saved["long_source"].startswith("your clip is 3.") and "the tour's" in saved["long_source"]
-    assert "your clip is 3." in printed and saved["long_wer"] is not None and saved["long_wer"] <= LONG_WER_FLOOR
-    assert len(saved["long_chunks"]) >= 2 and "green" not in " ".join(c["text"] for c in saved["long_chunks"])
+    said, long = saved["transcripts"], saved["long"]
+    (clip,) = said["clips"]
+    assert clip["wer"] == 0.0 and said["wer"] == 0.0, clip  # "Seven" for "7" is no error
+    assert long["source"].startswith("your clip is 3.") and "the tour's" in long["source"]
+    assert "your clip is 3." in printed and long["wer"] is not None and long["wer"] <= LONG_WER_FLOOR
+    assert len(long["chunks"]) >= 2 and "green" not in " ".join(c["text"] for c in long["chunks"])
 
 
 def test_transformers_equals_faster_whisper(result, asr):
