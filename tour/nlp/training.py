@@ -4,7 +4,7 @@ then the held-out evaluation: the Result's `fine_tune` part."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tour.core.results import check, labelled
