@@ -80,6 +80,7 @@ print(f"linear probe: held-out accuracy {probe:.3f}")
 
 # %%
 folder = out_dir(cfg, nlp.NAME)
-model, losses, seconds, acc, f1 = training.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
-preds, same, diff = scoring.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length, dtype)
-print(f"nlp: fine-tuned accuracy {acc:.3f} (probe {probe:.3f}); reloaded pipeline agrees: {same}")
+model, tuned = training.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
+reloaded = scoring.save_and_reload(model, tokenizer, folder / "model", texts, device, cfg.max_length, dtype)
+print(f"nlp: fine-tuned accuracy {tuned.accuracy:.3f} (probe {probe:.3f}); reloaded pipeline agrees: "
+      f"{reloaded.reload_matches}")

@@ -78,7 +78,7 @@ words = whisper.timestamps_part(asr, clips[0], cfg)  # [{"word", "start", "end"}
 # counts substituted, dropped and inserted words over the number of words said (jiwer), after lower-casing.
 
 # %%
-said = whisper.transcripts_part(asr, clips, cfg, device)  # the clips with transcripts, WER, real-time factors
+said = whisper.transcripts_part(asr, clips, cfg, device, folder)  # the clips with transcripts, WER, real-time factors
 
 # %% [markdown]
 # ## 5) Longer than 30 s
@@ -87,7 +87,7 @@ said = whisper.transcripts_part(asr, clips, cfg, device)  # the clips with trans
 # otherwise the tour's clips back to back (a short clip looped is no test: Whisper would loop on the repeats).
 
 # %%
-long = whisper.long_part(asr, clips, cfg, yours)  # prints each timestamped segment
+long = whisper.long_part(asr, clips, cfg, yours, folder)  # prints each timestamped segment
 
 # %% [markdown]
 # ## The waveform with its words
@@ -95,5 +95,6 @@ long = whisper.long_part(asr, clips, cfg, yours)  # prints each timestamped segm
 # table, the picture inline).
 
 # %%
-print(audio_in.transcript_png(said.clips[0], words, out_dir(cfg, speech.NAME) / "transcript.png"))
+png = out_dir(cfg, speech.NAME) / "transcript.png"
+print(audio_in.transcript_png(clips[0], said.clips[0]["transcript"], words, png))
 print(f"WER {said.wer}, long-form WER {long.wer}, batched transcripts identical: {said.batch_same}")

@@ -80,5 +80,5 @@ for label, rate in rates.items():
 
 # %%
 result = vision.run(cfg)
-print(f"MNIST held-out accuracy {result.test_accuracy:.3f}; reload identical: {result.reload_identical}")
+print(f"MNIST held-out accuracy {result.mnist.test_accuracy:.3f}; reload identical: {result.mnist.reload_identical}")
 result

@@ -280,7 +280,7 @@ def test_speech_times_the_batched_path_warm(monkeypatch):
     clips = [{"audio": np.zeros(1600, dtype=np.float32), "text": "", "name": f"c{i}", "seconds": 0.1, "rate_in": 16000,
               "channels_in": 1} for i in range(2)]
     cfg = speech.Config(quick=True, device="cpu", repeats=3, batch_size=2)
-    whisper.transcripts_part(None, clips, cfg, torch.device("cpu"))
+    whisper.transcripts_part(None, clips, cfg, torch.device("cpu"), None)
     assert calls.count(2) == 1 + 3  # the batched call: one warm-up, then the three timed
     assert calls.count(None) == 2 * 3  # one at a time: already warm (the timestamps part ran it)
 

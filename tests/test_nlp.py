@@ -41,28 +41,29 @@ def test_corpus_has_no_text_under_two_topics():
 
 
 def test_fine_tuning_beats_chance_and_learns(result):
-    assert result.losses[-1] < result.losses[0]
-    assert result.accuracy >= QUICK_FLOOR
-    assert result.macro_f1 >= QUICK_FLOOR - 0.1
+    assert result.fine_tune.losses[-1] < result.fine_tune.losses[0]
+    assert result.fine_tune.accuracy >= QUICK_FLOOR
+    assert result.fine_tune.macro_f1 >= QUICK_FLOOR - 0.1
     assert result.probe_accuracy >= 0.6  # frozen embeddings already separate the topics
 
 
 def test_confusion_matrix_png_written(result):
-    png = Path(result.confusion_png)
+    png = Path(result.fine_tune.confusion_png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
 def test_saved_model_reloads_with_same_predictions(result):
-    saved = Path(result.saved_dir)
+    saved = Path(result.reload.saved_dir)
     assert (saved / "model.safetensors").exists() and (saved / "tokenizer.json").exists()
     config = json.loads((saved / "config.json").read_text())
     assert sorted(config["id2label"].values()) == result.labels
-    assert result.reload_matches and result.reload_max_score_diff < 1e-4
-    assert result.reload_predictions[0] == "coding"  # "how do i write a for loop in python?"
+    assert result.reload.reload_matches and result.reload.reload_max_score_diff < 1e-4
+    assert result.reload.reload_predictions[0] == "coding"  # "how do i write a for loop in python?"
 
 
 def test_every_check_passes(result):
-    assert set(result.checks()) >= {"reload_matches", "reload_scores_close", "embed_same", "learned"}
+    assert set(result.checks()) >= {"reload.reload_matches", "reload.reload_scores_close", "throughput.embed_same",
+                                   "fine_tune.learned"}
     assert result.failed_checks() == []
 
 
@@ -78,9 +79,10 @@ def test_search_finds_texts_of_the_query_topic(result):
 
 def test_batched_embedding_matches_the_pipeline(result):
     # speed is printed, never asserted; the three ways give the same vectors (fp32: 1e-4 seen; bf16: ~2e-3)
-    assert result.naive_per_s > 0 and result.pipeline_batched_per_s > 0 and result.batched_per_s > 0
-    assert result.embed_max_diff < (1e-4 if result.dtype == "fp32" else result.embed_tol)
-    assert result.embed_tol == pytest.approx({"bf16": 2**-7}.get(result.dtype, nlp.EMBED_TOL))  # bf16: one epsilon
+    speed = result.throughput
+    assert speed.naive_per_s > 0 and speed.pipeline_batched_per_s > 0 and speed.batched_per_s > 0
+    assert speed.embed_max_diff < (1e-4 if result.dtype == "fp32" else speed.embed_tol)
+    assert speed.embed_tol == pytest.approx({"bf16": 2**-7}.get(result.dtype, nlp.EMBED_TOL))  # bf16: one epsilon
 
 
 def test_inference_runs_in_the_auto_dtype(result):
@@ -116,9 +118,9 @@ def test_no_fast_path_runs_inference_in_fp32(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dtypes, "fast_paths", lambda device: ())
     got = nlp.run(nlp.Config(quick=True, device="cpu", out=str(tmp_path), max_per_topic=10, epochs=1, bench_texts=8))
-    assert got.dtype == "fp32" and got.embed_tol == nlp.EMBED_TOL
-    assert got.embed_max_diff < 1e-4 and got.reload_max_score_diff < 1e-4
-    assert got.learned is None and got.failed_checks() == []  # not the tour's settings: no accuracy floor
+    assert got.dtype == "fp32" and got.throughput.embed_tol == nlp.EMBED_TOL
+    assert got.throughput.embed_max_diff < 1e-4 and got.reload.reload_max_score_diff < 1e-4
+    assert got.fine_tune.learned is None and got.failed_checks() == []  # not the tour's settings: no accuracy floor
 
 
 def test_length_batches_cap_tokens():

@@ -166,7 +166,8 @@ def test_speech_on_random_whisper_compares_and_leaves_the_wer_floors(random_run,
     assert recorded["random_weights"] == ["Whisper tiny.en"]
     out = capsys.readouterr().out
     assert f"hears_clips: {assets.NO_PRETRAINED}" in out and "cut at" in out
-    assert recorded["checks"] == {"batch_same": True, "hears_clips": None, "hears_long": None}
+    assert recorded["checks"] == {"transcripts.batch_same": True, "transcripts.hears_clips": None,
+                                  "long.hears_long": None}
 
 
 @pytest.mark.slow
@@ -174,8 +175,9 @@ def test_vision_on_random_classifiers_checks_parity_not_the_photos(random_run):
     outcome, recorded = random_run("vision")
     assert outcome.ok, outcome.error
     assert recorded["random_weights"] == ["EfficientNet-Lite0", "MobileNetV2"]
-    assert recorded["checks"]["matches_reference"] is True and recorded["checks"]["knows_photos"] is None
-    assert recorded["result"]["parity_max_abs_diff"] <= 1e-4
+    checks = recorded["checks"]
+    assert checks["pretrained.matches_reference"] is True and checks["pretrained.knows_photos"] is None
+    assert recorded["result"]["pretrained"]["parity_max_abs_diff"] <= 1e-4
 
 
 @pytest.mark.slow
@@ -184,5 +186,5 @@ def test_nlp_on_random_minilm_checks_reload_and_embedding_not_accuracy(random_ru
     assert outcome.ok, outcome.error
     assert recorded["random_weights"] == ["all-MiniLM-L6-v2"]
     checks = recorded["checks"]
-    assert checks["learned"] is None
-    assert checks["reload_matches"] and checks["reload_scores_close"] and checks["embed_same"]
+    assert checks["fine_tune.learned"] is None
+    assert checks["reload.reload_matches"] and checks["reload.reload_scores_close"] and checks["throughput.embed_same"]

@@ -217,10 +217,11 @@ def _lesson_outcomes() -> list:
             {"model": "mlp", "mode": "inference", "eager_ms": 1.2, "compiled_ms": 0.6, "speedup": 2.0, "parity": True},
             {"model": "mlp", "mode": "training step", "eager_ms": 3.0, "compiled_ms": 3.6, "speedup": 0.83,
              "parity": None}]}),
-        O("nlp", True, 95.0, "MiniLM.", result={"device": "cpu", "accuracy": 0.912, "speedup": 1.45, "search_hits": {
-            "a cat on a mat": [["The cat sat.", "pets", 0.81], ["Dogs bark.", "pets", 0.42]]}}),
-        O("vision", True, 40.0, "vision", result={"device": "cpu", "test_accuracy": 0.953, "speedup": {
-            "eager (no_grad)": 1.0, "channels_last": 1.3}}),
+        O("nlp", True, 95.0, "MiniLM.", result={"device": "cpu", "fine_tune": {"accuracy": 0.912}, "search_hits": {
+            "a cat on a mat": [["The cat sat.", "pets", 0.81], ["Dogs bark.", "pets", 0.42]]},
+            "throughput": {"speedup": 1.45}}),
+        O("vision", True, 40.0, "vision", result={"device": "cpu", "pretrained": {"speedup": {
+            "eager (no_grad)": 1.0, "channels_last": 1.3}}, "mnist": {"test_accuracy": 0.953}}),
         O("attention", True, 5.0, "attention", result={"device": "cpu", "lengths": {"rows": [
             {"seq_len": 256, "naive_ms": 2.0, "sdpa_ms": 1.0, "ratio": 2.0, "allclose": True}]}}),
         O("export", False, 3.0, "export", error="failed check(s): parity", result={

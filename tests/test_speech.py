@@ -51,11 +51,12 @@ def asr(result):
 
 
 def test_transcripts_and_wer(result):
-    for clip in result.clips:
+    for clip in result.transcripts.clips:
         print(f"{clip['name']}: WER {clip['wer']:.3f} {clip['transcript']!r}")
-    assert len(result.clips) == 3 and all(c["transcript"] for c in result.clips)
-    assert result.no_speech == [] and all(0 < c["speech_s"] <= c["seconds"] for c in result.clips)  # Silero hears all
-    assert result.wer is not None and result.wer <= WER_FLOOR
+    clips = result.transcripts.clips
+    assert len(clips) == 3 and all(c["transcript"] for c in clips)
+    assert result.no_speech == [] and all(0 < c["speech_s"] <= c["seconds"] for c in clips)  # Silero hears all
+    assert result.transcripts.wer is not None and result.transcripts.wer <= WER_FLOOR
     assert result.n_params == 37_760_256  # tiny.en (output projection tied to the embeddings)
 
 
@@ -63,16 +64,17 @@ def test_word_timestamps_follow_the_audio(result):
     starts = [w["start"] for w in result.words]
     assert len(result.words) == len(CLIP_TEXT.split())
     assert starts == sorted(starts) and 0 <= starts[0] < 0.5
-    assert result.words[-1]["end"] <= result.clips[0]["seconds"] + 0.1
+    assert result.words[-1]["end"] <= result.transcripts.clips[0]["seconds"] + 0.1
 
 
 def test_batched_run_and_long_form(result):
-    assert result.rtf_single > 0 and result.rtf_batched > 0  # speeds are printed, never asserted
-    assert result.batch_same  # every clip is padded to 30 s: a batch changes nothing but speed
-    assert result.long_seconds > 30 and len(result.long_chunks) >= 2
-    ends = [c["end"] for c in result.long_chunks]
+    said = result.transcripts
+    assert said.rtf_single > 0 and said.rtf_batched > 0  # speeds are printed, never asserted
+    assert said.batch_same  # every clip is padded to 30 s: a batch changes nothing but speed
+    assert result.long.seconds > 30 and len(result.long.chunks) >= 2
+    ends = [c["end"] for c in result.long.chunks]
     assert ends == sorted(ends) and ends[-1] > 25
-    assert result.long_wer <= LONG_WER_FLOOR
+    assert result.long.wer <= LONG_WER_FLOOR
 
 
 def test_every_check_passes(result):
@@ -81,10 +83,10 @@ def test_every_check_passes(result):
     from tour.core import device as dev
     from tour.core import dtypes
 
-    assert set(result.checks()) >= {"batch_same", "hears_clips", "hears_long"}
-    assert result.failed_checks() == [] and result.hears_clips is True
+    assert set(result.checks()) >= {"transcripts.batch_same", "transcripts.hears_clips", "long.hears_long"}
+    assert result.failed_checks() == [] and result.transcripts.hears_clips is True
     assert result.dtype == dtypes.dtype_name(dtypes.choose_dtype("auto", dev.get_device(result.device))[0])
-    print(f"Whisper ran in {result.dtype}: WER {result.wer}, long-form {result.long_wer}")
+    print(f"Whisper ran in {result.dtype}: WER {result.transcripts.wer}, long-form {result.long.wer}")
 
 
 def _fake_whisper(monkeypatch, tmp_path) -> list:
@@ -139,11 +141,14 @@ def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys)
 
 
 def test_wer_floors_are_not_run_on_your_own_audio():
-    assert speech.wer_checks(speech.Config(quick=True), 0.9, 0.9) == (False, False)
-    assert speech.wer_checks(speech.Config(quick=True), 0.0, 0.1) == (True, True)
-    assert speech.wer_checks(speech.Config(quick=True, audio=["mine.wav"]), 0.9, 0.9) == (None, None)
-    assert speech.wer_checks(speech.Config(quick=True, num_beams=1), 0.9, 0.9) == (None, None)
-    assert speech.wer_checks(speech.Config(quick=True, long_seconds=90.0), 0.9, 0.9) == (False, None)
+    def floors(cfg, clips_wer, long_wer):
+        return whisper.hears_clips(cfg, clips_wer, None), whisper.hears_long(cfg, long_wer, None)
+
+    assert floors(speech.Config(quick=True), 0.9, 0.9) == (False, False)
+    assert floors(speech.Config(quick=True), 0.0, 0.1) == (True, True)
+    assert floors(speech.Config(quick=True, audio=["mine.wav"]), 0.9, 0.9) == (None, None)
+    assert floors(speech.Config(quick=True, num_beams=1), 0.9, 0.9) == (None, None)
+    assert floors(speech.Config(quick=True, long_seconds=90.0), 0.9, 0.9) == (False, None)
 
 
 def _clip(name: str, seconds: float, text: str | None, value: float = 0.1) -> dict:
@@ -185,10 +190,10 @@ def test_your_files_without_speech_are_named_and_the_tours_clips_stand_in(monkey
     monkeypatch.setattr(speech_clips, "tour_clips", lambda sentences: [_tours_clip()])
     result = speech.run(speech.Config(quick=True, device="cpu", out=str(tmp_path), audio=["beep.wav"], dtype="fp32"))
     printed = capsys.readouterr().out
-    assert result.no_speech == ["beep.wav"] and [c["name"] for c in result.clips] == ["speech.wav"]
+    assert result.no_speech == ["beep.wav"] and [c["name"] for c in result.transcripts.clips] == ["speech.wav"]
     assert "beep.wav: Silero VAD hears no speech in it, so Whisper is not asked" in printed
     assert "none of your files holds speech: the parts below run on the tour's own clips" in printed
-    assert result.hears_clips is None  # your --audio: no floor, even on the stand-in clips
+    assert result.transcripts.hears_clips is None  # your --audio: no floor, even on the stand-in clips
 
 
 def test_a_short_clip_of_yours_is_never_repeated_into_long_form(monkeypatch):
@@ -232,9 +237,9 @@ def test_the_word_picture_of_a_long_clip_shows_its_start_readably(monkeypatch, t
 
     saved = []
     monkeypatch.setattr(plots, "save", lambda fig, path: saved.append(fig))
-    clip = {**_clip("talk.wav", 32.0, None), "transcript": "many words"}
+    clip = _clip("talk.wav", 32.0, None)
     words = [{"word": f"w{i}", "start": i * 0.45, "end": i * 0.45 + 0.4} for i in range(70)]
-    speech_clips.transcript_png(clip, words, tmp_path / "t.png")
+    speech_clips.transcript_png(clip, "many words", words, tmp_path / "t.png")
     (ax,) = saved[0].axes
     assert len(ax.texts) == 18 and ax.lines[0].get_xdata()[-1] < PICTURE_S  # words under 8 s only
     assert "talk.wav, the first 8 s of 32.0 s: 'w0 w1" in ax.get_title() and "w18" not in ax.get_title()
@@ -259,11 +264,12 @@ def test_your_short_clip_and_text_as_a_user_runs_them(tmp_path, capsys):
     assert speech.main(args) == 0
     printed = capsys.readouterr().out
     saved = __import__("json").loads((out / "speech" / "result.json").read_text())
-    (clip,) = saved["clips"]
-    assert clip["wer"] == 0.0 and saved["wer"] == 0.0, clip  # "Seven" for "7" is no error
-    assert saved["long_source"].startswith("your clip is 3.") and "the tour's" in saved["long_source"]
-    assert "your clip is 3." in printed and saved["long_wer"] is not None and saved["long_wer"] <= LONG_WER_FLOOR
-    assert len(saved["long_chunks"]) >= 2 and "green" not in " ".join(c["text"] for c in saved["long_chunks"])
+    said, long = saved["transcripts"], saved["long"]
+    (clip,) = said["clips"]
+    assert clip["wer"] == 0.0 and said["wer"] == 0.0, clip  # "Seven" for "7" is no error
+    assert long["source"].startswith("your clip is 3.") and "the tour's" in long["source"]
+    assert "your clip is 3." in printed and long["wer"] is not None and long["wer"] <= LONG_WER_FLOOR
+    assert len(long["chunks"]) >= 2 and "green" not in " ".join(c["text"] for c in long["chunks"])
 
 
 def test_transformers_equals_faster_whisper(result, asr):

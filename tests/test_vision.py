@@ -33,15 +33,15 @@ def result(tmp_path_factory, stop_device):
 
 
 def test_lite0_matches_reference_implementation(result):
-    assert result.n_params == 4_652_008
-    assert result.parity_max_abs_diff <= 1e-5
+    assert result.pretrained.n_params == 4_652_008
+    assert result.pretrained.parity_max_abs_diff <= 1e-5
 
 
 def test_real_photos_get_the_right_classes(result):
-    assert len(result.top5) == 6 and all(len(v) == 5 for v in result.top5.values())
-    assert result.top1_ids["chelsea"] in vision.CAT_CLASSES
-    assert result.top1_ids["coffee"] in vision.COFFEE_CLASSES
-    for top in result.top5.values():
+    assert len(result.pretrained.top5) == 6 and all(len(v) == 5 for v in result.pretrained.top5.values())
+    assert result.pretrained.top1_ids["chelsea"] in vision.CAT_CLASSES
+    assert result.pretrained.top1_ids["coffee"] in vision.COFFEE_CLASSES
+    for top in result.pretrained.top5.values():
         probs = [p for _, p in top]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
@@ -84,13 +84,13 @@ def test_staging_never_overwrites_a_users_file(tmp_path, monkeypatch):
 def test_mobilenet_v2_agrees_with_lite0(result):
     """Two independently trained ImageNet models: the clear photos land in the same class group, and where
     the two agree on the class, it is the same ImageNet id (coffee: espresso; china: palace)."""
-    ids = result.mobilenet_top1_ids
+    ids = result.pretrained.mobilenet_top1_ids
     assert ids["chelsea"] in vision.CAT_CLASSES and ids["coffee"] in vision.COFFEE_CLASSES
-    assert all(len(v) == 5 for v in result.mobilenet_top5.values())
-    assert result.mobilenet_top5["coffee"][0] == ("espresso", pytest.approx(0.99, abs=0.01))
-    assert result.agree_top1["coffee"] and result.agree_top1["china"]
-    assert result.agree_top1 == {k: ids[k] == result.top1_ids[k] for k in ids}
-    print({k: (ids[k], result.top1_ids[k]) for k in ids})
+    assert all(len(v) == 5 for v in result.pretrained.mobilenet_top5.values())
+    assert result.pretrained.mobilenet_top5["coffee"][0] == ("espresso", pytest.approx(0.99, abs=0.01))
+    assert result.pretrained.agree_top1["coffee"] and result.pretrained.agree_top1["china"]
+    assert result.pretrained.agree_top1 == {k: ids[k] == result.pretrained.top1_ids[k] for k in ids}
+    print({k: (ids[k], result.pretrained.top1_ids[k]) for k in ids})
 
 
 def test_every_check_passes(result):
@@ -99,10 +99,11 @@ def test_every_check_passes(result):
     from tour.core import device as dev
     from tour.core import dtypes
 
-    assert set(result.checks()) >= {"reload_identical", "matches_reference", "knows_photos", "learned"}
+    assert set(result.checks()) >= {"mnist.reload_identical", "pretrained.matches_reference", "pretrained.knows_photos",
+                                   "mnist.learned"}
     assert result.failed_checks() == []
     assert result.dtype == dtypes.dtype_name(dtypes.choose_dtype("auto", dev.get_device(result.device))[0])
-    autocast = [k for k in result.throughput if "autocast" in k]
+    autocast = [k for k in result.pretrained.throughput if "autocast" in k]
     assert autocast == ([] if result.dtype == "fp32" else [f"channels_last + {result.dtype} autocast"])
 
 
@@ -113,17 +114,17 @@ def test_no_fast_path_means_fp32_and_no_autocast_row(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(dtypes, "fast_paths", lambda d: ())
     r = vision.run(vision.Config(quick=True, device="cpu", out=str(tmp_path), images=["chelsea"], epochs=1))
-    assert r.dtype == "fp32" and not any("autocast" in k for k in r.throughput)
+    assert r.dtype == "fp32" and not any("autocast" in k for k in r.pretrained.throughput)
     assert "the photos' predictions run in fp32 (auto: no bf16/fp16 fast path" in capsys.readouterr().out
-    assert r.matches_reference and r.knows_photos
+    assert r.pretrained.matches_reference and r.pretrained.knows_photos
 
 
 def test_bf16_keeps_the_photos_classes(tmp_path):
     """--dtype bf16 (emulated where there is no fast path): the same checks hold; parity stays fp32."""
     r = vision.run(vision.Config(quick=True, device="cpu", out=str(tmp_path), images=["chelsea", "coffee"],
                                  epochs=1, dtype="bf16"))
-    assert r.dtype == "bf16" and "channels_last + bf16 autocast" in r.throughput
-    assert r.matches_reference and r.parity_max_abs_diff <= 1e-5 and r.knows_photos
+    assert r.dtype == "bf16" and "channels_last + bf16 autocast" in r.pretrained.throughput
+    assert r.pretrained.matches_reference and r.pretrained.parity_max_abs_diff <= 1e-5 and r.pretrained.knows_photos
 
 
 def test_dtype_choices_are_the_cores_and_a_bad_one_is_one_line(tmp_path, capsys):
@@ -145,12 +146,12 @@ def test_known_photos_check_needs_a_known_photo():
 
 
 def test_mnist_cnn_learns_and_reloads(result):
-    assert (result.train_size, result.test_size) == (2000, 1000)  # quick: half of the 4,000 training digits
-    assert len(result.train_accuracy) == len(result.test_accuracy_curve) == 3
-    assert result.test_accuracy_curve[-1] > result.test_accuracy_curve[0]
-    assert result.test_accuracy >= QUICK_ACCURACY_FLOOR
-    assert result.reload_identical
-    assert Path(result.weights_path).stat().st_size > 100_000  # ~30k float32 parameters
+    assert (result.mnist.train_size, result.mnist.test_size) == (2000, 1000)  # quick: half of the 4,000 training digits
+    assert len(result.mnist.train_accuracy) == len(result.mnist.test_accuracy_curve) == 3
+    assert result.mnist.test_accuracy_curve[-1] > result.mnist.test_accuracy_curve[0]
+    assert result.mnist.test_accuracy >= QUICK_ACCURACY_FLOOR
+    assert result.mnist.reload_identical
+    assert Path(result.mnist.weights_path).stat().st_size > 100_000  # ~30k float32 parameters
 
 
 def test_pictures_are_real_images(result):
@@ -164,9 +165,9 @@ def test_pictures_are_real_images(result):
 
 
 def test_throughput_measures_each_variant(result):
-    assert {"eager (no_grad)", "inference_mode", "channels_last"} <= set(result.throughput)
-    assert all(v > 0 for v in result.throughput.values())
-    assert result.speedup["eager (no_grad)"] == 1.0
+    assert {"eager (no_grad)", "inference_mode", "channels_last"} <= set(result.pretrained.throughput)
+    assert all(v > 0 for v in result.pretrained.throughput.values())
+    assert result.pretrained.speedup["eager (no_grad)"] == 1.0
 
 
 def test_same_padding_matches_tensorflow_and_is_needed():

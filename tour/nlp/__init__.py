@@ -7,60 +7,42 @@ Run: `tour run nlp` (or `python -m tour.nlp`, `python examples/nlp.py`); `--quic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tour.core.cli import stop_main
-
 from tour.core.config import out_dir
 from tour.core.errors import require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 from tour.nlp import embeddings, scoring, training  # light at import: their heavy imports are inside
-from tour.nlp.config import (ACCURACY_FLOOR, EMBED_TOL, FLOOR_SETTINGS, NAME, QUERIES, RELOAD_TOL, SENTENCES,
-                             Config)
+from tour.nlp.config import (ACCURACY_FLOOR, EMBED_TOL, FLOOR_SETTINGS, NAME, QUERIES, RELOAD_TOL,  # noqa: F401
+                             SENTENCES, Config)  # (the stop's API)
+from tour.nlp.embeddings import Throughput
+from tour.nlp.scoring import Reload
+from tour.nlp.training import FineTune
+
 
 @dataclass
 class Result(BaseResult):
+    """The data, then one part per section (`result.fine_tune.accuracy`, `result.throughput.speedup`)."""
+
     device: str
     dtype: str  # the inference parts' dtype that ran (bf16, fp32, ...)
     model: str
     labels: list[str]
     train_size: int
     test_size: int
-    # logistic regression on frozen, pooled embeddings: the baseline to beat
+    # 2) logistic regression on frozen, pooled embeddings: the baseline to beat
     probe_accuracy: float = labelled("frozen embeddings + logistic regression (the baseline)", "%")
-    accuracy: float = labelled("fine-tuned accuracy, held out", "%")  # fine-tuned, on the held-out split
-    macro_f1: float = labelled("fine-tuned macro F1, held out")
-    losses: list[float] = labelled("training loss per epoch", default_factory=list)  # mean training loss per epoch
-    train_seconds: float = labelled("fine-tuning time", "s", 0.0)
-    confusion_png: str = labelled("confusion matrix on the held-out split", "", "")
-    saved_dir: str = ""
-    reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
-    reload_matches: bool | None = check("the saved folder, reloaded with pipeline(), predicts the same labels as "
-                                        "the in-memory model", None)
-    reload_max_score_diff: float = labelled("reloaded vs in-memory model, max score difference", "", 0.0)
-    # query -> [text, label, cosine] best first
-    search_hits: dict[str, list[list]] = labelled("semantic search: best matches per query", default_factory=dict,
+    fine_tune: FineTune  # 3-4) the fine-tuned classifier: loss curve, held-out accuracy and macro F1
+    reload: Reload  # 5) save_pretrained, reloaded with pipeline(): same labels and scores
+    # 6) query -> [text, label, cosine] best first
+    search_hits: dict[str, list[list]] = labelled("semantic search: best matches per query",
                                                   columns={"query": ("query", ""),
                                                            "text": ("sentence", ""),
                                                            "label": ("label", ""),
                                                            "cosine": ("cosine similarity", "")})
-    # per-sentence pipeline("feature-extraction")
-    naive_per_s: float = labelled("pipeline, one sentence at a time", "sentences/s", 0.0)
-    # the same pipeline with batch_size=64: the fair baseline
-    pipeline_batched_per_s: float = labelled("pipeline, batch_size=64", "sentences/s", 0.0)
-    # embed(): batched, length-sorted, inference_mode
-    batched_per_s: float = labelled("embed(): batched, length-sorted", "sentences/s", 0.0)
-    # embed() over the batched pipeline
-    speedup: float = labelled("embedding: embed() vs the batched pipeline", "x", 0.0, parity="embed_same")
-    # batched vs naive sentence vectors
-    embed_max_diff: float = labelled("embed() vs one at a time, max difference", "", 0.0)
-    reload_scores_close: bool | None = check(f"reloaded scores within {RELOAD_TOL:g} of the in-memory model's", None)
-    embed_tol: float = 0.0  # the tolerance embed_same used: EMBED_TOL in fp32, one epsilon of a lower dtype
-    embed_same: bool | None = check(f"embed() and both pipelines give the same sentence vectors (max diff "
-                                    f"< {EMBED_TOL:g} in fp32, one epsilon in bf16/fp16)", None)
-    learned: bool | None = check(f"fine-tuned accuracy >= {ACCURACY_FLOOR} on the tour's corpus (not run on your "
-                                 "own --data, --model or training settings)", None)
+    throughput: Throughput  # 7) three ways to embed many texts, side by side, same vectors
 
 
 def load_data(cfg: Config):
@@ -90,7 +72,6 @@ def run(cfg: Config) -> Result:
     require("transformers", "datasets", "yaml", stop="the NLP stop")
     import datasets
 
-    from tour.core import assets
     from tour.core import device as dev
     from tour.core import dtypes
     from tour.core.models import load_encoder, resolve_model
@@ -113,13 +94,10 @@ def run(cfg: Config) -> Result:
     print(f"  logistic regression: held-out accuracy {probe:.3f}")
 
     folder = out_dir(cfg, NAME)
-    model, losses, seconds, acc, f1 = training.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device,
-                                                                  folder)
+    model, tuned = training.train_and_evaluate(cfg, name, labels, train, test, tokenizer, device, folder)
     print("5) save_pretrained, reload with pipeline('text-classification')")
     sentences, queries_text = your_texts(cfg, test, labels)
-    preds, same, diff = scoring.save_and_reload(model, tokenizer, folder / "model", sentences, device,
-                                                cfg.max_length, dtype)
-    print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
+    reloaded = scoring.save_and_reload(model, tokenizer, folder / "model", sentences, device, cfg.max_length, dtype)
 
     print("6) semantic search with the encoder (mean pooling + normalisation)")
     if queries_text is not cfg.queries:
@@ -130,17 +108,9 @@ def run(cfg: Config) -> Result:
     print("7) fast inference: per-sentence pipeline, pipeline(batch_size=...), and embed()")
     speed = embeddings.throughput(full.shuffle(seed=cfg.seed)["text"][:cfg.bench_texts], tokenizer, encoder,
                                   device, cfg.repeats)
-    rates = list(speed["rates"].values())
     return Result(device=str(device), dtype=dtypes.dtype_name(dtype), model=name, labels=labels, train_size=len(train),
-                  test_size=len(test),
-                  probe_accuracy=probe, accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds,
-                  confusion_png=str(folder / "confusion_matrix.png"), saved_dir=str(folder / "model"),
-                  reload_predictions=preds, reload_matches=same, reload_max_score_diff=diff, search_hits=hits,
-                  naive_per_s=rates[0], pipeline_batched_per_s=rates[1], batched_per_s=rates[2],
-                  speedup=rates[2] / rates[1], embed_max_diff=speed["max_diff"], reload_scores_close=diff < RELOAD_TOL,
-                  embed_tol=embeddings.embed_tol(dtype), embed_same=speed["max_diff"] < embeddings.embed_tol(dtype),
-                  learned=assets.floor(acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None, "learned",
-                                       name))
+                  test_size=len(test), probe_accuracy=probe, fine_tune=tuned, reload=reloaded, search_hits=hits,
+                  throughput=speed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
-    """`tour bench`'s throughput rows: texts from the offline corpus, each way against the batched pipeline."""
+    """`tour bench`'s throughput rows: texts from the offline corpus, each way against the batched pipeline (the
+    stop's own section 7, `embeddings.throughput`)."""
     from tour.core.assets import chatterbot_english_dir
     from tour.core.data import corpus_rows
     from tour.core.device import get_device
@@ -158,8 +129,11 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     device = get_device(settings.device)
     texts = [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1)][:64 if settings.quick else 256]
     tokenizer, encoder = load_encoder(device=device)
-    speed = embeddings.throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats)
-    base_name, base = list(speed["rates"].items())[1]  # the batched pipeline: the fair baseline
-    return [BenchRow("throughput", f"MiniLM, {len(texts)} texts", base_name, name, 1e3 / base, 1e3 / rate,
-                     rate / base, speed["max_diff"] < EMBED_TOL, "ms per text")
-            for name, rate in speed["rates"].items() if name != base_name]
+    t = embeddings.throughput(texts, tokenizer, encoder, device, 3 if settings.quick else settings.repeats)
+    what, base = f"MiniLM, {len(texts)} texts", embeddings.batched_pipeline()  # the fair baseline
+
+    def row(variant: str, rate: float) -> BenchRow:
+        return BenchRow("throughput", what, base, variant, 1e3 / t.pipeline_batched_per_s, 1e3 / rate,
+                        rate / t.pipeline_batched_per_s, t.embed_same, "ms per text")
+
+    return [row(embeddings.PER_SENTENCE, t.naive_per_s), row(embeddings.EMBED, t.batched_per_s)]

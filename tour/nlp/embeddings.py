@@ -1,11 +1,24 @@
 """The NLP stop's sentence vectors: the encoder's mean-pooled, unit-length embeddings (embed), semantic search over
 them, and the embedding throughput of three ways side by side (per-sentence pipeline, batched pipeline, embed();
-same vectors checked). The encoder itself is tour.core.models.load_encoder (MiniLM offline, or --model)."""
+same vectors checked: the Result's `throughput` part, which `tour bench` reads too). The encoder itself is
+tour.core.models.load_encoder (MiniLM offline, or --model)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tour.core.errors import TourError
+from tour.core.results import check, labelled
 from tour.nlp.config import EMBED_TOL
+
+BATCH_SIZE = 64  # sentences per call of the batched ways
+PER_SENTENCE = "pipeline per sentence"  # the three ways' names, as printed and as `tour bench` rows name them
+EMBED = "batched embed()"
+
+
+def batched_pipeline(batch_size: int = BATCH_SIZE) -> str:
+    return f"pipeline(batch_size={batch_size})"
+
 
 def mean_pool(hidden, mask):
     """Average the token vectors a sentence really has (padding masked out), as all-MiniLM-L6-v2 was trained."""
@@ -14,7 +27,7 @@ def mean_pool(hidden, mask):
     return pool(hidden, mask)
 
 
-def embed(texts, tokenizer, model, device, batch_size: int = 64, max_tokens: int = 512):
+def embed(texts, tokenizer, model, device, batch_size: int = BATCH_SIZE, max_tokens: int = 512):
     """Unit-length sentence vectors (float32, CPU, input order), from length-sorted, token-capped batches."""
     import torch
 
@@ -83,25 +96,48 @@ def pipeline_embed(texts, extractor, batch_size: int):
     return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
 
 
-def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int = 64) -> dict:
+@dataclass
+class Throughput:
+    """Section 7: texts per second of each way to embed many texts, and whether they give the same vectors
+    (`result.throughput.speedup`)."""
+
+    # per-sentence pipeline("feature-extraction")
+    naive_per_s: float = labelled("pipeline, one sentence at a time", "sentences/s", 0.0)
+    # the same pipeline with batch_size=64: the fair baseline
+    pipeline_batched_per_s: float = labelled("pipeline, batch_size=64", "sentences/s", 0.0)
+    # embed(): batched, length-sorted, inference_mode
+    batched_per_s: float = labelled("embed(): batched, length-sorted", "sentences/s", 0.0)
+    # embed() over the batched pipeline
+    speedup: float = labelled("embedding: embed() vs the batched pipeline", "x", 0.0, parity="embed_same")
+    # batched vs naive sentence vectors
+    embed_max_diff: float = labelled("embed() vs one at a time, max difference", "", 0.0)
+    embed_tol: float = 0.0  # the tolerance embed_same used: EMBED_TOL in fp32, one epsilon of a lower dtype
+    embed_same: bool | None = check(f"embed() and both pipelines give the same sentence vectors (max diff "
+                                    f"< {EMBED_TOL:g} in fp32, one epsilon in bf16/fp16)", None)
+
+
+def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int = BATCH_SIZE) -> Throughput:
     """Texts per second: per-sentence pipeline, pipeline(batch_size=N), and embed() (batched, length-sorted, under
-    inference_mode). Same vectors checked for all three."""
+    inference_mode). Same vectors checked for all three, within one rounding step of the encoder's dtype."""
     from transformers import pipeline
 
     extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
-    ways = {"pipeline per sentence": lambda some: naive_embed(some, extractor),
-            f"pipeline(batch_size={batch_size})": lambda some: pipeline_embed(some, extractor, batch_size),
-            "batched embed()": lambda some: embed(some, tokenizer, encoder, device, batch_size=batch_size)}
+    batched = batched_pipeline(batch_size)
+    ways = {PER_SENTENCE: lambda some: naive_embed(some, extractor),
+            batched: lambda some: pipeline_embed(some, extractor, batch_size),
+            EMBED: lambda some: embed(some, tokenizer, encoder, device, batch_size=batch_size)}
     for way in ways.values():
         way(texts[:8])  # warm-up: a way's first call pays its one-off set-up; a few texts do that (a whole
         # extra pass over all of them cost as much as a timed run)
     last = {}  # each way's vectors from its timed runs: what the parity check compares
-    timed = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
-    rates = {name: median_rate(timed(name, way), len(texts), device, repeats) for name, way in ways.items()}
+    keeping_vectors = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
+    rates = {name: median_rate(keeping_vectors(name, way), len(texts), device, repeats) for name, way in ways.items()}
     reference = embed(texts, tokenizer, encoder, device, batch_size=batch_size)
     diff = max(float((vectors - reference).abs().max()) for vectors in last.values())
-    base = rates[f"pipeline(batch_size={batch_size})"]
+    base = rates[batched]
     print(f"  {len(texts)} texts, median of {repeats}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
-    print(f"  embed() vs the batched pipeline: {rates['batched embed()'] / base:.1f}x; vs per sentence: "
-          f"{rates['batched embed()'] / rates['pipeline per sentence']:.1f}x; same vectors (max diff {diff:.1e})")
-    return {"rates": rates, "max_diff": diff}
+    print(f"  embed() vs the batched pipeline: {rates[EMBED] / base:.1f}x; vs per sentence: "
+          f"{rates[EMBED] / rates[PER_SENTENCE]:.1f}x; same vectors (max diff {diff:.1e})")
+    tol = embed_tol(encoder.dtype)
+    return Throughput(naive_per_s=rates[PER_SENTENCE], pipeline_batched_per_s=base, batched_per_s=rates[EMBED],
+                      speedup=rates[EMBED] / base, embed_max_diff=diff, embed_tol=tol, embed_same=diff < tol)

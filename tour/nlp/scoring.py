@@ -3,7 +3,11 @@ confusion matrix, and save + reload through pipeline() (its data comes from tour
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tour.core.results import check, labelled
+from tour.nlp.config import RELOAD_TOL
 
 
 # the baseline: a linear probe on frozen embeddings ---------------------------------------------------------------
@@ -30,7 +34,20 @@ def predict(model, tokenizer, texts, device, max_length: int, batch_size: int = 
 
 
 # save and reload through pipeline() ------------------------------------------------------------------------------
-def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int, dtype):
+@dataclass
+class Reload:
+    """Section 5: the fine-tuned model saved, reloaded with pipeline(), and held to the in-memory model's answers
+    (`result.reload.reload_matches`)."""
+
+    saved_dir: str = ""
+    reload_predictions: list[str] = field(default_factory=list)  # pipeline() on the saved folder
+    reload_matches: bool | None = check("the saved folder, reloaded with pipeline(), predicts the same labels as "
+                                        "the in-memory model", None)
+    reload_max_score_diff: float = labelled("reloaded vs in-memory model, max score difference", "", 0.0)
+    reload_scores_close: bool | None = check(f"reloaded scores within {RELOAD_TOL:g} of the in-memory model's", None)
+
+
+def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device, max_length: int, dtype) -> Reload:
     """save_pretrained (safetensors, fp32) + tokenizer, then pipeline() on the folder in `dtype`, one batch; its
     labels and scores must match the in-memory model's in the same dtype on the same padded batch."""
     import copy
@@ -50,7 +67,10 @@ def save_and_reload(model, tokenizer, folder: Path, sentences: list[str], device
     diff = max(abs(a[1] - b[1]) for a, b in zip(mem, got))
     for text, (label, score) in zip(sentences, got):
         print(f"  {text!r:48} -> {label} ({score:.2f})")
-    return [g[0] for g in got], [m[0] for m in mem] == [g[0] for g in got], diff
+    same = [m[0] for m in mem] == [g[0] for g in got]
+    print(f"  reloaded pipeline agrees with the in-memory model: {same} (max score diff {diff:.1e})")
+    return Reload(saved_dir=str(folder), reload_predictions=[g[0] for g in got], reload_matches=same,
+                  reload_max_score_diff=diff, reload_scores_close=diff < RELOAD_TOL)
 
 
 # scoring: held-out metrics and the confusion matrix --------------------------------------------------------------

@@ -1,12 +1,14 @@
 """The NLP stop's fine-tuning: a classification head on the encoder, a plain AdamW loop over length-grouped batches,
-then the held-out evaluation."""
+then the held-out evaluation: the Result's `fine_tune` part."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from tour.nlp.config import Config
+from tour.core.results import check, labelled
+from tour.nlp.config import ACCURACY_FLOOR, FLOOR_SETTINGS, Config
 from tour.nlp.scoring import evaluate, predict
 
 
@@ -64,9 +66,25 @@ def fine_tune(cfg: Config, model, train_tok, collator, device, epochs: int) -> l
     return losses
 
 
+@dataclass
+class FineTune:
+    """Sections 3-4: the fine-tuned classifier's training and its held-out scores (`result.fine_tune.accuracy`)."""
+
+    accuracy: float = labelled("fine-tuned accuracy, held out", "%")  # fine-tuned, on the held-out split
+    macro_f1: float = labelled("fine-tuned macro F1, held out")
+    losses: list[float] = labelled("training loss per epoch", default_factory=list)  # mean training loss per epoch
+    train_seconds: float = labelled("fine-tuning time", "s", 0.0)
+    confusion_png: str = labelled("confusion matrix on the held-out split", "", "")
+    learned: bool | None = check(f"fine-tuned accuracy >= {ACCURACY_FLOOR} on the tour's corpus (not run on your "
+                                 "own --data, --model or training settings)", None)
+
+
 def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device, folder: Path):
+    """(the fine-tuned model, the FineTune record); the accuracy floor holds for the tour's corpus and settings with
+    pretrained weights (None otherwise: not run)."""
     from transformers import DataCollatorWithPadding
 
+    from tour.core import assets
     from tour.core import data as nlp_data
 
     print("3) fine-tuning AutoModelForSequenceClassification")
@@ -77,7 +95,10 @@ def train_and_evaluate(cfg: Config, name, labels, train, test, tokenizer, device
     seconds = time.perf_counter() - start
     print("4) evaluation on the held-out split")
     pred = predict(model, tokenizer, test["text"], device, cfg.max_length).argmax(-1).tolist()
-    acc, f1 = evaluate(test["label"], pred, labels, folder / "confusion_matrix.png")
+    png = folder / "confusion_matrix.png"
+    acc, f1 = evaluate(test["label"], pred, labels, png)
     print(f"  accuracy {acc:.3f}, macro-F1 {f1:.3f} on {len(test)} texts; {cfg.epochs} epochs in {seconds:.0f} s; "
-          f"confusion matrix: {folder / 'confusion_matrix.png'}")
-    return model, losses, seconds, acc, f1
+          f"confusion matrix: {png}")
+    learned = assets.floor(acc >= ACCURACY_FLOOR if cfg.stock(*FLOOR_SETTINGS) else None, "learned", name)
+    return model, FineTune(accuracy=acc, macro_f1=f1, losses=losses, train_seconds=seconds, confusion_png=str(png),
+                           learned=learned)

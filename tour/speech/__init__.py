@@ -10,58 +10,34 @@ for a word error rate; a file in which Silero VAD hears no speech is not transcr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tour.core.cli import stop_main
-
 from tour.core.config import out_dir
 from tour.core.errors import require
-from tour.core.results import BaseResult, BenchRow, BenchSettings, check, labelled
+from tour.core.results import BaseResult, BenchRow, BenchSettings, labelled
 from tour.core.state import keeps_caller_state
 from tour.speech import clips as audio_in  # light at import: the heavy imports are inside
 from tour.speech import whisper
-from tour.speech.config import FLOOR_BEAMS, LONG_WER_FLOOR, NAME, SENTENCES, WER_FLOOR, Config
+from tour.speech.config import (FLOOR_BEAMS, LONG_WER_FLOOR, NAME, SENTENCES, WER_FLOOR,  # noqa: F401
+                                Config)  # (the stop's API)
+from tour.speech.whisper import LongForm, Transcripts
+
 
 @dataclass
 class Result(BaseResult):
+    """The model, then one part per section (`result.transcripts.wer`, `result.long.wer`)."""
+
     device: str
     model_dir: str  # the converted transformers folder (cached)
     dtype: str  # what Whisper ran in (--dtype): fp32, bf16 or fp16
-    n_params: int = labelled("Whisper parameters", "", 0)
-    clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, speech_s, text, transcript, wer
+    n_params: int = labelled("Whisper parameters", "")
     # Silero VAD heard no speech in these: not given to Whisper, which would invent words for a tone or music
-    no_speech: list[str] = labelled("your files with no speech in them (not transcribed)", "", default_factory=list)
-    # over every clip with known text (jiwer, after lower-casing, no punctuation)
-    wer: float | None = labelled("word error rate", "%", None)
-    words: list[dict] = field(default_factory=list)  # first clip: word, start, end (seconds)
-    long_seconds: float = 0.0
-    long_source: str = ""  # what the long-form part heard: your files, or the tour's clips (and why)
-    long_chunks: list[dict] = field(default_factory=list)  # long-form: text with its timestamps per segment
-    long_wer: float | None = labelled("long-form word error rate", "%", None)
-    # seconds of audio transcribed per second of compute, one clip at a time
-    rtf_single: float = labelled("transcribed per second, one clip at a time", "× real time", 0.0)
-    # the same, `batch_size` clips per forward pass
-    rtf_batched: float = labelled("transcribed per second, batched", "× real time", 0.0)
-    # An exact text match, same model, dtype and device on both sides: only the batch differs. Every clip is padded to
-    # 30 s, so the inputs are the same; what may differ is the GEMM blocking of a larger batch, which in bf16/fp16 on
-    # a GPU can flip a near-tied token. A failure is that finding, printed beside the timings.
-    batch_same: bool | None = check("batched transcripts are identical to one-at-a-time ones (exact text, same "
-                                    "dtype and device, only the batch differs; every clip is padded to 30 s)", None)
+    no_speech: list[str] = labelled("your files with no speech in them (not transcribed)", "")
+    words: list[dict]  # 2) the first clip: word, start, end (seconds)
+    transcripts: Transcripts  # 3) every clip's transcript and WER, the real-time factor one at a time and batched
+    long: LongForm  # 4) long-form audio past the 30 s window, chunked
     transcript_png: str = labelled("the first clip's words on its waveform", "", "")
-    hears_clips: bool | None = check(f"word error rate <= {WER_FLOOR} on the tour's clips (not run on your own "
-                                     f"--audio or --sentences, or under {FLOOR_BEAMS} beams)", None)
-    hears_long: bool | None = check(f"long-form word error rate <= {LONG_WER_FLOOR} on the tour's clips (run like "
-                                    "hears_clips)", None)
-
-
-def wer_checks(cfg: Config, clips_wer: float | None, long_wer: float | None) -> tuple[bool | None, bool | None]:
-    """(hears_clips, hears_long): the WER floors hold for the tour's own clips at the beam width they were measured
-    with; your own audio or sentences have no floor (None: not run)."""
-    ours = not cfg.audio and set(cfg.sentences) <= set(SENTENCES) and cfg.num_beams >= FLOOR_BEAMS
-    if not ours:
-        return None, None
-    long_ok = long_wer is not None and long_wer <= LONG_WER_FLOOR
-    return clips_wer is not None and clips_wer <= WER_FLOOR, long_ok if cfg.stock("long_seconds") else None
 
 
 @keeps_caller_state
@@ -88,35 +64,31 @@ def run(cfg: Config) -> Result:
     words = whisper.timestamps_part(asr, clips[0], cfg)
     print(f"3) transcripts ({'greedy' if cfg.num_beams == 1 else f'beam search, {cfg.num_beams} beams'}), "
           f"one clip at a time and in batches; word error rate; real-time factor")
-    said = whisper.transcripts_part(asr, clips, cfg, device)
+    said = whisper.transcripts_part(asr, clips, cfg, device, model_dir)
     print("4) long-form audio over 30 s, chunk_length_s=30")
-    long = whisper.long_part(asr, clips, cfg, yours)
-    hears_clips, hears_long = (assets.floor(ok, name, model_dir) for ok, name in
-                               zip(wer_checks(cfg, said.wer, long.wer), ("hears_clips", "hears_long")))
-    png = audio_in.transcript_png(said.clips[0], words, folder / "transcript.png")
+    long = whisper.long_part(asr, clips, cfg, yours, model_dir)
+    png = audio_in.transcript_png(clips[0], said.clips[0]["transcript"], words, folder / "transcript.png")
     print(f"5) picture\n  {png}")
     return Result(device=str(device), model_dir=str(model_dir), dtype=dtypes.dtype_name(dtype),
-                  n_params=asr.model.num_parameters(),
-                  clips=[{k: v for k, v in c.items() if k != "audio"} for c in said.clips], no_speech=no_speech,
-                  wer=said.wer,
-                  words=words, long_seconds=long.seconds, long_source=long.source, long_chunks=long.chunks,
-                  long_wer=long.wer, rtf_single=said.rtf_single, rtf_batched=said.rtf_batched,
-                  batch_same=said.batch_same, transcript_png=str(png), hears_clips=hears_clips, hears_long=hears_long)
+                  n_params=asr.model.num_parameters(), no_speech=no_speech, words=words, transcripts=said, long=long,
+                  transcript_png=str(png))
 
 
 def bench_rows(settings: BenchSettings) -> list[BenchRow]:
-    """`tour bench`: transcribing the clips one at a time vs as a batch (greedy, ms per clip)."""
+    """`tour bench`: transcribing the clips one at a time vs as a batch (greedy, ms per clip; the stop's own
+    section 3, `whisper.transcripts_part`)."""
     require("transformers", "torchaudio", "soundfile", "jiwer", stop="the speech bench")
     from tour.core import device as dev
+    from tour.core import dtypes
 
     cfg = Config(quick=settings.quick, device=settings.device, out=settings.out, num_beams=1,
                  batch_size=max(settings.batch_size, 2), repeats=max(1, settings.repeats // 3))
     clips = audio_in.gather_clips(cfg.audio, cfg.text, cfg.sentences)
     device = dev.get_device(cfg.device)
     dtype, _ = dtypes.choose_dtype(cfg.dtype, device)
-    asr, _ = whisper.load_pipeline(device, dtype)
+    asr, folder = whisper.load_pipeline(device, dtype)
     whisper.timestamps_part(asr, clips[0], cfg)  # warm-up
-    t = whisper.transcripts_part(asr, clips, cfg, device)
+    t = whisper.transcripts_part(asr, clips, cfg, device, folder)
     per_clip = sum(c["seconds"] for c in clips) / len(clips) * 1e3  # ms of audio per clip
     return [BenchRow("speech", f"Whisper tiny.en ASR (greedy), {len(clips)} clips", "one at a time",
                      f"batch of {cfg.batch_size}", per_clip / t.rtf_single, per_clip / t.rtf_batched,

@@ -118,9 +118,9 @@ def long_input(clips: list[dict], yours: bool, sentences: list[str], long_second
 
 
 # the picture ---------------------------------------------------------------------------------------------------
-def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
-    """The waveform with each recognised word under the stretch of sound it came from: the first PICTURE_S
-    seconds, as a longer clip's words would pile up unreadably under it."""
+def transcript_png(clip: dict, transcript: str, words: list[dict], path: Path) -> Path:
+    """The clip's waveform with each recognised word under the stretch of sound it came from: the first PICTURE_S
+    seconds, as a longer clip's words would pile up unreadably under it. `transcript`: what Whisper heard in it."""
     import numpy as np
 
     from tour.core import plots
@@ -137,7 +137,7 @@ def transcript_png(clip: dict, words: list[dict], path: Path) -> Path:
         ax.text((w["start"] + end) / 2, -1.05 + 0.12 * (i % 2), w["word"], ha="center", fontsize=8)
     ax.set_ylim(-1.1, 1.0)
     ax.set_xlabel("seconds")
-    said = " ".join(w["word"] for w in words) + " ..." if cut else clip["transcript"]
+    said = " ".join(w["word"] for w in words) + " ..." if cut else transcript
     title = f"{clip['name']}" + (f", the first {PICTURE_S:.0f} s of {clip['seconds']} s" if cut else "") + f": {said!r}"
     ax.set_title(textwrap.fill(title, 150), fontsize=9)  # ~150 characters fit the width at 9 pt
     plots.save(fig, path)

