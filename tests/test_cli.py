@@ -177,3 +177,18 @@ def test_a_stop_whose_check_fails_exits_1(tmp_path, capsys):
     assert "FAILED check(s): parity" in capsys.readouterr().err
     assert (tmp_path / "fake" / "result.json").exists()  # the numbers are still saved, to see what went wrong
     assert stop_main("fake", BaseConfig, lambda cfg: Result(parity=True), ["--out", str(tmp_path)]) == 0
+
+
+def test_model_unset_is_none_in_every_stop_and_the_flag_sets_it():
+    """One meaning of "unset" for --model: None (the stop's own offline model), whichever stop takes the flag."""
+    import dataclasses
+
+    from tour.core.cli import parse_config
+    from tour.tools import registry
+
+    taking = [name for name in STOPS if "model" in {f.name for f in dataclasses.fields(registry.load(name).Config)}]
+    assert {"nlp", "generate", "attention"} <= set(taking)
+    for name in taking:
+        config = registry.load(name).Config
+        assert parse_config(config, [], name).model is None, name
+        assert parse_config(config, ["--model", "org/some-model"], name).model == "org/some-model", name
