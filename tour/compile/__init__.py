@@ -60,13 +60,10 @@ class Result(BaseResult):
                                                "per size", None)
 
 
-# 0) where Inductor keeps its artefacts and whether it can build here: tour.core.inductor
+# 1) whether Inductor can build here, and where it keeps its artefacts: tour.core.inductor. The models: models.py.
 
 
-# 1) the models live in tour/compile/models.py
-
-
-# 2) timing, compile time, parity ---------------------------------------------------------------------------------
+# 2) eager vs compiled: timing, compile time, parity --------------------------------------------------------------
 def first_call(model, call, device) -> tuple[Any, float, str]:
     """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
     import torch

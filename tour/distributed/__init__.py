@@ -64,7 +64,7 @@ class Result(BaseResult):
                                     f"|diff| < {PARITY_TOL:g})", None)
 
 
-# 0) checks before launching -------------------------------------------------------------------------------------
+# checks before launching ----------------------------------------------------------------------------------------
 def check_device(cfg: Config, device) -> None:
     """CPU ranks share the cores, accelerator ranks need one device each; a named device (cuda:1) is one device."""
     import torch
@@ -175,7 +175,7 @@ def gather(folder: Path) -> list[dict]:
     return reports
 
 
-# 2) the single-process reference --------------------------------------------------------------------------------
+# 3) parity: the single-process reference ------------------------------------------------------------------------
 def single_process(cfg: Config, world: int, device):
     """One process, one model, the same global batches the DDP run saw, mean loss over each: DDP's maths."""
     import torch
