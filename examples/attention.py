@@ -6,27 +6,22 @@
 # `TOUR_QUICK=1` for short sequences.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 import torch
 import torch.nn.functional as F
 
 from tour import attention
-from tour.core import device as dev
 from tour.core import dtypes
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-cfg = attention.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
+cfg = startup.example_config(attention.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 dtype = dtypes.get_dtype(device)  # bf16 on accelerators (what the Flash kernels want), fp32 on the CPU
-dev.seed_everything(cfg.seed)
-print(dev.describe(cfg.device), "| dtype", dtype)
+print("dtype", dtype)
 
 # %% [markdown]
 # ## 1) Same answer

@@ -5,14 +5,13 @@
 # espeak-ng speech clip is used. `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -20,18 +19,14 @@ import torch
 from tour import audio
 from tour.audio import features
 from tour.audio.config import RATE
-from tour.core import device as dev
 from tour.core.assets import speech_clip
 from tour.core.audio_io import read_audio
 from tour.core.vad import detect_speech, load_vad
 
-path = os.environ.get("TOUR_AUDIO", "")
-args = [a for a in sys.argv[1:] if not a.startswith("-")]
-if "ipykernel" not in sys.modules and args:  # a kernel's argv is its own, not a file of yours
-    path = args[0]
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-cfg = audio.Config(audio=path, quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
+args = startup.script_args()  # a script's own words; none in a notebook (its argv is the kernel's)
+path = args[0] if args else os.environ.get("TOUR_AUDIO", "")
+cfg = startup.example_config(audio.Config, audio=path)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+device = startup.example_device(cfg, seed=False)
 
 # %% [markdown]
 # ## 1) Audio in

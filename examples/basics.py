@@ -5,24 +5,18 @@
 # Runs as a script too: `python examples/basics.py` (`TOUR_QUICK=1` for a short run, `TOUR_OUT` for the folder).
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 from tour import basics
-from tour.core import device as dev
 from tour.core.data import digits_split
 from tour.core.models import accuracy, train_mlp
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"  # fewer epochs; the numbers stay real
-cfg = basics.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides)
-dev.seed_everything(cfg.seed)
-print(dev.describe(cfg.device))
+cfg = startup.example_config(basics.Config)  # TOUR_QUICK=1: fewer epochs, the numbers stay real; $TOUR_OUT
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 
 # %% [markdown]
 # ## 1) Tensors

@@ -6,25 +6,22 @@
 # `TOUR_QUICK=1` for small sizes, `TOUR_OUT` for the folder bench.json and bench.md go to.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 import torch
 
-from tour.core import device as dev
 from tour.core import timing
 from tour.core import roofs
 from tour.tools import bench
 
-cfg = bench.Config(quick=os.environ.get("TOUR_QUICK") == "1", only=["roof", "attention"],
-                   out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
-print(dev.describe(cfg.device), "| sections:", bench.sections(cfg), "| all of them:", list(bench.SECTIONS))
+# quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+cfg = startup.example_config(bench.Config, only=["roof", "attention"])
+device = startup.example_device(cfg, seed=False)
+print("sections:", bench.sections(cfg), "| all of them:", list(bench.SECTIONS))
 
 # %% [markdown]
 # ## 1) The roof

@@ -5,31 +5,27 @@
 # a graph break and at recompiles when the batch size changes. `TOUR_QUICK=1` for a short run.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 from tour import compile as compile_stop  # `compile` alone would hide Python's builtin
 from tour.compile.models import specs
-from tour.core import device as dev
 from tour.core.inductor import compile_problem, inductor_cache
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-cfg = compile_stop.Config(quick=QUICK, models=["fusion"], out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
-dev.seed_everything(cfg.seed)
+# quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+cfg = startup.example_config(compile_stop.Config, models=["fusion"])
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 problem = compile_problem(device)  # None, or why Inductor cannot build code here (e.g. no C++ compiler)
-print(dev.describe(cfg.device), "| Inductor can build here:", problem or "yes")
+print("Inductor can build here:", problem or "yes")
 
 # %% [markdown]
 # ## 1) Eager vs compiled on one model
 # `FusionBlock` is LayerNorm, GELU, scale/shift, tanh and a residual, four times: eager makes one pass over memory
-# per op, Inductor fuses each layer into a loop or two. `compare` measures the first call (trace + codegen + build),
-# a warm recompile from the on-disk cache, the steady-state medians, and `allclose` between the two outputs.
+# per op, Inductor fuses each layer into a loop or two. `eager_vs_compiled` measures the first call (trace + codegen
+# + build), a warm recompile from the on-disk cache, the steady-state medians, and `allclose` between the two outputs.
 
 # %%
 spec = specs(cfg, device)[0]
@@ -38,7 +34,7 @@ with inductor_cache() as cache:  # compiled kernels are kept here, so a second r
     if problem:
         comparisons = compile_stop.comparisons(cfg, device, problem)  # times the eager side only, says why
     else:
-        comparisons = [compile_stop.compare(spec, "inference", device, cfg.repeats)]
+        comparisons = [compile_stop.eager_vs_compiled(spec, "inference", device, cfg.repeats)]
         compile_stop.show(comparisons[0])
 
 # %% [markdown]

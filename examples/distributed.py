@@ -6,20 +6,18 @@
 # matrix across the ranks. Two CPU processes are enough to see both. `TOUR_QUICK=1` for fewer epochs.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 from torch.utils.data import DistributedSampler
 
 from tour import distributed
 from tour.distributed.worker import global_batches
 
-cfg = distributed.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
+cfg = startup.example_config(distributed.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
 print(f"{cfg.nproc} processes, {cfg.epochs} epochs, global batch {cfg.batch_size}")
 
 # %% [markdown]

@@ -8,12 +8,12 @@
 
 # %%
 import json
-import os
 
+from tour.core import startup
 from tour.tools import doctor
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-only = ("device",) if QUICK else ()  # the system probes always run; `only` adds groups (empty: all of them)
+# TOUR_QUICK=1: the device probes only. The system probes always run; `only` adds groups (empty: all of them).
+only = ("device",) if startup.quick() else ()
 
 # %% [markdown]
 # ## 1) Collect

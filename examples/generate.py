@@ -5,27 +5,23 @@
 # (or set TOUR_PROMPT). `--quick` or TOUR_QUICK=1 makes every step shorter.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import os
-import sys
 
 from tour import generate as g
-from tour.core.device import get_device, seed_everything
+from tour.core.device import seed_everything
 from tour.generate import chat, lora, speed
 from tour.generate.model import chat_inputs, check_prompts, decode, generate, load_model, open_source
 
-quick = "--quick" in sys.argv or os.environ.get("TOUR_QUICK") == "1"
-# In a notebook, sys.argv is the kernel's (a connection file), not a question: read argv only as a script.
-words = [a for a in sys.argv[1:] if not a.startswith("--")] if "ipykernel" not in sys.modules else []
-question = " ".join(words) or os.environ.get("TOUR_PROMPT") or "What is the capital of Japan?"
-cfg = g.Config(quick=quick, prompts=[question, "Name a primary colour."], out=os.environ.get("TOUR_OUT", "tour-output"))
-device = get_device(cfg.device)
-seed_everything(cfg.seed)
+# A script's own words are the question (a notebook's argv is the kernel's: none there); --quick as TOUR_QUICK=1.
+question = " ".join(startup.script_args()) or os.environ.get("TOUR_PROMPT") or "What is the capital of Japan?"
+cfg = startup.example_config(g.Config, prompts=[question, "Name a primary colour."])
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 source, tokenizer, context, converted_now = open_source(cfg.model)  # converts the GGUF file on the first run
 check_prompts(tokenizer, cfg.system, cfg.prompts, cfg.max_new_tokens, context)
 model = load_model(source, device)

@@ -6,25 +6,23 @@
 # (This file is `lightning_demo.py`: a script named lightning.py would shadow the library.) `TOUR_QUICK=1` for short.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import inspect
-import os
 
 from tour import lightning as stop
-from tour.core import device as dev
 from tour.core.config import out_dir
 from tour.core.data import digits_split
 from tour.core.models import accuracy
 
-cfg = stop.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
+cfg = startup.example_config(stop.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+device = startup.example_device(cfg, seed=False)  # each loop below sets the seed itself
 train, test = digits_split(cfg.test_fraction, cfg.seed)
-print(dev.describe(cfg.device), f"| Trainer(accelerator={stop.accelerator_for(device)!r}), {cfg.epochs} epochs")
+print(f"Trainer(accelerator={stop.accelerator_for(device)!r}), {cfg.epochs} epochs")
 
 # %% [markdown]
 # ## 1) The plain loop

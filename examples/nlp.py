@@ -7,14 +7,13 @@
 # or a text file with one per line). `TOUR_QUICK=1` for a short run, `TOUR_OUT` for the output folder.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import os
-import sys
 from pathlib import Path
 
 import datasets
@@ -22,23 +21,21 @@ import transformers
 
 from tour import nlp
 from tour.nlp import embeddings, scoring, training
-from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.config import out_dir
 from tour.core.models import load_encoder, resolve_model
 
 texts = [t for t in os.environ.get("TOUR_TEXTS", "").split("|") if t.strip()] or nlp.SENTENCES
-args = [a for a in sys.argv[1:] if not a.startswith("-")]
-if "ipykernel" not in sys.modules and args:  # a kernel's argv is its own, not your sentences
+args = startup.script_args()  # a script's own words; none in a notebook (its argv is the kernel's)
+if args:
     texts = Path(args[0]).read_text().splitlines() if Path(args[0]).is_file() else args
-cfg = nlp.Config(quick=os.environ.get("TOUR_QUICK") == "1", out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
-dev.seed_everything(cfg.seed)
+cfg = startup.example_config(nlp.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+device = startup.example_device(cfg)  # accelerator if there is one, else the CPU (TOUR_DEVICE overrides); seeded
 datasets.disable_progress_bars()
 transformers.logging.disable_progress_bar()  # the stop prints its own summary lines
 transformers.logging.set_verbosity_error()  # the classifier head's "newly initialized" report is expected here
 dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # the inference parts' dtype; fine-tuning stays fp32
-print(dev.describe(cfg.device), f"| inference in {why} | {len(texts)} sentence(s) of yours")
+print(f"inference in {why} | {len(texts)} sentence(s) of yours")
 
 # %% [markdown]
 # ## 1) Data and encoder

@@ -7,12 +7,10 @@
 # `TOUR_QUICK=1` for a short run.
 
 # %%
-# Threading first, before torch starts (the `tour` command does this itself; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts (the `tour` command does this itself; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 import torch
 
@@ -21,11 +19,8 @@ from tour.core import device as dev
 from tour.core import dtypes
 from tour.precision import decode, encoder, fusion, roofs, variants
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-cfg = precision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
-dev.seed_everything(cfg.seed)
-print(dev.describe(cfg.device))
+cfg = startup.example_config(precision.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+device = startup.example_device(cfg)  # chosen, seeded, described
 print("fast paths here:", ", ".join(dtypes.fast_paths(device)) or "none")
 print("the device helper would run inference in", dtypes.inference_dtype(device))
 

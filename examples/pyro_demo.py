@@ -6,18 +6,15 @@
 # `TOUR_QUICK=1` for fewer SVI steps, `TOUR_OUT` for the output folder.
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
-
-import os
+startup.start_up()
 
 from tour import pyro as stop
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-cfg = stop.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"))
+cfg = startup.example_config(stop.Config)  # quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
 print(f"{cfg.steps} SVI steps x {cfg.particles} particles, predictors {cfg.features}")
 
 # %% [markdown]

@@ -8,30 +8,27 @@
 # the output folder).
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import os
-import sys
 from pathlib import Path
 
 from tour import speech
 from tour.speech import clips as audio_in
 from tour.speech import whisper
-from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.config import out_dir
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-# your own recordings from the command line (a notebook kernel's own arguments are no audio); none: the tour's clips
-files = [a for a in sys.argv[1:] if Path(a).suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"}]
+# your own recordings from the command line (none in a notebook); none: the tour's clips
+files = [a for a in startup.script_args() if Path(a).suffix.lower() in {".wav", ".flac", ".ogg", ".mp3"}]
 text = [os.environ["TOUR_TEXT"]] if os.environ.get("TOUR_TEXT") and len(files) == 1 else []  # the reference
-cfg = speech.Config(quick=QUICK, audio=files, text=text, out=os.environ.get("TOUR_OUT", "tour-output"))
-device = dev.get_device(cfg.device)
-print(dev.describe(cfg.device))
+# quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+cfg = startup.example_config(speech.Config, audio=files, text=text)
+device = startup.example_device(cfg, seed=False)
 dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
 print("Whisper runs in", why)
 

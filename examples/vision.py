@@ -6,31 +6,27 @@
 # `TOUR_IMAGES="a.jpg|b.png"` for your own photos in a notebook).
 
 # %%
-# Threading first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they
-# wait (the `tour` command does this itself; a notebook or script calls it; see tour/core/threads.py).
-import tour.core.threads
+# Start-up first, before torch starts: on a busy machine, the idle cores' threads, which sleep while they wait
+# (the `tour` command does this itself; a notebook or script calls it; see tour/core/startup.py).
+from tour.core import startup
 
-tour.core.threads.configure()
+startup.start_up()
 
 import os
-import sys
 
 import torch
 
 from tour import vision
 from tour.vision import pretrained as vw
 from tour.vision.images import load_images
-from tour.core import device as dev
 from tour.core import dtypes
 from tour.core.models import load_efficientnet_lite0, preprocess
 
-QUICK = os.environ.get("TOUR_QUICK") == "1"
-mine = [a for a in sys.argv[1:] if os.path.isfile(a)] if "ipykernel" not in sys.modules else []
+mine = [a for a in startup.script_args() if os.path.isfile(a)]  # none in a notebook (its argv is the kernel's)
 mine += [p for p in os.environ.get("TOUR_IMAGES", "").split("|") if p]
-cfg = vision.Config(quick=QUICK, out=os.environ.get("TOUR_OUT", "tour-output"),
-                    images=["chelsea", "coffee", "astronaut", *mine])
-device = dev.get_device(cfg.device)
-print(dev.describe(cfg.device))
+# quick with TOUR_QUICK=1; writes to $TOUR_OUT (tour-output)
+cfg = startup.example_config(vision.Config, images=["chelsea", "coffee", "astronaut", *mine])
+device = startup.example_device(cfg, seed=False)
 dtype, why = dtypes.choose_dtype(cfg.dtype, device)  # --dtype auto: bf16 where the hardware has a bf16 fast path
 print("the photos' predictions run in", why)
 images = load_images(cfg.images)  # built-in photos ship inside scikit-image; yours are read by Pillow
@@ -68,7 +64,7 @@ agree = vw.agreement(mobile_ids, lite_ids)
 # rounds interleave the variants, so a busy machine slows them alike.
 
 # %%
-rates = vw.throughput(model, batch, n=2 if QUICK else 16, iters=2 if QUICK else 8, device=device, dtype=dtype)
+rates = vw.throughput(model, batch, n=2 if cfg.quick else 16, iters=2 if cfg.quick else 8, device=device, dtype=dtype)
 for label, rate in rates.items():
     print(f"{label:<30} {rate:7.1f} images/s")
 

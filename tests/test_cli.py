@@ -190,3 +190,18 @@ def test_an_optional_list_flag_is_unset_by_default_and_checked_when_given(capsys
     with pytest.raises(SystemExit) as e:
         parse_config(Config, ["--fusion-mb", "0"], "precision")
     assert e.value.code == 2 and "--fusion-mb: 0 is out of range" in capsys.readouterr().err
+
+
+def test_model_unset_is_none_in_every_stop_and_the_flag_sets_it():
+    """One meaning of "unset" for --model: None (the stop's own offline model), whichever stop takes the flag."""
+    import dataclasses
+
+    from tour.core.cli import parse_config
+    from tour.tools import registry
+
+    taking = [name for name in STOPS if "model" in {f.name for f in dataclasses.fields(registry.load(name).Config)}]
+    assert {"nlp", "generate", "attention"} <= set(taking)
+    for name in taking:
+        config = registry.load(name).Config
+        assert parse_config(config, [], name).model is None, name
+        assert parse_config(config, ["--model", "org/some-model"], name).model == "org/some-model", name

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from tour import generate  # noqa: E402
-from tour.core import assets  # noqa: E402
+from tour.core import assets, cache  # noqa: E402
 from tour.core.errors import TourError  # noqa: E402
 from tour.generate.model import CACHE_NAME  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_each_transformers_major_version_converts_its_own_copy(tmp_path, monkeyp
         (tmp / "config.json").write_text("{}")
 
     for installed in ("5.23.0", "4.57.6", "5.24.0"):
-        monkeypatch.setattr(assets, "version", lambda name, v=installed: v)
+        monkeypatch.setattr(cache, "version", lambda name, v=installed: v)  # the writer's version
         assets.converted("demo", build)
     assert built == ["demo.transformers5", "demo.transformers4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.transformers4", "demo.transformers5"]

@@ -221,14 +221,10 @@ def test_result_renders_as_html_with_inline_pictures(tmp_path):
 
 
 MAX_LINES = 400
-# Over the limit today, each with the issue that splits it; the list only shrinks.
-TOO_LONG_FOR_NOW = {"core/assets.py"}  # issue 26: package lookup, the conversion cache, random-weight stand-ins
 
 
 def test_no_module_is_over_the_line_limit():
     lengths = {str(path.relative_to(PKG)): len(path.read_text(encoding="utf-8").splitlines())
                for path in PKG.rglob("*.py")}
-    long = {name: n for name, n in sorted(lengths.items()) if n > MAX_LINES and name not in TOO_LONG_FOR_NOW}
+    long = {name: n for name, n in sorted(lengths.items()) if n > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split each by job): {long}"
-    fixed = {name for name in TOO_LONG_FOR_NOW if lengths.get(name, 0) <= MAX_LINES}
-    assert not fixed, f"now within {MAX_LINES} lines, so off TOO_LONG_FOR_NOW: {fixed}"

@@ -126,11 +126,11 @@ def test_observe_reads_this_machine():
 
 
 def _child_report(env: dict[str, str]) -> dict:
-    """A CLI-started process (`tour ...`: cli.start_up) that starts a child, as the doctor, export and torchrun
+    """A CLI-started process (`tour ...`: startup.start_up) that starts a child, as the doctor, export and torchrun
     do; the child reports its environment and torch's thread count."""
     child = ("import json, os, torch; print(json.dumps({'env': {k: os.environ.get(k) for k in "
              "('OMP_NUM_THREADS', 'OMP_WAIT_POLICY', 'TOUR_THREADS')}, 'threads': torch.get_num_threads()}))")
-    parent = ("import subprocess, sys\nfrom tour.tools import cli\ncli.start_up()\n"
+    parent = ("import subprocess, sys\nfrom tour.core import startup\nstartup.start_up()\n"
               f"sys.stdout.write(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True,"
               " check=True).stdout)")
     done = subprocess.run([sys.executable, "-c", parent], env=env, capture_output=True, text=True, timeout=120,

@@ -32,7 +32,7 @@ class Config(BaseConfig):
     heads: int = arg(8, "attention heads", min=1)
     head_dim: int = arg(64, "size of each head's query/key/value vectors", min=1)
     repeats: int = arg(5, "timed calls per measurement after one warm-up; the median is reported", min=1, quick=3)
-    model: str = arg("", "MiniLM for the transformers half: a path or hub name (default: the offline copy)")
+    model: str | None = arg(None, "MiniLM for the transformers half: a path or hub name (unset: the offline copy)")
     eval_batch_size: int = arg(8, "texts per MiniLM call", min=1, quick=2)
     hf_seq_len: int = arg(256, "tokens per MiniLM text (MiniLM takes at most 512)", min=1, max=512, quick=64)
 

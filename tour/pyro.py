@@ -156,7 +156,32 @@ def rel_error(a, b) -> float:
     return ((a - b).abs() / b.abs()).max().item()
 
 
-# 4) pictures --------------------------------------------------------------------------------------------------
+def svi_both(cfg: Config, model, x, y, device):
+    """Fit the full-covariance guide and the mean-field one on the same model, data, seed and schedule."""
+    from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
+
+    x32, y32 = x.float().to(device), y.float().to(device)  # Pyro runs in float32, the default a user gets
+    start = time.perf_counter()
+    guides = (AutoMultivariateNormal, AutoDiagonalNormal)
+    fits = {cls.__name__: fit(cfg, model, cls, x32, y32) for cls in guides}
+    return fits, time.perf_counter() - start
+
+
+def tail_mean(values: list[float]) -> float:
+    tail = max(1, len(values) // 10)  # ELBO estimates are noisy: average the last tenth
+    return sum(values[-tail:]) / tail
+
+
+# 4) the mean-field guide --------------------------------------------------------------------------------------
+def meanfield_theory(precision):
+    """The best independent-Normal fit to a Gaussian posterior has std 1/sqrt(diag(P)) and sits below log p(y) by
+    KL = 0.5 (sum log diag(P) - log det P): what ignoring the correlations costs."""
+    import torch
+
+    return precision.diagonal().rsqrt(), 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
+
+
+# 5) plots -----------------------------------------------------------------------------------------------------
 def plot_elbo(path, curves: dict, log_evidence: float, meanfield_gap: float):
     import numpy as np
     from matplotlib.figure import Figure  # a Figure on its own renders with Agg: no pyplot, no display
@@ -195,30 +220,6 @@ def plot_densities(path, features, mean, cov, svi, meanfield, samples):
         ax.set(title=f"weight of {name}", xlabel="w")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.1))
     return write_png(fig, path, dpi=110, bbox_inches="tight")
-
-
-def svi_both(cfg: Config, model, x, y, device):
-    """Fit the full-covariance guide and the mean-field one on the same model, data, seed and schedule."""
-    from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
-
-    x32, y32 = x.float().to(device), y.float().to(device)  # Pyro runs in float32, the default a user gets
-    start = time.perf_counter()
-    guides = (AutoMultivariateNormal, AutoDiagonalNormal)
-    fits = {cls.__name__: fit(cfg, model, cls, x32, y32) for cls in guides}
-    return fits, time.perf_counter() - start
-
-
-def tail_mean(values: list[float]) -> float:
-    tail = max(1, len(values) // 10)  # ELBO estimates are noisy: average the last tenth
-    return sum(values[-tail:]) / tail
-
-
-def meanfield_theory(precision):
-    """The best independent-Normal fit to a Gaussian posterior has std 1/sqrt(diag(P)) and sits below log p(y) by
-    KL = 0.5 (sum log diag(P) - log det P): what ignoring the correlations costs."""
-    import torch
-
-    return precision.diagonal().rsqrt(), 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
 
 
 @keeps_caller_state

@@ -60,13 +60,10 @@ class Result(BaseResult):
                                                "per size", None)
 
 
-# 0) where Inductor keeps its artefacts and whether it can build here: tour.core.inductor
+# 1) whether Inductor can build here, and where it keeps its artefacts: tour.core.inductor. The models: models.py.
 
 
-# 1) the models live in tour/compile/models.py
-
-
-# 2) timing, compile time, parity ---------------------------------------------------------------------------------
+# 2) eager vs compiled: timing, compile time, parity --------------------------------------------------------------
 def first_call(model, call, device) -> tuple[Any, float, str]:
     """torch.compile is lazy: the first call traces, generates and builds. Returns (compiled, seconds, cache)."""
     import torch
@@ -105,16 +102,16 @@ def _flat(out) -> list:
     return [t.float() for t in (out if isinstance(out, (list, tuple)) else [out]) if hasattr(t, "float")]
 
 
-def compare(spec, mode: str, device, repeats: int) -> Comparison:
+def eager_vs_compiled(spec, mode: str, device, repeats: int) -> Comparison:
     """Eager vs compiled in IEEE fp32 (TF32 off), compiling included: on a GPU cuDNN convolutions default to TF32,
     and a TF32 rounding gap (~1e-3) is not a compiler bug. Both sides are then timed doing the same maths."""
     from tour.core.dtypes import ieee_fp32
 
     with ieee_fp32():
-        return _compare(spec, mode, device, repeats)
+        return _eager_vs_compiled(spec, mode, device, repeats)
 
 
-def _compare(spec, mode: str, device, repeats: int) -> Comparison:
+def _eager_vs_compiled(spec, mode: str, device, repeats: int) -> Comparison:
     import torch
 
     from tour.core.device import seed_everything
@@ -164,7 +161,7 @@ def comparisons(cfg: Config, device, problem: str | None) -> list[Comparison]:
                     lambda: train_step(spec.model, spec.inputs))
                 out.append(Comparison(spec.label, mode, median_ms(step, device, cfg.repeats, warmup=2)))
             else:
-                out.append(compare(spec, mode, device, cfg.repeats))
+                out.append(eager_vs_compiled(spec, mode, device, cfg.repeats))
             show(out[-1])
     return out
 

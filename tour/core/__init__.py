@@ -1,7 +1,9 @@
 """The core layer: what every stop and tool shares, and nothing that depends on a stop or a tool.
 
-config (Config -> flags, validation, quick mode), errors (TourError, require), device (the one device/dtype helper,
-timers, threads), assets (where the offline models and data are), models and data (the digits MLP, the CNN,
-EfficientNet-Lite0, their splits), inductor (C++ compiler and cache), torch_private (torch's private APIs, guarded),
-results (Result display, bench rows), plots (matplotlib figures without touching pyplot's global state).
+config (Config fields, validation, quick mode) and cli (Config -> flags, exit codes, a stop's main), startup (how a
+process starts), errors (TourError, require), device, dtypes and timing (the one device choice, dtype policy and
+timer), roofs (the machine's one roof), threads and state, assets (where the offline models and data are), cache
+(converted folders, built once) and stand_ins (random-weight stand-ins), models and data (the shared models and data
+sets), inductor (C++ compiler and cache), torch_private (torch's private APIs, guarded), labels, results, render and
+plots (a Result's fields, checks and views). README.md's layout lists each in a line.
 """

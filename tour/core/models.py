@@ -92,7 +92,7 @@ def map_lite0_state_dict(reference: dict[str, torch.Tensor], model: nn.Module) -
     return {names[key.rsplit(".", 1)[0]] + "." + key.rsplit(".", 1)[1]: value for key, value in reference.items()}
 
 
-# random-weight stand-ins (tour.core.assets.pretrained_or_random): the architecture is code, so they live here --
+# random-weight stand-ins (tour.core.stand_ins.pretrained_or_random): the architecture is code, so they live here --
 def calibrated(model: nn.Module) -> nn.Module:
     """`model` with its BatchNorm statistics measured on seeded noise. Freshly initialised, every BatchNorm holds
     mean 0 and variance 1 while the activations it sees shrink layer after layer: in eval mode the logits came out

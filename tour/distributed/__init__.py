@@ -22,10 +22,9 @@ from tour.core.cli import stop_main
 
 from tour.core.config import out_dir
 from tour.core.errors import TourError
-from tour.core.results import BaseResult, labelled
-from tour.core.results import check as check_field  # `check` is this stop's flag check (config.py)
+from tour.core.results import BaseResult, check, labelled
 from tour.core.state import keeps_caller_state
-from tour.distributed.config import NAME, Config, check  # noqa: F401  (the stop's API)
+from tour.distributed.config import NAME, Config
 
 WORKER = "tour.distributed.worker"  # what torchrun runs on every rank (python -m)
 MAX_PROCS_PER_CORE = 4  # beyond this, CPU ranks only queue for the cores
@@ -58,15 +57,14 @@ class Result(BaseResult):
     train_seconds: float = labelled("training time", "s", 0.0)
     # torchrun start to finish, process start-up included
     launch_seconds: float = labelled("torchrun, start to finish", "s", 0.0)
-    ranks_identical: bool | None = check_field("every rank ends with the same weights (same checksum, max |diff| 0)",
-                                               None)
-    matches_one_process: bool | None = check_field(f"DDP's losses and final weights equal one process's on the same "
-                                                   f"global batches (max |diff| < {PARITY_TOL:g})", None)
-    tp_matches: bool | None = check_field(f"tensor parallel's output and gradients equal the unsharded MLP's (max "
-                                          f"|diff| < {PARITY_TOL:g})", None)
+    ranks_identical: bool | None = check("every rank ends with the same weights (same checksum, max |diff| 0)", None)
+    matches_one_process: bool | None = check(f"DDP's losses and final weights equal one process's on the same "
+                                             f"global batches (max |diff| < {PARITY_TOL:g})", None)
+    tp_matches: bool | None = check(f"tensor parallel's output and gradients equal the unsharded MLP's (max "
+                                    f"|diff| < {PARITY_TOL:g})", None)
 
 
-# 0) checks before launching -------------------------------------------------------------------------------------
+# checks before launching ----------------------------------------------------------------------------------------
 def check_device(cfg: Config, device) -> None:
     """CPU ranks share the cores, accelerator ranks need one device each; a named device (cuda:1) is one device."""
     import torch
@@ -177,7 +175,7 @@ def gather(folder: Path) -> list[dict]:
     return reports
 
 
-# 2) the single-process reference --------------------------------------------------------------------------------
+# 3) parity: the single-process reference ------------------------------------------------------------------------
 def single_process(cfg: Config, world: int, device):
     """One process, one model, the same global batches the DDP run saw, mean loss over each: DDP's maths."""
     import torch

@@ -27,10 +27,10 @@ class Config(BaseConfig):
     rdzv_endpoint: str = arg("", "HOST:PORT where the machines meet (c10d rendezvous); empty: one machine")
 
     def validate(self) -> None:
-        check(self)  # the flags that depend on each other; refused before any process starts
+        refuse_bad_flags(self)  # the flags that depend on each other; refused before any process starts
 
 
-def check(cfg: Config) -> None:
+def refuse_bad_flags(cfg: Config) -> None:
     """Refuse what cannot work, in one line, before any process starts."""
     if not 0 <= cfg.node_rank < cfg.nnodes:
         raise TourError(f"--node-rank must be in 0..{cfg.nnodes - 1} for --nnodes {cfg.nnodes}, got {cfg.node_rank}")

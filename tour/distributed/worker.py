@@ -166,7 +166,7 @@ def resume(folder: Path, cfg: Config, rank: int, model, opt) -> tuple[int, list[
     return start, list(box[0]["losses"])
 
 
-# 1) DDP ---------------------------------------------------------------------------------------------------------
+# 2) DDP ---------------------------------------------------------------------------------------------------------
 def train_epoch(ddp, loader, opt, device):
     """One pass over this rank's share; returns the sum of its batch losses."""
     import torch
@@ -215,7 +215,7 @@ def agreement(model) -> tuple[list[str], float]:
     return [checksum(g) for g in gathered], max((g - gathered[0]).abs().max().item() for g in gathered)
 
 
-# 2) tensor parallel ---------------------------------------------------------------------------------------------
+# 4) tensor parallel ---------------------------------------------------------------------------------------------
 def tensor_parallel(cfg: Config, device, test, rank: int) -> dict:
     """Shard a 2-layer MLP: layer 1 by output columns, layer 2 by input rows; one all-reduce joins the halves."""
     import copy
@@ -262,7 +262,7 @@ def work(cfg: Config, folder: Path) -> dict:
     init_group(device)
     rank, world = dist.get_rank(), dist.get_world_size()
     say(rank, f"{world} ranks up, backend {dist.get_backend()}, this rank on {device}")
-    say(rank, "1) DDP: the digits MLP, each rank a slice of every global batch")
+    say(rank, "DDP: the digits MLP, each rank a slice of every global batch")
     t0 = time.perf_counter()
     model, losses, start, test = train_ddp(cfg, device, folder, rank, world)
     seconds = time.perf_counter() - t0
@@ -270,7 +270,7 @@ def work(cfg: Config, folder: Path) -> dict:
     say(rank, f"weights after training, per rank: {sums}; max gap to rank 0: {gap:.1e}")
     if local_rank() == 0:  # one copy per machine, for the parent's parity check
         torch.save(model.state_dict(), folder / "weights.pt")
-    say(rank, "2) tensor parallel: ColwiseParallel + RowwiseParallel over a DeviceMesh")
+    say(rank, "tensor parallel: ColwiseParallel + RowwiseParallel over a DeviceMesh")
     tp = tensor_parallel(cfg, device, test, rank)
     report = {"rank": rank, "local_rank": local_rank(), "world_size": world,
               "device": str(device), "backend": dist.get_backend(), "host": os.uname().nodename,

@@ -19,7 +19,7 @@ PROMPTS = ["What is the capital of France?", "What is the capital of Japan?", "N
 
 @dataclass
 class Config(BaseConfig):
-    model: str = arg("", "a local causal-LM folder or a hub name (default: SmolLM2-135M-Instruct, converted once)")
+    model: str | None = arg(None, "a local causal-LM folder or hub name (unset: SmolLM2-135M-Instruct, converted once)")
     prompts: list[str] = arg(PROMPTS, "your questions to the model", quick=PROMPTS[:2], nonblank=True)
     system: str = arg("You are a helpful assistant. Answer in one short sentence.", "the system prompt")
     max_new_tokens: int = arg(40, "new tokens per reply", min=1, max=4096, quick=16)

@@ -26,7 +26,7 @@ def check_causal_lm(folder: Path, flag: str) -> None:
     """A local folder must hold a causal LM's config: one line saying what it holds instead."""
     if not (folder / "config.json").is_file():
         raise TourError(f"{flag} {folder} has no config.json; pass a folder saved with save_pretrained "
-                        "(a causal language model), or leave --model empty for SmolLM2")
+                        "(a causal language model), or leave --model out for SmolLM2")
     from transformers import AutoConfig
 
     try:
@@ -36,11 +36,11 @@ def check_causal_lm(folder: Path, flag: str) -> None:
     archs = config.architectures or [config.model_type]
     if not any(a.endswith(CAUSAL_SUFFIXES) for a in archs):
         raise TourError(f"{flag} {folder} holds {', '.join(archs)}, not a causal language model; pass a folder "
-                        "with a *ForCausalLM model, or leave --model empty for SmolLM2")
+                        "with a *ForCausalLM model, or leave --model out for SmolLM2")
 
 
-def resolve(model: str) -> tuple[str, bool]:
-    """Where to load from, and whether this call converted the GGUF file."""
+def resolve(model: str | None) -> tuple[str, bool]:
+    """Where to load from, and whether this call converted the GGUF file (unset: SmolLM2)."""
     if not model:
         from tour.core.assets import cached
 
@@ -77,7 +77,7 @@ def load_model(source: str, device, attn: str = "sdpa"):
     return model.to(device).eval()
 
 
-def open_source(model: str):
+def open_source(model: str | None):
     """(source, tokenizer, context length, converted_now): everything but the weights, so prompts can be checked
     before the (slower) model load."""
     require("transformers", stop="the generate stop")

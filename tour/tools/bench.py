@@ -71,7 +71,7 @@ def fp32_roof(cfg: Config, device, at_least: float | None = None):
     return roofs.peak(device, torch.float32, cfg.quick, cfg.roof_n, at_least)
 
 
-# 5) achieved FLOP/s as a fraction of the roof -------------------------------------------------------------------
+# 2) flops: achieved FLOP/s as a fraction of the roof ------------------------------------------------------------
 def achieved(spec, cfg: Config, device) -> dict:
     """FLOPs of one inference call (the core's count: matmuls, convs, attention) over its median time, and its
     share of the fp32 roof (measured again if this rate beat it; never above 100%)."""

@@ -66,18 +66,11 @@ def _run(stop: str | None, args: list[str]) -> int:
     return load(stop).main(args)
 
 
-def start_up() -> None:
-    """The tour's threading policy, applied while torch is not imported yet. A process that already runs torch
-    keeps its own threading: changing it there would outlive the call."""
-    if "torch" not in sys.modules:
-        from tour.core import threads
-
-        threads.configure()
-
-
 def main(argv: list[str] | None = None) -> int:
     # Only as the `tour` command: a notebook or test calling main([...]) keeps its own process's threading.
     if argv is None and sys.argv[1:2] and sys.argv[1] in ("run", *COMMANDS):
+        from tour.core.startup import start_up
+
         start_up()
     argv = sys.argv[1:] if argv is None else list(argv)
     # Commands that pass their flags on are dispatched by hand: argparse's REMAINDER would not capture a

@@ -5,7 +5,7 @@
 On a machine with the weight packages installed, writes DIR/<model>/ for each model: its config.json, tokenizer
 and generation files (SmolLM2 and Whisper from the tour's converted folders, converting them first if needed), a
 few MB in all. Where a weight package is missing, `TOUR_SKELETONS=DIR` makes the tour build that architecture with
-seeded random weights from its skeleton (tour.core.assets.pretrained_or_random): the checks that compare two ways on
+seeded random weights from its skeleton (tour.core.stand_ins.pretrained_or_random): the checks that compare two ways on
 the same weights still run, those that need pretrained weights read "not run (no pretrained weights here)".
 The vision models' architecture is code: their skeleton is a note saying so.
 """
