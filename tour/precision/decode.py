@@ -71,7 +71,8 @@ def int4_cpu_config():
         formats = getattr(Int4WeightOnlyConfig, "__dataclass_fields__", {}).get("int4_packing_format")
         if formats is None or "OPAQUE" not in type(formats.default).__members__:
             return None
-        return Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format=type(formats.default).OPAQUE, version=2,
+        opaque = type(formats.default).OPAQUE
+        return Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format=opaque, version=2,
                                     set_inductor_config=False)
     # set_inductor_config=False: True sets process-wide Inductor flags for good (as for int8 above)
     return PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP, set_inductor_config=False)
@@ -117,7 +118,8 @@ EAGER_INT8 = ("slow here: torchao's eager path converts the whole int8 weight to
 # Where its time goes (torch.profiler over 16 decode steps, 1 thread, this 2-core machine): the 210 int4 Linears
 # ~47% (each ~0.1 ms: ~1/4 of the copy bandwidth, small calls), the output layer's lower-precision GEMV ~25% (~2/5 of
 # it: 57 of the 123 MB), attention and ~40 small ops per layer the rest. llama.cpp reads its 97 MB in a few fused
-# Q4 kernels per layer; static cache + compile of this way compiled ~1 min cold and ran no faster under load.
+# Q4 kernels per layer; static cache + compile of this way compiled ~1 min cold and ran no faster under load. With 2
+# threads and a busy neighbour each int4 call's thread hand-off stalls (~1.6 ms a call): 210 calls a token amplify it.
 INT4_NOTE = (f"group {INT4_GROUP}, the output layer in the lower precision (int4 there: perplexity +3.6%); eager, each "
              f"Linear one {INT4_CPU_KERNEL}: ~half the time in those small calls, a quarter in the output GEMV, the "
              "rest in attention and the per-layer small ops, so it stays well below its bandwidth limit")
