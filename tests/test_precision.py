@@ -108,6 +108,73 @@ def test_int8_weight_only_greedy_replies_equal_fp32(result):
     assert result.decode.greedy_same is True and result.decode.perplexity_close is True
 
 
+INT4 = "int4 weight-only on bf16 (torchao)"
+
+
+@needs_bf16
+def test_int4_weight_only_keeps_fp32s_replies_and_is_held_to_its_own_bytes(result, stop_device):
+    """The int4 row: fp32's greedy replies and perplexity, and a limit its own (int4 + scales) bytes set."""
+    from tour.precision import decode
+
+    why = decode.int4_missing(torch.device(stop_device))
+    if why:
+        assert result.skipped[INT4.split(" (")[0]] == why  # a one-line skip
+        pytest.skip(why)
+    assert result.replies[INT4] == result.replies["fp32 eager"]
+    assert abs(result.perplexity[INT4] / result.perplexity["fp32 eager"] - 1) <= decode.PERPLEXITY_TOL
+    assert rows(result, "SmolLM2 decode (batch 1)")[INT4]["keeps"] is True
+    _, model = decode.load(torch.device(stop_device))
+    int4, bf16 = decode.int4_weight_only(model, torch.bfloat16), decode.cast(model, torch.bfloat16)
+    # torchao's CPU layout: every Linear but the output layer, their int4 + scale/zero counted by weight_bytes
+    assert type(int4.model.layers[0].mlp.up_proj.weight).__name__ == "Int4OpaqueTensor"
+    assert type(int4.lm_head.weight) is torch.nn.Parameter and int4.lm_head.weight.dtype == torch.bfloat16
+    assert decode.weight_bytes(int4) < 0.7 * decode.weight_bytes(bf16)
+    limit = result.decode_bandwidth_gb_s * 1e9 / decode.weight_bytes(int4)
+    assert result.decode_limit_tokens_s[INT4] <= limit * 1.001
+    assert result.decode_limit_tokens_s[INT4] > result.decode_limit_tokens_s["bf16 weights"]
+
+
+def test_the_int4_way_skips_in_one_line_where_its_layout_is_missing(monkeypatch, capsys):
+    """No GPU layout wired in (a faked CUDA device), a torchao without the CPU layout, no torchao: one line each."""
+    from tour.precision import decode
+
+    way = {"int4 weight-only on {low} (torchao)": decode.WAYS["int4 weight-only on {low} (torchao)"]}
+
+    def skipped_on(device):
+        built, skipped = decode.build_ways(torch.nn.Linear(2, 2), torch.bfloat16, way, device)
+        assert built == {} and list(skipped) == ["int4 weight-only on bf16"]
+        return skipped["int4 weight-only on bf16"]
+
+    why = skipped_on(torch.device("cuda"))  # only asked for its type: no GPU needed
+    assert "torchao's CPU layout" in why and "cuda" in why and "\n" not in why
+    monkeypatch.setattr(decode, "torchao_missing", lambda device=None: "torchao is not installed: pip install x")
+    assert skipped_on(CPU) == "torchao is not installed: pip install x"
+    monkeypatch.undo()
+    if importlib.util.find_spec("torchao") is None:
+        return
+    monkeypatch.setattr(decode, "int4_cpu_config", lambda: None)
+    why = skipped_on(CPU)
+    assert "has no CPU int4 layout" in why and "\n" not in why
+    assert capsys.readouterr().out.count("skipped") == 3
+
+
+def test_the_int4_config_falls_back_to_the_opaque_packing_format_of_older_torchao(monkeypatch):
+    """torchao 0.14-0.17 have no torchao.prototype.quantization.int4: their Int4WeightOnlyConfig's 'opaque' packing
+    format is the same CPU layout; a torchao with neither gives None (the way's `missing` then says so)."""
+    pytest.importorskip("torchao")
+    import sys
+
+    from torchao.quantization import Int4WeightOnlyConfig
+    from tour.precision import decode
+
+    monkeypatch.setitem(sys.modules, "torchao.prototype.quantization.int4", None)  # its import now fails
+    formats = Int4WeightOnlyConfig.__dataclass_fields__["int4_packing_format"]
+    if "OPAQUE" in type(formats.default).__members__:
+        assert decode.int4_cpu_config().int4_packing_format == "opaque"  # a str enum
+    else:  # torchao 0.18: the prototype module is its only home
+        assert decode.int4_cpu_config() is None
+
+
 def test_the_table_picks_the_fastest_variant_that_keeps_its_check(result):
     assert not result.failed_checks()
     for best in result.best:

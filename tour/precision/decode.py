@@ -1,5 +1,5 @@
-"""5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only, a batch of
-16, int8 weights on the lower precision with a static cache + compile):
+"""5) SmolLM2 greedy decoding in each way of WAYS (fp32, weights in the lower precision, int8 weight-only, int4
+weight-only on the lower precision, a batch of 16, int8 weights on the lower precision with a static cache + compile):
 the replies and held-out perplexity against fp32's, and tokens/s against the limit its own weight bytes set at the
 core's copy bandwidth (tour.core.roofs). A new decode path (a batch, a static cache + compile, another
 kernel) is one more entry in WAYS: how to build its model from the fp32 one, and how to generate with it."""
@@ -54,9 +54,75 @@ def compiled_missing(device) -> str | None:
     return torchao_missing() or compile_problem(device)
 
 
+INT4_GROUP = 32  # weights per int4 scale + zero: at 64 the perplexity rose 24% over fp32's here (32: 0.4%)
+INT4_CPU_KERNEL = "_weight_int4pack_mm_for_cpu"  # the aten kernel torchao's CPU int4 layout calls per Linear
+
+
+def int4_cpu_config():
+    """torchao's config for its CPU int4 layout (Int4OpaqueTensor: weights packed by
+    _convert_weight_to_int4pack_for_cpu, each Linear one _weight_int4pack_mm_for_cpu), or None where this torchao
+    has none. torchao 0.18 moved it to torchao.prototype.quantization.int4 (Int4WeightOnlyConfig's packing formats
+    no longer include it); 0.14-0.17 name it Int4WeightOnlyConfig(int4_packing_format="opaque")."""
+    try:
+        from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+    except ImportError:
+        from torchao.quantization import Int4WeightOnlyConfig
+
+        formats = getattr(Int4WeightOnlyConfig, "__dataclass_fields__", {}).get("int4_packing_format")
+        if formats is None or "OPAQUE" not in type(formats.default).__members__:
+            return None
+        opaque = type(formats.default).OPAQUE
+        return Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format=opaque, version=2,
+                                    set_inductor_config=False)
+    # set_inductor_config=False: True sets process-wide Inductor flags for good (as for int8 above)
+    return PrototypeInt4WeightOnlyConfig(group_size=INT4_GROUP, set_inductor_config=False)
+
+
+def int4_missing(device) -> str | None:
+    """Why the int4 way can't run on `device`, in one line. Its layout is torchao's CPU one: a GPU has another
+    (torchao's tile-packed tinygemm layout on CUDA), which this tour has not checked, so it is skipped there."""
+    if device is not None and device.type != "cpu":
+        return (f"int4 weight-only here uses torchao's CPU layout ({INT4_CPU_KERNEL}); torchao's {device.type} int4 "
+                "layout is not wired into the tour")
+    if torchao_missing():
+        return torchao_missing()
+    if not hasattr(torch.ops.aten, INT4_CPU_KERNEL):
+        return f"this torch has no aten.{INT4_CPU_KERNEL}"
+    if int4_cpu_config() is None:
+        import torchao
+
+        return (f"torchao {torchao.__version__} has no CPU int4 layout (neither torchao.prototype.quantization.int4 "
+                "nor Int4WeightOnlyConfig's 'opaque' packing format)")
+    return None
+
+
+def keep_output_layer(module, fqn: str) -> bool:
+    """quantize_'s filter: every Linear but the output layer (lm_head), which stays in the lower precision: in int4
+    it alone moved the perplexity 3.6% over fp32's here (past PERPLEXITY_TOL), the rest together 0.4%."""
+    return isinstance(module, torch.nn.Linear) and not fqn.endswith("lm_head")
+
+
+def int4_weight_only(model, low):
+    """A copy in `low` with every Linear but the output layer stored as int4, a scale and zero per INT4_GROUP
+    weights (torchao's CPU layout): 0.625 bytes per weight read instead of int8's ~1."""
+    from torchao.quantization import quantize_
+
+    quantised = copy.deepcopy(model).to(low)
+    quantize_(quantised, int4_cpu_config(), filter_fn=keep_output_layer)
+    return quantised
+
+
 EAGER_INT8 = ("slow here: torchao's eager path converts the whole int8 weight to the activation dtype on every call "
               "(2-6x slower than an fp32 GEMV); with bf16 activations under compile Inductor lowers it to "
               "torch._weight_int8pack_mm (the static cache + compile way)")
+# Where its time goes (torch.profiler over 16 decode steps, 1 thread, this 2-core machine): the 210 int4 Linears
+# ~47% (each ~0.1 ms: ~1/4 of the copy bandwidth, small calls), the output layer's lower-precision GEMV ~25% (~2/5 of
+# it: 57 of the 123 MB), attention and ~40 small ops per layer the rest. llama.cpp reads its 97 MB in a few fused
+# Q4 kernels per layer; static cache + compile of this way compiled ~1 min cold and ran no faster under load. With 2
+# threads and a busy neighbour each int4 call's thread hand-off stalls (~1.6 ms a call): 210 calls a token amplify it.
+INT4_NOTE = (f"group {INT4_GROUP}, the output layer in the lower precision (int4 there: perplexity +3.6%); eager, each "
+             f"Linear one {INT4_CPU_KERNEL}: ~half the time in those small calls, a quarter in the output GEMV, the "
+             "rest in attention and the per-layer small ops, so it stays well below its bandwidth limit")
 FULL_ONLY = "full mode only: its compile takes ~1.5 min cold"
 
 
@@ -85,6 +151,8 @@ WAYS: dict[str, Way] = {
     "int8 weight-only (torchao)": Way(lambda model, low: int8_weight_only(model), missing=torchao_missing,
                                       note=EAGER_INT8),
     # the batching gain alone, then the dtype's own gain at the same batch
+    "int4 weight-only on {low} (torchao)": Way(int4_weight_only, needs_low=True, missing=int4_missing,
+                                               note=INT4_NOTE),
     "fp32 batch 16": Way(lambda model, low: model, batched_greedy, batch=16),
     "{low} weights batch 16": Way(cast, batched_greedy, batch=16, needs_low=True),
     "int8 weights on {low}, static cache + compile": Way(int8_weight_only, compiled_greedy, needs_low=True,
