@@ -63,7 +63,8 @@ def measure_parts(cfg: Config, device, low, clock: Clock) -> Parts:
                    lambda: training.measure(cfg, device, low, tokenizer), Training()),
         clock.part("vision", "4) EfficientNet-Lite0 and MobileNetV2 on the tour's photos",
                    lambda: vision.measure(cfg, device, low), Vision()),
-        clock.part("generate", "5) SmolLM2 greedy decoding: fp32, lower-precision and int8 weights, batch 1 and 16",
+        clock.part("generate", "5) SmolLM2 greedy decoding: fp32, lower-precision, int8 and int4 weights, batch 1 "
+                   "and 16",
                    lambda: decode.measure(cfg, device, low), Decode()),
         clock.part("compile", "6) torch.compile's fusion gain vs tensor size (cache sizes)",
                    lambda: fusion.measure(cfg, device), Fusion()))
