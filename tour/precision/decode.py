@@ -150,9 +150,9 @@ WAYS: dict[str, Way] = {
     "{low} weights": Way(cast, needs_low=True),
     "int8 weight-only (torchao)": Way(lambda model, low: int8_weight_only(model), missing=torchao_missing,
                                       note=EAGER_INT8),
-    # the batching gain alone, then the dtype's own gain at the same batch
     "int4 weight-only on {low} (torchao)": Way(int4_weight_only, needs_low=True, missing=int4_missing,
                                                note=INT4_NOTE),
+    # the batching gain alone, then the dtype's own gain at the same batch
     "fp32 batch 16": Way(lambda model, low: model, batched_greedy, batch=16),
     "{low} weights batch 16": Way(cast, batched_greedy, batch=16, needs_low=True),
     "int8 weights on {low}, static cache + compile": Way(int8_weight_only, compiled_greedy, needs_low=True,
