@@ -27,7 +27,8 @@ from tour.tools.registry import bench_stops, load
 
 NAME = "bench"
 # The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
-SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (--load N or --only load)
+SECTIONS = ("roof", "flops", *bench_stops(), "peers", "load")  # load: only when asked (--load N or --only load)
+# peers: the tour's best ways against llama.cpp, faster-whisper and ONNX Runtime (tour.tools.peers)
 
 
 @dataclass
@@ -184,6 +185,10 @@ def run_section(name: str, cfg: Config, device, result: Result) -> None:
             from tour.tools.bench_load import bench_rows as load_rows
 
             result.rows += load_rows(settings_of(cfg), n=cfg.load or 2)
+        elif name == "peers":
+            from tour.tools.peers import bench_rows as peer_rows
+
+            result.rows += peer_rows(settings_of(cfg))
         else:
             result.rows += load(name).bench_rows(settings_of(cfg))
     except (TourError, ImportError) as e:  # e.g. `pip install 'torch-tour[nlp]'` not done: say so, go on
