@@ -87,3 +87,16 @@ def test_an_installed_peer_agrees_with_the_tour(module):
 def test_peers_is_a_bench_section_after_the_stops():
     assert bench.SECTIONS.index("peers") > max(bench.SECTIONS.index(s) for s in bench.SECTIONS if s not in
                                                 ("roof", "flops", "peers", "load"))
+
+
+def test_the_report_chart_shows_peer_rows_beside_the_others():
+    from tour.tools.report import bench_bars
+
+    rows = [{"section": "precision", "what": "w", "baseline": "fp32 eager", "variant": "bf16", "ratio": 2.0,
+             "parity": True},
+            {"section": "peers", "what": "decode", "baseline": "tour: int8", "variant": "llama.cpp", "ratio": 1.5,
+             "parity": True},
+            {"section": "peers", "what": "asr", "baseline": "the tour's best way", "variant": "faster-whisper",
+             "ratio": None, "parity": None, "note": "skipped: not installed"}]
+    ratios, _ = bench_bars({"rows": rows})
+    assert [r.what for r in ratios] == ["bench precision · fp32 eager → bf16", "bench peers · tour: int8 → llama.cpp"]

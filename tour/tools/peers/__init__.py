@@ -101,6 +101,14 @@ def amx_note() -> str:
     return "AMX-BF16" if "AMX-BF16" in paths else ("AVX512-BF16, no AMX" if paths else "no bf16 fast path")
 
 
+def where(with_amx: str, without_amx: str) -> str:
+    """The reason for this machine, measured, and the expectation for the other kind (AMX or not), unmeasured."""
+    paths = amx_note()
+    if paths == "AMX-BF16":
+        return f"measured here with AMX-BF16: {with_amx}; expected without AMX: {without_amx}"
+    return f"measured here without AMX ({paths}): {without_amx}; expected with AMX: {with_amx}"
+
+
 def one_peer(peer: Peer, settings: BenchSettings, work: Path, timeout_s: float = TIMEOUT_S) -> BenchRow:
     """The peer's row: its own process first (so a missing or crashing peer costs the tour's side nothing)."""
     why = missing(peer)

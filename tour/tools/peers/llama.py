@@ -128,7 +128,7 @@ def agreement(peer: list[list[int]], ref: list[list[int]]) -> tuple[bool, str]:
 
 
 def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> BenchRow:
-    from tour.tools.peers import amx_note
+    from tour.tools.peers import where
 
     n, best = payload["new_tokens"], ours["best"]
     tour_rate, peer_rate = n * 1e3 / ours["ms"][best], n * 1e3 / peer["ms"]
@@ -137,13 +137,14 @@ def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> Bench
     same, said = agreement(peer["replies"], ours["replies"][ours["reference"]])
     others = ", ".join(f"{k} {n * 1e3 / v:.1f}" for k, v in ours["ms"].items() if k != best)
     why = (f"batch-1 decode reads every weight once per token, so bytes decide: llama.cpp reads "
-           f"{peer_bytes / 1e6:.0f} MB of 4.5-bit weights, the tour's best {tour_bytes / 1e6:.0f} MB; AMX's GEMM "
-           "speed does not help a GEMV, so the same holds without AMX")
+           f"{peer_bytes / 1e6:.0f} MB of 4.5-bit weights, the tour's best {tour_bytes / 1e6:.0f} MB; "
+           + where("AMX speeds GEMMs, not this GEMV: the fewer bytes still lead",
+                   "no matrix tiles to lose: the fewer bytes lead"))
     note = (f"{ratio_note('llama.cpp', peer_rate, tour_rate, 'tokens/s')} ({peer_rate:.1f} vs {tour_rate:.1f} "
             f"tokens/s; {peer_rate * peer_bytes / bw:.0%} vs {tour_rate * tour_bytes / bw:.0%} of each one's "
             f"bandwidth limit at {ours['bandwidth']:.1f} GB/s); {why}; the tour's other batch-1 ways (tokens/s): "
             f"{others or 'none'}" + "".join(f"; {k} skipped: {v}" for k, v in ours["skipped"].items())
-            + f"; {said}; this CPU: {amx_note()}")
+            + f"; {said}")
     print(f"  llama.cpp {peer_rate:.1f} tokens/s vs the tour's {best} {tour_rate:.1f}: {said}")
     return BenchRow(SECTION, f"SmolLM2-135M greedy decode, batch 1, {n} new tokens, {THREADS} threads",
                     f"tour: {best}", f"llama.cpp {peer['version']}: {peer['setting']}",

@@ -109,7 +109,7 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
 
 def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> BenchRow:
     from tour.speech.whisper import normalise, wer
-    from tour.tools.peers import amx_note
+    from tour.tools.peers import where
 
     refs = payload["texts"]
     known = [i for i, t in enumerate(refs) if t]
@@ -121,11 +121,11 @@ def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> Bench
     agree = (rates[best] is not None and ours["wer"] is not None
              and rates[best] <= ours["wer"] + WER_MARGIN)
     wers = ", ".join(f"{k} {s['ms_per_clip']:.0f} ms WER {rates[k]:.2f}" for k, s in peer["settings"].items())
-    paths = amx_note()
-    why = ("the tour's bf16 GEMMs run on AMX tiles and a batch fills them" if paths == "AMX-BF16" else
-           f"this CPU has {paths}: bf16 GEMMs at AVX-512 speed, so the gap to CTranslate2's int8 (VNNI) narrows")
-    note = (f"{ratio_note('faster-whisper', 1 / peer_ms, 1 / tour_ms, 'clips/s')}; {why}; without AMX the "
-            "expectation is faster-whisper's int8 ahead (its int8 GEMMs beat bf16 without matrix tiles); "
+    why = where("the tour's bf16 GEMMs run on AMX tiles and one batch feeds them every clip, so the tour leads "
+                "(Whisper's encoder is GEMM-bound)",
+                "bf16 has no matrix tiles (AVX-512 dot products at best), so CTranslate2's int8 GEMMs (VNNI) "
+                "are level with it or ahead")
+    note = (f"{ratio_note('faster-whisper', 1 / peer_ms, 1 / tour_ms, 'clips/s')}; {why}; "
             f"WER {rates[best]:.2f} vs the tour's {ours['wer']:.2f} ({same}/{len(refs)} transcripts the same "
             f"after normalising); faster-whisper's settings: {wers}; the tour's: "
             + ", ".join(f"{k} {v:.0f} ms" for k, v in ours["ms"].items()))
