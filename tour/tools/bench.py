@@ -6,6 +6,8 @@ run are what count (shared machines are noisy). Writes bench.json and bench.md i
 that raises is recorded with its one-line reason (exit code 1) and the others still run.
 `--load N` adds the busy-machine section: a few stops' core steps quiet and beside N competing torch processes,
 with OpenMP's default threading and with the tour's (tour.core.threads), each in a fresh process.
+The peers section holds the tour's best ways against llama.cpp, faster-whisper and ONNX Runtime on the same weights,
+each peer in its own process (tour.tools.peers; `pip install 'torch-tour[peers]'`, a missing peer is one skip row).
 Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...] [--load 2]`.
 """
 
