@@ -54,12 +54,19 @@ def child(payload: dict) -> dict:
     llm = llama_cpp.Llama(model_path=payload["gguf"], n_threads=payload["threads"],
                           n_threads_batch=payload["threads"], n_ctx=512, verbose=False)
 
+    vocab = llm.n_vocab()
+
+    def last_logits():
+        # llama.cpp's own buffer: Llama.scores is filled only with logits_all (which computes the output layer for
+        # every prompt token, a cost the tour's side does not pay)
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,))
+
     def reply(ids: list[int], n: int) -> list[int]:
         llm.reset()
         llm.eval(ids)  # the prefill: the prompt in one batch
         out = []
         for i in range(n):
-            out.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+            out.append(int(np.argmax(last_logits())))
             if i < n - 1:
                 llm.eval(out[-1:])
         return out

@@ -130,6 +130,9 @@ def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> Bench
             f"after normalising); faster-whisper's settings: {wers}; the tour's: "
             + ", ".join(f"{k} {v:.0f} ms" for k, v in ours["ms"].items()))
     print(f"  faster-whisper {best} {peer_ms:.0f} ms per clip vs the tour's {ours['best']} {tour_ms:.0f}")
+    for i, (a, b) in enumerate(zip(peer["settings"][best]["texts"], ours["texts"])):
+        if normalise(a) != normalise(b):
+            print(f"    clip {i + 1}: faster-whisper {a!r}, the tour {b!r}")
     return BenchRow(SECTION, f"Whisper tiny.en greedy, {len(refs)} clips, ms per clip, {THREADS} threads",
                     f"tour: transformers {ours['best']}", f"faster-whisper {peer['version']}: {best}",
                     tour_ms, peer_ms, tour_ms / peer_ms, agree, note)
