@@ -6,6 +6,8 @@ run are what count (shared machines are noisy). Writes bench.json and bench.md i
 that raises is recorded with its one-line reason (exit code 1) and the others still run.
 `--load N` adds the busy-machine section: a few stops' core steps quiet and beside N competing torch processes,
 with OpenMP's default threading and with the tour's (tour.core.threads), each in a fresh process.
+The peers section holds the tour's best ways against llama.cpp, faster-whisper and ONNX Runtime on the same weights,
+each peer in its own process (tour.tools.peers; `pip install 'torch-tour[peers]'`, a missing peer is one skip row).
 Run: `tour bench [--quick] [--device D] [--out DIR] [--only roof compile ...] [--load 2]`.
 """
 
@@ -27,7 +29,8 @@ from tour.tools.registry import bench_stops, load
 
 NAME = "bench"
 # The bench's own sections, then every stop that offers bench_rows() (tour.tools.registry), in tour order.
-SECTIONS = ("roof", "flops", *bench_stops(), "load")  # load: only when asked (--load N or --only load)
+SECTIONS = ("roof", "flops", *bench_stops(), "peers", "load")  # load: only when asked (--load N or --only load)
+# peers: the tour's best ways against llama.cpp, faster-whisper and ONNX Runtime (tour.tools.peers)
 
 
 @dataclass
@@ -184,6 +187,10 @@ def run_section(name: str, cfg: Config, device, result: Result) -> None:
             from tour.tools.bench_load import bench_rows as load_rows
 
             result.rows += load_rows(settings_of(cfg), n=cfg.load or 2)
+        elif name == "peers":
+            from tour.tools.peers import bench_rows as peer_rows
+
+            result.rows += peer_rows(settings_of(cfg))
         else:
             result.rows += load(name).bench_rows(settings_of(cfg))
     except (TourError, ImportError) as e:  # e.g. `pip install 'torch-tour[nlp]'` not done: say so, go on
