@@ -95,11 +95,11 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     device, audios = torch.device("cpu"), [np.load(p) for p in payload["audios"]]
     cfg = _config(settings, len(audios))
     dtype, _ = dtypes.choose_dtype(cfg.dtype, device)
-    asr, _ = whisper.load_pipeline(device, dtype)
+    asr, folder = whisper.load_pipeline(device, dtype)
     whisper.transcribe(asr, audios[:1], cfg)  # the warm-up
     clips = [{"name": f"clip {i + 1}", "seconds": round(len(a) / 16000, 2), "rate_in": 16000, "channels_in": 1,
               "text": t, "audio": a} for i, (a, t) in enumerate(zip(audios, payload["texts"]))]
-    said = whisper.transcripts_part(asr, clips, cfg, device)
+    said = whisper.transcripts_part(asr, clips, cfg, device, folder)
     seconds = sum(c["seconds"] for c in clips)
     ms = {f"{dtypes.dtype_name(dtype)}, one at a time": seconds / said.rtf_single * 1e3 / len(clips),
           f"{dtypes.dtype_name(dtype)}, batch of {cfg.batch_size}": seconds / said.rtf_batched * 1e3 / len(clips)}
