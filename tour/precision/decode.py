@@ -140,20 +140,24 @@ class Way:
     note: str = ""  # why it is as fast as it is, added to its row's detail
 
 
+def as_is(model, low):
+    return model
+
+
 def cast(model, low):
     return copy.deepcopy(model).to(low)
 
 
 # label -> Way, in the order they are timed; the first is the baseline every other way is held to
 WAYS: dict[str, Way] = {
-    BASE: Way(lambda model, low: model),
+    BASE: Way(as_is),
     "{low} weights": Way(cast, needs_low=True),
     "int8 weight-only (torchao)": Way(lambda model, low: int8_weight_only(model), missing=torchao_missing,
                                       note=EAGER_INT8),
     "int4 weight-only on {low} (torchao)": Way(int4_weight_only, needs_low=True, missing=int4_missing,
                                                note=INT4_NOTE),
     # the batching gain alone, then the dtype's own gain at the same batch
-    "fp32 batch 16": Way(lambda model, low: model, batched_greedy, batch=16),
+    "fp32 batch 16": Way(as_is, batched_greedy, batch=16),
     "{low} weights batch 16": Way(cast, batched_greedy, batch=16, needs_low=True),
     "int8 weights on {low}, static cache + compile": Way(int8_weight_only, compiled_greedy, needs_low=True,
                                                         missing=compiled_missing, full_only=FULL_ONLY,
@@ -177,7 +181,9 @@ def build_ways(model, low, ways: dict[str, Way] = WAYS, device=None,
             skipped[key] = why
             print(f"  {key}: skipped ({why})")
             continue
-        built[label] = (way, way.build(model, low))
+        # ways that differ only in how they generate (a batch) share one model: built once, its perplexity once
+        same = next((m for w, m in built.values() if w.build is way.build), None)
+        built[label] = (way, same if same is not None else way.build(model, low))
     return built, skipped
 
 
@@ -310,7 +316,9 @@ def measure(cfg: Config, device, low) -> Decode:
     built, skipped = build_ways(model, low, device=device, quick=cfg.quick)
     with inductor_cache() if any(way.compiles for way, _ in built.values()) else nullcontext():
         replies, notes = replies_of(built, chats, tokenizer, cfg.new_tokens)
-        ppl = {label: perplexity(m, tokenizer, heldout, device) for label, (_, m) in built.items()}
+        models = {id(m): m for _, m in built.values()}  # a batched way's model is its batch-1 way's
+        of_model = {key: perplexity(m, tokenizer, heldout, device) for key, m in models.items()}
+        ppl = {label: of_model[id(m)] for label, (_, m) in built.items()}
         batch = {label: way.batch for label, (way, _) in built.items()}
         calls = {label: (lambda w=way, m=m: w.generate(m, (chats * w.batch)[:w.batch], cfg.new_tokens, True))
                  for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
