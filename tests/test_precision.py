@@ -118,20 +118,20 @@ def test_int4_weight_only_keeps_fp32s_replies_and_is_held_to_its_own_bytes(resul
 
     why = decode.int4_missing(torch.device(stop_device))
     if why:
-        assert result.skipped[INT4.split(" (")[0]] == why  # a one-line skip
+        assert result.decode.skipped[INT4.split(" (")[0]] == why  # a one-line skip
         pytest.skip(why)
-    assert result.replies[INT4] == result.replies["fp32 eager"]
-    assert abs(result.perplexity[INT4] / result.perplexity["fp32 eager"] - 1) <= decode.PERPLEXITY_TOL
-    assert rows(result, "SmolLM2 decode (batch 1)")[INT4]["keeps"] is True
+    assert result.decode.replies[INT4] == result.decode.replies["fp32 eager"]
+    assert abs(result.decode.perplexity[INT4] / result.decode.perplexity["fp32 eager"] - 1) <= decode.PERPLEXITY_TOL
+    assert rows(result, "SmolLM2 decode (batch 1)")[INT4].keeps is True
     _, model = decode.load(torch.device(stop_device))
     int4, bf16 = decode.int4_weight_only(model, torch.bfloat16), decode.cast(model, torch.bfloat16)
     # torchao's CPU layout: every Linear but the output layer, their int4 + scale/zero counted by weight_bytes
     assert type(int4.model.layers[0].mlp.up_proj.weight).__name__ == "Int4OpaqueTensor"
     assert type(int4.lm_head.weight) is torch.nn.Parameter and int4.lm_head.weight.dtype == torch.bfloat16
     assert decode.weight_bytes(int4) < 0.7 * decode.weight_bytes(bf16)
-    limit = result.decode_bandwidth_gb_s * 1e9 / decode.weight_bytes(int4)
-    assert result.decode_limit_tokens_s[INT4] <= limit * 1.001
-    assert result.decode_limit_tokens_s[INT4] > result.decode_limit_tokens_s["bf16 weights"]
+    limit = result.decode.bandwidth_gb_s * 1e9 / decode.weight_bytes(int4)
+    assert result.decode.limits[INT4] <= limit * 1.001
+    assert result.decode.limits[INT4] > result.decode.limits["bf16 weights"]
 
 
 def test_the_int4_way_skips_in_one_line_where_its_layout_is_missing(monkeypatch, capsys):
