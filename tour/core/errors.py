@@ -80,3 +80,9 @@ def require(*modules: str, stop: str = "this stop") -> None:
     extras = sorted({_PIP[m][1] for m in missing if m in _PIP})
     fix = f"pip install 'torch-tour[{','.join(extras)}]'" if extras else f"pip install {' '.join(pips)}"
     raise TourError(f"{stop} needs {', '.join(pips)}, which is not installed; run: {fix}", kind=MISSING_LIBRARY)
+
+
+def one_line(e: BaseException) -> str:
+    """An error in one line: its type and first non-empty line (Triton's and Inductor's span pages)."""
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}"[:300]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tour.core.cli import guarded, parse_config
 from tour.core.config import BaseConfig, arg, out_dir
-from tour.core.errors import TourError
+from tour.core.errors import TourError, one_line
 from tour.core.files import write_text
 from tour.core.render import to_jsonable
 from tour.core.results import BenchRow, BenchSettings
@@ -159,12 +159,6 @@ def sections(cfg: Config) -> list[str]:
 def settings_of(cfg: Config) -> BenchSettings:
     return BenchSettings(device=cfg.device, quick=cfg.quick, out=cfg.out, seed=cfg.seed, repeats=cfg.repeats,
                          batch_size=cfg.batch_size)
-
-
-def one_line(e: Exception) -> str:
-    """An error in one line: its type and first non-empty line (Triton's and Inductor's span pages)."""
-    first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-    return f"{type(e).__name__}: {first}"[:300]
 
 
 def run_section(name: str, cfg: Config, device, result: Result) -> None:

@@ -69,5 +69,13 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def part(name: str, part: str) -> ModuleType:
+    """A part of a stop's package (`part("precision", "decode")`), for a tool that holds the stop's own way against
+    another tool (the bench's peers): it calls the stop's code instead of a copy. The stop is loaded first, so a
+    stop that can't load here fails as it always does."""
+    load(name)
+    return importlib.import_module(f"{STOPS[name].module}.{part}")
+
+
 def bench_stops() -> list[str]:
     return [name for name, stop in STOPS.items() if stop.bench]

@@ -121,7 +121,7 @@ def one_peer(peer: Peer, settings: BenchSettings, work: Path, timeout_s: float =
         ours = part.tour(settings, payload)
         return part.row(settings, payload, found, ours)
     except Exception as e:  # noqa: BLE001 - one peer's failure is its own skip row, not the bench's
-        from tour.tools.bench import one_line
+        from tour.core.errors import one_line
 
         return skip_row(peer, one_line(e) if not isinstance(e, RuntimeError) else str(e))
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from tour.core.results import BenchRow, BenchSettings
 from tour.tools.peers import SECTION, THREADS, ratio_note, with_threads
+from tour.tools.registry import part
 
 NEW_TOKENS = 64  # new tokens per timed reply, prefill included (as the precision stop times its ways)
 AGREE_N = 16  # the agreement check: the same greedy tokens as the tour's fp32 way for the first AGREE_N
 
 
 def _config(settings: BenchSettings):
-    from tour.precision.config import Config
+    Config = part("precision", "config").Config
 
     return Config(quick=settings.quick, device="cpu", out=settings.out, seed=settings.seed,
                   repeats=max(1, settings.repeats // 3), new_tokens=NEW_TOKENS)
@@ -34,7 +35,8 @@ def gguf_bytes_per_token(path: Path) -> int:
 def prepare(settings: BenchSettings, work: Path) -> dict:
     """The GGUF file and the chat prompts as the tour's tokenizer makes them: both sides start from the same ids."""
     from tour.core.assets import smollm2_gguf
-    from tour.precision import decode
+
+    decode = part("precision", "decode")
 
     cfg = _config(settings)
     tokenizer, _ = decode.load("cpu")
@@ -94,8 +96,9 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     from tour.core import roofs
     from tour.core.inductor import inductor_cache
     from tour.core.timing import medians_ms
-    from tour.precision import decode
-    from tour.precision.roofs import low_dtype
+
+    decode = part("precision", "decode")
+    low_dtype = part("precision", "roofs").low_dtype
 
     with_threads()
     cfg, device = _config(settings), torch.device("cpu")

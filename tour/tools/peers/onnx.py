@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tour.core.results import BenchRow, BenchSettings
 from tour.tools.peers import SECTION, THREADS, ratio_note, with_threads
+from tour.tools.registry import part
 
 BATCH, LENGTH = 32, 128  # sentences per call, padded to this many tokens (the issue's [32, 128])
 COSINE = 0.99  # agreement: every sentence's embedding within this cosine of the tour's fp32 eager one
@@ -17,14 +18,14 @@ HEADS, HIDDEN = 12, 384  # MiniLM-L6's shape, for ORT's transformer optimizer (i
 
 
 def _config(settings: BenchSettings):
-    from tour.precision.config import Config
+    Config = part("precision", "config").Config
 
     return Config(quick=settings.quick, device="cpu", out=settings.out, seed=settings.seed,
                   repeats=settings.repeats, batch_size=BATCH)
 
 
 def _batch(settings: BenchSettings, tokenizer):
-    from tour.precision.encoder import corpus
+    corpus = part("precision", "encoder").corpus
 
     cfg = _config(settings)
     texts = (corpus(cfg.max_per_topic, cfg.seed)["test"]["text"] * BATCH)[:BATCH]
@@ -127,8 +128,9 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     from tour.core.inductor import inductor_cache
     from tour.core.models import load_encoder
     from tour.core.timing import medians_ms
-    from tour.precision import encoder as part
-    from tour.precision.roofs import low_dtype
+
+    encoder = part("precision", "encoder")
+    low_dtype = part("precision", "roofs").low_dtype
 
     with_threads()
     cfg, device = _config(settings), torch.device("cpu")
@@ -136,10 +138,10 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     work = Path(payload["work"])
     enc = {k: torch.from_numpy(np.load(work / f"{k}.npy")) for k in ("input_ids", "attention_mask")}
     low, _ = low_dtype(cfg, device)
-    skipped = part.frozen_skipped(cfg, low, device)
+    skipped = encoder.frozen_skipped(cfg, low, device)
     with inductor_cache():
-        fns = part.encoder_fns(model, enc, low, device, frozen=low is not None and not skipped)
-        part.first_call(fns, next((k for k in fns if "compile" in k), None))  # its compile, outside the timing
+        fns = encoder.encoder_fns(model, enc, low, device, frozen=low is not None and not skipped)
+        encoder.first_call(fns, next((k for k in fns if "compile" in k), None))  # its compile, outside the timing
         ms = medians_ms(fns, device, cfg.repeats)
         outs = {label: fn() for label, fn in fns.items()}
     return {"ms": ms, "best": min(ms, key=ms.get), "outs": outs, "mask": enc["attention_mask"],

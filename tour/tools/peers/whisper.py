@@ -9,12 +9,13 @@ from pathlib import Path
 
 from tour.core.results import BenchRow, BenchSettings
 from tour.tools.peers import SECTION, THREADS, ratio_note, with_threads
+from tour.tools.registry import part
 
 WER_MARGIN = 0.10  # agreement: the peer's word error rate within one word in ten of the tour's on the same clips
 
 
 def _config(settings: BenchSettings, clips: int):
-    from tour.speech.config import Config
+    Config = part("speech", "config").Config
 
     return Config(quick=settings.quick, device="cpu", out=settings.out, seed=settings.seed, num_beams=1,
                   batch_size=clips, repeats=max(1, settings.repeats // 3))
@@ -25,8 +26,9 @@ def prepare(settings: BenchSettings, work: Path) -> dict:
     import numpy as np
 
     from tour.core.assets import whisper_tiny_en_dir
-    from tour.speech import clips as audio_in
-    from tour.speech.config import SENTENCES
+
+    audio_in = part("speech", "clips")
+    SENTENCES = part("speech", "config").SENTENCES
 
     clips = audio_in.gather_clips([], [], SENTENCES)
     paths = []
@@ -89,7 +91,8 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     import torch
 
     from tour.core import dtypes
-    from tour.speech import whisper
+
+    whisper = part("speech", "whisper")
 
     with_threads()
     device, audios = torch.device("cpu"), [np.load(p) for p in payload["audios"]]
@@ -108,8 +111,10 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
 
 
 def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> BenchRow:
-    from tour.speech.whisper import normalise, wer
     from tour.tools.peers import where
+
+    whisper = part("speech", "whisper")
+    normalise, wer = whisper.normalise, whisper.wer
 
     refs = payload["texts"]
     known = [i for i, t in enumerate(refs) if t]
