@@ -336,3 +336,14 @@ def test_device_line_names_training_and_inference_dtypes(monkeypatch):
     assert "; training fp32, inference bf16)" in dev.describe("cpu")
     monkeypatch.setattr(dtypes, "fast_paths", lambda d: ())
     assert dtypes.dtypes_note(cpu) == "dtype fp32"
+
+
+def test_a_bare_gpu_name_is_the_current_gpu_and_a_cpu_stays_as_it_is(monkeypatch):
+    """"cuda" and "cuda:1" must key one per-device cache (the roofs) when GPU 1 is the current one."""
+    import torch
+
+    from tour.core.device import indexed
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert indexed("cuda") == torch.device("cuda", 1) and indexed("cuda:0") == torch.device("cuda", 0)
+    assert indexed("cpu") == torch.device("cpu") and indexed(torch.device("mps")) == torch.device("mps")

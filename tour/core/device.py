@@ -160,6 +160,16 @@ def one_thread():
         torch.set_num_threads(before)
 
 
+def indexed(device: str | torch.device) -> torch.device:
+    """The device with its index: a bare "cuda" (or "xpu") is the current one, so "cuda" and "cuda:0" name one
+    GPU (a per-device cache keys on this). A CPU or MPS device stays as it is: there is one."""
+    device = torch.device(device)
+    mod = getattr(torch, device.type, None)
+    if device.index is None and device.type in ("cuda", "xpu") and hasattr(mod, "current_device"):
+        return torch.device(device.type, mod.current_device())
+    return device
+
+
 def memory_bytes(device: torch.device) -> int | None:
     """Total memory of the device where torch can tell; None where it cannot."""
     try:

@@ -124,11 +124,11 @@ def _key(device) -> tuple:
     """What a roof depends on besides dtype and size: the device, and on a CPU the threads torch uses."""
     import torch
 
-    device = torch.device(device)
+    from tour.core.device import indexed
+
+    device = indexed(device)
     if device.type == "cpu":
         return ("cpu", torch.get_num_threads())
-    if device.index is None and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
     return (str(device),)
 
 

@@ -108,10 +108,11 @@ def tour(settings: BenchSettings, payload: dict) -> dict:
     ways = {k: w for k, w in decode.WAYS.items() if w.batch == 1}  # the peer decodes one prompt at a time
     built, skipped = decode.build_ways(model, low, ways, device, cfg.quick)
     with inductor_cache() if any(w.compiles for w, _ in built.values()) else nullcontext():
+        # compiles too, outside the timing, and is every way's warm-up (as in the precision stop's decode)
         replies = {label: [t.tolist() for t in way.generate(m, chats, cfg.new_tokens)]
-                   for label, (way, m) in built.items()}  # compiles too, outside the timing
+                   for label, (way, m) in built.items()}
         ms = medians_ms({label: (lambda w=way, m=m: w.generate(m, chats[:1], cfg.new_tokens, True))
-                         for label, (way, m) in built.items()}, device, cfg.repeats)
+                         for label, (way, m) in built.items()}, device, cfg.repeats, warmup=0)
     weights = {label: decode.weight_bytes(m) for label, (_, m) in built.items()}
     best = min(ms, key=ms.get)
     bandwidth = roofs.bandwidth_gb_s(device, cfg.copy_mb, cfg.quick)
@@ -138,6 +139,7 @@ def agreement(peer: list[list[int]], ref: list[list[int]]) -> tuple[bool, str]:
 
 
 def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> BenchRow:
+    from tour.core.roofs import share_text
     from tour.tools.peers import where
 
     n, best = payload["new_tokens"], ours["best"]
@@ -151,8 +153,9 @@ def row(settings: BenchSettings, payload: dict, peer: dict, ours: dict) -> Bench
            + where("AMX speeds GEMMs, not this GEMV: the fewer bytes still lead",
                    "no matrix tiles to lose: the fewer bytes lead"))
     note = (f"{ratio_note('llama.cpp', peer_rate, tour_rate, 'tokens/s')} ({peer_rate:.1f} vs {tour_rate:.1f} "
-            f"tokens/s; {peer_rate * peer_bytes / bw:.0%} vs {tour_rate * tour_bytes / bw:.0%} of each one's "
-            f"bandwidth limit at {ours['bandwidth']:.1f} GB/s); {why}; the tour's other batch-1 ways (tokens/s): "
+            f"tokens/s; {share_text(peer_rate, bw / peer_bytes, 'of its bandwidth limit')} vs "
+            f"{share_text(tour_rate, bw / tour_bytes, 'of its')} at {ours['bandwidth']:.1f} GB/s); {why}; "
+            f"the tour's other batch-1 ways (tokens/s): "
             f"{others or 'none'}" + "".join(f"; {k} skipped: {v}" for k, v in ours["skipped"].items())
             + f"; {said}")
     print(f"  llama.cpp {peer_rate:.1f} tokens/s vs the tour's {best} {tour_rate:.1f}: {said}")
