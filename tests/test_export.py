@@ -16,7 +16,8 @@ from tour.export import fresh as export_fresh
 @pytest.fixture(scope="module")
 def result(tmp_path_factory, stop_device):
     out = tmp_path_factory.mktemp("out")
-    return export.run(export.Config(quick=True, device=stop_device, out=str(out)))  # the one AOTInductor compile
+    # the one AOTInductor compile (rebuild: not an earlier run's .pt2 from the tour's cache)
+    return export.run(export.Config(quick=True, device=stop_device, out=str(out), rebuild=True))
 
 
 @pytest.fixture
@@ -46,6 +47,45 @@ def test_package_is_a_pt2_archive(packaged):
     path = Path(packaged.pt2.package)
     assert path.suffix == ".pt2" and zipfile.is_zipfile(path)
     assert packaged.pt2.skipped == "" and packaged.pt2.compile_s > 0
+    assert packaged.pt2.reused is False  # --rebuild compiled it
+
+
+def _tiny_program(bias: float = 0.0):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.bias.fill_(bias)
+    return torch.export.export(model, (torch.ones(1, 3),))
+
+
+def test_a_package_is_reused_only_for_the_same_program_weights_and_build(tmp_path, monkeypatch):
+    """The tour keeps each .pt2 it built under a digest of what it was built from: the same program and weights
+    are copied back without compiling (Inductor's kernel cache alone still links for seconds); other weights
+    compile again."""
+    from tour.core import inductor, torch_private
+
+    monkeypatch.setenv(inductor.CACHE_VAR, str(tmp_path / "cache"))
+    cpu = torch.device("cpu")
+    key = inductor.package_key(_tiny_program(), cpu)
+    assert key == inductor.package_key(_tiny_program(), cpu)  # deterministic
+    assert key != inductor.package_key(_tiny_program(bias=1.0), cpu)  # a weight changed: another package
+    built = tmp_path / "built.pt2"
+    built.write_bytes(b"PK package")
+    assert inductor.cached_package(key, tmp_path / "none.pt2") is None  # nothing kept yet
+    inductor.keep_package(key, built, 7.5)
+
+    def compiled(ep, path):
+        Path(path).write_bytes(b"PK compiled")
+
+    monkeypatch.setattr(torch_private, "aoti_compile_and_package", lambda ep, path: pytest.fail("compiled again"))
+    seconds, reused = export.package(_tiny_program(), tmp_path / "again.pt2", cpu)
+    assert (seconds, reused) == (7.5, True) and (tmp_path / "again.pt2").read_bytes() == b"PK package"
+    monkeypatch.setattr(torch_private, "aoti_compile_and_package", compiled)
+    seconds, reused = export.package(_tiny_program(), tmp_path / "rebuilt.pt2", cpu, rebuild=True)
+    assert reused is False and (tmp_path / "rebuilt.pt2").read_bytes() == b"PK compiled"
+    seconds, reused = export.package(_tiny_program(bias=1.0), tmp_path / "other.pt2", cpu)
+    assert reused is False  # other weights: compiled, then kept
+    assert inductor.cached_package(inductor.package_key(_tiny_program(bias=1.0), cpu), tmp_path / "o.pt2") > 0
 
 
 def test_fresh_process_matches_eager_at_every_batch_size(packaged, tolerance):
@@ -191,7 +231,7 @@ def test_bench_row_comes_from_the_parts_run_calls(monkeypatch, tmp_path):
     monkeypatch.setattr(export, "pt2_part", lambda cfg, model, ep, x, folder, device: shipped)
     (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))
     assert (row.baseline_ms, row.variant_ms, row.ratio, row.parity) == (3.0, 1.0, 3.0, True)
-    assert "built in 2.0 s, loaded in 0.50 s" in row.note
+    assert "package built in 2.0 s, loaded in 0.50 s" in row.note
     skipped = export.Shipped(skipped="no C++ compiler")
     monkeypatch.setattr(export, "pt2_part", lambda *a: skipped)
     (row,) = export.bench_rows(BenchSettings(device="cpu", quick=True, out=str(tmp_path)))

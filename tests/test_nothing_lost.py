@@ -208,6 +208,29 @@ def test_a_report_is_written_after_every_stop(tmp_path, monkeypatch):
     assert seen[1]["basics"]["state"] == "ok" and seen[1]["audio"]["state"] == "not run"
 
 
+def test_only_the_last_report_draws_the_chart(tmp_path, monkeypatch):
+    """Drawing the chart costs ~0.4 s: the reports rewritten while the tour runs list the numbers, and the one a
+    Ctrl-C leaves (the last) draws it, as main()'s final report does."""
+    from tour.tools import report
+
+    charts, real_write = [], report.write
+
+    def write(*a, chart=True, **kw):
+        charts.append(chart)
+        return real_write(*a, chart=chart, **kw)
+
+    def fake(name, cfg):
+        if name == "pyro":
+            raise KeyboardInterrupt
+        return run_all.StopOutcome(name, True, 0.1, result={"x": 1})
+
+    monkeypatch.setattr(report, "write", write)
+    monkeypatch.setattr(run_all, "run_stop", fake)
+    with pytest.raises(KeyboardInterrupt):
+        run_all.run(run_all.Config(only=["basics", "audio", "pyro"], out=str(tmp_path)))
+    assert charts == [False, False, True]
+
+
 def test_bench_marks_the_interrupted_section_and_the_rest(tmp_path, monkeypatch):
     def interrupt(*a):
         raise KeyboardInterrupt

@@ -97,14 +97,25 @@ def test_vision_top1_agrees_with_fp32_on_the_photos(result):
 
 
 def test_int8_weight_only_greedy_replies_equal_fp32(result):
+    """Quick mode lists the eager int8 way as full mode only; its model, built here as full mode builds it, keeps
+    fp32's greedy replies and perplexity."""
+    from tour.precision import decode
+    from tour.precision.generation import greedy
+
+    assert result.decode.skipped["int8 weight-only"] == decode.EAGER_INT8_FULL_ONLY
     if importlib.util.find_spec("torchao") is None:
-        assert "int8 weight-only" in result.decode.skipped  # a one-line skip with the install line
         pytest.skip("torchao not installed")
-    fp32 = result.decode.replies["fp32 eager"]
-    assert len(fp32) == 2 and all(fp32)
-    assert result.decode.replies["int8 weight-only (torchao)"] == fp32
-    ppl = result.decode.perplexity
-    assert abs(ppl["int8 weight-only (torchao)"] / ppl["fp32 eager"] - 1) <= 0.03
+    assert decode.build_ways(None, None, {"int8 weight-only (torchao)": decode.WAYS["int8 weight-only (torchao)"]},
+                             quick=True)[1] == {"int8 weight-only": decode.EAGER_INT8_FULL_ONLY}
+    tokenizer, model = decode.load(CPU)
+    chats, heldout = decode.inputs(precision.Config(quick=True), tokenizer, CPU)
+    int8 = decode.int8_weight_only(model)
+    said = {m: [tokenizer.decode(t, skip_special_tokens=True).strip() for t in greedy(m, chats, 6)]
+            for m in (model, int8)}
+    assert said[int8] == said[model] == result.decode.replies["fp32 eager"] and all(said[model])
+    ppl = [decode.perplexity(m, tokenizer, heldout, CPU) for m in (model, int8)]
+    assert abs(ppl[1] / ppl[0] - 1) <= decode.PERPLEXITY_TOL
+    assert decode.weight_bytes(int8) < decode.weight_bytes(model) / 3  # int8 + scales: a quarter of fp32's bytes
     assert result.decode.greedy_same is True and result.decode.perplexity_close is True
 
 
@@ -427,8 +438,8 @@ def test_quick_mode_lists_the_full_mode_only_ways_as_skipped(result):
     batched = rows(result, "SmolLM2 decode (batch 16)")
     assert list(batched) == ["fp32 batch 16", "bf16 weights batch 16"] and all(v.keeps for v in batched.values())
     assert "fp32 batch 16's tokens/s (the dtype's own gain)" in batched["bf16 weights batch 16"].detail
-    assert "converts the whole int8 weight" in rows(result, "SmolLM2 decode (batch 1)")[
-        "int8 weight-only (torchao)"].detail
+    assert "int8 weight-only (torchao)" not in rows(result, "SmolLM2 decode (batch 1)")
+    assert "full mode only" in decode.EAGER_INT8_FULL_ONLY and "converts the whole int8 weight" in decode.EAGER_INT8
 
 
 def test_a_batched_decode_reads_against_its_own_fp32_in_the_table():
@@ -548,5 +559,6 @@ def test_the_fusion_sweep_stops_at_the_first_size_past_the_last_level_cache():
     assert sweep_mb({"L1d": 32 * 1024, "L2": mb, "L3": 32 * mb}, quick=False) == [1, 4, 16, 64]
     assert sweep_mb({"L2": 2 * mb, "L3": 300 * mb}, quick=False) == [1, 4, 16, 64, 256]
     assert sweep_mb({"L2": mb, "L3": 32 * mb}, quick=True) == [1, 64]
+    assert sweep_mb({"L2": 2 * mb, "L3": 480 * mb}, quick=True) == [1, 64]  # a server's whole-socket L3: capped
     assert sweep_mb({}, quick=False) == NO_CACHES_MB
     assert precision.Config(fusion_mb=[2, 8]).fusion_mb == [2, 8] and precision.Config().fusion_mb is None

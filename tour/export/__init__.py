@@ -55,8 +55,11 @@ class Shipped:
     skipped: str = ""  # why AOTInductor did not run (e.g. no C++ compiler); empty when it ran
     package: str = ""  # path of the .pt2
     package_mb: float = labelled(".pt2 package size", "MB", 0.0)
-    # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter)
+    # aoti_compile_and_package wall time (a warm Inductor cache makes it shorter); reused: the earlier build's
     compile_s: float = labelled("AOTInductor compile time", "s", 0.0)
+    # the .pt2 an earlier run built from this very program, weights, torch and device (the tour's cache): the same
+    # file, so every check below still runs on it; --rebuild compiles it again
+    reused: bool = False
     fresh: Fresh = field(default_factory=Fresh)  # what the fresh process reported
     eager: Pt2VsEager = field(default_factory=Pt2VsEager)  # its outputs and latency against eager's
     allclose: bool | None = check("the .pt2 in a fresh process gives eager's outputs at every batch size "
@@ -170,11 +173,21 @@ def rejects_wrong_shape(ep, example) -> bool:
 
 
 # 3) AOTInductor -------------------------------------------------------------------------------------------------
-def package(ep, path: Path) -> float:
-    """AOTInductor compiles the program and packages it into `path`; returns the seconds it took."""
+def package(ep, path: Path, device, rebuild: bool = False) -> tuple[float, bool]:
+    """AOTInductor compiles the program and packages it into `path`; returns (the seconds it took, False), or
+    (the seconds it took then, True) for the .pt2 an earlier run built from this very program, weights, torch and
+    device, copied from the tour's cache (unless `rebuild`)."""
     from tour.core.dtypes import ieee_fp32
-    from tour.core.inductor import inductor_cache
+    from tour.core.inductor import PACKAGES, cached_package, inductor_cache, keep_package, package_key
     from tour.core.torch_private import aoti_compile_and_package
+
+    key = package_key(ep, device)
+    cold = None if rebuild else cached_package(key, path)
+    if cold is not None:
+        print(f"  the .pt2 an earlier run built from this very program, weights, torch and device (compiled in "
+              f"{cold:.1f} s then), copied from the tour's cache ({PACKAGES}/{key[:12]}...); --rebuild compiles it "
+              "again")
+        return cold, True
 
     # A CUDA build on a machine without CUDA warns that it guessed CUDA_HOME; irrelevant for a CPU package.
     cpp_log = logging.getLogger("torch.utils.cpp_extension")
@@ -187,7 +200,9 @@ def package(ep, path: Path) -> float:
             aoti_compile_and_package(ep, str(path))
         finally:
             cpp_log.setLevel(level)
-        return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    keep_package(key, path, seconds)
+    return seconds, False
 
 
 # 4) the fresh process -------------------------------------------------------------------------------------------
@@ -226,9 +241,9 @@ def ship(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
     import torch
 
     pt2 = folder / f"{cfg.arch}.pt2"
-    compile_s = package(ep, pt2)
+    compile_s, reused = package(ep, pt2, device, cfg.rebuild)
     size = pt2.stat().st_size / 2**20
-    print(f"  {pt2} ({size:.2f} MiB) in {compile_s:.1f} s")
+    print(f"  {pt2} ({size:.2f} MiB)" + ("" if reused else f" in {compile_s:.1f} s"))
     print(f"4) a fresh Python process loads the .pt2 and runs batches {cfg.batches} (+ {cfg.batch_size} for timing)")
     g = torch.Generator().manual_seed(cfg.seed)
     pool = torch.cat([x_test] * (1 + max([*cfg.batches, cfg.batch_size]) // len(x_test)))  # real digits, repeated
@@ -241,7 +256,7 @@ def ship(cfg: Config, model, ep, x_test, folder: Path, device) -> Shipped:
     print(f"  parity with eager per batch size: {c.parity}, max |diff| {c.max_abs_err:.1e}")
     print(f"  batch {cfg.batch_size}, median of {cfg.repeats}: eager {c.eager_ms:.2f} ms, .pt2 {fresh.aoti_ms:.2f} ms"
           f" -> eager/.pt2 = {c.ratio:.2f}x")
-    return Shipped(package=str(pt2), package_mb=size, compile_s=compile_s, fresh=fresh, eager=c,
+    return Shipped(package=str(pt2), package_mb=size, compile_s=compile_s, reused=reused, fresh=fresh, eager=c,
                    allclose=all(c.parity.values()), runner_needs_no_tour=not fresh.tour_modules)
 
 
@@ -289,7 +304,8 @@ def bench_rows(settings: BenchSettings) -> list[BenchRow]:
     if s.skipped:
         return [BenchRow("export", cfg.arch, "eager", "AOTInductor .pt2", None, None, None, None,
                          f"skipped: {s.skipped}")]  # eager is not timed either then
-    note = f"package built in {s.compile_s:.1f} s, loaded in {s.fresh.load_s:.2f} s in a fresh process"
+    built = "an earlier run's package, built" if s.reused else "package built"
+    note = f"{built} in {s.compile_s:.1f} s, loaded in {s.fresh.load_s:.2f} s in a fresh process"
     return [BenchRow("export", f"{cfg.arch}, batch {cfg.batch_size}", "eager", "AOTInductor .pt2 (fresh process)",
                      s.eager.eager_ms, s.fresh.aoti_ms, s.eager.ratio, s.allclose, note)]
 

@@ -19,6 +19,8 @@ class Config(BaseConfig):
     batch_size: int = arg(64, "batch size for the latency comparison", min=1, max=MAX_BATCH)
     batches: list[int] = arg([1, 7, 256], "batch sizes sent through the dynamic dimension in the fresh process", min=1,
                              max=MAX_BATCH)
+    rebuild: bool = arg(False, "compile the .pt2 even when an earlier run built this very one (the tour keeps each "
+                        "package it built, keyed by the program, its weights, torch and the device)")
     repeats: int = arg(20, "timed calls per latency measurement after one warm-up; the median is reported", min=1,
                        quick=5)
 

@@ -40,10 +40,13 @@ class Speed:
 
 
 def generate_ms(model, inputs, n: int, repeats: int, device, **kw):
-    from tour.core.timing import median_ms
+    """(median ms, the new token ids) of `n` exact new tokens: the chat section warmed the model, so on a CPU the
+    first call is timed too (a new path costs it ms, a decode hundreds); an accelerator warms up first."""
+    from tour.core.timing import new_shape_warmup, output_and_median_ms
 
-    ids = generate(model, inputs, n, exact=True, **kw)
-    return median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats, warmup=0), ids  # warm already
+    ids, ms = output_and_median_ms(lambda: generate(model, inputs, n, exact=True, **kw), device, repeats,
+                                   warmup=new_shape_warmup(device))
+    return ms, ids
 
 
 def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
@@ -59,16 +62,16 @@ def kv_cache(cfg: Config, model, inputs, device) -> tuple[float, float, bool]:
 def batching(cfg: Config, tokenizer, model, device) -> tuple[float, float, bool]:
     """Left padding lets prompts of different lengths decode together; the attention mask hides the pads.
     (ms one at a time, ms batched, same replies)"""
-    from tour.core.timing import median_ms
+    from tour.core.timing import new_shape_warmup, output_and_median_ms
 
     singles = [chat_inputs(tokenizer, cfg.system, [p], device) for p in cfg.prompts]
     batch = chat_inputs(tokenizer, cfg.system, cfg.prompts, device)
-    one = [decode(tokenizer, generate(model, s, cfg.speed_tokens))[0] for s in singles]
-    together = decode(tokenizer, generate(model, batch, cfg.speed_tokens))
-    # the two runs above were the warm-ups: a third run each before timing cost 3 more generations and taught nothing
-    single_ms = median_ms(lambda: [generate(model, s, cfg.speed_tokens) for s in singles], device, cfg.repeats,
-                          warmup=0)
-    batched_ms = median_ms(lambda: generate(model, batch, cfg.speed_tokens), device, cfg.repeats, warmup=0)
+    # the timed calls give the replies compared (as generate_ms: on a CPU no untimed first call)
+    one, single_ms = output_and_median_ms(lambda: [decode(tokenizer, generate(model, s, cfg.speed_tokens))[0]
+                                                   for s in singles], device, cfg.repeats,
+                                          warmup=new_shape_warmup(device))
+    together, batched_ms = output_and_median_ms(lambda: decode(tokenizer, generate(model, batch, cfg.speed_tokens)),
+                                                device, cfg.repeats, warmup=new_shape_warmup(device))
     same = one == together
     print(f"  {len(singles)} prompts one at a time {single_ms:.0f} ms, batched {batched_ms:.0f} ms: "
           f"{single_ms / batched_ms:.2f}x; same replies: {same}")

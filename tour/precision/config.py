@@ -37,9 +37,11 @@ class Config(BaseConfig):
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2],
                              nonblank=True)
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
+    heldout: int = arg(16, "held-out corpus sentences SmolLM2's perplexity is computed on (one padded batch; "
+                       "every 50th of the corpus: 32 at most)", min=2, max=32, quick=8)
     fusion_mb: list[int] | None = arg(None, "tensor sizes (MB) of compile's fusion sweep (unset: from 1 MB, x4 per "
                                       "step, to the first size past this CPU's last-level cache; quick: the two "
-                                      "ends)", min=1)
+                                      "ends, the far one at most 64 MB)", min=1)
 
 
 @dataclass(frozen=True)

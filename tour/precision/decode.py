@@ -124,6 +124,9 @@ INT4_NOTE = (f"group {INT4_GROUP}, the output layer in the lower precision (int4
              f"Linear one {INT4_CPU_KERNEL}: ~half the time in those small calls, a quarter in the output GEMV, the "
              "rest in attention and the per-layer small ops, so it stays well below its bandwidth limit")
 FULL_ONLY = "full mode only: its compile takes ~1.5 min cold"
+# the eager int8 way teaches what the compiled one fixes; in quick mode it was ~4 s of a 90 s tour for that alone
+EAGER_INT8_FULL_ONLY = ("full mode only: slower than fp32 in eager here (torchao converts each weight per call), the "
+                        "lesson its static cache + compile way completes")
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ WAYS: dict[str, Way] = {
     BASE: Way(as_is),
     "{low} weights": Way(cast, needs_low=True),
     "int8 weight-only (torchao)": Way(lambda model, low: int8_weight_only(model), missing=torchao_missing,
-                                      note=EAGER_INT8),
+                                      full_only=EAGER_INT8_FULL_ONLY, note=EAGER_INT8),
     "int4 weight-only on {low} (torchao)": Way(int4_weight_only, needs_low=True, missing=int4_missing,
                                                note=INT4_NOTE),
     # the batching gain alone, then the dtype's own gain at the same batch
@@ -281,14 +284,14 @@ def load(device):
 
 
 def inputs(cfg: Config, tokenizer, device) -> tuple[list, list[str]]:
-    """(one chat-templated input per prompt, 16 held-out corpus sentences for the perplexity)."""
+    """(one chat-templated input per prompt, `cfg.heldout` held-out corpus sentences for the perplexity)."""
     from tour.core.assets import chatterbot_english_dir
     from tour.core.data import corpus_rows
 
     chats = [tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}],
                                            add_generation_prompt=True, return_tensors="pt", return_dict=True).to(device)
              for p in cfg.prompts]
-    return chats, [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1, ["conversations"])][::50][:16]
+    return chats, [r["text"] for r in corpus_rows(chatterbot_english_dir(), 1, ["conversations"])][::50][:cfg.heldout]
 
 
 def replies_of(built: dict, chats: list, tokenizer, n: int) -> tuple[dict[str, list[str]], dict[str, str]]:

@@ -115,15 +115,17 @@ def run(cfg: Config) -> list[StopOutcome]:
         print(f"\n[{i + 1}/{len(names)}] {name}: {STOPS[name].summary}  (tour time {time.perf_counter() - t0:.0f} s)",
               flush=True)
         start = time.perf_counter()
+        ends_here = True  # an interrupt or a crash: this report is the last, so it draws the chart
         try:
             outcomes[i] = run_stop(name, cfg)
+            ends_here = False  # main() writes the last report, with the doctor's summary and the chart
         except KeyboardInterrupt:
             took = time.perf_counter() - start
             outcomes[i] = StopOutcome(name, False, took, error=f"interrupted (Ctrl-C) after {took:.0f} s",
                                       state=INTERRUPTED)
             raise
         finally:
-            report.write(out, outcomes, None, cfg, time.perf_counter() - t0)
+            report.write(out, outcomes, None, cfg, time.perf_counter() - t0, chart=ends_here)
         state = "ok" if outcomes[i].ok else f"FAILED: {outcomes[i].error}"
         if outcomes[i].random_weights:
             state += f" ({RANDOM_LABEL}: {', '.join(outcomes[i].random_weights)})"
