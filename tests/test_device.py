@@ -313,6 +313,21 @@ def test_medians_ms_times_variants_side_by_side():
     assert set(got) == {"a", "b"} and all(ms >= 0 for ms in got.values())
     assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
 
+    calls.clear()  # a budget spent by the first round: one round, never none
+    medians_ms(fns, torch.device("cpu"), repeats=3, warmup=0, budget_s=0.0)
+    assert calls == ["a", "b"]
+
+
+def test_output_and_median_ms_keeps_what_a_timed_call_returned():
+    """The answer compared comes from a timed call: no untimed call only to get it (on a CPU, new_shape_warmup)."""
+    from tour.core.timing import new_shape_warmup, output_and_median_ms
+
+    calls = []
+    out, ms = output_and_median_ms(lambda: calls.append(len(calls)) or len(calls), torch.device("cpu"), 2,
+                                   warmup=new_shape_warmup(torch.device("cpu")))
+    assert calls == [0, 1] and out == 2 and ms >= 0
+    assert new_shape_warmup(torch.device("cuda")) == 1
+
 
 def test_choose_dtype_says_why(monkeypatch):
     cpu = torch.device("cpu")

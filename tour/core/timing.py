@@ -56,16 +56,21 @@ def output_and_median_ms(fn, device: torch.device, repeats: int, warmup: int = 0
     return box["out"], ms
 
 
-def medians_ms(fns: dict, device: torch.device, repeats: int, warmup: int = 1) -> dict:
+def medians_ms(fns: dict, device: torch.device, repeats: int, warmup: int = 1,
+               budget_s: float | None = None) -> dict:
     """`median_ms` for several variants side by side: each round times every variant once (interleaved), so a
-    neighbour that slows the machine for a while slows them all alike and their ratios stay fair."""
+    neighbour that slows the machine for a while slows them all alike and their ratios stay fair. `budget_s`: no
+    new round once the rounds so far took that long (at least one round): for calls of seconds each."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {label: [] for label in fns}
+    start = time.perf_counter()
     for _ in range(repeats):
         for label, fn in fns.items():
             times[label].append(median_ms(fn, device, 1, warmup=0))
+        if budget_s is not None and time.perf_counter() - start >= budget_s:
+            break
     return {label: statistics.median(t) for label, t in times.items()}
 
 

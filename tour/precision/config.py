@@ -37,6 +37,9 @@ class Config(BaseConfig):
     prompts: list[str] = arg(PROMPTS, "questions SmolLM2 answers greedily in each precision", quick=PROMPTS[:2],
                              nonblank=True)
     new_tokens: int = arg(24, "new tokens per reply and per decode timing", min=2, max=512, quick=6)
+    # as the generate stop's decode timings (2, quick 1): one decode is seconds, a batch of 16 in fp32 ~3.5 s
+    decode_repeats: int = arg(2, "timed decodes per SmolLM2 way after its replies; the median is reported", min=1,
+                              quick=1)
     heldout: int = arg(16, "held-out corpus sentences SmolLM2's perplexity is computed on (one padded batch; "
                        "every 50th of the corpus: 32 at most)", min=2, max=32, quick=8)
     fusion_mb: list[int] | None = arg(None, "tensor sizes (MB) of compile's fusion sweep (unset: from 1 MB, x4 per "

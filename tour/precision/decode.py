@@ -327,7 +327,7 @@ def measure(cfg: Config, device, low) -> Decode:
                  for label, (way, m) in built.items()}  # exactly new_tokens of the first prompt(s)
         # side by side: a neighbour's load slows every way alike. No warm-up call: replies_of just decoded the same
         # batch with every way (compiled, caches allocated), and a decode is seconds on a CPU
-        ms = medians_ms(calls, device, cfg.repeats, warmup=0)
+        ms = medians_ms(calls, device, cfg.decode_repeats, warmup=0)
     weights = {label: weight_bytes(m) for label, (_, m) in built.items()}
     tokens_s = {label: batch[label] * cfg.new_tokens * 1e3 / t for label, t in ms.items()}
     # the bandwidth a way's rate implies (each step reads its weights once per batch): a roof below it is re-measured

@@ -11,6 +11,9 @@ from tour.core.timing import medians_ms, synchronize
 from tour.precision.config import Config, Fusion
 
 WIDTH = 512  # the block's last dimension (fp32): a row is 2 KB
+# A size's timed rounds stop once they took this long (one round at least): past the caches one eager call takes
+# seconds (256 MB: 3 s, its allocations' page faults included), and its ratio is large enough to read from one round
+SIZE_BUDGET_S = 3.0
 
 
 def elementwise_block(x, scale, shift):
@@ -34,7 +37,7 @@ def fusion_sweep(sizes_mb: list[int], device, repeats: int) -> list[dict]:
         same = torch.allclose(compiled(x, scale, shift), elementwise_block(x, scale, shift), atol=1e-4)
         eager, comp = medians_ms({"eager": lambda x=x: elementwise_block(x, scale, shift),
                                   "compiled": lambda x=x: compiled(x, scale, shift)}, device, repeats,
-                                 warmup=0).values()
+                                 warmup=0, budget_s=SIZE_BUDGET_S).values()
         rows.append({"mb": mb, "eager_ms": eager, "compiled_ms": comp, "ratio": eager / comp, "parity": same})
         del x
         synchronize(device)
