@@ -55,8 +55,10 @@ pt2 = folder / f"{cfg.arch}.pt2"
 if problem:
     print("skipped:", problem)
 else:
-    seconds = export.package(ep, pt2)
-    print(f"{pt2.name}: {pt2.stat().st_size / 2**20:.2f} MiB, built in {seconds:.1f} s")
+    # an earlier run's .pt2 of this very program and weights is copied from the tour's cache (cfg.rebuild: compile)
+    seconds, reused = export.package(ep, pt2, device, cfg.rebuild)
+    print(f"{pt2.name}: {pt2.stat().st_size / 2**20:.2f} MiB, " + ("copied from an earlier run's build" if reused
+                                                                    else "built") + f" in {seconds:.1f} s")
 
 # %% [markdown]
 # ## 4) Run it where the tour is not

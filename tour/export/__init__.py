@@ -59,7 +59,7 @@ class Shipped:
     compile_s: float = labelled("AOTInductor compile time", "s", 0.0)
     # the .pt2 an earlier run built from this very program, weights, torch and device (the tour's cache): the same
     # file, so every check below still runs on it; --rebuild compiles it again
-    reused: bool = False
+    reused: bool = labelled(".pt2 copied from an earlier run's build (compile time: that build's)", "", False)
     fresh: Fresh = field(default_factory=Fresh)  # what the fresh process reported
     eager: Pt2VsEager = field(default_factory=Pt2VsEager)  # its outputs and latency against eager's
     allclose: bool | None = check("the .pt2 in a fresh process gives eager's outputs at every batch size "
