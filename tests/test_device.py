@@ -338,6 +338,10 @@ def test_choose_dtype_says_why(monkeypatch):
     assert dtypes.choose_dtype("auto", cpu) == (torch.float32, "fp32 (auto: no bf16/fp16 fast path on this cpu, so fp32)")
     dtype, why = dtypes.choose_dtype("bf16", cpu)
     assert dtype == torch.bfloat16 and "emulated" in why
+    monkeypatch.setattr(dtypes, "fast_paths", lambda d: ("AMX-BF16",))
+    dtype, why = dtypes.choose_dtype("auto", cpu, random_weights=True)  # a stand-in: its near-ties stay fp32's
+    assert dtype == torch.float32 and "random weights" in why
+    assert dtypes.choose_dtype("bf16", cpu, random_weights=True)[0] == torch.bfloat16  # an explicit choice stands
     for bad in ("int8", "float64", "BF16"):
         with pytest.raises(TourError, match="choose one of: auto, fp32, bf16, fp16"):
             dtypes.choose_dtype(bad, cpu)

@@ -103,13 +103,18 @@ def dtype_name(dtype: torch.dtype) -> str:
     return next((k for k, v in DTYPE_NAMES.items() if v == dtype), str(dtype).removeprefix("torch."))
 
 
-def choose_dtype(name: str, device: torch.device, flag: str = "--dtype") -> tuple[torch.dtype, str]:
+def choose_dtype(name: str, device: torch.device, flag: str = "--dtype",
+                 random_weights: bool = False) -> tuple[torch.dtype, str]:
     """A stop's `--dtype NAME` -> (dtype, what to print about the choice). 'auto' is `inference_dtype` (bf16
     where this hardware has a bf16 fast path...); an explicit dtype runs even without a fast path, and says that
-    it is emulated there (usually slower than fp32)."""
+    it is emulated there (usually slower than fp32). `random_weights` (a stand-in model): 'auto' is fp32, since a
+    random model's logits are near-tied everywhere and a lower precision's batch-dependent rounding then decides
+    its tokens (seen: Whisper's batched transcripts in bf16 on an AMX CPU)."""
     if name not in FLOAT_DTYPES:
         raise TourError(f"{flag} {name!r} is not a float dtype a stop can run in; choose one of: "
                         f"{', '.join(FLOAT_DTYPES)}")
+    if name == "auto" and random_weights:
+        return torch.float32, "fp32 (auto: random weights, whose near-tied logits a lower precision's rounding decides)"
     dtype = parse_dtype(name, device, flag)
     paths = dtype_fast_paths(device, dtype)
     if name == "auto":

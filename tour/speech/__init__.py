@@ -55,7 +55,7 @@ def run(cfg: Config) -> Result:
     folder = out_dir(cfg, NAME)
     device = dev.get_device(cfg.device)
     dev.seed_everything(cfg.seed)
-    dtype, why = dtypes.choose_dtype(cfg.dtype, device)
+    dtype, why = dtypes.choose_dtype(cfg.dtype, device, random_weights=not weights)
     print(f"[speech] {dev.describe(cfg.device)}\n  Whisper runs in {why}")
     print("1) Whisper tiny.en: CTranslate2 model.bin -> transformers folder -> pipeline")
     asr, model_dir = whisper.load_pipeline(device, dtype)
