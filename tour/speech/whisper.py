@@ -144,15 +144,15 @@ def transcripts_part(asr, clips: list[dict], cfg: Config, device, folder) -> Tra
     """Every clip one at a time, then as batches: Whisper pads each clip to 30 s, so a batch must transcribe
     exactly what single clips do, only faster where the hardware has parallelism to spare. `folder`: the model's
     (random weights there leave the WER floor not run)."""
-    from tour.core.timing import output_and_median_ms
+    from tour.core.timing import new_shape_warmup, output_and_median_ms
 
     audios = [c["audio"] for c in clips]
     # warmup=0: one clip at a time already ran, for the timestamps
     single, single_ms = output_and_median_ms(lambda: [transcribe(asr, [a], cfg)[0] for a in audios], device,
                                              cfg.repeats)
-    # warm-up: the batched shapes are new (a GPU picks kernels, the allocator grows on their first call). Also on a
-    # CPU: with random weights the first batched call's transcripts differed from the next calls' (seen in CI)
-    batched, batched_ms = output_and_median_ms(lambda: in_batches(asr, audios, cfg), device, cfg.repeats, warmup=1)
+    # the batched shapes are new: an accelerator warms up on them first (tour.core.timing.new_shape_warmup)
+    batched, batched_ms = output_and_median_ms(lambda: in_batches(asr, audios, cfg), device, cfg.repeats,
+                                               warmup=new_shape_warmup(device))
     seconds = sum(len(a) for a in audios) / RATE
     rtf_single, rtf_batched = seconds / (single_ms / 1e3), seconds / (batched_ms / 1e3)
     same = [o["text"] for o in single] == [o["text"] for o in batched]
