@@ -250,7 +250,7 @@ PACKAGES = "aoti-packages"  # under the Inductor cache folder
 def package_key(ep, device) -> str:
     """A digest of everything an AOTInductor package is built from: the exported program (its graph's code, its
     signature, its dynamic ranges, every weight and constant), this torch build, the device (a CPU's instruction
-    set: the package's C++ uses its vector extensions; a GPU's name and compute capability), the C++ compiler and
+    set: the package's C++ uses its vector extensions; a GPU's model), the C++ compiler and
     the fp32 matmul precision in force. Inductor's own cache keeps kernels, not the linked package: a warm
     aoti_compile_and_package still spent ~6 s in g++ here, so the tour keeps the .pt2 itself under this key."""
     import hashlib
@@ -258,12 +258,11 @@ def package_key(ep, device) -> str:
 
     import torch
 
+    from tour.core.device import device_name
     from tour.core.dtypes import fast_paths
 
-    if device.type == "cuda":
-        target = f"{torch.cuda.get_device_name(device)} {torch.cuda.get_device_capability(device)}"
-    else:
-        target = f"{torch.backends.cpu.get_cpu_capability()} {fast_paths(device)}"
+    # the device helper's name (a GPU's model) and fast paths, and the host CPU's instruction set torch dispatches on
+    target = f"{device_name(device)} {fast_paths(device)} {torch.backends.cpu.get_cpu_capability()}"
     digest = hashlib.sha256()
     for part in (ep.graph_module.code, ep.graph_signature, ep.range_constraints, torch.__version__,
                  torch.version.git_version, platform.machine(), device.type, target, cxx_compiler(),
