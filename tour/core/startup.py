@@ -32,6 +32,17 @@ def start_up() -> None:
         threads.configure()
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a child `python -m tour...` (a doctor worker, a peer's process): the caller's, with
+    this tour package's folder at the end of PYTHONPATH, so the child imports this same tour also where it is not
+    installed. Appended, not prepended: whatever the user put first on PYTHONPATH still wins (the doctor's
+    fault-injection tests rely on it, and so does a user checking a patched library)."""
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), root) if p))
+
+
 def in_notebook() -> bool:
     """True on a Jupyter kernel, whose sys.argv is the kernel's own (a connection file), not the user's words."""
     return "ipykernel" in sys.modules

@@ -120,13 +120,12 @@ _TIMED_OUT = object()
 
 
 def child_env() -> dict[str, str]:
-    """The children's environment: the caller's, plus this tour package at the end of PYTHONPATH."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[3])  # so the children import this same tour package
-    # Appended, not prepended: whatever the user put first on PYTHONPATH must still win (the fault-injection
-    # tests rely on it, and so does a user checking a patched library).
-    env[CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")  # the user's own, for the facts (and their fix lines)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), root) if p)
+    """The children's environment: the caller's, with this tour package at the end of PYTHONPATH
+    (tour.core.startup.child_env)."""
+    from tour.core import startup
+
+    env = startup.child_env()
+    env[CALLER_PYTHONPATH] = os.environ.get("PYTHONPATH", "")  # the user's own, for the facts (and their fix lines)
     env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no pool of compile workers for one tiny function
     return env
 

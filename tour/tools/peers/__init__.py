@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -73,11 +72,11 @@ def run_child(module: str, payload: dict, work: Path, timeout_s: float = TIMEOUT
     inp, out = work / f"{module}.in.json", work / f"{module}.out.json"
     inp.write_text(json.dumps(payload))
     out.unlink(missing_ok=True)
-    root = str(Path(__file__).resolve().parents[3])  # this tour, also where it is not installed
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    try:
+    from tour.core.startup import child_env
+
+    try:  # child_env: this tour on its PYTHONPATH, also where it is not installed
         done = subprocess.run([sys.executable, "-m", "tour.tools.peers.child", module, str(inp), str(out)],
-                              env=env, capture_output=True, text=True, timeout=timeout_s)
+                              env=child_env(), capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"its process did not finish in {timeout_s:.0f} s (hung?)") from None
     for line in done.stdout.splitlines():
