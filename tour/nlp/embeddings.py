@@ -69,13 +69,6 @@ def search(queries: list[str], query_vecs, vectors, texts, labels, k: int = 3) -
     return hits
 
 
-def median_rate(fn, n: int, device, repeats: int) -> float:
-    """Items per second of `fn` (which handles n items), from the median of `repeats` timed calls."""
-    from tour.core.timing import median_ms
-
-    return n / (median_ms(fn, device, repeats, warmup=0) / 1e3)  # the caller has warmed up already
-
-
 # fast inference: three ways to embed many texts, side by side ----------------------------------------------
 def naive_embed(texts, extractor):
     """What a first attempt looks like: one pipeline call per sentence, then pool by hand."""
@@ -121,6 +114,8 @@ def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int 
     inference_mode). Same vectors checked for all three, within one rounding step of the encoder's dtype."""
     from transformers import pipeline
 
+    from tour.core.timing import output_and_median_ms
+
     extractor = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device=device)
     batched = batched_pipeline(batch_size)
     ways = {PER_SENTENCE: lambda some: naive_embed(some, extractor),
@@ -129,11 +124,11 @@ def throughput(texts, tokenizer, encoder, device, repeats: int, batch_size: int 
     for way in ways.values():
         way(texts[:8])  # warm-up: a way's first call pays its one-off set-up; a few texts do that (a whole
         # extra pass over all of them cost as much as a timed run)
-    last = {}  # each way's vectors from its timed runs: what the parity check compares
-    keeping_vectors = lambda name, way: lambda: last.__setitem__(name, way(texts))  # noqa: E731
-    rates = {name: median_rate(keeping_vectors(name, way), len(texts), device, repeats) for name, way in ways.items()}
-    reference = embed(texts, tokenizer, encoder, device, batch_size=batch_size)
-    diff = max(float((vectors - reference).abs().max()) for vectors in last.values())
+    # each way's vectors come from its timed runs (what the parity check compares); warmed up above
+    timed = {name: output_and_median_ms(lambda way=way: way(texts), device, repeats) for name, way in ways.items()}
+    rates = {name: len(texts) / (ms / 1e3) for name, (_, ms) in timed.items()}
+    reference = timed[EMBED][0]  # embed()'s own vectors, against which both pipelines' are held
+    diff = max(float((vectors - reference).abs().max()) for vectors, _ in timed.values())
     base = rates[batched]
     print(f"  {len(texts)} texts, median of {repeats}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rates.items()))
     print(f"  embed() vs the batched pipeline: {rates[EMBED] / base:.1f}x; vs per sentence: "
